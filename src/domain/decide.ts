@@ -1,0 +1,245 @@
+/**
+ * Commands and the pure `decide`: given the task's state (from the log) and a command, the events
+ * to append or a rejection as data. Time, ids and lease handles arrive on the command; nothing here
+ * reads a clock.
+ */
+import { EVENT_SCHEMA_VERSION, TERMINAL, type EventOf, type TaskEvent, type TaskState } from "./events.js"
+
+interface CommandBase {
+  readonly taskId: string
+  readonly tenant: string
+  readonly now: Date
+}
+
+/** Identifies the lease a worker believes it holds. `attempt` narrows it to one claim. */
+interface LeaseRef {
+  readonly workerId: string
+  readonly attempt?: number | undefined
+}
+
+export interface CreateTask extends CommandBase {
+  readonly type: "CreateTask"
+  readonly command: string
+  readonly payload: unknown
+  readonly priority: number
+  readonly webhook?: string | undefined
+  readonly maxAttempts: number
+  readonly runAt?: string | undefined
+  readonly leaseSeconds?: number | undefined
+  readonly idempotencyKeyHash?: string | undefined
+}
+
+export interface ClaimTask extends CommandBase {
+  readonly type: "ClaimTask"
+  readonly workerId: string
+  readonly leaseSeconds: number
+  readonly leaseHandle: string
+}
+
+export interface HeartbeatTask extends CommandBase, LeaseRef {
+  readonly type: "HeartbeatTask"
+  readonly extendSeconds: number
+}
+
+export interface AbandonTask extends CommandBase, LeaseRef {
+  readonly type: "AbandonTask"
+}
+
+export interface NackTask extends CommandBase, LeaseRef {
+  readonly type: "NackTask"
+  readonly delaySeconds: number
+  readonly reason: string
+}
+
+export interface CompleteTask extends CommandBase, LeaseRef {
+  readonly type: "CompleteTask"
+  readonly result?: unknown
+  readonly artifacts?: ReadonlyArray<unknown> | undefined
+}
+
+export interface FailTask extends CommandBase, LeaseRef {
+  readonly type: "FailTask"
+  readonly error: string
+  readonly result?: unknown
+  readonly artifacts?: ReadonlyArray<unknown> | undefined
+}
+
+export interface CancelTask extends CommandBase {
+  readonly type: "CancelTask"
+  readonly reason: string
+}
+
+export interface RequeueTask extends CommandBase {
+  readonly type: "RequeueTask"
+  readonly reason: string
+}
+
+export type TaskCommand =
+  | CreateTask
+  | ClaimTask
+  | HeartbeatTask
+  | AbandonTask
+  | NackTask
+  | CompleteTask
+  | FailTask
+  | CancelTask
+  | RequeueTask
+
+export type RejectionReason =
+  | "already_exists"
+  | "not_found"
+  | "not_claimable"
+  | "not_due"
+  | "leased"
+  | "lease_lost"
+  | "not_in_progress"
+  | "terminal"
+  | "not_dead_lettered"
+
+/** A command the state does not allow. Data, not an exception: callers switch on `reason`. */
+export interface Rejection {
+  readonly _tag: "Rejection"
+  readonly reason: RejectionReason
+  readonly message: string
+  /** For `not_due` and `leased`: when the task can next be claimed. */
+  readonly retryAt?: Date
+}
+
+export type Decision = { readonly _tag: "Accepted"; readonly events: ReadonlyArray<TaskEvent> } | Rejection
+
+const reject = (reason: RejectionReason, message: string, retryAt?: Date): Rejection =>
+  retryAt === undefined ? { _tag: "Rejection", reason, message } : { _tag: "Rejection", reason, message, retryAt }
+
+const accept = (...events: ReadonlyArray<TaskEvent>): Decision => ({ _tag: "Accepted", events })
+
+const header = <T extends TaskEvent["type"]>(type: T, cmd: CommandBase) =>
+  ({ v: EVENT_SCHEMA_VERSION, type, taskId: cmd.taskId, tenant: cmd.tenant, at: cmd.now.toISOString() }) as const
+
+const plusSeconds = (now: Date, seconds: number) => new Date(now.getTime() + seconds * 1000).toISOString()
+
+const decideCreate = (state: TaskState | null, cmd: CreateTask): Decision => {
+  if (state !== null) return reject("already_exists", `task ${cmd.taskId} already exists`)
+  const event: EventOf<"TaskCreated"> = {
+    ...header("TaskCreated", cmd),
+    command: cmd.command,
+    payload: cmd.payload,
+    priority: cmd.priority,
+    maxAttempts: cmd.maxAttempts,
+    ...(cmd.webhook !== undefined ? { webhook: cmd.webhook } : {}),
+    ...(cmd.runAt !== undefined ? { runAt: cmd.runAt } : {}),
+    ...(cmd.leaseSeconds !== undefined ? { leaseSeconds: cmd.leaseSeconds } : {}),
+    ...(cmd.idempotencyKeyHash !== undefined ? { idempotencyKeyHash: cmd.idempotencyKeyHash } : {})
+  }
+  return accept(event)
+}
+
+const decideClaim = (state: TaskState, cmd: ClaimTask): Decision => {
+  if (TERMINAL.has(state.status)) return reject("not_claimable", `task is ${state.status}`)
+  if (state.runAt !== undefined && Date.parse(state.runAt) > cmd.now.getTime())
+    return reject("not_due", `task is due at ${state.runAt}`, new Date(state.runAt))
+  const expired: Array<TaskEvent> = []
+  let attempts = state.attempts
+  if (state.status === "IN_PROGRESS") {
+    const leaseUntil = Date.parse(state.leaseUntil ?? "")
+    if (leaseUntil > cmd.now.getTime())
+      return reject("leased", `task is leased until ${state.leaseUntil}`, new Date(leaseUntil))
+    expired.push({ ...header("TaskLeaseExpired", cmd), workerId: state.workerId ?? "", attempt: state.attempts })
+  }
+  if (attempts >= state.maxAttempts)
+    return accept(...expired, { ...header("TaskDeadLettered", cmd), reason: "max_attempts" })
+  attempts += 1
+  return accept(...expired, {
+    ...header("TaskClaimed", cmd),
+    attempt: attempts,
+    workerId: cmd.workerId,
+    leaseUntil: plusSeconds(cmd.now, cmd.leaseSeconds),
+    leaseHandle: cmd.leaseHandle
+  })
+}
+
+/** The lease holder check shared by heartbeat, abandon, nack and results. */
+const checkLease = (state: TaskState, lease: LeaseRef): Rejection | undefined => {
+  if (TERMINAL.has(state.status)) return reject("terminal", `task is ${state.status}`)
+  if (state.status !== "IN_PROGRESS") return reject("not_in_progress", "task is not in progress")
+  if (state.workerId !== lease.workerId || (lease.attempt !== undefined && lease.attempt !== state.attempts))
+    return reject("lease_lost", "the lease is held by another claim")
+  return undefined
+}
+
+const decideHeartbeat = (state: TaskState, cmd: HeartbeatTask): Decision =>
+  checkLease(state, cmd) ??
+  accept({ ...header("TaskHeartbeat", cmd), workerId: cmd.workerId, leaseUntil: plusSeconds(cmd.now, cmd.extendSeconds) })
+
+const decideAbandon = (state: TaskState, cmd: AbandonTask): Decision =>
+  checkLease(state, cmd) ?? accept({ ...header("TaskAbandoned", cmd), workerId: cmd.workerId })
+
+const decideNack = (state: TaskState, cmd: NackTask): Decision => {
+  const rejected = checkLease(state, cmd)
+  if (rejected !== undefined) return rejected
+  const nacked: TaskEvent = {
+    ...header("TaskNacked", cmd),
+    workerId: cmd.workerId,
+    reason: cmd.reason,
+    delaySeconds: cmd.delaySeconds
+  }
+  return state.attempts >= state.maxAttempts
+    ? accept(nacked, { ...header("TaskDeadLettered", cmd), reason: "max_attempts" })
+    : accept(nacked)
+}
+
+const decideComplete = (state: TaskState, cmd: CompleteTask): Decision =>
+  checkLease(state, cmd) ??
+  accept({
+    ...header("TaskCompleted", cmd),
+    workerId: cmd.workerId,
+    ...(cmd.result !== undefined ? { result: cmd.result } : {}),
+    ...(cmd.artifacts !== undefined ? { artifacts: cmd.artifacts } : {})
+  })
+
+const decideFail = (state: TaskState, cmd: FailTask): Decision =>
+  checkLease(state, cmd) ??
+  accept({
+    ...header("TaskFailed", cmd),
+    workerId: cmd.workerId,
+    error: cmd.error,
+    ...(cmd.result !== undefined ? { result: cmd.result } : {}),
+    ...(cmd.artifacts !== undefined ? { artifacts: cmd.artifacts } : {})
+  })
+
+const decideCancel = (state: TaskState, cmd: CancelTask): Decision =>
+  TERMINAL.has(state.status)
+    ? reject("terminal", `task is ${state.status}`)
+    : accept({ ...header("TaskCancelled", cmd), reason: cmd.reason })
+
+const decideRequeue = (state: TaskState, cmd: RequeueTask): Decision =>
+  state.status === "DEAD_LETTERED"
+    ? accept({ ...header("TaskRequeued", cmd), reason: cmd.reason })
+    : reject("not_dead_lettered", `task is ${state.status}, not DEAD_LETTERED`)
+
+/** Decides what a command does to a task. `state` is null when the task has no events yet. */
+export const decide = (state: TaskState | null, cmd: TaskCommand): Decision => {
+  if (cmd.type === "CreateTask") return decideCreate(state, cmd)
+  if (state === null) return reject("not_found", `task ${cmd.taskId} not found`)
+  switch (cmd.type) {
+    case "ClaimTask":
+      return decideClaim(state, cmd)
+    case "HeartbeatTask":
+      return decideHeartbeat(state, cmd)
+    case "AbandonTask":
+      return decideAbandon(state, cmd)
+    case "NackTask":
+      return decideNack(state, cmd)
+    case "CompleteTask":
+      return decideComplete(state, cmd)
+    case "FailTask":
+      return decideFail(state, cmd)
+    case "CancelTask":
+      return decideCancel(state, cmd)
+    case "RequeueTask":
+      return decideRequeue(state, cmd)
+    default: {
+      const unreachable: never = cmd
+      return unreachable
+    }
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * The event log's errors. Vendor errors are translated here and nowhere else: JetStream's
+ * "wrong last sequence" (API error 10071) is a ConcurrencyConflict, a publish nobody answers is a
+ * missing stream, and an ack that never comes is a timeout whose outcome is unknown.
+ */
+import { Data } from "effect"
+
+/** Another writer appended to the task first: re-read and decide again, or report a conflict. */
+export class ConcurrencyConflict extends Data.TaggedError("ConcurrencyConflict")<{
+  readonly subject: string
+  readonly expectedSeq: number
+  /** The subject's actual last sequence when the server reported it. */
+  readonly actualSeq: number | undefined
+}> {
+  override get message() {
+    return `wrong last sequence on ${this.subject}: expected ${this.expectedSeq}, found ${this.actualSeq ?? "unknown"}`
+  }
+}
+
+export type LogErrorReason =
+  /** No ack within the deadline: the event may or may not have been stored. */
+  | "timeout"
+  /** No stream listens on the subject (not provisioned, or the server lost it). */
+  | "stream_not_found"
+  /** The server refused the message (size, limits, a header rule). */
+  | "rejected"
+  /** The connection is closed or draining. */
+  | "closed"
+  /** A read failed. */
+  | "read_failed"
+
+export class LogError extends Data.TaggedError("LogError")<{
+  readonly reason: LogErrorReason
+  readonly detail: string
+  readonly cause?: unknown
+}> {
+  override get message() {
+    return `event log ${this.reason}: ${this.detail}`
+  }
+}
+
+export type AppendError = ConcurrencyConflict | LogError
+
+/** JetStream's API error code for a failed `Nats-Expected-Last-Subject-Sequence` check. */
+export const JS_WRONG_LAST_SEQUENCE = 10071

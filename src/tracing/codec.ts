@@ -1,0 +1,82 @@
+/**
+ * The pure trace header codec: W3C `traceparent` parsing and formatting, and the mapping between
+ * a span and the trace headers it leaves on the event it writes (DESIGN §2).
+ */
+import { ROOT_CONTEXT, TraceFlags, trace, type Context, type SpanContext } from "@opentelemetry/api"
+import { TraceState } from "@opentelemetry/core"
+import type { EventTrace } from "../domain/events.js"
+import { HEADERS } from "./conventions.js"
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/
+const ZERO_TRACE = "0".repeat(32)
+const ZERO_SPAN = "0".repeat(16)
+
+/** Parses a W3C traceparent; undefined when malformed or all-zero (as the spec says to ignore). */
+export const parseTraceparent = (value: string | undefined, tracestate?: string): SpanContext | undefined => {
+  if (value === undefined) return undefined
+  const match = TRACEPARENT.exec(value.trim())
+  if (match === null) return undefined
+  const [, version, traceId, spanId, flags, rest] = match
+  if (version === "ff" || (version === "00" && rest !== undefined)) return undefined
+  if (traceId === ZERO_TRACE || spanId === ZERO_SPAN || traceId === undefined || spanId === undefined) return undefined
+  const ctx: SpanContext = {
+    traceId,
+    spanId,
+    traceFlags: Number.parseInt(flags ?? "00", 16) & TraceFlags.SAMPLED,
+    isRemote: true
+  }
+  return tracestate !== undefined && tracestate !== "" ? { ...ctx, traceState: new TraceState(tracestate) } : ctx
+}
+
+export const isValidTraceparent = (value: string | undefined): boolean => parseTraceparent(value) !== undefined
+
+export const formatTraceparent = (ctx: SpanContext): string =>
+  `00-${ctx.traceId}-${ctx.spanId}-0${(ctx.traceFlags & TraceFlags.SAMPLED).toString(16)}`
+
+/** An OpenTelemetry context whose remote parent is the given persisted trace context. */
+export const contextFromTraceparent = (traceparent: string | undefined, tracestate?: string): Context => {
+  const parent = parseTraceparent(traceparent, tracestate)
+  return parent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent)
+}
+
+/** Start time as OpenTelemetry HrTime plus the same instant as epoch nanoseconds. */
+export interface SpanStart {
+  readonly hr: [number, number]
+  readonly nanos: string
+}
+
+export const spanStartNow = (): SpanStart => {
+  const ms = performance.timeOrigin + performance.now()
+  const seconds = Math.floor(ms / 1000)
+  const nanos = Math.min(999_999_999, Math.round((ms - seconds * 1000) * 1e6))
+  return { hr: [seconds, nanos], nanos: `${seconds}${String(nanos).padStart(9, "0")}` }
+}
+
+/** What a span leaves on the event it writes. */
+export const eventTraceOf = (span: SpanContext, parent: SpanContext | undefined, start: SpanStart): EventTrace => ({
+  traceparent: formatTraceparent(span),
+  tracestate: span.traceState?.serialize() || undefined,
+  parentSpanId: parent?.spanId,
+  spanStart: start.nanos
+})
+
+/** Writes an event's trace onto a header setter. */
+export const writeTraceHeaders = (trace: EventTrace, set: (key: string, value: string) => void): void => {
+  set(HEADERS.traceparent, trace.traceparent)
+  if (trace.tracestate !== undefined) set(HEADERS.tracestate, trace.tracestate)
+  if (trace.parentSpanId !== undefined) set(HEADERS.parentSpan, trace.parentSpanId)
+  if (trace.spanStart !== undefined) set(HEADERS.spanStart, trace.spanStart)
+}
+
+/** Reads an event's trace from a header getter; undefined without a traceparent. */
+export const readTraceHeaders = (get: (key: string) => string | undefined): EventTrace | undefined => {
+  const traceparent = get(HEADERS.traceparent)
+  if (traceparent === undefined || traceparent === "") return undefined
+  const blankToUndefined = (value: string | undefined) => (value === undefined || value === "" ? undefined : value)
+  return {
+    traceparent,
+    tracestate: blankToUndefined(get(HEADERS.tracestate)),
+    parentSpanId: blankToUndefined(get(HEADERS.parentSpan)),
+    spanStart: blankToUndefined(get(HEADERS.spanStart))
+  }
+}

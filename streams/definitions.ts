@@ -1,0 +1,97 @@
+/**
+ * The streams codeq runs on, declared as data (DESIGN §2, §3). Provisioning applies them; the
+ * broker, the SDK and the CLI derive every stream name and subject from `Naming`.
+ */
+import { DiscardPolicy, RetentionPolicy, StorageType, nanos, type StreamConfig } from "nats"
+
+/** How streams and subjects are named. Defaults follow DESIGN §2; tests may isolate with others. */
+export interface Naming {
+  /** Stream name prefix: `<prefix>_EVENTS`, `<prefix>_CLAIMS`. Default `CODEQ`. */
+  readonly streamPrefix: string
+  /** First subject token: `<root>.evt.…`, `<root>.claim.…`. Default `codeq`. */
+  readonly subjectRoot: string
+}
+
+export const DEFAULT_NAMING: Naming = { streamPrefix: "CODEQ", subjectRoot: "codeq" }
+
+export const eventsStream = (n: Naming) => `${n.streamPrefix}_EVENTS`
+export const claimsStream = (n: Naming) => `${n.streamPrefix}_CLAIMS`
+
+/** All events of one task share this subject: per-task optimistic concurrency rests on it. */
+export const eventSubject = (n: Naming, tenant: string, taskId: string) => `${n.subjectRoot}.evt.${tenant}.${taskId}`
+export const eventSubjects = (n: Naming, tenant = "*") => `${n.subjectRoot}.evt.${tenant}.*`
+
+/** Claim subjects: one per tenant, command and priority lane (0-9). */
+export const claimSubject = (n: Naming, tenant: string, command: string, lane: number) =>
+  `${n.subjectRoot}.claim.${tenant}.${command}.${lane}`
+export const claimSubjects = (n: Naming, tenant = "*", command = "*") => `${n.subjectRoot}.claim.${tenant}.${command}.*`
+
+/** Parses `<root>.evt.<tenant>.<taskId>`; undefined when the subject is not an event subject. */
+export const parseEventSubject = (n: Naming, subject: string): { tenant: string; taskId: string } | undefined => {
+  const parts = subject.split(".")
+  if (parts.length !== 4 || parts[0] !== n.subjectRoot || parts[1] !== "evt") return undefined
+  return { tenant: parts[2] ?? "", taskId: parts[3] ?? "" }
+}
+
+export interface StreamSettings {
+  /** Replicas for both streams (1 in development, 3 in production). */
+  readonly replicas: number
+  /** Event retention by age in seconds; 0 keeps events forever. */
+  readonly maxAgeSeconds: number
+  /** Event retention by size in bytes; -1 is unlimited. */
+  readonly maxBytes: number
+  /** How long a claim message id is remembered, so a replayed dispatcher adds no duplicates. */
+  readonly claimDedupSeconds: number
+}
+
+export const DEFAULT_STREAM_SETTINGS: StreamSettings = { replicas: 1, maxAgeSeconds: 0, maxBytes: -1, claimDedupSeconds: 300 }
+
+/** Settings a stream cannot change once created: a difference means the stream must be rebuilt. */
+export const IMMUTABLE_FIELDS = ["retention", "storage"] as const
+
+export type StreamDefinition = Pick<
+  StreamConfig,
+  | "name"
+  | "subjects"
+  | "retention"
+  | "storage"
+  | "num_replicas"
+  | "max_age"
+  | "max_bytes"
+  | "discard"
+  | "allow_direct"
+  | "duplicate_window"
+  | "description"
+>
+
+export const streamDefinitions = (
+  n: Naming = DEFAULT_NAMING,
+  s: StreamSettings = DEFAULT_STREAM_SETTINGS
+): ReadonlyArray<StreamDefinition> => [
+  {
+    name: eventsStream(n),
+    description: "codeq task events: the log every other structure is derived from",
+    subjects: [`${n.subjectRoot}.evt.>`],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: s.replicas,
+    max_age: nanos(s.maxAgeSeconds * 1000),
+    max_bytes: s.maxBytes,
+    discard: DiscardPolicy.Old,
+    allow_direct: true,
+    duplicate_window: nanos(120_000)
+  },
+  {
+    name: claimsStream(n),
+    description: "codeq claim messages: the work queue workers pull from",
+    subjects: [`${n.subjectRoot}.claim.>`],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    num_replicas: s.replicas,
+    max_age: 0,
+    max_bytes: -1,
+    discard: DiscardPolicy.Old,
+    allow_direct: false,
+    duplicate_window: nanos(s.claimDedupSeconds * 1000)
+  }
+]
