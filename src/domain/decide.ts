@@ -12,7 +12,7 @@ interface CommandBase {
 }
 
 /** Identifies the lease a worker believes it holds. `attempt` narrows it to one claim. */
-interface LeaseRef {
+export interface LeaseRef {
   readonly workerId: string
   readonly attempt?: number | undefined
 }

@@ -1,43 +1,49 @@
 /**
  * The EventLog on JetStream: appends go through the pipelined publisher with
  * `Nats-Expected-Last-Subject-Sequence` and the trace headers; reads walk a task's subject with
- * direct gets (`next_by_subj`), which any replica can answer.
+ * direct gets (`$JS.API.DIRECT.GET` with `next_by_subj`), which any replica can answer.
  */
-import { headers, type JetStreamManager, type NatsConnection, type StoredMsg } from "nats"
+import { headers, type Msg, type NatsConnection } from "nats"
 import { DEFAULT_NAMING, eventSubject, eventsStream, type Naming } from "../../streams/definitions.js"
 import type { StoredEvent } from "../domain/events.js"
 import { HEADERS } from "../tracing/conventions.js"
 import { writeTraceHeaders } from "../tracing/codec.js"
-import { decodeEvent, encodeEvent } from "./codec.js"
+import { decodeEvent, encodeEvent, type RawEvent } from "./codec.js"
 import { LogError } from "./errors.js"
 import type { AppendRequest, EventLog, TaskHistory } from "./EventLog.js"
 import { PipelinedPublisher, type PipelineOptions, type PublishResult } from "./pipeline.js"
 
-export const storedMsgToRaw = (msg: StoredMsg) => ({
-  seq: msg.seq,
-  subject: msg.subject,
-  time: msg.time,
-  data: msg.data,
-  header: (key: string) => (msg.header.has(key) ? msg.header.get(key) : undefined)
-})
+const encoder = new TextEncoder()
 
-const isNoMessage = (error: unknown) =>
-  error instanceof Error && ((error as { code?: unknown }).code === "404" || /no message found/i.test(error.message))
+/** A direct-get reply as a raw event; undefined for "no message" (status 404). */
+const directReplyToRaw = (msg: Msg): RawEvent | undefined => {
+  const h = msg.headers
+  if (h === undefined) return undefined
+  if (h.code === 404) return undefined
+  if (h.hasError) throw new Error(`direct get failed: ${h.code} ${h.description}`)
+  return {
+    seq: Number(h.get("Nats-Sequence")),
+    subject: h.get("Nats-Subject"),
+    time: new Date(h.get("Nats-Time-Stamp")),
+    data: msg.data,
+    header: (key) => (h.has(key) ? h.get(key) : undefined)
+  }
+}
 
 export class JetStreamEventLog implements EventLog {
   private readonly stream: string
 
   constructor(
     readonly nc: NatsConnection,
-    private readonly jsm: JetStreamManager,
     readonly publisher: PipelinedPublisher,
-    readonly naming: Naming = DEFAULT_NAMING
+    readonly naming: Naming = DEFAULT_NAMING,
+    private readonly readTimeoutMs = 5_000
   ) {
     this.stream = eventsStream(naming)
   }
 
-  static async connect(nc: NatsConnection, naming: Naming = DEFAULT_NAMING, options: PipelineOptions = {}) {
-    return new JetStreamEventLog(nc, await nc.jetstreamManager(), new PipelinedPublisher(nc, options), naming)
+  static connect(nc: NatsConnection, naming: Naming = DEFAULT_NAMING, options: PipelineOptions = {}) {
+    return new JetStreamEventLog(nc, new PipelinedPublisher(nc, options), naming)
   }
 
   append(request: AppendRequest): Promise<PublishResult> {
@@ -57,16 +63,21 @@ export class JetStreamEventLog implements EventLog {
     let version = 0
     let seq = fromSeq
     for (;;) {
-      let msg: StoredMsg
+      let raw: RawEvent | undefined
       try {
-        msg = await this.jsm.direct.getMessage(this.stream, { next_by_subj: subject, seq })
+        const reply = await this.nc.request(
+          `$JS.API.DIRECT.GET.${this.stream}`,
+          encoder.encode(JSON.stringify({ next_by_subj: subject, seq })),
+          { timeout: this.readTimeoutMs }
+        )
+        raw = directReplyToRaw(reply)
       } catch (cause) {
-        if (isNoMessage(cause)) break
         throw new LogError({ reason: "read_failed", detail: `reading ${subject}: ${String(cause)}`, cause })
       }
-      version = msg.seq
-      seq = msg.seq + 1
-      const decoded = decodeEvent(storedMsgToRaw(msg))
+      if (raw === undefined) break
+      version = raw.seq
+      seq = raw.seq + 1
+      const decoded = decodeEvent(raw)
       if (decoded.ok) events.push(decoded.stored)
       else undecodable.push({ seq: decoded.seq, reason: decoded.reason })
     }

@@ -1,0 +1,232 @@
+/**
+ * The projection runtime (DESIGN §4). One durable pull consumer per projection on the event log;
+ * every message is decoded with the event Schema, handed to the projection, retried with a named
+ * Schedule, and acked only after it succeeded. An undecodable event is quarantined (counted,
+ * logged with its sequence, acked) so it can never stop the stream. Interruption stops pulling and
+ * lets every received event finish before the runtime returns. Rebuild mode reads the whole log
+ * through an ordered consumer and ends when it has caught up.
+ */
+import { AckPolicy, DeliverPolicy, nanos, type JsMsg, type NatsConnection } from "nats"
+import { Cause, Data, Duration, Effect, Schedule } from "effect"
+import type { StoredEvent, TaskEventType } from "../src/domain/events.js"
+import { decodeEvent, type RawEvent } from "../src/eventlog/codec.js"
+import { eventsStream, type Naming } from "../streams/definitions.js"
+
+/** A projection failed to handle an event; retried, then the event is redelivered later. */
+export class ProjectionError extends Data.TaggedError("ProjectionError")<{
+  readonly projection: string
+  readonly message: string
+  readonly cause?: unknown
+}> {}
+
+export interface Projection {
+  /** Durable consumer name suffix; stable across releases. */
+  readonly name: string
+  /** Event types it acts on; any other event is acked without work. */
+  readonly handles: ReadonlyArray<TaskEventType>
+  /** Events handled at once. Starts are in log order; 1 also finishes them in order. */
+  readonly concurrency: number
+  readonly handle: (stored: StoredEvent) => Effect.Effect<void, ProjectionError>
+}
+
+/** Retry policy for a failing handler: jittered exponential from 100 ms, 6 tries, then redeliver. */
+export const HANDLER_RETRY = Schedule.exponential(Duration.millis(100), 2).pipe(
+  Schedule.jittered,
+  Schedule.intersect(Schedule.recurs(5))
+)
+
+/** Where an event that still fails after retries goes: back to the server, redelivered later. */
+export const REDELIVERY_DELAY_MS = 5_000
+
+export interface QuarantinedEvent {
+  readonly projection: string
+  readonly seq: number
+  readonly subject: string
+  readonly reason: string
+}
+
+export interface RuntimeHooks {
+  /** Called for each quarantined event (after it is logged). Must not throw. */
+  readonly onQuarantine?: (event: QuarantinedEvent) => void
+  /** Called after each handled event with its sequence (for lag metrics and tests). */
+  readonly onHandled?: (projection: string, seq: number) => void
+}
+
+export interface RuntimeOptions extends RuntimeHooks {
+  readonly naming: Naming
+  /** Messages buffered from the server per pull. Default 512. */
+  readonly batch?: number
+}
+
+export const durableName = (projection: string) => `codeq-projection-${projection}`
+
+const rawOf = (msg: JsMsg): RawEvent => ({
+  seq: msg.seq,
+  subject: msg.subject,
+  time: new Date(Math.floor(msg.info.timestampNanos / 1_000_000)),
+  data: msg.data,
+  header: (key) => (msg.headers?.has(key) === true ? msg.headers.get(key) : undefined)
+})
+
+const logLine = (fields: Record<string, unknown>) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...fields })}\n`)
+
+const handleMessage = (projection: Projection, hooks: RuntimeHooks, handles: ReadonlySet<string>, msg: JsMsg, ack: boolean) => {
+  const decoded = decodeEvent(rawOf(msg))
+  if (!decoded.ok) {
+    const quarantined = { projection: projection.name, seq: decoded.seq, subject: decoded.subject, reason: decoded.reason }
+    return Effect.sync(() => {
+      logLine({ level: "warn", msg: "event quarantined", ...quarantined })
+      try {
+        hooks.onQuarantine?.(quarantined)
+      } catch {
+        // observers never break the runtime
+      }
+      if (ack) msg.ack()
+    })
+  }
+  const done = Effect.sync(() => {
+    if (ack) msg.ack()
+    hooks.onHandled?.(projection.name, msg.seq)
+  })
+  if (!handles.has(decoded.stored.event.type)) return done
+  return projection.handle(decoded.stored).pipe(
+    Effect.retry(HANDLER_RETRY),
+    Effect.matchCauseEffect({
+      onSuccess: () => done,
+      onFailure: (cause) =>
+        Effect.sync(() => {
+          logLine({ level: "error", msg: "projection handler failed; event will be redelivered", projection: projection.name, seq: msg.seq, error: Cause.pretty(cause).split("\n")[0] })
+          if (ack) msg.nak(REDELIVERY_DELAY_MS)
+        })
+    }),
+    // In-flight events finish even when the runtime is interrupted: an event is never half-handled.
+    Effect.uninterruptible
+  )
+}
+
+/** What the pull loop needs of a consumer: nats.js durable and ordered consumers both fit. */
+interface Fetcher {
+  fetch(opts: { max_messages: number; expires: number }): Promise<AsyncIterable<JsMsg>>
+}
+
+/**
+ * The pull loop, plain on purpose (it is the per-event hot path): fetch a batch, start a handler
+ * per message in log order with at most `concurrency` running, fetch again. `stop()` ends it after
+ * the current batch: every message already received is handled and settled, none is left to wait
+ * out its ack timeout.
+ */
+const pullLoop = (
+  consumer: Fetcher,
+  batch: number,
+  concurrency: number,
+  onMessage: (msg: JsMsg) => Promise<void>,
+  isDone: (msg: JsMsg) => boolean = () => false
+) => {
+  let stopping = false
+  let finished = false
+  const inflight = new Set<Promise<void>>()
+  const done = (async () => {
+    while (!stopping && !finished) {
+      const messages = await consumer.fetch({ max_messages: batch, expires: 1_000 })
+      for await (const msg of messages) {
+        while (inflight.size >= concurrency) await Promise.race(inflight)
+        const job: Promise<void> = onMessage(msg).finally(() => inflight.delete(job))
+        inflight.add(job)
+        if (isDone(msg)) finished = true
+      }
+    }
+    await Promise.all(inflight)
+  })()
+  return {
+    done,
+    stop: () => {
+      stopping = true
+      return done
+    }
+  }
+}
+
+const ensureDurable = (nc: NatsConnection, naming: Naming, projection: Projection) =>
+  Effect.tryPromise({
+    try: async () => {
+      const jsm = await nc.jetstreamManager()
+      await jsm.consumers.add(eventsStream(naming), {
+        durable_name: durableName(projection.name),
+        filter_subject: `${naming.subjectRoot}.evt.>`,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: nanos(60_000),
+        max_ack_pending: 20_000,
+        max_deliver: -1
+      })
+      return nc.jetstream().consumers.get(eventsStream(naming), durableName(projection.name))
+    },
+    catch: (cause) => new ProjectionError({ projection: projection.name, message: "cannot create the projection consumer", cause })
+  })
+
+/**
+ * Runs a projection until interrupted. Fails only if its consumer cannot be created or read.
+ */
+export const runProjection = (nc: NatsConnection, projection: Projection, options: RuntimeOptions) =>
+  Effect.gen(function* () {
+    const consumer = yield* ensureDurable(nc, options.naming, projection)
+    const handles = new Set<string>(projection.handles)
+    const loop = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        pullLoop(consumer, options.batch ?? 512, projection.concurrency, (msg) =>
+          Effect.runPromise(handleMessage(projection, options, handles, msg, true))
+        )
+      ),
+      (running) => Effect.promise(() => running.stop().catch(() => undefined))
+    )
+    yield* Effect.tryPromise({
+      try: () => loop.done,
+      catch: (cause) => new ProjectionError({ projection: projection.name, message: "consume failed", cause })
+    })
+  }).pipe(Effect.scoped)
+
+/**
+ * Replays the whole log through an ordered consumer (no acks, no durable state) and returns the
+ * number of events read once it reaches the sequence that was last when it started.
+ */
+export const rebuildProjection = (
+  nc: NatsConnection,
+  projection: Projection,
+  options: RuntimeOptions & { readonly onProgress?: (seq: number, last: number) => void }
+) =>
+  Effect.gen(function* () {
+    const stream = eventsStream(options.naming)
+    const { last, consumer } = yield* Effect.tryPromise({
+      try: async () => {
+        const jsm = await nc.jetstreamManager()
+        const info = await jsm.streams.info(stream)
+        const js = nc.jetstream()
+        return { last: info.state.last_seq, consumer: await js.consumers.get(stream, { filterSubjects: [`${options.naming.subjectRoot}.evt.>`] }) }
+      },
+      catch: (cause) => new ProjectionError({ projection: projection.name, message: "cannot open the log", cause })
+    })
+    if (last === 0) return 0
+    const handles = new Set<string>(projection.handles)
+    let read = 0
+    const loop = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        pullLoop(
+          consumer,
+          options.batch ?? 1024,
+          projection.concurrency,
+          (msg) =>
+            Effect.runPromise(handleMessage(projection, options, handles, msg, false)).then(() => {
+              read++
+              options.onProgress?.(msg.seq, last)
+            }),
+          (msg) => msg.seq >= last
+        )
+      ),
+      (running) => Effect.promise(() => running.stop().catch(() => undefined))
+    )
+    yield* Effect.tryPromise({
+      try: () => loop.done,
+      catch: (cause) => new ProjectionError({ projection: projection.name, message: "replay failed", cause })
+    })
+    return read
+  }).pipe(Effect.scoped)

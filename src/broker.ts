@@ -1,0 +1,62 @@
+/**
+ * The broker process: connect, provision the streams, run the projections, and on interruption
+ * stop them (in-flight events finish) before the connection drains. Stateless: any number of
+ * brokers can run against one NATS deployment.
+ */
+import { Effect, Exit, Scope } from "effect"
+import { connect, type NatsConnection } from "nats"
+import { dispatcher } from "../projections/dispatcher.js"
+import { runProjection, type RuntimeHooks } from "../projections/runtime.js"
+import { streamDefinitions } from "../streams/definitions.js"
+import { provisionStreams } from "../streams/provision.js"
+import type { BrokerConfig } from "./config.js"
+import { JetStreamEventLog } from "./eventlog/jetstream.js"
+import { PipelinedPublisher } from "./eventlog/pipeline.js"
+
+export interface BrokerOptions extends RuntimeHooks {
+  /** Use this connection instead of opening one (left open on stop). */
+  readonly connection?: NatsConnection
+}
+
+export interface RunningBroker {
+  readonly nc: NatsConnection
+  /** Stops the projections (in-flight work finishes), then closes what the broker opened. */
+  stop(): Promise<void>
+}
+
+const openConnection = (config: BrokerConfig, given: NatsConnection | undefined) =>
+  given !== undefined
+    ? Effect.succeed(given)
+    : Effect.acquireRelease(
+        Effect.tryPromise(() => connect({ servers: config.natsUrl.split(","), noAsyncTraces: true, maxReconnectAttempts: -1, name: "codeq-broker" })),
+        (nc) => Effect.promise(() => nc.drain()).pipe(Effect.ignore)
+      )
+
+/** The broker as a scoped Effect: its projections run in fibers owned by the scope. */
+export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {}) =>
+  Effect.gen(function* () {
+    const nc = yield* openConnection(config, options.connection)
+    const jsm = yield* Effect.tryPromise(() => nc.jetstreamManager())
+    yield* Effect.tryPromise(() => provisionStreams(jsm, streamDefinitions(config.naming, config.streams)))
+    const claims = yield* Effect.acquireRelease(
+      Effect.sync(() => new PipelinedPublisher(nc)),
+      (publisher) => Effect.sync(() => publisher.close())
+    )
+    const log = yield* Effect.acquireRelease(
+      Effect.sync(() => JetStreamEventLog.connect(nc, config.naming)),
+      (eventLog) => Effect.sync(() => eventLog.close())
+    )
+    yield* Effect.forkScoped(runProjection(nc, dispatcher(log, claims), { naming: config.naming, ...options }).pipe(Effect.orDie))
+    return nc
+  })
+
+/** Starts a broker and returns a handle to stop it (for the CLI and tests). */
+export const startBroker = async (config: BrokerConfig, options: BrokerOptions = {}): Promise<RunningBroker> => {
+  const scope = Effect.runSync(Scope.make())
+  const nc = await Effect.runPromise(brokerProgram(config, options).pipe(Scope.extend(scope)))
+  return {
+    nc,
+    stop: () => Effect.runPromise(Scope.close(scope, Exit.void))
+  }
+}
+

@@ -1,0 +1,205 @@
+/**
+ * Where workers get claim messages: one durable pull consumer per claim subject (work-queue
+ * streams need non-overlapping filters), created on demand and removed by the server when idle.
+ *
+ * A claim takes from the highest non-empty lane of the worker's commands without scanning ten
+ * empty consumers: the source keeps a set of lanes that may hold messages. It is seeded from one
+ * stream-info request (per-subject counts), refilled by a core subscription on the claim subjects
+ * (every dispatched claim is also seen there, naming its lane), and refreshed by a periodic rescan
+ * that catches redeliveries (expired leases, nak delays). Pulls are no-wait: an empty lane answers
+ * at once and leaves the set.
+ */
+import { AckPolicy, DeliverPolicy, createInbox, nanos, type Msg, type NatsConnection, type Subscription } from "nats"
+import { claimSubjects, claimsStream, type Naming } from "../../streams/definitions.js"
+import { decodeClaim, type ClaimMessage } from "./message.js"
+
+/** One delivery of a claim message, and its ack handle (a subject any connection can answer). */
+export interface ClaimDelivery {
+  readonly claim: ClaimMessage | undefined
+  readonly ackSubject: string
+  /** JetStream's delivery count for this message (1 on first delivery). */
+  readonly delivered: number
+  readonly streamSeq: number
+  readonly command: string
+  readonly lane: number
+}
+
+export interface ClaimSourceOptions {
+  /** The consumers' ack wait: how long a silent claim stays hidden. Default 30 s. */
+  readonly ackWaitMs?: number
+  /** Rescan of all lanes while idle. Default 1 s. */
+  readonly rescanMs?: number
+  /** Durable consumers are deleted by the server after this long unused. Default 1 h. */
+  readonly inactiveMs?: number
+}
+
+export const LANES = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0] as const
+
+export const claimConsumerName = (tenant: string, command: string, lane: number) => `claim-${tenant}-${command}-${lane}`
+
+/** Parses `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>…` (with or without domain tokens). */
+export const parseAckSubject = (subject: string): { delivered: number; streamSeq: number } => {
+  const t = subject.split(".")
+  const offset = t.length >= 12 ? 4 : 2
+  return { delivered: Number(t[offset + 2]), streamSeq: Number(t[offset + 3]) }
+}
+
+const encoder = new TextEncoder()
+
+export class ClaimSource {
+  private readonly hot = new Set<string>()
+  private readonly ensured = new Set<string>()
+  private readonly notify: Array<Subscription> = []
+  private wake: (() => void) | undefined
+  private lastScan = 0
+  private readonly ackWaitMs: number
+  private readonly rescanMs: number
+  private readonly inactiveMs: number
+  private readonly stream: string
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly naming: Naming,
+    private readonly tenant: string,
+    private readonly commands: ReadonlyArray<string>,
+    options: ClaimSourceOptions = {}
+  ) {
+    this.ackWaitMs = options.ackWaitMs ?? 30_000
+    this.rescanMs = options.rescanMs ?? 1_000
+    this.inactiveMs = options.inactiveMs ?? 3_600_000
+    this.stream = claimsStream(naming)
+    for (const command of commands)
+      this.notify.push(
+        nc.subscribe(claimSubjects(naming, tenant, command), {
+          callback: (_err, msg) => {
+            this.hot.add(this.key(command, Number(msg.subject.slice(msg.subject.lastIndexOf(".") + 1))))
+            this.wake?.()
+          }
+        })
+      )
+  }
+
+  get ackWait(): number {
+    return this.ackWaitMs
+  }
+
+  /**
+   * Up to `max` deliveries from the highest lane that has any; waits up to `waitMs` when all are
+   * empty. Resolves with none when the wait ends or `signal` aborts.
+   */
+  async next(max: number, waitMs: number, signal?: AbortSignal): Promise<ReadonlyArray<ClaimDelivery>> {
+    const deadline = Date.now() + waitMs
+    for (;;) {
+      if (signal?.aborted === true) return []
+      if (Date.now() - this.lastScan >= this.rescanMs) await this.rescan()
+      for (const lane of LANES) {
+        for (const command of this.commands) {
+          const key = this.key(command, lane)
+          if (!this.hot.has(key)) continue
+          const got = await this.pull(command, lane, max)
+          if (got.length > 0) return got
+          this.hot.delete(key)
+        }
+      }
+      const left = deadline - Date.now()
+      if (left <= 0) return []
+      await this.idle(Math.min(left, this.rescanMs), signal)
+    }
+  }
+
+  close(): void {
+    for (const sub of this.notify.splice(0)) sub.unsubscribe()
+    this.wake?.()
+  }
+
+  /** Acks, naks (with delay), extends or terminates a delivery through its handle. */
+  static settle(nc: NatsConnection, ackSubject: string, how: "ack" | "wpi" | "term" | { readonly nakDelayMs: number }): void {
+    const body = how === "ack" ? "+ACK" : how === "wpi" ? "+WPI" : how === "term" ? "+TERM" : `-NAK ${JSON.stringify({ delay: nanos(Math.max(0, Math.round(how.nakDelayMs))) })}`
+    nc.publish(ackSubject, encoder.encode(body))
+  }
+
+  private key(command: string, lane: number) {
+    return `${command}.${lane}`
+  }
+
+  private idle(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        signal?.removeEventListener("abort", done)
+        this.wake = undefined
+        resolve()
+      }
+      const timer = setTimeout(done, ms)
+      signal?.addEventListener("abort", done, { once: true })
+      this.wake = done
+    })
+  }
+
+  /** One request for the per-subject counts of this tenant's claim subjects. */
+  private async rescan(): Promise<void> {
+    this.lastScan = Date.now()
+    const jsm = await this.nc.jetstreamManager()
+    const info = await jsm.streams.info(this.stream, { subjects_filter: claimSubjects(this.naming, this.tenant) })
+    for (const [subject, count] of Object.entries(info.state.subjects ?? {})) {
+      if (count <= 0) continue
+      const parts = subject.split(".")
+      const command = parts[parts.length - 2] ?? ""
+      if (this.commands.includes(command)) this.hot.add(this.key(command, Number(parts[parts.length - 1])))
+    }
+  }
+
+  private async ensureConsumer(command: string, lane: number): Promise<string> {
+    const name = claimConsumerName(this.tenant, command, lane)
+    if (this.ensured.has(name)) return name
+    const jsm = await this.nc.jetstreamManager()
+    const config = {
+      durable_name: name,
+      filter_subject: `${this.naming.subjectRoot}.claim.${this.tenant}.${command}.${lane}`,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(this.ackWaitMs),
+      max_deliver: -1,
+      max_ack_pending: -1,
+      max_waiting: 4096,
+      inactive_threshold: nanos(this.inactiveMs)
+    }
+    try {
+      await jsm.consumers.add(this.stream, config)
+    } catch (error) {
+      // Another worker created it with other settings: bring it to ours (all are updatable).
+      if (!/already|exists|in use/i.test(String(error))) throw error
+      await jsm.consumers.update(this.stream, name, config)
+    }
+    this.ensured.add(name)
+    return name
+  }
+
+  /** A no-wait pull of up to `max` messages from one lane's consumer. */
+  private async pull(command: string, lane: number, max: number): Promise<Array<ClaimDelivery>> {
+    const durable = await this.ensureConsumer(command, lane)
+    const inbox = createInbox()
+    const out: Array<ClaimDelivery> = []
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer)
+        sub.unsubscribe()
+        resolve(out)
+      }
+      const sub = this.nc.subscribe(inbox, {
+        callback: (_err, msg: Msg) => {
+          const code = msg.headers?.code ?? 0
+          if (code !== 0 || msg.reply === undefined) {
+            if (code !== 404 && code !== 408) this.ensured.delete(durable)
+            return finish()
+          }
+          const { delivered, streamSeq } = parseAckSubject(msg.reply)
+          out.push({ claim: decodeClaim(msg.data), ackSubject: msg.reply, delivered, streamSeq, command, lane })
+          if (out.length >= max) finish()
+        }
+      })
+      const timer = setTimeout(finish, 5_000)
+      this.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${durable}`, encoder.encode(JSON.stringify({ batch: max, no_wait: true })), { reply: inbox })
+    })
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * The NATS-native SDK entry point: one connection, the event log on it, and factories for
+ * producers and workers of a tenant. Everything the HTTP API does goes through the same calls.
+ */
+import { connect, type NatsConnection } from "nats"
+import type { TracerProvider } from "@opentelemetry/api"
+import { DEFAULT_NAMING, type Naming } from "../../streams/definitions.js"
+import { DEFAULT_BACKOFF, type BackoffSettings } from "../domain/backoff.js"
+import { JetStreamEventLog } from "../eventlog/jetstream.js"
+import { TaskRepository } from "../tasks/repository.js"
+import { DEFAULT_LIMITS, type TaskLimits } from "../tasks/limits.js"
+import { Telemetry } from "../tracing/spans.js"
+import { Producer } from "./producer.js"
+import { Worker, type WorkerOptions } from "./worker.js"
+
+export interface CodeqClientOptions {
+  /** NATS server URL(s). Default `NATS_URL` or nats://127.0.0.1:4222. */
+  readonly servers?: string | ReadonlyArray<string>
+  /** Use this connection instead of opening one; `close()` leaves it open. */
+  readonly connection?: NatsConnection
+  readonly naming?: Naming
+  /** Spans come from here; default the global provider (ids are generated even without one). */
+  readonly tracerProvider?: TracerProvider
+  readonly limits?: Partial<TaskLimits>
+  /** Delay policy of a nack that names no delay. */
+  readonly backoff?: Partial<BackoffSettings>
+  /** Deadline for each append's ack. Default 5 s. */
+  readonly ackTimeoutMs?: number
+}
+
+/** A connection to codeq over NATS. */
+export class CodeqClient {
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly log: JetStreamEventLog,
+    readonly repo: TaskRepository,
+    readonly limits: TaskLimits,
+    readonly backoff: BackoffSettings,
+    private readonly ownsConnection: boolean
+  ) {}
+
+  static async connect(options: CodeqClientOptions = {}): Promise<CodeqClient> {
+    const servers = options.servers ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222"
+    const nc =
+      options.connection ??
+      (await connect({ servers: typeof servers === "string" ? servers : [...servers], noAsyncTraces: true, maxReconnectAttempts: -1 }))
+    const log = JetStreamEventLog.connect(nc, options.naming ?? DEFAULT_NAMING, options.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: options.ackTimeoutMs })
+    const repo = new TaskRepository(log, new Telemetry(options.tracerProvider))
+    return new CodeqClient(nc, log, repo, { ...DEFAULT_LIMITS, ...options.limits }, { ...DEFAULT_BACKOFF, ...options.backoff }, options.connection === undefined)
+  }
+
+  get naming(): Naming {
+    return this.log.naming
+  }
+
+  producer(tenant: string): Producer {
+    return new Producer(this.repo, this.limits, tenant)
+  }
+
+  worker(tenant: string, options: WorkerOptions = {}): Worker {
+    return new Worker(this.nc, this.repo, this.limits, this.backoff, tenant, options)
+  }
+
+  /** Stops the publisher and, when the client opened it, drains the connection. */
+  async close(): Promise<void> {
+    this.log.close()
+    if (this.ownsConnection && !this.nc.isClosed()) await this.nc.drain()
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * The NATS-native worker: pulls claim messages for its commands, claims each task in the log,
+ * runs the handler under a processing span that is a child of the claim, keeps the lease alive
+ * while the handler runs, and settles the outcome (complete, fail, nack or abandon).
+ *
+ * A handler's return value completes the task; `fail(...)` is a permanent failure; a thrown error
+ * is transient and nacks with the backoff policy. Nothing a handler does can crash the worker.
+ */
+import { hostname } from "node:os"
+import { randomUUID } from "node:crypto"
+import { SpanStatusCode, trace, type Context } from "@opentelemetry/api"
+import type { NatsConnection } from "nats"
+import type { BackoffSettings } from "../domain/backoff.js"
+import { checkCommand, checkTenant, checkWorkerId, firstIssue } from "../domain/validation.js"
+import { ClaimSource, type ClaimDelivery } from "../claims/source.js"
+import { ValidationError, LeaseLost } from "../tasks/errors.js"
+import { claimDelivery, settleLease, type LeaseOutcome, type Settle } from "../tasks/lifecycle.js"
+import type { TaskLimits } from "../tasks/limits.js"
+import type { TaskRepository } from "../tasks/repository.js"
+import { toView, type TaskView } from "../tasks/view.js"
+import { ATTR, SPANS, TRACERS } from "../tracing/conventions.js"
+
+const OUTCOME = Symbol("codeq.outcome")
+
+/** An explicit handler outcome. Build with `complete`, `fail`, `nack` or `abandon`. */
+export interface HandlerOutcome {
+  readonly [OUTCOME]: LeaseOutcome
+}
+
+const outcome = (value: LeaseOutcome): HandlerOutcome => ({ [OUTCOME]: value })
+export const complete = (result?: unknown, artifacts?: ReadonlyArray<unknown>): HandlerOutcome =>
+  outcome({ type: "complete", result, ...(artifacts !== undefined ? { artifacts } : {}) })
+/** A permanent failure: the task ends FAILED and is not retried. */
+export const fail = (error: string, result?: unknown): HandlerOutcome => outcome({ type: "fail", error, result })
+/** A transient failure: redelivered after `delaySeconds` (or the backoff policy). */
+export const nack = (reason: string, delaySeconds?: number): HandlerOutcome =>
+  outcome({ type: "nack", reason, ...(delaySeconds !== undefined ? { delaySeconds } : {}) })
+/** Give the task back at once without using an attempt. */
+export const abandon = (): HandlerOutcome => outcome({ type: "abandon" })
+
+const isOutcome = (value: unknown): value is HandlerOutcome => typeof value === "object" && value !== null && OUTCOME in value
+
+export interface JobContext {
+  /** 1 on the first delivery. */
+  readonly attempt: number
+  /** Aborted when the worker is stopping (finish quickly or return `abandon()`). */
+  readonly signal: AbortSignal
+  /** The processing span's context: parent for anything the handler traces. */
+  readonly traceContext: Context
+}
+
+export type Handler = (task: TaskView, job: JobContext) => Promise<unknown> | unknown
+
+export interface WorkerOptions {
+  /** Recorded on claims; default `<hostname>-<random>`. */
+  readonly workerId?: string
+  /** Lease asked for on each claim; default the task's, else the configured default. */
+  readonly leaseSeconds?: number
+  /** Ack wait of the claim consumers; the lease is kept alive at a third of it. Default 10 s. */
+  readonly ackWaitMs?: number
+  /** Called with anything unexpected (never thrown into the loop). */
+  readonly onError?: (error: unknown, taskId: string | undefined) => void
+}
+
+export interface RunOptions {
+  /** Handlers running at once. Default 1. */
+  readonly concurrency?: number
+}
+
+export class Worker {
+  readonly workerId: string
+  private readonly abort = new AbortController()
+  private running: Promise<void> | undefined
+  private readonly settle: Settle
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly repo: TaskRepository,
+    private readonly limits: TaskLimits,
+    private readonly backoff: BackoffSettings,
+    readonly tenant: string,
+    private readonly options: WorkerOptions = {}
+  ) {
+    this.workerId = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`
+    const issue = firstIssue(checkTenant(tenant), checkWorkerId(this.workerId, "workerId"))
+    if (issue !== undefined) throw new ValidationError(issue)
+    this.settle = (subject, how) => ClaimSource.settle(nc, subject, how)
+  }
+
+  /** Processes tasks of `commands` until `stop()`; resolves when in-flight handlers are done. */
+  run(commands: ReadonlyArray<string>, handler: Handler, options: RunOptions = {}): Promise<void> {
+    if (this.running !== undefined) throw new Error("this worker is already running")
+    for (const command of commands) {
+      const issue = checkCommand(command, "commands")
+      if (issue !== undefined) throw new ValidationError(issue)
+    }
+    if (commands.length === 0) throw new ValidationError({ field: "commands", rule: "non_empty", message: "commands must name at least one command" })
+    this.running = this.loop(commands, handler, Math.max(1, options.concurrency ?? 1))
+    return this.running
+  }
+
+  /** Stops pulling, lets running handlers finish and settle, then resolves. */
+  async stop(): Promise<void> {
+    this.abort.abort()
+    await this.running
+  }
+
+  private async loop(commands: ReadonlyArray<string>, handler: Handler, concurrency: number): Promise<void> {
+    const source = new ClaimSource(this.nc, this.repo.log.naming, this.tenant, commands, {
+      ...(this.options.ackWaitMs !== undefined ? { ackWaitMs: this.options.ackWaitMs } : { ackWaitMs: 10_000 })
+    })
+    const inflight = new Set<Promise<void>>()
+    try {
+      while (!this.abort.signal.aborted) {
+        if (inflight.size >= concurrency) {
+          await Promise.race(inflight)
+          continue
+        }
+        let deliveries: ReadonlyArray<ClaimDelivery>
+        try {
+          deliveries = await source.next(concurrency - inflight.size, 5_000, this.abort.signal)
+        } catch (error) {
+          this.report(error, undefined)
+          await new Promise((resolve) => setTimeout(resolve, 500))
+          continue
+        }
+        for (const delivery of deliveries) {
+          const job: Promise<void> = this.process(delivery, handler, source.ackWait).finally(() => inflight.delete(job))
+          inflight.add(job)
+        }
+      }
+    } finally {
+      await Promise.allSettled(inflight)
+      source.close()
+    }
+  }
+
+  private async process(delivery: ClaimDelivery, handler: Handler, ackWaitMs: number): Promise<void> {
+    const taskId = delivery.claim?.taskId
+    try {
+      const claimed = await claimDelivery(this.repo, this.settle, delivery, {
+        workerId: this.workerId,
+        defaultLeaseSeconds: this.limits.defaultLeaseSeconds,
+        ...(this.options.leaseSeconds !== undefined ? { leaseSeconds: this.options.leaseSeconds } : {})
+      })
+      if (claimed.kind === "skipped") return
+      const lease = claimed.lease
+      const state = lease.snapshot.state
+      if (state === null) return
+      const span = this.repo.telemetry.tracer(TRACERS.worker).startSpan(
+        SPANS.process,
+        {
+          attributes: {
+            [ATTR.command]: state.command,
+            [ATTR.tenantId]: state.tenant,
+            [ATTR.taskId]: state.id,
+            [ATTR.workerId]: this.workerId,
+            [ATTR.attempt]: lease.attempt,
+            [ATTR.messagingSystem]: "nats",
+            [ATTR.messagingDestination]: `${this.repo.log.naming.subjectRoot}.claim.${state.tenant}.${state.command}.${state.priority}`,
+            [ATTR.messagingOperationType]: "process"
+          }
+        },
+        lease.claimContext
+      )
+      // Keep the claim message hidden while the handler runs (the lease keeper of an SDK worker).
+      const keeper = setInterval(() => this.settle(delivery.ackSubject, "wpi"), Math.max(250, Math.floor(ackWaitMs / 3)))
+      let result: LeaseOutcome
+      try {
+        const value = await handler(toView(state), { attempt: lease.attempt, signal: this.abort.signal, traceContext: trace.setSpan(lease.claimContext, span) })
+        result = isOutcome(value) ? value[OUTCOME] : { type: "complete", result: value }
+      } catch (error) {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.name : "error" })
+        result = { type: "nack", reason: `handler_error:${error instanceof Error ? error.name : typeof error}` }
+      } finally {
+        clearInterval(keeper)
+        span.end()
+      }
+      await settleLease(
+        this.repo,
+        this.settle,
+        { tenant: lease.tenant, taskId: lease.taskId, lease: { workerId: this.workerId, attempt: lease.attempt }, known: lease.snapshot },
+        result,
+        this.backoff
+      )
+    } catch (error) {
+      // LeaseLost: someone else holds the task now; the log refused us and that is the end of it.
+      if (!(error instanceof LeaseLost)) this.report(error, taskId)
+    }
+  }
+
+  private report(error: unknown, taskId: string | undefined): void {
+    try {
+      if (this.options.onError !== undefined) this.options.onError(error, taskId)
+      else process.stderr.write(`${JSON.stringify({ level: "error", msg: "worker error", task_id: taskId, error: String(error) })}\n`)
+    } catch {
+      // observers never break the loop
+    }
+  }
+}

@@ -1,0 +1,143 @@
+/**
+ * Creating tasks: input validation (every rule names its field), idempotency keys mapped to
+ * deterministic ids, and the append under expected sequence 0. A repeated key returns the task
+ * that exists; a broken rule throws ValidationError before anything is appended.
+ */
+import type { Context } from "@opentelemetry/api"
+import type { CreateTask } from "../domain/decide.js"
+import { hashIdempotencyKey, idempotentTaskId, newTaskId } from "../domain/ids.js"
+import {
+  checkCommand,
+  checkIntRange,
+  checkNumberRange,
+  checkPayload,
+  checkShortString,
+  checkTenant,
+  checkTimestamp,
+  checkWebhook,
+  firstIssue
+} from "../domain/validation.js"
+import { ValidationError } from "./errors.js"
+import type { TaskLimits } from "./limits.js"
+import type { TaskRepository } from "./repository.js"
+import { toView, type TaskView } from "./view.js"
+
+/** What a producer asks for. Only `command` is required. */
+export interface CreateTaskInput {
+  readonly command: string
+  readonly payload?: unknown
+  /** 0 (lowest, default) to 9 (highest). */
+  readonly priority?: number
+  /** Called with the result when the task ends (http or https). */
+  readonly webhook?: string
+  /** Deliveries before the task is dead-lettered. */
+  readonly maxAttempts?: number
+  /** Not delivered before this ISO 8601 instant. Wins over `delaySeconds`. */
+  readonly runAt?: string
+  /** Not delivered before this many seconds from now. */
+  readonly delaySeconds?: number
+  /** Lease granted to each claim unless the claim asks for another. */
+  readonly leaseSeconds?: number
+  /** Creates with the same key under one tenant return the same task. */
+  readonly idempotencyKey?: string
+}
+
+export type CreateItemResult =
+  | { readonly ok: true; readonly task: TaskView }
+  | { readonly ok: false; readonly error: ValidationError }
+
+const KNOWN_FIELDS = new Set([
+  "command",
+  "payload",
+  "priority",
+  "webhook",
+  "maxAttempts",
+  "runAt",
+  "delaySeconds",
+  "leaseSeconds",
+  "idempotencyKey"
+])
+
+/** Validates a create and turns it into the domain command (minus time). */
+export const validateCreate = (
+  tenant: string,
+  input: CreateTaskInput,
+  limits: TaskLimits
+): { readonly taskId: string; readonly command: (now: Date) => CreateTask } => {
+  const fail = (issue: { field: string; rule: string; message: string }): never => {
+    throw new ValidationError(issue)
+  }
+  if (typeof input !== "object" || input === null) fail({ field: "body", rule: "object", message: "a task must be an object" })
+  const unknownField = Object.keys(input).find((key) => !KNOWN_FIELDS.has(key))
+  if (unknownField !== undefined) fail({ field: unknownField, rule: "unknown", message: `unknown field ${unknownField}` })
+  const issue = firstIssue(
+    checkTenant(tenant),
+    checkCommand(input.command),
+    input.priority === undefined ? undefined : checkIntRange(input.priority, "priority", 0, 9),
+    input.webhook === undefined ? undefined : checkWebhook(input.webhook),
+    input.maxAttempts === undefined ? undefined : checkIntRange(input.maxAttempts, "maxAttempts", 1, limits.maxMaxAttempts),
+    input.runAt === undefined ? undefined : checkTimestamp(input.runAt, "runAt"),
+    input.delaySeconds === undefined ? undefined : checkNumberRange(input.delaySeconds, "delaySeconds", 0, limits.maxDelaySeconds),
+    input.leaseSeconds === undefined ? undefined : checkIntRange(input.leaseSeconds, "leaseSeconds", 1, limits.maxLeaseSeconds),
+    input.idempotencyKey === undefined ? undefined : checkShortString(input.idempotencyKey, "idempotencyKey", 256)
+  )
+  if (issue !== undefined) fail(issue)
+  const payload = checkPayload(input.payload, limits.maxPayloadBytes)
+  if ("field" in payload) fail(payload)
+  const key = input.idempotencyKey
+  const taskId = key === undefined ? newTaskId() : idempotentTaskId(tenant, key)
+  const keyHash = key === undefined ? undefined : hashIdempotencyKey(key)
+  const runAt = input.runAt !== undefined ? new Date(input.runAt).toISOString() : undefined
+  const command = (now: Date): CreateTask => ({
+    type: "CreateTask",
+    taskId,
+    tenant,
+    now,
+    command: input.command,
+    payload: input.payload ?? null,
+    priority: input.priority ?? 0,
+    webhook: input.webhook,
+    maxAttempts: input.maxAttempts ?? limits.defaultMaxAttempts,
+    runAt: runAt ?? (input.delaySeconds ? new Date(now.getTime() + input.delaySeconds * 1000).toISOString() : undefined),
+    leaseSeconds: input.leaseSeconds,
+    idempotencyKeyHash: keyHash
+  })
+  return { taskId, command }
+}
+
+/** Validates and appends one create; returns the new task, or the existing one for a repeated key. */
+export const createTask = async (
+  repo: TaskRepository,
+  limits: TaskLimits,
+  tenant: string,
+  input: CreateTaskInput,
+  parent?: Context
+): Promise<TaskView> => {
+  const { taskId, command } = validateCreate(tenant, input, limits)
+  const outcome = await repo.apply(tenant, taskId, command, {
+    known: { state: null, version: 0 },
+    ...(parent !== undefined ? { parent } : {})
+  })
+  const state = outcome.snapshot.state
+  if (state === null) throw new Error(`create of ${taskId} ended without a task: ${outcome.ok ? "" : outcome.rejection.message}`)
+  return toView(state)
+}
+
+/** Creates many tasks at once (pipelined); one result per input, in order. */
+export const createTasks = (
+  repo: TaskRepository,
+  limits: TaskLimits,
+  tenant: string,
+  inputs: ReadonlyArray<CreateTaskInput>,
+  parent?: Context
+): Promise<ReadonlyArray<CreateItemResult>> =>
+  Promise.all(
+    inputs.map(async (input): Promise<CreateItemResult> => {
+      try {
+        return { ok: true, task: await createTask(repo, limits, tenant, input, parent) }
+      } catch (error) {
+        if (error instanceof ValidationError) return { ok: false, error }
+        throw error
+      }
+    })
+  )

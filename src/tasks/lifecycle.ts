@@ -1,0 +1,154 @@
+/**
+ * The worker side of a task, shared by the SDK and the HTTP API: claim a delivered claim message
+ * (appending TaskClaimed under the sequence just read), then settle the lease with complete, fail,
+ * nack or abandon. The log decides first; the claim message is acked, nak'ed or terminated only
+ * after the event is stored, through the handle recorded in the log, so any broker can do it.
+ */
+import type { Context } from "@opentelemetry/api"
+import type { LeaseRef } from "../domain/decide.js"
+import { backoffSeconds, type BackoffSettings } from "../domain/backoff.js"
+import type { TaskState } from "../domain/events.js"
+import type { ClaimDelivery } from "../claims/source.js"
+import { InvalidTransition, LeaseLost, TaskNotFound } from "./errors.js"
+import type { ApplyOutcome, Snapshot, TaskRepository } from "./repository.js"
+
+/** How a claim message is answered: ack, in-progress, terminate, or nak with a delay. */
+export type Settle = (ackSubject: string, how: "ack" | "wpi" | "term" | { readonly nakDelayMs: number }) => void
+
+export interface ClaimOptions {
+  readonly workerId: string
+  /** Lease for this claim; else the task's `leaseSeconds`; else the default. */
+  readonly leaseSeconds?: number
+  readonly defaultLeaseSeconds: number
+}
+
+/** A lease won: the task as claimed and the claim span's context (parent of the processing). */
+export interface HeldLease {
+  readonly tenant: string
+  readonly taskId: string
+  readonly workerId: string
+  readonly attempt: number
+  readonly snapshot: Snapshot
+  readonly claimContext: Context
+  readonly leaseSeconds: number
+}
+
+export type ClaimResult =
+  | { readonly kind: "claimed"; readonly lease: HeldLease }
+  | { readonly kind: "skipped"; readonly reason: string }
+
+/** Claims one delivery, or settles it and says why it was skipped. */
+export const claimDelivery = async (
+  repo: TaskRepository,
+  settle: Settle,
+  delivery: ClaimDelivery,
+  options: ClaimOptions
+): Promise<ClaimResult> => {
+  const claim = delivery.claim
+  if (claim === undefined) {
+    settle(delivery.ackSubject, "term")
+    return { kind: "skipped", reason: "undecodable claim message" }
+  }
+  const snapshot = await repo.load(claim.tenant, claim.taskId)
+  const leaseSeconds = options.leaseSeconds ?? snapshot.state?.leaseSeconds ?? options.defaultLeaseSeconds
+  const outcome = await repo.apply(
+    claim.tenant,
+    claim.taskId,
+    (now) => ({ type: "ClaimTask", taskId: claim.taskId, tenant: claim.tenant, now, workerId: options.workerId, leaseSeconds, leaseHandle: delivery.ackSubject }),
+    { known: snapshot }
+  )
+  if (!outcome.ok) {
+    const { reason, retryAt } = outcome.rejection
+    if (reason === "not_due" || reason === "leased") {
+      settle(delivery.ackSubject, { nakDelayMs: (retryAt?.getTime() ?? Date.now()) - Date.now() + 50 })
+    } else if (reason === "not_found" && delivery.delivered < 5) {
+      // A replica may not have the create yet: look again shortly before giving the message up.
+      settle(delivery.ackSubject, { nakDelayMs: 1_000 })
+    } else {
+      settle(delivery.ackSubject, reason === "not_found" ? "term" : "ack")
+    }
+    return { kind: "skipped", reason }
+  }
+  const claimed = outcome.appended.find((applied) => applied.stored.event.type === "TaskClaimed")
+  const state = outcome.snapshot.state
+  if (claimed === undefined || state === null || state.status !== "IN_PROGRESS") {
+    // Attempts were used up (the expired lease was the last one): the task is dead-lettered.
+    settle(delivery.ackSubject, "term")
+    return { kind: "skipped", reason: state?.status ?? "not_claimable" }
+  }
+  return {
+    kind: "claimed",
+    lease: { tenant: claim.tenant, taskId: claim.taskId, workerId: options.workerId, attempt: state.attempts, snapshot: outcome.snapshot, claimContext: claimed.context, leaseSeconds }
+  }
+}
+
+/** What a lease holder does with its task. */
+export type LeaseOutcome =
+  | { readonly type: "complete"; readonly result?: unknown; readonly artifacts?: ReadonlyArray<unknown> }
+  | { readonly type: "fail"; readonly error: string; readonly result?: unknown; readonly artifacts?: ReadonlyArray<unknown> }
+  | { readonly type: "nack"; readonly delaySeconds?: number; readonly reason: string }
+  | { readonly type: "abandon" }
+
+export interface SettledLease {
+  readonly state: TaskState
+  /** `requeued` after a nack or abandon, `dlq` when the nack used the last attempt. */
+  readonly disposition: "completed" | "failed" | "requeued" | "dlq"
+  /** Context of the span that wrote the settling event (parent of a webhook delivery). */
+  readonly context: Context | undefined
+}
+
+const throwRejection = (taskId: string, outcome: Extract<ApplyOutcome, { ok: false }>): never => {
+  const { reason, message } = outcome.rejection
+  if (reason === "not_found") throw new TaskNotFound({ taskId })
+  if (reason === "lease_lost" || reason === "not_in_progress" || reason === "terminal") throw new LeaseLost({ taskId, reason, message })
+  throw new InvalidTransition({ taskId, reason, message })
+}
+
+/**
+ * Settles a lease: appends the outcome's event(s), then answers the claim message through the
+ * handle the log recorded. Throws LeaseLost when the caller no longer holds the lease.
+ */
+export const settleLease = async (
+  repo: TaskRepository,
+  settle: Settle,
+  target: { readonly tenant: string; readonly taskId: string; readonly lease: LeaseRef; readonly known?: Snapshot },
+  outcome: LeaseOutcome,
+  backoff: BackoffSettings
+): Promise<SettledLease> => {
+  const { tenant, taskId, lease } = target
+  const base = { taskId, tenant, workerId: lease.workerId, attempt: lease.attempt }
+  let nakDelaySeconds = 0
+  const applied = await repo.apply(
+    tenant,
+    taskId,
+    (now, state) => {
+      switch (outcome.type) {
+        case "complete":
+          return { ...base, type: "CompleteTask", now, result: outcome.result, artifacts: outcome.artifacts }
+        case "fail":
+          return { ...base, type: "FailTask", now, error: outcome.error, result: outcome.result, artifacts: outcome.artifacts }
+        case "abandon":
+          return { ...base, type: "AbandonTask", now }
+        case "nack":
+          nakDelaySeconds = outcome.delaySeconds ?? backoffSeconds(backoff, Math.max(1, state?.attempts ?? 1))
+          return { ...base, type: "NackTask", now, reason: outcome.reason, delaySeconds: nakDelaySeconds }
+      }
+    },
+    target.known !== undefined ? { known: target.known } : {}
+  )
+  if (!applied.ok) return throwRejection(taskId, applied)
+  const state = applied.snapshot.state
+  if (state === null) throw new TaskNotFound({ taskId })
+  // The claim message handle of the lease just settled, as its TaskClaimed recorded it.
+  const handle = applied.before.state?.leaseHandle
+  const last = applied.appended[applied.appended.length - 1]
+  const context = last?.context
+  const disposition: SettledLease["disposition"] =
+    state.status === "COMPLETED" ? "completed" : state.status === "FAILED" ? "failed" : state.status === "DEAD_LETTERED" ? "dlq" : "requeued"
+  if (handle !== undefined) {
+    if (disposition === "dlq") settle(handle, "term")
+    else if (disposition === "requeued") settle(handle, { nakDelayMs: nakDelaySeconds * 1000 })
+    else settle(handle, "ack")
+  }
+  return { state, disposition, context }
+}

@@ -1,0 +1,78 @@
+/**
+ * Which tracer and span name perform each event, and the low-cardinality `codeq.*` attributes the
+ * span carries (DESIGN §6). Never the payload, webhook URL, idempotency key or any secret.
+ */
+import type { Attributes } from "@opentelemetry/api"
+import type { TaskEvent, TaskState } from "../domain/events.js"
+import { ATTR, SPANS, TRACERS } from "./conventions.js"
+
+export interface SpanSpec {
+  readonly tracer: string
+  readonly name: string
+  readonly attributes: Attributes
+}
+
+const byEvent: { readonly [K in TaskEvent["type"]]: readonly [tracer: string, name: string] } = {
+  TaskCreated: [TRACERS.scheduler, SPANS.create],
+  TaskClaimed: [TRACERS.repository, SPANS.claim],
+  TaskHeartbeat: [TRACERS.repository, SPANS.heartbeat],
+  TaskAbandoned: [TRACERS.repository, SPANS.abandon],
+  TaskNacked: [TRACERS.repository, SPANS.nack],
+  TaskLeaseExpired: [TRACERS.repository, SPANS.leaseExpired],
+  TaskCompleted: [TRACERS.results, SPANS.submitResult],
+  TaskFailed: [TRACERS.results, SPANS.submitResult],
+  TaskDeadLettered: [TRACERS.repository, SPANS.deadLetter],
+  TaskRequeued: [TRACERS.scheduler, SPANS.requeue],
+  TaskCancelled: [TRACERS.scheduler, SPANS.cancel],
+  WebhookDelivered: [TRACERS.resultCallback, SPANS.webhook],
+  WebhookFailed: [TRACERS.resultCallback, SPANS.webhook],
+  TaskRejected: [TRACERS.scheduler, SPANS.create]
+}
+
+const eventAttributes = (e: TaskEvent): Attributes => {
+  switch (e.type) {
+    case "TaskCreated":
+      return { [ATTR.command]: e.command, [ATTR.priority]: e.priority, [ATTR.hasWebhook]: e.webhook !== undefined, [ATTR.hasIdempotencyKey]: e.idempotencyKeyHash !== undefined }
+    case "TaskClaimed":
+      return { [ATTR.workerId]: e.workerId, [ATTR.attempt]: e.attempt, [ATTR.leaseSeconds]: Math.round((Date.parse(e.leaseUntil) - Date.parse(e.at)) / 1000) }
+    case "TaskHeartbeat":
+      return { [ATTR.workerId]: e.workerId, [ATTR.extendSeconds]: Math.round((Date.parse(e.leaseUntil) - Date.parse(e.at)) / 1000) }
+    case "TaskNacked":
+      return { [ATTR.workerId]: e.workerId, [ATTR.delaySeconds]: e.delaySeconds, [ATTR.reason]: e.reason }
+    case "TaskCompleted":
+      return { [ATTR.workerId]: e.workerId, [ATTR.status]: "COMPLETED" }
+    case "TaskFailed":
+      return { [ATTR.workerId]: e.workerId, [ATTR.status]: "FAILED" }
+    case "TaskAbandoned":
+      return { [ATTR.workerId]: e.workerId }
+    case "TaskLeaseExpired":
+      return { [ATTR.workerId]: e.workerId, [ATTR.attempt]: e.attempt }
+    case "TaskDeadLettered":
+    case "TaskRequeued":
+    case "TaskCancelled":
+      return { [ATTR.reason]: e.reason }
+    case "WebhookDelivered":
+    case "WebhookFailed":
+      return { [ATTR.webhookAttempt]: e.attempt }
+    case "TaskRejected":
+      return { [ATTR.reason]: e.rule }
+  }
+}
+
+/** The span that writes `event` to `subject`, for a task whose state before it is `state`. */
+export const spanSpecFor = (event: TaskEvent, state: TaskState | null, subject: string): SpanSpec => {
+  const [tracer, name] = byEvent[event.type]
+  const command = event.type === "TaskCreated" ? event.command : state?.command
+  const attributes: Attributes = {
+    [ATTR.tenantId]: event.tenant,
+    [ATTR.taskId]: event.taskId,
+    ...(command !== undefined ? { [ATTR.command]: command } : {}),
+    ...(state !== null ? { [ATTR.priority]: state.priority, [ATTR.attempt]: state.attempts } : {}),
+    ...eventAttributes(event),
+    [ATTR.event]: event.type,
+    [ATTR.messagingSystem]: "nats",
+    [ATTR.messagingDestination]: subject,
+    [ATTR.messagingOperationType]: "publish"
+  }
+  return { tracer, name, attributes }
+}

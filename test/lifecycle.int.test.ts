@@ -1,0 +1,106 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { startBroker, type RunningBroker } from "../src/broker.js"
+import { CodeqClient } from "../src/sdk/client.js"
+import { isValidTraceparent, parseTraceparent } from "../src/tracing/codec.js"
+import { SPANS, TRACERS } from "../src/tracing/conventions.js"
+import { brokerConfig, freshNaming, recordSpans, useNatsServer, waitFor } from "./support/harness.js"
+
+const nats = useNatsServer()
+
+describe("one producer, four workers, 1,000 tasks over three commands", () => {
+  const naming = freshNaming()
+  const recorder = recordSpans()
+  const clients: Array<CodeqClient> = []
+  let broker: RunningBroker
+
+  beforeAll(async () => {
+    broker = await startBroker(brokerConfig(nats.url(), naming))
+  })
+  afterAll(async () => {
+    await Promise.all(clients.map((client) => client.close()))
+    await broker.stop()
+  })
+
+  it("completes every task exactly once, each log Created → Claimed → Completed, traced on one trace per task", async () => {
+    const client = async () => {
+      const c = await CodeqClient.connect({ servers: nats.url(), naming, tracerProvider: recorder.provider })
+      clients.push(c)
+      return c
+    }
+    const producerClient = await client()
+    const handled = new Map<string, number>()
+    const workers = await Promise.all(
+      [1, 2, 3, 4].map(async (n) => (await client()).worker("acme", { workerId: `worker-${n}` }))
+    )
+    const commands = ["resize", "encode", "notify"]
+    const runs = workers.map((worker) =>
+      worker.run(
+        commands,
+        (task) => {
+          handled.set(task.id, (handled.get(task.id) ?? 0) + 1)
+          return { done: task.id }
+        },
+        { concurrency: 8 }
+      )
+    )
+
+    const producer = producerClient.producer("acme")
+    const inputs = Array.from({ length: 1000 }, (_, i) => ({ command: commands[i % 3] ?? "resize", payload: { i } }))
+    const results = await producer.createMany(inputs)
+    const ids = results.map((result) => {
+      if (!result.ok) throw result.error
+      return result.task.id
+    })
+    expect(new Set(ids).size).toBe(1000)
+
+    await waitFor(() => handled.size === 1000 || undefined, { timeoutMs: 60_000, what: "1,000 handled tasks" })
+    const finals = await waitFor(
+      async () => {
+        const tasks = await Promise.all(ids.map((id) => producer.get(id)))
+        return tasks.every((task) => task.status === "COMPLETED") ? tasks : undefined
+      },
+      { timeoutMs: 30_000, what: "every task COMPLETED" }
+    )
+    await Promise.all(workers.map((worker) => worker.stop()))
+    await Promise.all(runs)
+
+    expect([...handled.values()].every((count) => count === 1)).toBe(true)
+    expect(finals.every((task) => (task.result as { done: string }).done === task.id)).toBe(true)
+
+    const spans = recorder.spans()
+    const byName = (name: string) => new Map(spans.filter((s) => s.name === name).map((s) => [s.attributes["codeq.task_id"] as string, s]))
+    const creates = byName(SPANS.create)
+    const claims = byName(SPANS.claim)
+    const submits = byName(SPANS.submitResult)
+
+    for (const id of ids) {
+      const history = await producerClient.log.readTask("acme", id)
+      expect(history.events.map((e) => e.event.type)).toEqual(["TaskCreated", "TaskClaimed", "TaskCompleted"])
+      const traces = history.events.map((e) => e.trace)
+      for (const trace of traces) expect(isValidTraceparent(trace?.traceparent)).toBe(true)
+      const traceIds = new Set(traces.map((trace) => parseTraceparent(trace?.traceparent)?.traceId))
+      expect(traceIds.size).toBe(1)
+
+      const create = creates.get(id)
+      const claim = claims.get(id)
+      const submit = submits.get(id)
+      expect(create?.instrumentationScope.name).toBe(TRACERS.scheduler)
+      expect(claim?.instrumentationScope.name).toBe(TRACERS.repository)
+      expect(submit?.instrumentationScope.name).toBe(TRACERS.results)
+      const createId = create?.spanContext().spanId
+      expect(claim?.parentSpanContext?.spanId).toBe(createId)
+      expect(submit?.parentSpanContext?.spanId).toBe(createId)
+      expect(new Set([create, claim, submit].map((s) => s?.spanContext().traceId))).toEqual(traceIds)
+      // Each event carries the context of the span that wrote it, its parent and its start.
+      expect(parseTraceparent(traces[0]?.traceparent)?.spanId).toBe(createId)
+      expect(parseTraceparent(traces[1]?.traceparent)?.spanId).toBe(claim?.spanContext().spanId)
+      expect(parseTraceparent(traces[2]?.traceparent)?.spanId).toBe(submit?.spanContext().spanId)
+      expect(traces[1]?.parentSpanId).toBe(createId)
+      expect(traces[2]?.parentSpanId).toBe(createId)
+      expect(traces.every((trace) => /^\d{19}$/.test(trace?.spanStart ?? ""))).toBe(true)
+    }
+    expect(creates.size).toBe(1000)
+    expect(claims.size).toBe(1000)
+    expect(submits.size).toBe(1000)
+  })
+})

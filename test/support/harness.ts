@@ -1,0 +1,88 @@
+/**
+ * Test helpers: a nats-server per test file, a fresh stream namespace per test, condition waits
+ * with deadlines (never sleeps), and an in-memory span exporter on the real SDK.
+ */
+import { randomBytes } from "node:crypto"
+import { afterAll, beforeAll } from "vitest"
+import { connect, type NatsConnection } from "nats"
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base"
+import { startNatsServer, type NatsServerHandle } from "../../src/testing/natsServer.js"
+import { claimsStream, eventsStream, streamDefinitions, type Naming } from "../../streams/definitions.js"
+import { provisionStreams } from "../../streams/provision.js"
+import { DEFAULT_STREAM_SETTINGS } from "../../streams/definitions.js"
+import type { BrokerConfig } from "../../src/config.js"
+
+/** Starts a nats-server before the file's tests and stops it after; returns an accessor. */
+export const useNatsServer = (options: { ownServer?: boolean } = {}) => {
+  let server: NatsServerHandle | undefined
+  const connections: Array<NatsConnection> = []
+  beforeAll(async () => {
+    server = await startNatsServer(options)
+  })
+  afterAll(async () => {
+    await Promise.allSettled(connections.map((nc) => nc.close()))
+    await server?.stop()
+  })
+  const get = () => {
+    if (server === undefined) throw new Error("nats-server not started")
+    return server
+  }
+  return {
+    server: get,
+    url: () => get().url,
+    /** A connection closed after the file's tests. */
+    connect: async () => {
+      const nc = await connect({ servers: get().url, noAsyncTraces: true })
+      connections.push(nc)
+      return nc
+    }
+  }
+}
+
+/** A stream namespace of its own, so tests never see each other's events. */
+export const freshNaming = (): Naming => {
+  const id = randomBytes(4).toString("hex")
+  return { streamPrefix: `T${id.toUpperCase()}`, subjectRoot: `t${id}` }
+}
+
+export const provision = async (nc: NatsConnection, naming: Naming) => {
+  await provisionStreams(await nc.jetstreamManager(), streamDefinitions(naming))
+}
+
+export const brokerConfig = (url: string, naming: Naming): BrokerConfig => ({ natsUrl: url, naming, streams: DEFAULT_STREAM_SETTINGS })
+
+/** Polls `check` until it returns a value other than undefined/false, or fails at the deadline. */
+export const waitFor = async <T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  { timeoutMs = 20_000, intervalMs = 25, what = "condition" }: { timeoutMs?: number; intervalMs?: number; what?: string } = {}
+): Promise<T> => {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  for (;;) {
+    try {
+      const value = await check()
+      if (value !== undefined && value !== false) return value
+    } catch (error) {
+      last = error
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`)
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+}
+
+export const streamMessages = async (nc: NatsConnection, stream: string): Promise<number> =>
+  (await (await nc.jetstreamManager()).streams.info(stream)).state.messages
+
+export const eventCount = (nc: NatsConnection, naming: Naming) => streamMessages(nc, eventsStream(naming))
+export const claimCount = (nc: NatsConnection, naming: Naming) => streamMessages(nc, claimsStream(naming))
+
+/** A real SDK tracer provider recording every ended span in memory. */
+export const recordSpans = () => {
+  const exporter = new InMemorySpanExporter()
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] })
+  return {
+    provider,
+    spans: (): ReadonlyArray<ReadableSpan> => exporter.getFinishedSpans(),
+    reset: () => exporter.reset()
+  }
+}
