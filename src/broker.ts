@@ -6,6 +6,8 @@
 import { Effect, Exit, Scope } from "effect"
 import { connect, type NatsConnection } from "nats"
 import { dispatcher } from "../projections/dispatcher.js"
+import { deadLetters } from "../projections/deadLetters.js"
+import { deadLetterBucket } from "../streams/definitions.js"
 import { runProjection, type RuntimeHooks } from "../projections/runtime.js"
 import { streamDefinitions } from "../streams/definitions.js"
 import { provisionStreams } from "../streams/provision.js"
@@ -46,7 +48,9 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
       Effect.sync(() => JetStreamEventLog.connect(nc, config.naming)),
       (eventLog) => Effect.sync(() => eventLog.close())
     )
+    const dlq = yield* Effect.tryPromise(() => nc.jetstream().views.kv(deadLetterBucket(config.naming), { replicas: config.streams.replicas }))
     yield* Effect.forkScoped(runProjection(nc, dispatcher(log, claims), { naming: config.naming, ...options }).pipe(Effect.orDie))
+    yield* Effect.forkScoped(runProjection(nc, deadLetters(log, dlq), { naming: config.naming, ...options }).pipe(Effect.orDie))
     return nc
   })
 

@@ -95,3 +95,7 @@ export const streamDefinitions = (
     duplicate_window: nanos(s.claimDedupSeconds * 1000)
   }
 ]
+
+/** Key-value bucket of the dead-letter index (`<tenant>.<command>.<taskId>`), derived from the log. */
+export const deadLetterBucket = (n: Naming) => `${n.streamPrefix}_DLQ`
+export const deadLetterKey = (tenant: string, command: string, taskId: string) => `${tenant}.${command}.${taskId}`

@@ -50,7 +50,7 @@ export class ClaimSource {
   private readonly hot = new Set<string>()
   private readonly ensured = new Set<string>()
   private readonly notify: Array<Subscription> = []
-  private wake: (() => void) | undefined
+  private readonly wakers = new Set<() => void>()
   private lastScan = 0
   private readonly ackWaitMs: number
   private readonly rescanMs: number
@@ -73,7 +73,7 @@ export class ClaimSource {
         nc.subscribe(claimSubjects(naming, tenant, command), {
           callback: (_err, msg) => {
             this.hot.add(this.key(command, Number(msg.subject.slice(msg.subject.lastIndexOf(".") + 1))))
-            this.wake?.()
+            this.wakeAll()
           }
         })
       )
@@ -109,7 +109,20 @@ export class ClaimSource {
 
   close(): void {
     for (const sub of this.notify.splice(0)) sub.unsubscribe()
-    this.wake?.()
+    this.wakeAll()
+  }
+
+  /** Marks a lane as holding work from `at` on (a nak'ed claim due back then). */
+  hint(command: string, lane: number, at: Date): void {
+    const timer = setTimeout(() => {
+      this.hot.add(this.key(command, lane))
+      this.wakeAll()
+    }, Math.max(0, at.getTime() - Date.now()))
+    timer.unref()
+  }
+
+  private wakeAll(): void {
+    for (const wake of [...this.wakers]) wake()
   }
 
   /** Acks, naks (with delay), extends or terminates a delivery through its handle. */
@@ -127,12 +140,12 @@ export class ClaimSource {
       const done = () => {
         clearTimeout(timer)
         signal?.removeEventListener("abort", done)
-        this.wake = undefined
+        this.wakers.delete(done)
         resolve()
       }
       const timer = setTimeout(done, ms)
       signal?.addEventListener("abort", done, { once: true })
-      this.wake = done
+      this.wakers.add(done)
     })
   }
 

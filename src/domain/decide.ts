@@ -74,6 +74,11 @@ export interface RequeueTask extends CommandBase {
   readonly reason: string
 }
 
+export interface PurgeTask extends CommandBase {
+  readonly type: "PurgeTask"
+  readonly reason: string
+}
+
 export type TaskCommand =
   | CreateTask
   | ClaimTask
@@ -84,6 +89,7 @@ export type TaskCommand =
   | FailTask
   | CancelTask
   | RequeueTask
+  | PurgeTask
 
 export type RejectionReason =
   | "already_exists"
@@ -212,9 +218,14 @@ const decideCancel = (state: TaskState, cmd: CancelTask): Decision =>
     : accept({ ...header("TaskCancelled", cmd), reason: cmd.reason })
 
 const decideRequeue = (state: TaskState, cmd: RequeueTask): Decision =>
-  state.status === "DEAD_LETTERED"
+  state.status === "DEAD_LETTERED" && !state.purged
     ? accept({ ...header("TaskRequeued", cmd), reason: cmd.reason })
     : reject("not_dead_lettered", `task is ${state.status}, not DEAD_LETTERED`)
+
+const decidePurge = (state: TaskState, cmd: PurgeTask): Decision =>
+  state.status === "DEAD_LETTERED" && !state.purged
+    ? accept({ ...header("TaskPurged", cmd), reason: cmd.reason })
+    : reject("not_dead_lettered", `task is ${state.purged ? "already purged" : state.status}, not in the dead-letter queue`)
 
 /** Decides what a command does to a task. `state` is null when the task has no events yet. */
 export const decide = (state: TaskState | null, cmd: TaskCommand): Decision => {
@@ -237,6 +248,8 @@ export const decide = (state: TaskState | null, cmd: TaskCommand): Decision => {
       return decideCancel(state, cmd)
     case "RequeueTask":
       return decideRequeue(state, cmd)
+    case "PurgeTask":
+      return decidePurge(state, cmd)
     default: {
       const unreachable: never = cmd
       return unreachable

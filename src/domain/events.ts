@@ -81,6 +81,8 @@ export const TaskFailed = Schema.Struct({
 export const TaskDeadLettered = Schema.Struct({ ...base("TaskDeadLettered"), reason: Schema.String })
 export const TaskRequeued = Schema.Struct({ ...base("TaskRequeued"), reason: Schema.String })
 export const TaskCancelled = Schema.Struct({ ...base("TaskCancelled"), reason: Schema.String })
+/** An operator removed a dead-lettered task from the dead-letter queue for good. */
+export const TaskPurged = Schema.Struct({ ...base("TaskPurged"), reason: Schema.String })
 
 export const WebhookDelivered = Schema.Struct({
   ...base("WebhookDelivered"),
@@ -115,6 +117,7 @@ export const TaskEvent = Schema.Union(
   TaskDeadLettered,
   TaskRequeued,
   TaskCancelled,
+  TaskPurged,
   WebhookDelivered,
   WebhookFailed,
   TaskRejected
@@ -179,6 +182,8 @@ export interface TaskState {
   /** Sequence of the last event applied: the expected sequence of the next append. */
   readonly version: number
   readonly webhookDelivered: boolean
+  /** Removed from the dead-letter queue by an operator. */
+  readonly purged: boolean
 }
 
 export const TERMINAL: ReadonlySet<TaskStatus> = new Set(["COMPLETED", "FAILED", "DEAD_LETTERED", "CANCELLED"])
@@ -212,6 +217,7 @@ export const evolve = (state: TaskState | null, stored: StoredEvent): TaskState 
       traceParent: stored.trace?.traceparent,
       traceState: stored.trace?.tracestate,
       webhookDelivered: false,
+      purged: false,
       ...touch
     }
   }
@@ -233,9 +239,11 @@ export const evolve = (state: TaskState | null, stored: StoredEvent): TaskState 
     case "TaskDeadLettered":
       return { ...state, ...touch, ...released, status: "DEAD_LETTERED", error: state.error ?? e.reason }
     case "TaskRequeued":
-      return { ...state, ...touch, ...released, status: "PENDING", attempts: 0, error: undefined }
+      return { ...state, ...touch, ...released, status: "PENDING", attempts: 0, error: undefined, purged: false }
     case "TaskCancelled":
       return { ...state, ...touch, ...released, status: "CANCELLED" }
+    case "TaskPurged":
+      return { ...state, ...touch, purged: true }
     case "WebhookDelivered":
       return { ...state, ...touch, webhookDelivered: true }
     case "WebhookFailed":

@@ -12,6 +12,7 @@ import { DEFAULT_LIMITS, type TaskLimits } from "../tasks/limits.js"
 import { Telemetry } from "../tracing/spans.js"
 import { Producer } from "./producer.js"
 import { Worker, type WorkerOptions } from "./worker.js"
+import { TaskOperations } from "../tasks/operations.js"
 
 export interface CodeqClientOptions {
   /** NATS server URL(s). Default `NATS_URL` or nats://127.0.0.1:4222. */
@@ -37,7 +38,12 @@ export class CodeqClient {
     readonly limits: TaskLimits,
     readonly backoff: BackoffSettings,
     private readonly ownsConnection: boolean
-  ) {}
+  ) {
+    this.tasks = new TaskOperations(nc, repo, limits, backoff)
+  }
+
+  /** Operations by task id: claim, heartbeat, results, nack, abandon, cancel, dead letters. */
+  readonly tasks: TaskOperations
 
   static async connect(options: CodeqClientOptions = {}): Promise<CodeqClient> {
     const servers = options.servers ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222"
@@ -63,6 +69,7 @@ export class CodeqClient {
 
   /** Stops the publisher and, when the client opened it, drains the connection. */
   async close(): Promise<void> {
+    this.tasks.close()
     this.log.close()
     if (this.ownsConnection && !this.nc.isClosed()) await this.nc.drain()
   }

@@ -1,7 +1,7 @@
 /**
  * The NATS-native worker: pulls claim messages for its commands, claims each task in the log,
- * runs the handler under a processing span that is a child of the claim, keeps the lease alive
- * while the handler runs, and settles the outcome (complete, fail, nack or abandon).
+ * runs the handler under a processing span that is a child of the claim, heartbeats at a third of
+ * the lease while the handler runs, and settles the outcome (complete, fail, nack or abandon).
  *
  * A handler's return value completes the task; `fail(...)` is a permanent failure; a thrown error
  * is transient and nacks with the backoff policy. Nothing a handler does can crash the worker.
@@ -14,9 +14,10 @@ import type { BackoffSettings } from "../domain/backoff.js"
 import { checkCommand, checkTenant, checkWorkerId, firstIssue } from "../domain/validation.js"
 import { ClaimSource, type ClaimDelivery } from "../claims/source.js"
 import { ValidationError, LeaseLost } from "../tasks/errors.js"
-import { claimDelivery, settleLease, type LeaseOutcome, type Settle } from "../tasks/lifecycle.js"
+import { claimDelivery, heartbeatLease, settleLease, type LeaseOutcome, type Settle } from "../tasks/lifecycle.js"
 import type { TaskLimits } from "../tasks/limits.js"
-import type { TaskRepository } from "../tasks/repository.js"
+import type { Snapshot, TaskRepository } from "../tasks/repository.js"
+import type { TaskState } from "../domain/events.js"
 import { toView, type TaskView } from "../tasks/view.js"
 import { ATTR, SPANS, TRACERS } from "../tracing/conventions.js"
 
@@ -56,7 +57,7 @@ export interface WorkerOptions {
   readonly workerId?: string
   /** Lease asked for on each claim; default the task's, else the configured default. */
   readonly leaseSeconds?: number
-  /** Ack wait of the claim consumers; the lease is kept alive at a third of it. Default 10 s. */
+  /** Ack wait of the claim consumers: how long a claim pulled by a worker that died before claiming stays hidden. Default 30 s. */
   readonly ackWaitMs?: number
   /** Called with anything unexpected (never thrown into the loop). */
   readonly onError?: (error: unknown, taskId: string | undefined) => void
@@ -107,7 +108,7 @@ export class Worker {
 
   private async loop(commands: ReadonlyArray<string>, handler: Handler, concurrency: number): Promise<void> {
     const source = new ClaimSource(this.nc, this.repo.log.naming, this.tenant, commands, {
-      ...(this.options.ackWaitMs !== undefined ? { ackWaitMs: this.options.ackWaitMs } : { ackWaitMs: 10_000 })
+      ...(this.options.ackWaitMs !== undefined ? { ackWaitMs: this.options.ackWaitMs } : {})
     })
     const inflight = new Set<Promise<void>>()
     try {
@@ -125,7 +126,7 @@ export class Worker {
           continue
         }
         for (const delivery of deliveries) {
-          const job: Promise<void> = this.process(delivery, handler, source.ackWait).finally(() => inflight.delete(job))
+          const job: Promise<void> = this.process(delivery, handler, source).finally(() => inflight.delete(job))
           inflight.add(job)
         }
       }
@@ -135,7 +136,7 @@ export class Worker {
     }
   }
 
-  private async process(delivery: ClaimDelivery, handler: Handler, ackWaitMs: number): Promise<void> {
+  private async process(delivery: ClaimDelivery, handler: Handler, source: ClaimSource): Promise<void> {
     const taskId = delivery.claim?.taskId
     try {
       const claimed = await claimDelivery(this.repo, this.settle, delivery, {
@@ -143,7 +144,10 @@ export class Worker {
         defaultLeaseSeconds: this.limits.defaultLeaseSeconds,
         ...(this.options.leaseSeconds !== undefined ? { leaseSeconds: this.options.leaseSeconds } : {})
       })
-      if (claimed.kind === "skipped") return
+      if (claimed.kind === "skipped") {
+        if (claimed.retryAt !== undefined) source.hint(delivery.command, delivery.lane, claimed.retryAt)
+        return
+      }
       const lease = claimed.lease
       const state = lease.snapshot.state
       if (state === null) return
@@ -163,8 +167,10 @@ export class Worker {
         },
         lease.claimContext
       )
-      // Keep the claim message hidden while the handler runs (the lease keeper of an SDK worker).
-      const keeper = setInterval(() => this.settle(delivery.ackSubject, "wpi"), Math.max(250, Math.floor(ackWaitMs / 3)))
+      let known: Snapshot = lease.snapshot
+      const heartbeats = this.heartbeatWhileRunning(lease.tenant, lease.taskId, lease.attempt, lease.leaseSeconds, (beat) => {
+        known = { state: beat, version: beat.version }
+      })
       let result: LeaseOutcome
       try {
         const value = await handler(toView(state), { attempt: lease.attempt, signal: this.abort.signal, traceContext: trace.setSpan(lease.claimContext, span) })
@@ -173,19 +179,46 @@ export class Worker {
         span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.name : "error" })
         result = { type: "nack", reason: `handler_error:${error instanceof Error ? error.name : typeof error}` }
       } finally {
-        clearInterval(keeper)
+        await heartbeats.stop()
         span.end()
       }
       await settleLease(
         this.repo,
         this.settle,
-        { tenant: lease.tenant, taskId: lease.taskId, lease: { workerId: this.workerId, attempt: lease.attempt }, known: lease.snapshot },
+        { tenant: lease.tenant, taskId: lease.taskId, lease: { workerId: this.workerId, attempt: lease.attempt }, known },
         result,
         this.backoff
       )
     } catch (error) {
       // LeaseLost: someone else holds the task now; the log refused us and that is the end of it.
       if (!(error instanceof LeaseLost)) this.report(error, taskId)
+    }
+  }
+
+  /**
+   * Extends the lease by its length every third of it (a TaskHeartbeat plus a rescheduled
+   * redelivery), one heartbeat at a time, until stopped. A refused heartbeat ends the loop.
+   */
+  private heartbeatWhileRunning(tenant: string, taskId: string, attempt: number, leaseSeconds: number, onBeat: (state: TaskState) => void) {
+    let stopped = false
+    let current: Promise<unknown> = Promise.resolve()
+    const beat = () => {
+      if (stopped) return
+      current = heartbeatLease(this.repo, this.settle, { tenant, taskId, lease: { workerId: this.workerId, attempt } }, leaseSeconds).then(
+        onBeat,
+        (error: unknown) => {
+          if (error instanceof LeaseLost) clearInterval(timer)
+          else this.report(error, taskId)
+        }
+      )
+    }
+    const timer = setInterval(beat, Math.max(200, (leaseSeconds * 1000) / 3))
+    return {
+      stop: async () => {
+        stopped = true
+        clearInterval(timer)
+        await current
+      }
     }
   }
 

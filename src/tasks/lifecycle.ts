@@ -1,8 +1,15 @@
 /**
  * The worker side of a task, shared by the SDK and the HTTP API: claim a delivered claim message
- * (appending TaskClaimed under the sequence just read), then settle the lease with complete, fail,
- * nack or abandon. The log decides first; the claim message is acked, nak'ed or terminated only
- * after the event is stored, through the handle recorded in the log, so any broker can do it.
+ * (appending TaskClaimed under the sequence just read), keep the lease with heartbeats, then settle
+ * it with complete, fail, nack or abandon. The log decides first; the claim message is answered
+ * only after the event is stored, through the handle recorded in the log, so any broker can do it.
+ *
+ * The lease timer lives in JetStream. Leases are per claim but the ack wait is per consumer, so a
+ * claim (and every heartbeat) answers its claim message with a nak delayed to the lease's end:
+ * the server redelivers it exactly when the lease runs out, to whichever worker pulls next, which
+ * then records TaskLeaseExpired. A nak through any earlier handle of the message reschedules it
+ * (it is keyed by stream sequence), and a redelivery that finds the lease extended is nak'ed again
+ * to the new end. Nothing is kept in memory, so leases survive broker restarts without affinity.
  */
 import type { Context } from "@opentelemetry/api"
 import type { LeaseRef } from "../domain/decide.js"
@@ -35,7 +42,8 @@ export interface HeldLease {
 
 export type ClaimResult =
   | { readonly kind: "claimed"; readonly lease: HeldLease }
-  | { readonly kind: "skipped"; readonly reason: string }
+  /** Settled without a claim; `retryAt` when the message comes back then (not due, leased). */
+  | { readonly kind: "skipped"; readonly reason: string; readonly retryAt?: Date }
 
 /** Claims one delivery, or settles it and says why it was skipped. */
 export const claimDelivery = async (
@@ -60,7 +68,9 @@ export const claimDelivery = async (
   if (!outcome.ok) {
     const { reason, retryAt } = outcome.rejection
     if (reason === "not_due" || reason === "leased") {
-      settle(delivery.ackSubject, { nakDelayMs: (retryAt?.getTime() ?? Date.now()) - Date.now() + 50 })
+      const at = new Date((retryAt?.getTime() ?? Date.now()) + 50)
+      settle(delivery.ackSubject, { nakDelayMs: at.getTime() - Date.now() })
+      return { kind: "skipped", reason, retryAt: at }
     } else if (reason === "not_found" && delivery.delivered < 5) {
       // A replica may not have the create yet: look again shortly before giving the message up.
       settle(delivery.ackSubject, { nakDelayMs: 1_000 })
@@ -76,6 +86,7 @@ export const claimDelivery = async (
     settle(delivery.ackSubject, "term")
     return { kind: "skipped", reason: state?.status ?? "not_claimable" }
   }
+  settle(delivery.ackSubject, { nakDelayMs: leaseSeconds * 1000 })
   return {
     kind: "claimed",
     lease: { tenant: claim.tenant, taskId: claim.taskId, workerId: options.workerId, attempt: state.attempts, snapshot: outcome.snapshot, claimContext: claimed.context, leaseSeconds }
@@ -151,4 +162,43 @@ export const settleLease = async (
     else settle(handle, "ack")
   }
   return { state, disposition, context }
+}
+
+/** Extends a held lease by `extendSeconds` from now and reschedules the claim's redelivery. */
+export const heartbeatLease = async (
+  repo: TaskRepository,
+  settle: Settle,
+  target: { readonly tenant: string; readonly taskId: string; readonly lease: LeaseRef; readonly known?: Snapshot },
+  extendSeconds: number
+): Promise<TaskState> => {
+  const { tenant, taskId, lease } = target
+  const applied = await repo.apply(
+    tenant,
+    taskId,
+    (now) => ({ type: "HeartbeatTask", taskId, tenant, now, workerId: lease.workerId, attempt: lease.attempt, extendSeconds }),
+    target.known !== undefined ? { known: target.known } : {}
+  )
+  if (!applied.ok) return throwRejection(taskId, applied)
+  const state = applied.snapshot.state
+  if (state === null) throw new TaskNotFound({ taskId })
+  if (state.leaseHandle !== undefined) settle(state.leaseHandle, { nakDelayMs: extendSeconds * 1000 })
+  return state
+}
+
+/** Cancels a task that has not ended; a claim in progress is released so it never comes back. */
+export const cancelTask = async (repo: TaskRepository, settle: Settle, tenant: string, taskId: string, reason: string): Promise<TaskState> => {
+  const applied = await repo.apply(tenant, taskId, (now) => ({ type: "CancelTask", taskId, tenant, now, reason }))
+  if (!applied.ok) return throwRejection(taskId, applied)
+  const handle = applied.before.state?.leaseHandle
+  if (handle !== undefined) settle(handle, "ack")
+  if (applied.snapshot.state === null) throw new TaskNotFound({ taskId })
+  return applied.snapshot.state
+}
+
+/** Puts a dead-lettered task back in its queue: attempts reset, same trace (the dispatcher acts). */
+export const requeueTask = async (repo: TaskRepository, tenant: string, taskId: string, reason: string): Promise<TaskState> => {
+  const applied = await repo.apply(tenant, taskId, (now) => ({ type: "RequeueTask", taskId, tenant, now, reason }))
+  if (!applied.ok) return throwRejection(taskId, applied)
+  if (applied.snapshot.state === null) throw new TaskNotFound({ taskId })
+  return applied.snapshot.state
 }

@@ -25,6 +25,7 @@ export const SPANS = {
   deadLetter: "codeq.task.dead_letter",
   cancel: "codeq.task.cancel",
   requeue: "codeq.task.requeue",
+  purge: "codeq.task.purge",
   process: "codeq.task.process"
 } as const
 

@@ -24,6 +24,7 @@ const byEvent: { readonly [K in TaskEvent["type"]]: readonly [tracer: string, na
   TaskDeadLettered: [TRACERS.repository, SPANS.deadLetter],
   TaskRequeued: [TRACERS.scheduler, SPANS.requeue],
   TaskCancelled: [TRACERS.scheduler, SPANS.cancel],
+  TaskPurged: [TRACERS.scheduler, SPANS.purge],
   WebhookDelivered: [TRACERS.resultCallback, SPANS.webhook],
   WebhookFailed: [TRACERS.resultCallback, SPANS.webhook],
   TaskRejected: [TRACERS.scheduler, SPANS.create]
@@ -50,6 +51,7 @@ const eventAttributes = (e: TaskEvent): Attributes => {
     case "TaskDeadLettered":
     case "TaskRequeued":
     case "TaskCancelled":
+    case "TaskPurged":
       return { [ATTR.reason]: e.reason }
     case "WebhookDelivered":
     case "WebhookFailed":

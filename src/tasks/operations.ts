@@ -1,0 +1,166 @@
+/**
+ * Task operations by task id, as the HTTP API and human-facing tools use them: claim (with
+ * long-poll), heartbeat, results, nack, abandon, cancel, and the dead-letter queue. One instance
+ * per connection; it holds nothing a restart would lose (claim sources are caches).
+ */
+import type { KV, NatsConnection } from "nats"
+import type { BackoffSettings } from "../domain/backoff.js"
+import type { LeaseRef } from "../domain/decide.js"
+import { checkCommand, checkIntRange, checkTaskId, checkTenant, checkWorkerId, firstIssue, type ValidationIssue } from "../domain/validation.js"
+import { ClaimSource, type ClaimSourceOptions } from "../claims/source.js"
+import { deadLetterBucket, deadLetterKey } from "../../streams/definitions.js"
+import type { DeadLetterEntry } from "../../projections/deadLetters.js"
+import { TaskNotFound, ValidationError } from "./errors.js"
+import {
+  cancelTask,
+  claimDelivery,
+  heartbeatLease,
+  requeueTask,
+  settleLease,
+  type HeldLease,
+  type LeaseOutcome,
+  type Settle,
+  type SettledLease
+} from "./lifecycle.js"
+import type { TaskLimits } from "./limits.js"
+import type { TaskRepository } from "./repository.js"
+import { toView, type TaskView } from "./view.js"
+
+export interface ClaimRequest {
+  readonly workerId: string
+  readonly leaseSeconds?: number
+  /** Long-poll: wait up to this long for a task (0–30 s). Default 0. */
+  readonly waitSeconds?: number
+}
+
+export interface ClaimedTask {
+  readonly task: TaskView
+  readonly lease: HeldLease
+}
+
+const check = (...issues: ReadonlyArray<ValidationIssue | undefined>) => {
+  const issue = firstIssue(...issues)
+  if (issue !== undefined) throw new ValidationError(issue)
+}
+
+const decoder = new TextDecoder()
+
+export class TaskOperations {
+  readonly settle: Settle
+  private readonly sources = new Map<string, ClaimSource>()
+  private dlq: Promise<KV> | undefined
+
+  constructor(
+    private readonly nc: NatsConnection,
+    readonly repo: TaskRepository,
+    readonly limits: TaskLimits,
+    readonly backoff: BackoffSettings,
+    private readonly sourceOptions: ClaimSourceOptions = {}
+  ) {
+    this.settle = (subject, how) => ClaimSource.settle(nc, subject, how)
+  }
+
+  async get(tenant: string, taskId: string): Promise<TaskView> {
+    check(checkTenant(tenant), checkTaskId(taskId))
+    const { state } = await this.repo.load(tenant, taskId)
+    if (state === null) throw new TaskNotFound({ taskId })
+    return toView(state)
+  }
+
+  /** Claims the next task of `commands` (highest priority first), or undefined when none came. */
+  async claim(tenant: string, commands: ReadonlyArray<string>, request: ClaimRequest, signal?: AbortSignal): Promise<ClaimedTask | undefined> {
+    check(
+      checkTenant(tenant),
+      checkWorkerId(request.workerId),
+      commands.length === 0 ? { field: "commands", rule: "non_empty", message: "commands must name at least one command" } : undefined,
+      ...commands.map((command) => checkCommand(command, "commands")),
+      request.leaseSeconds === undefined ? undefined : checkIntRange(request.leaseSeconds, "leaseSeconds", 1, this.limits.maxLeaseSeconds),
+      request.waitSeconds === undefined ? undefined : checkIntRange(request.waitSeconds, "waitSeconds", 0, 30)
+    )
+    const source = this.sourceFor(tenant, commands)
+    const deadline = Date.now() + (request.waitSeconds ?? 0) * 1000
+    for (;;) {
+      const [delivery] = await source.next(1, Math.max(0, deadline - Date.now()), signal)
+      if (delivery === undefined) return undefined
+      const result = await claimDelivery(this.repo, this.settle, delivery, {
+        workerId: request.workerId,
+        defaultLeaseSeconds: this.limits.defaultLeaseSeconds,
+        ...(request.leaseSeconds !== undefined ? { leaseSeconds: request.leaseSeconds } : {})
+      })
+      if (result.kind === "claimed" && result.lease.snapshot.state !== null)
+        return { task: toView(result.lease.snapshot.state), lease: result.lease }
+      if (result.kind === "skipped" && result.retryAt !== undefined) source.hint(delivery.command, delivery.lane, result.retryAt)
+      if (Date.now() >= deadline && (request.waitSeconds ?? 0) > 0) return undefined
+    }
+  }
+
+  async heartbeat(tenant: string, taskId: string, lease: LeaseRef, extendSeconds?: number): Promise<TaskView> {
+    const extend = extendSeconds ?? this.limits.defaultLeaseSeconds
+    check(checkTenant(tenant), checkTaskId(taskId), checkWorkerId(lease.workerId), checkIntRange(extend, "extendSeconds", 1, this.limits.maxLeaseSeconds))
+    return toView(await heartbeatLease(this.repo, this.settle, { tenant, taskId, lease }, extend))
+  }
+
+  /** Completes, fails, nacks or abandons a held lease. Throws LeaseLost for a stale holder. */
+  settleLease(tenant: string, taskId: string, lease: LeaseRef, outcome: LeaseOutcome): Promise<SettledLease> {
+    check(
+      checkTenant(tenant),
+      checkTaskId(taskId),
+      checkWorkerId(lease.workerId),
+      outcome.type === "nack" && outcome.delaySeconds !== undefined ? checkIntRange(outcome.delaySeconds, "delaySeconds", 0, this.limits.maxDelaySeconds) : undefined
+    )
+    return settleLease(this.repo, this.settle, { tenant, taskId, lease }, outcome, this.backoff)
+  }
+
+  async cancel(tenant: string, taskId: string, reason = "cancelled"): Promise<TaskView> {
+    check(checkTenant(tenant), checkTaskId(taskId))
+    return toView(await cancelTask(this.repo, this.settle, tenant, taskId, reason))
+  }
+
+  /** Dead-lettered tasks of a tenant, optionally of one command, oldest first. */
+  async deadLetters(tenant: string, command?: string): Promise<ReadonlyArray<DeadLetterEntry>> {
+    check(checkTenant(tenant), command === undefined ? undefined : checkCommand(command))
+    const kv = await this.deadLetterIndex()
+    const keys: Array<string> = []
+    for await (const key of await kv.keys(`${tenant}.${command ?? "*"}.*`)) keys.push(key)
+    const entries = await Promise.all(keys.map(async (key) => (await kv.get(key))?.value))
+    return entries
+      .flatMap((value) => (value === undefined || value.length === 0 ? [] : [JSON.parse(decoder.decode(value)) as DeadLetterEntry]))
+      .sort((a, b) => a.deadLetteredAt.localeCompare(b.deadLetteredAt))
+  }
+
+  async requeue(tenant: string, taskId: string, reason = "operator requeue"): Promise<TaskView> {
+    check(checkTenant(tenant), checkTaskId(taskId))
+    return toView(await requeueTask(this.repo, tenant, taskId, reason))
+  }
+
+  /** Removes a dead-lettered task from the queue for good (a TaskPurged event). */
+  async purge(tenant: string, taskId: string, reason = "operator purge"): Promise<void> {
+    check(checkTenant(tenant), checkTaskId(taskId))
+    const applied = await this.repo.apply(tenant, taskId, (now) => ({ type: "PurgeTask", taskId, tenant, now, reason }))
+    if (!applied.ok && applied.rejection.reason === "not_found") throw new TaskNotFound({ taskId })
+    if (!applied.ok) throw new ValidationError({ field: "id", rule: applied.rejection.reason, message: applied.rejection.message })
+    // The projection will drop the entry too; dropping it here makes the purge visible at once.
+    const state = applied.snapshot.state
+    if (state !== null) await (await this.deadLetterIndex()).delete(deadLetterKey(tenant, state.command, taskId))
+  }
+
+  close(): void {
+    for (const source of this.sources.values()) source.close()
+    this.sources.clear()
+  }
+
+  private sourceFor(tenant: string, commands: ReadonlyArray<string>): ClaimSource {
+    const key = `${tenant}|${[...commands].sort().join(",")}`
+    let source = this.sources.get(key)
+    if (source === undefined) {
+      source = new ClaimSource(this.nc, this.repo.log.naming, tenant, commands, this.sourceOptions)
+      this.sources.set(key, source)
+    }
+    return source
+  }
+
+  private deadLetterIndex(): Promise<KV> {
+    this.dlq ??= this.nc.jetstream().views.kv(deadLetterBucket(this.repo.log.naming))
+    return this.dlq
+  }
+}
