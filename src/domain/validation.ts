@@ -45,12 +45,16 @@ export const checkNumberRange = (value: unknown, field: string, min: number, max
     ? undefined
     : issue(field, "range", `${field} must be a number from ${min} to ${max}`)
 
-/** An absolute ISO 8601 timestamp with a time zone (e.g. 2026-01-02T03:04:05Z). */
+/** An absolute ISO 8601 timestamp with a time zone (e.g. 2026-01-02T03:04:05Z) on a real calendar day. */
 export const checkTimestamp = (value: unknown, field: string): ValidationIssue | undefined => {
-  const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/
-  return typeof value === "string" && iso.test(value) && !Number.isNaN(Date.parse(value))
-    ? undefined
-    : issue(field, "timestamp", `${field} must be an ISO 8601 timestamp with a time zone`)
+  const iso = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/
+  const match = typeof value === "string" ? iso.exec(value) : null
+  const bad = issue(field, "timestamp", `${field} must be an ISO 8601 timestamp with a time zone`)
+  if (match === null || Number.isNaN(Date.parse(String(value)))) return bad
+  // Date.parse rolls 2026-02-30 over to March; the calendar day must exist as written.
+  const [year, month, day] = [Number(match[1]), Number(match[2]), Number(match[3])]
+  const calendar = new Date(Date.UTC(year, month - 1, day))
+  return calendar.getUTCFullYear() === year && calendar.getUTCMonth() === month - 1 && calendar.getUTCDate() === day ? undefined : bad
 }
 
 export const MAX_WEBHOOK_LENGTH = 2048

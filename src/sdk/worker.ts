@@ -182,13 +182,15 @@ export class Worker {
         await heartbeats.stop()
         span.end()
       }
-      await settleLease(
+      const settled = await settleLease(
         this.repo,
         this.settle,
         { tenant: lease.tenant, taskId: lease.taskId, lease: { workerId: this.workerId, attempt: lease.attempt }, known },
         result,
         this.backoff
       )
+      if (settled.disposition === "requeued")
+        source.hint(delivery.command, delivery.lane, new Date(Date.now() + (settled.nakDelaySeconds ?? 0) * 1000))
     } catch (error) {
       // LeaseLost: someone else holds the task now; the log refused us and that is the end of it.
       if (!(error instanceof LeaseLost)) this.report(error, taskId)

@@ -106,6 +106,8 @@ export interface SettledLease {
   readonly disposition: "completed" | "failed" | "requeued" | "dlq"
   /** Context of the span that wrote the settling event (parent of a webhook delivery). */
   readonly context: Context | undefined
+  /** For a nack: the delay the claim was nak'ed with. */
+  readonly nakDelaySeconds?: number
 }
 
 const throwRejection = (taskId: string, outcome: Extract<ApplyOutcome, { ok: false }>): never => {
@@ -161,7 +163,7 @@ export const settleLease = async (
     else if (disposition === "requeued") settle(handle, { nakDelayMs: nakDelaySeconds * 1000 })
     else settle(handle, "ack")
   }
-  return { state, disposition, context }
+  return { state, disposition, context, ...(outcome.type === "nack" ? { nakDelaySeconds } : {}) }
 }
 
 /** Extends a held lease by `extendSeconds` from now and reschedules the claim's redelivery. */

@@ -25,6 +25,7 @@ import {
 import type { TaskLimits } from "./limits.js"
 import type { TaskRepository } from "./repository.js"
 import { toView, type TaskView } from "./view.js"
+import type { TaskState } from "../domain/events.js"
 
 export interface ClaimRequest {
   readonly workerId: string
@@ -108,7 +109,19 @@ export class TaskOperations {
       checkWorkerId(lease.workerId),
       outcome.type === "nack" && outcome.delaySeconds !== undefined ? checkIntRange(outcome.delaySeconds, "delaySeconds", 0, this.limits.maxDelaySeconds) : undefined
     )
-    return settleLease(this.repo, this.settle, { tenant, taskId, lease }, outcome, this.backoff)
+    return settleLease(this.repo, this.settle, { tenant, taskId, lease }, outcome, this.backoff).then((settled) => {
+      if (settled.disposition === "requeued") this.hintRequeued(settled.state, outcome.type === "nack" ? (settled.nakDelaySeconds ?? 0) : 0)
+      return settled
+    })
+  }
+
+  /** Tells the claim sources of this process that a nak'ed claim is due back (no rescan wait). */
+  private hintRequeued(state: TaskState, delaySeconds: number): void {
+    const at = new Date(Date.now() + delaySeconds * 1000)
+    for (const [key, source] of this.sources) {
+      const [tenant, commands] = key.split("|")
+      if (tenant === state.tenant && (commands ?? "").split(",").includes(state.command)) source.hint(state.command, state.priority, at)
+    }
   }
 
   async cancel(tenant: string, taskId: string, reason = "cancelled"): Promise<TaskView> {
