@@ -1,0 +1,53 @@
+/**
+ * `npm run bench -- <name> [options]`: codeq's benchmarks, each measuring one claim of DESIGN §9
+ * against a server of its own. The first argument picks the benchmark; an unknown or missing name
+ * prints the list and exits 1. Each benchmark module is loaded only when it is asked for.
+ */
+
+interface Benchmark {
+  readonly summary: string
+  readonly run: (argv: ReadonlyArray<string>) => Promise<number>
+}
+
+const BENCHMARKS: ReadonlyMap<string, Benchmark> = new Map([
+  [
+    "append",
+    {
+      summary:
+        "acked appends/s: PipelinedPublisher, JetStreamEventLog.append, js.publish in flight, js.publish one by one",
+      run: async (argv: ReadonlyArray<string>) => (await import("./append.js")).runAppend(argv)
+    }
+  ]
+])
+
+const usage = (): string =>
+  [
+    "usage: npm run bench -- <benchmark> [options]   (<benchmark> --help for its options)",
+    "benchmarks:",
+    ...[...BENCHMARKS].map(([name, benchmark]) => `  ${name.padEnd(10)} ${benchmark.summary}`)
+  ].join("\n")
+
+const main = async (argv: ReadonlyArray<string>): Promise<number> => {
+  const [name, ...rest] = argv
+  if (name === "--help" || name === "-h") {
+    console.log(usage())
+    return 0
+  }
+  const benchmark = name === undefined ? undefined : BENCHMARKS.get(name)
+  if (benchmark === undefined) {
+    if (name !== undefined) console.error(`unknown benchmark: ${name}`)
+    console.error(usage())
+    return 1
+  }
+  return benchmark.run(rest)
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (error: unknown) => {
+    console.error(error)
+    process.exitCode = 1
+  }
+)
