@@ -19,6 +19,18 @@ export class ProjectionError extends Data.TaggedError("ProjectionError")<{
   readonly cause?: unknown
 }> {}
 
+/**
+ * A handler asking for the event again later (e.g. a webhook retry): the event is nak'ed with this
+ * delay, so the retry lives in the consumer and survives a restart. Not retried in process.
+ */
+export class RetryLater extends Data.TaggedError("RetryLater")<{ readonly delayMs: number; readonly reason: string }> {}
+
+/** What the runtime knows about this delivery of an event. */
+export interface DeliveryMeta {
+  /** 1 on the first delivery of the event to this projection. */
+  readonly deliveryCount: number
+}
+
 export interface Projection {
   /** Durable consumer name suffix; stable across releases. */
   readonly name: string
@@ -26,7 +38,12 @@ export interface Projection {
   readonly handles: ReadonlyArray<TaskEventType>
   /** Events handled at once. Starts are in log order; 1 also finishes them in order. */
   readonly concurrency: number
-  readonly handle: (stored: StoredEvent) => Effect.Effect<void, ProjectionError>
+  /**
+   * How long a delivered event may stay unanswered before the server hands it out again (after
+   * a crash, that is how long in-flight events wait). Longer than the slowest handler. Default 30 s.
+   */
+  readonly ackWaitMs?: number
+  readonly handle: (stored: StoredEvent, meta: DeliveryMeta) => Effect.Effect<void, ProjectionError | RetryLater>
 }
 
 /** Retry policy for a failing handler: jittered exponential from 100 ms, 6 tries, then redeliver. */
@@ -89,16 +106,19 @@ const handleMessage = (projection: Projection, hooks: RuntimeHooks, handles: Rea
     hooks.onHandled?.(projection.name, msg.seq)
   })
   if (!handles.has(decoded.stored.event.type)) return done
-  return projection.handle(decoded.stored).pipe(
-    Effect.retry(HANDLER_RETRY),
-    Effect.matchCauseEffect({
-      onSuccess: () => done,
-      onFailure: (cause) =>
-        Effect.sync(() => {
-          logLine({ level: "error", msg: "projection handler failed; event will be redelivered", projection: projection.name, seq: msg.seq, error: Cause.pretty(cause).split("\n")[0] })
-          if (ack) msg.nak(REDELIVERY_DELAY_MS)
-        })
-    }),
+  const failed = (cause: Cause.Cause<ProjectionError | RetryLater>) =>
+    Effect.sync(() => {
+      const failure = Cause.failureOption(cause)
+      if (failure._tag === "Some" && failure.value._tag === "RetryLater") {
+        if (ack) msg.nak(failure.value.delayMs)
+        return
+      }
+      logLine({ level: "error", msg: "projection handler failed; event will be redelivered", projection: projection.name, seq: msg.seq, error: Cause.pretty(cause).split("\n")[0] })
+      if (ack) msg.nak(REDELIVERY_DELAY_MS)
+    })
+  return projection.handle(decoded.stored, { deliveryCount: msg.info.deliveryCount }).pipe(
+    Effect.retry({ schedule: HANDLER_RETRY, while: (error) => error._tag !== "RetryLater" }),
+    Effect.matchCauseEffect({ onSuccess: () => done, onFailure: failed }),
     // In-flight events finish even when the runtime is interrupted: an event is never half-handled.
     Effect.uninterruptible
   )
@@ -150,15 +170,22 @@ const ensureDurable = (nc: NatsConnection, naming: Naming, projection: Projectio
   Effect.tryPromise({
     try: async () => {
       const jsm = await nc.jetstreamManager()
-      await jsm.consumers.add(eventsStream(naming), {
+      const config = {
         durable_name: durableName(projection.name),
         filter_subject: `${naming.subjectRoot}.evt.>`,
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
-        ack_wait: nanos(60_000),
+        ack_wait: nanos(projection.ackWaitMs ?? 30_000),
         max_ack_pending: 20_000,
         max_deliver: -1
-      })
+      }
+      try {
+        await jsm.consumers.add(eventsStream(naming), config)
+      } catch (error) {
+        // An existing consumer from an earlier release or setting: bring it to this one.
+        if (!/already|exists|in use/i.test(String(error))) throw error
+        await jsm.consumers.update(eventsStream(naming), config.durable_name, config)
+      }
       return nc.jetstream().consumers.get(eventsStream(naming), durableName(projection.name))
     },
     catch: (cause) => new ProjectionError({ projection: projection.name, message: "cannot create the projection consumer", cause })

@@ -7,6 +7,10 @@ import { Effect, Exit, Scope } from "effect"
 import { connect, type NatsConnection } from "nats"
 import { dispatcher } from "../projections/dispatcher.js"
 import { deadLetters } from "../projections/deadLetters.js"
+import { webhooks } from "../projections/webhooks.js"
+import type { TracerProvider } from "@opentelemetry/api"
+import { TaskRepository } from "./tasks/repository.js"
+import { Telemetry } from "./tracing/spans.js"
 import { deadLetterBucket } from "../streams/definitions.js"
 import { runProjection, type RuntimeHooks } from "../projections/runtime.js"
 import { streamDefinitions } from "../streams/definitions.js"
@@ -18,6 +22,8 @@ import { PipelinedPublisher } from "./eventlog/pipeline.js"
 export interface BrokerOptions extends RuntimeHooks {
   /** Use this connection instead of opening one (left open on stop). */
   readonly connection?: NatsConnection
+  /** Spans of the broker's own transitions (webhooks); default the global provider. */
+  readonly tracerProvider?: TracerProvider
 }
 
 export interface RunningBroker {
@@ -51,6 +57,8 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
     const dlq = yield* Effect.tryPromise(() => nc.jetstream().views.kv(deadLetterBucket(config.naming), { replicas: config.streams.replicas }))
     yield* Effect.forkScoped(runProjection(nc, dispatcher(log, claims), { naming: config.naming, ...options }).pipe(Effect.orDie))
     yield* Effect.forkScoped(runProjection(nc, deadLetters(log, dlq), { naming: config.naming, ...options }).pipe(Effect.orDie))
+    const repo = new TaskRepository(log, new Telemetry(options.tracerProvider))
+    yield* Effect.forkScoped(runProjection(nc, webhooks(repo, config.webhooks), { naming: config.naming, ...options }).pipe(Effect.orDie))
     return nc
   })
 

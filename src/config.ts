@@ -2,13 +2,15 @@
  * Broker configuration from the environment, each key described (Effect Config). Defaults are
  * for a developer machine: the local NATS at 127.0.0.1:4222, one replica, unlimited retention.
  */
-import { Config } from "effect"
+import { Config, Redacted } from "effect"
 import { DEFAULT_STREAM_SETTINGS, type Naming, type StreamSettings } from "../streams/definitions.js"
+import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from "./webhooks/deliver.js"
 
 export interface BrokerConfig {
   readonly natsUrl: string
   readonly naming: Naming
   readonly streams: StreamSettings
+  readonly webhooks: WebhookSettings
 }
 
 export const BrokerConfig: Config.Config<BrokerConfig> = Config.all({
@@ -22,5 +24,17 @@ export const BrokerConfig: Config.Config<BrokerConfig> = Config.all({
     maxAgeSeconds: Config.integer("CODEQ_EVENTS_MAX_AGE_SECONDS").pipe(Config.withDefault(DEFAULT_STREAM_SETTINGS.maxAgeSeconds), Config.withDescription("event retention by age; 0 keeps forever")),
     maxBytes: Config.integer("CODEQ_EVENTS_MAX_BYTES").pipe(Config.withDefault(DEFAULT_STREAM_SETTINGS.maxBytes), Config.withDescription("event retention by size; -1 is unlimited")),
     claimDedupSeconds: Config.integer("CODEQ_CLAIM_DEDUP_SECONDS").pipe(Config.withDefault(DEFAULT_STREAM_SETTINGS.claimDedupSeconds), Config.withDescription("dedup window of claim messages"))
+  }),
+  webhooks: Config.all({
+    hmacSecret: Config.option(Config.redacted("CODEQ_WEBHOOK_HMAC_SECRET")).pipe(
+      Config.map((secret) => (secret._tag === "Some" ? Redacted.value(secret.value) : undefined)),
+      Config.withDescription("HMAC-SHA256 key for X-CodeQ-Signature (webhookHmacSecret); unsigned when unset")
+    ),
+    maxAttempts: Config.integer("CODEQ_WEBHOOK_MAX_ATTEMPTS").pipe(Config.withDefault(DEFAULT_WEBHOOK_SETTINGS.maxAttempts), Config.withDescription("webhook attempts before giving up")),
+    baseDelaySeconds: Config.number("CODEQ_WEBHOOK_BASE_DELAY_SECONDS").pipe(Config.withDefault(DEFAULT_WEBHOOK_SETTINGS.baseDelaySeconds), Config.withDescription("first webhook retry delay")),
+    maxDelaySeconds: Config.number("CODEQ_WEBHOOK_MAX_DELAY_SECONDS").pipe(Config.withDefault(DEFAULT_WEBHOOK_SETTINGS.maxDelaySeconds), Config.withDescription("longest webhook retry delay")),
+    connectTimeoutMs: Config.integer("CODEQ_WEBHOOK_CONNECT_TIMEOUT_MS").pipe(Config.withDefault(DEFAULT_WEBHOOK_SETTINGS.connectTimeoutMs), Config.withDescription("webhook connect timeout")),
+    responseTimeoutMs: Config.integer("CODEQ_WEBHOOK_RESPONSE_TIMEOUT_MS").pipe(Config.withDefault(DEFAULT_WEBHOOK_SETTINGS.responseTimeoutMs), Config.withDescription("webhook response timeout")),
+    allowPrivateNetworks: Config.boolean("CODEQ_WEBHOOK_ALLOW_PRIVATE_NETWORKS").pipe(Config.withDefault(false), Config.withDescription("allow private, loopback and link-local webhook targets (webhookAllowPrivateNetworks)"))
   })
 })

@@ -147,7 +147,8 @@ const commands: { readonly [K in CommandType]: (now: number, lease?: { workerId:
   FailTask: (now, lease = { workerId: W1, attempt: 1 }) => ({ ...base(now), ...lease, type: "FailTask", error: "corrupt input" }),
   CancelTask: (now) => ({ ...base(now), type: "CancelTask", reason: "user" }),
   RequeueTask: (now) => ({ ...base(now), type: "RequeueTask", reason: "operator" }),
-  PurgeTask: (now) => ({ ...base(now), type: "PurgeTask", reason: "operator" })
+  PurgeTask: (now) => ({ ...base(now), type: "PurgeTask", reason: "operator" }),
+  RecordWebhook: (now) => ({ ...base(now), type: "RecordWebhook", attempt: 1, delivered: true, statusCode: 200, final: true })
 }
 const COMMAND_TYPES = Object.keys(commands) as ReadonlyArray<CommandType>
 
@@ -226,6 +227,7 @@ const table: ReadonlyArray<readonly [Given, CommandType, Then]> = [
   ["absent", "CancelTask",    rejects("not_found")],
   ["absent", "RequeueTask",   rejects("not_found")],
   ["absent", "PurgeTask",     rejects("not_found")],
+  ["absent", "RecordWebhook", rejects("not_found")],
 
   ["PENDING", "CreateTask",    rejects("already_exists")],
   ["PENDING", "ClaimTask",     appends(["TaskClaimed"], "IN_PROGRESS")],
@@ -237,6 +239,7 @@ const table: ReadonlyArray<readonly [Given, CommandType, Then]> = [
   ["PENDING", "CancelTask",    appends(["TaskCancelled"], "CANCELLED")],
   ["PENDING", "RequeueTask",   rejects("not_dead_lettered")],
   ["PENDING", "PurgeTask",     rejects("not_dead_lettered")],
+  ["PENDING", "RecordWebhook", rejects("no_webhook")],
 
   ["IN_PROGRESS (live lease)", "CreateTask",    rejects("already_exists")],
   ["IN_PROGRESS (live lease)", "ClaimTask",     rejects("leased")],
@@ -248,6 +251,7 @@ const table: ReadonlyArray<readonly [Given, CommandType, Then]> = [
   ["IN_PROGRESS (live lease)", "CancelTask",    appends(["TaskCancelled"], "CANCELLED")],
   ["IN_PROGRESS (live lease)", "RequeueTask",   rejects("not_dead_lettered")],
   ["IN_PROGRESS (live lease)", "PurgeTask",     rejects("not_dead_lettered")],
+  ["IN_PROGRESS (live lease)", "RecordWebhook", rejects("no_webhook")],
 
   // Expiry is recorded lazily by the next claimer (DESIGN §3): until then the holder keeps the task.
   ["IN_PROGRESS (expired lease)", "CreateTask",    rejects("already_exists")],
@@ -260,6 +264,7 @@ const table: ReadonlyArray<readonly [Given, CommandType, Then]> = [
   ["IN_PROGRESS (expired lease)", "CancelTask",    appends(["TaskCancelled"], "CANCELLED")],
   ["IN_PROGRESS (expired lease)", "RequeueTask",   rejects("not_dead_lettered")],
   ["IN_PROGRESS (expired lease)", "PurgeTask",     rejects("not_dead_lettered")],
+  ["IN_PROGRESS (expired lease)", "RecordWebhook", rejects("no_webhook")],
 
   ["COMPLETED", "CreateTask",    rejects("already_exists")],
   ["COMPLETED", "ClaimTask",     rejects("not_claimable")],
@@ -271,6 +276,7 @@ const table: ReadonlyArray<readonly [Given, CommandType, Then]> = [
   ["COMPLETED", "CancelTask",    rejects("terminal")],
   ["COMPLETED", "RequeueTask",   rejects("not_dead_lettered")],
   ["COMPLETED", "PurgeTask",     rejects("not_dead_lettered")],
+  ["COMPLETED", "RecordWebhook", rejects("no_webhook")],
 
   ["FAILED", "CreateTask",    rejects("already_exists")],
   ["FAILED", "ClaimTask",     rejects("not_claimable")],
@@ -282,6 +288,7 @@ const table: ReadonlyArray<readonly [Given, CommandType, Then]> = [
   ["FAILED", "CancelTask",    rejects("terminal")],
   ["FAILED", "RequeueTask",   rejects("not_dead_lettered")],
   ["FAILED", "PurgeTask",     rejects("not_dead_lettered")],
+  ["FAILED", "RecordWebhook", rejects("no_webhook")],
 
   ["DEAD_LETTERED", "CreateTask",    rejects("already_exists")],
   ["DEAD_LETTERED", "ClaimTask",     rejects("not_claimable")],
@@ -293,6 +300,7 @@ const table: ReadonlyArray<readonly [Given, CommandType, Then]> = [
   ["DEAD_LETTERED", "CancelTask",    rejects("terminal")],
   ["DEAD_LETTERED", "RequeueTask",   appends(["TaskRequeued"], "PENDING")],
   ["DEAD_LETTERED", "PurgeTask",     appends(["TaskPurged"], "DEAD_LETTERED")],
+  ["DEAD_LETTERED", "RecordWebhook", rejects("no_webhook")],
 
   ["CANCELLED", "CreateTask",    rejects("already_exists")],
   ["CANCELLED", "ClaimTask",     rejects("not_claimable")],
@@ -303,7 +311,8 @@ const table: ReadonlyArray<readonly [Given, CommandType, Then]> = [
   ["CANCELLED", "FailTask",      rejects("terminal")],
   ["CANCELLED", "CancelTask",    rejects("terminal")],
   ["CANCELLED", "RequeueTask",   rejects("not_dead_lettered")],
-  ["CANCELLED", "PurgeTask",     rejects("not_dead_lettered")]
+  ["CANCELLED", "PurgeTask",     rejects("not_dead_lettered")],
+  ["CANCELLED", "RecordWebhook", rejects("no_webhook")]
 ]
 
 describe("decide, for every state and every command", () => {
@@ -692,5 +701,29 @@ describe("evolve and fold", () => {
       purged: false,
       version: everyEventType.length
     })
+  })
+})
+
+describe("webhook outcomes of a finished task with a webhook", () => {
+  const withHook = [created({ webhook: "https://example.com/hook" }), claimed(1, W1, CLAIMED_AT), completed(W1, 15)]
+  const record = (delivered: boolean, final = false): TaskCommand => ({ ...base(20), type: "RecordWebhook", attempt: 1, delivered, statusCode: delivered ? 204 : 500, error: delivered ? undefined : "status", final })
+
+  it("records a failed attempt and leaves the webhook pending", () => {
+    const outcome = given(withHook).when(record(false))
+    expect(typesOf(outcome.appended)).toEqual(["WebhookFailed"])
+    expect(outcome.after?.webhookDelivered).toBe(false)
+  })
+
+  it("records a delivery once, then refuses another", () => {
+    const outcome = given(withHook).when(record(true))
+    expect(typesOf(outcome.appended)).toEqual(["WebhookDelivered"])
+    expect(outcome.after?.webhookDelivered).toBe(true)
+    const again = given([...withHook, ...outcome.appended]).when(record(true))
+    expect(rejectionOf(again.decision)).toBe("terminal")
+  })
+
+  it("refuses to record a webhook for a task still in progress", () => {
+    const outcome = given(withHook.slice(0, 2)).when(record(true))
+    expect(rejectionOf(outcome.decision)).toBe("no_webhook")
   })
 })

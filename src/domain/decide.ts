@@ -79,6 +79,18 @@ export interface PurgeTask extends CommandBase {
   readonly reason: string
 }
 
+/** Records one webhook delivery attempt of a finished task. */
+export interface RecordWebhook extends CommandBase {
+  readonly type: "RecordWebhook"
+  readonly attempt: number
+  readonly delivered: boolean
+  readonly statusCode?: number | undefined
+  /** Failure class (timeout, refused, status, blocked_destination): never the URL. */
+  readonly error?: string | undefined
+  /** No further attempt will be made. */
+  readonly final: boolean
+}
+
 export type TaskCommand =
   | CreateTask
   | ClaimTask
@@ -90,6 +102,7 @@ export type TaskCommand =
   | CancelTask
   | RequeueTask
   | PurgeTask
+  | RecordWebhook
 
 export type RejectionReason =
   | "already_exists"
@@ -101,6 +114,7 @@ export type RejectionReason =
   | "not_in_progress"
   | "terminal"
   | "not_dead_lettered"
+  | "no_webhook"
 
 /** A command the state does not allow. Data, not an exception: callers switch on `reason`. */
 export interface Rejection {
@@ -227,6 +241,20 @@ const decidePurge = (state: TaskState, cmd: PurgeTask): Decision =>
     ? accept({ ...header("TaskPurged", cmd), reason: cmd.reason })
     : reject("not_dead_lettered", `task is ${state.purged ? "already purged" : state.status}, not in the dead-letter queue`)
 
+const decideWebhook = (state: TaskState, cmd: RecordWebhook): Decision => {
+  if (state.webhook === undefined || !TERMINAL.has(state.status)) return reject("no_webhook", "task has no pending webhook")
+  if (state.webhookDelivered) return reject("terminal", "webhook already delivered")
+  return cmd.delivered
+    ? accept({ ...header("WebhookDelivered", cmd), attempt: cmd.attempt, statusCode: cmd.statusCode ?? 200 })
+    : accept({
+        ...header("WebhookFailed", cmd),
+        attempt: cmd.attempt,
+        ...(cmd.statusCode !== undefined ? { statusCode: cmd.statusCode } : {}),
+        error: cmd.error ?? "failed",
+        final: cmd.final
+      })
+}
+
 /** Decides what a command does to a task. `state` is null when the task has no events yet. */
 export const decide = (state: TaskState | null, cmd: TaskCommand): Decision => {
   if (cmd.type === "CreateTask") return decideCreate(state, cmd)
@@ -250,6 +278,8 @@ export const decide = (state: TaskState | null, cmd: TaskCommand): Decision => {
       return decideRequeue(state, cmd)
     case "PurgeTask":
       return decidePurge(state, cmd)
+    case "RecordWebhook":
+      return decideWebhook(state, cmd)
     default: {
       const unreachable: never = cmd
       return unreachable

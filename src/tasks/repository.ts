@@ -12,7 +12,7 @@ import { eventSubject } from "../../streams/definitions.js"
 import type { EventLog } from "../eventlog/EventLog.js"
 import { ConcurrencyConflict } from "../eventlog/errors.js"
 import { contextFromTraceparent } from "../tracing/codec.js"
-import type { Telemetry } from "../tracing/spans.js"
+import type { Telemetry, TransitionSpan } from "../tracing/spans.js"
 import { spanSpecFor } from "../tracing/transitions.js"
 
 /** A task's state with the sequence it was read at. */
@@ -42,6 +42,11 @@ export interface ApplyOptions {
   readonly known?: Snapshot
   /** Parent of a create's span (an incoming traceparent); later spans use the persisted one. */
   readonly parent?: Context
+  /**
+   * A span already open for the (single) event this command writes — a webhook delivery opens its
+   * span before the POST so the request carries it. Reused across conflict retries.
+   */
+  readonly span?: TransitionSpan
   /** The current time (tests); defaults to the wall clock. */
   readonly now?: () => Date
 }
@@ -77,7 +82,7 @@ export class TaskRepository {
       if (decision._tag === "Rejection")
         return appended.length > 0 ? { ok: true, snapshot, before, appended } : { ok: false, rejection: decision, snapshot }
       before = snapshot
-      const result = await this.appendAll(tenant, taskId, snapshot, decision.events, options.parent)
+      const result = await this.appendAll(tenant, taskId, snapshot, decision.events, options.parent, options.span)
       snapshot = result.snapshot
       appended.push(...result.appended)
       if (result.conflict === undefined) return { ok: true, snapshot, before, appended }
@@ -91,7 +96,8 @@ export class TaskRepository {
     taskId: string,
     start: Snapshot,
     events: ReadonlyArray<StoredEvent["event"]>,
-    createParent: Context | undefined
+    createParent: Context | undefined,
+    openSpan: TransitionSpan | undefined
   ): Promise<{ snapshot: Snapshot; appended: Array<AppliedEvent>; conflict?: ConcurrencyConflict }> {
     let snapshot = start
     const appended: Array<AppliedEvent> = []
@@ -102,7 +108,8 @@ export class TaskRepository {
           ? (createParent ?? ROOT_CONTEXT)
           : contextFromTraceparent(snapshot.state?.traceParent, snapshot.state?.traceState)
       const spec = spanSpecFor(event, snapshot.state, subject)
-      const span = this.telemetry.startTransition(spec.tracer, spec.name, parent, spec.attributes)
+      const span = openSpan ?? this.telemetry.startTransition(spec.tracer, spec.name, parent, spec.attributes)
+      if (openSpan !== undefined) openSpan.span.setAttributes(spec.attributes)
       const result = await this.log.append({ tenant, taskId, event, trace: span.trace, expectedSeq: snapshot.version })
       if (!result.ok) {
         if (result.error instanceof ConcurrencyConflict) {

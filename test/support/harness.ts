@@ -11,6 +11,7 @@ import { claimsStream, eventsStream, streamDefinitions, type Naming } from "../.
 import { provisionStreams } from "../../streams/provision.js"
 import { DEFAULT_STREAM_SETTINGS } from "../../streams/definitions.js"
 import type { BrokerConfig } from "../../src/config.js"
+import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from "../../src/webhooks/deliver.js"
 
 /** Starts a nats-server before the file's tests and stops it after; returns an accessor. */
 export const useNatsServer = (options: { ownServer?: boolean } = {}) => {
@@ -49,7 +50,13 @@ export const provision = async (nc: NatsConnection, naming: Naming) => {
   await provisionStreams(await nc.jetstreamManager(), streamDefinitions(naming))
 }
 
-export const brokerConfig = (url: string, naming: Naming): BrokerConfig => ({ natsUrl: url, naming, streams: DEFAULT_STREAM_SETTINGS })
+export const brokerConfig = (url: string, naming: Naming, webhooks: Partial<WebhookSettings> = {}): BrokerConfig => ({
+  natsUrl: url,
+  naming,
+  streams: DEFAULT_STREAM_SETTINGS,
+  // Tests deliver to receivers on loopback.
+  webhooks: { ...DEFAULT_WEBHOOK_SETTINGS, allowPrivateNetworks: true, ...webhooks }
+})
 
 /** Polls `check` until it returns a value other than undefined/false, or fails at the deadline. */
 export const waitFor = async <T>(

@@ -1,0 +1,151 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { spawn, type ChildProcess } from "node:child_process"
+import { createServer, type IncomingHttpHeaders, type Server } from "node:http"
+import type { AddressInfo } from "node:net"
+import { startBroker } from "../src/broker.js"
+import { CodeqClient } from "../src/sdk/client.js"
+import { parseTraceparent } from "../src/tracing/codec.js"
+import { signature } from "../src/webhooks/deliver.js"
+import { brokerConfig, freshNaming, provision, recordSpans, useNatsServer, waitFor } from "./support/harness.js"
+
+const nats = useNatsServer()
+
+/** A real HTTP receiver: answers with `status(request)` and keeps every request. */
+const receiver = async (status: (body: { taskId: string }) => number) => {
+  const requests: Array<{ headers: IncomingHttpHeaders; body: string; answered: number }> = []
+  const server: Server = createServer((req, res) => {
+    let body = ""
+    req.on("data", (chunk: Buffer) => (body += chunk.toString()))
+    req.on("end", () => {
+      const answered = status(JSON.parse(body) as { taskId: string })
+      requests.push({ headers: req.headers, body, answered })
+      res.writeHead(answered).end()
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  const { port } = server.address() as AddressInfo
+  return { url: `http://127.0.0.1:${port}/hook`, requests, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
+}
+
+describe("result webhooks", () => {
+  let client: CodeqClient
+  beforeAll(async () => {
+    client = await CodeqClient.connect({ servers: nats.url() })
+  })
+  afterAll(() => client.close())
+
+  it("retries a receiver that answers 500 three times, then delivers once, signed and traced from the delivery span", async () => {
+    const naming = freshNaming()
+    const recorder = recordSpans()
+    const secret = "s3cr3t-for-tests"
+    let calls = 0
+    const hook = await receiver(() => (++calls <= 3 ? 500 : 200))
+    const broker = await startBroker(brokerConfig(nats.url(), naming, { hmacSecret: secret, baseDelaySeconds: 0.2, maxDelaySeconds: 0.5 }), { tracerProvider: recorder.provider })
+    const c = await CodeqClient.connect({ servers: nats.url(), naming, tracerProvider: recorder.provider })
+    const task = await c.producer("acme").create({ command: "render", webhook: hook.url })
+    const claimed = await c.tasks.claim("acme", ["render"], { workerId: "w", waitSeconds: 10 })
+    expect(claimed?.task.id).toBe(task.id)
+    await c.tasks.settleLease("acme", task.id, { workerId: "w" }, { type: "complete", result: { pages: 3 } })
+
+    const history = await waitFor(async () => {
+      const h = await c.log.readTask("acme", task.id)
+      return h.events.some((e) => e.event.type === "WebhookDelivered") ? h : undefined
+    }, { what: "the delivery" })
+    const types = history.events.map((e) => e.event.type)
+    expect(types.filter((t) => t === "WebhookFailed")).toHaveLength(3)
+    expect(types.filter((t) => t === "WebhookDelivered")).toHaveLength(1)
+    expect(hook.requests.map((r) => r.answered)).toEqual([500, 500, 500, 200])
+
+    const accepted = hook.requests[3]
+    if (accepted === undefined) throw new Error("no accepted request")
+    const ts = Number(accepted.headers["x-codeq-timestamp"])
+    expect(accepted.headers["x-codeq-signature"]).toBe(signature(secret, ts, accepted.body))
+    expect(JSON.parse(accepted.body)).toMatchObject({ taskId: task.id, eventType: "render", status: "COMPLETED", result: { pages: 3 } })
+
+    const completed = history.events.find((e) => e.event.type === "TaskCompleted")
+    const delivered = history.events.find((e) => e.event.type === "WebhookDelivered")
+    // The request carried the context of the span that wrote WebhookDelivered, a child of the submit.
+    expect(accepted.headers.traceparent).toBe(delivered?.trace?.traceparent)
+    expect(delivered?.trace?.parentSpanId).toBe(parseTraceparent(completed?.trace?.traceparent)?.spanId)
+    const webhookSpans = recorder.spans().filter((s) => s.name === "codeq.webhook.task_result")
+    expect(webhookSpans).toHaveLength(4)
+    expect(webhookSpans.map((s) => s.attributes["codeq.webhook.attempt"])).toEqual([1, 2, 3, 4])
+    expect(webhookSpans.every((s) => s.attributes["codeq.webhook.host"] === "127.0.0.1")).toBe(true)
+    expect(JSON.stringify(webhookSpans.map((s) => s.attributes))).not.toContain(hook.url)
+    await broker.stop()
+    await c.close()
+    await hook.close()
+  })
+
+  it("refuses a loopback destination unless private networks are allowed, recording a final failure", async () => {
+    const naming = freshNaming()
+    const hook = await receiver(() => 200)
+    const broker = await startBroker(brokerConfig(nats.url(), naming, { allowPrivateNetworks: false }))
+    const c = await CodeqClient.connect({ servers: nats.url(), naming })
+    const task = await c.producer("acme").create({ command: "render", webhook: hook.url })
+    await c.tasks.claim("acme", ["render"], { workerId: "w", waitSeconds: 10 })
+    await c.tasks.settleLease("acme", task.id, { workerId: "w" }, { type: "fail", error: "bad input" })
+    const failed = await waitFor(async () => {
+      const h = await c.log.readTask("acme", task.id)
+      return h.events.find((e) => e.event.type === "WebhookFailed")?.event
+    }, { what: "the refused delivery" })
+    expect(failed).toMatchObject({ error: "blocked_destination", final: true })
+    expect(hook.requests).toHaveLength(0)
+    await broker.stop()
+    await c.close()
+    await hook.close()
+  })
+
+  it("resumes 100 failing webhooks after the broker is killed, delivering each exactly once when the receiver recovers", async () => {
+    const naming = freshNaming()
+    const nc = await nats.connect()
+    await provision(nc, naming)
+    let healthy = false
+    const okPerTask = new Map<string, number>()
+    const hook = await receiver(({ taskId }) => {
+      if (!healthy) return 503
+      okPerTask.set(taskId, (okPerTask.get(taskId) ?? 0) + 1)
+      return 204
+    })
+    const env = {
+      ...process.env,
+      NATS_URL: nats.url(),
+      CODEQ_STREAM_PREFIX: naming.streamPrefix,
+      CODEQ_SUBJECT_ROOT: naming.subjectRoot,
+      CODEQ_WEBHOOK_ALLOW_PRIVATE_NETWORKS: "true",
+      CODEQ_WEBHOOK_BASE_DELAY_SECONDS: "0.3",
+      CODEQ_WEBHOOK_MAX_DELAY_SECONDS: "1",
+      CODEQ_WEBHOOK_MAX_ATTEMPTS: "1000",
+      // Short timeouts keep the ack wait short: events in flight at the kill come back after it.
+      CODEQ_WEBHOOK_CONNECT_TIMEOUT_MS: "1000",
+      CODEQ_WEBHOOK_RESPONSE_TIMEOUT_MS: "2000"
+    }
+    const spawnBroker = (): ChildProcess => spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve"], { env, stdio: ["ignore", "ignore", "inherit"] })
+    let broker = spawnBroker()
+    const c = await CodeqClient.connect({ connection: nc, naming })
+    const created = await c.producer("acme").createMany(Array.from({ length: 100 }, () => ({ command: "render", webhook: hook.url })))
+    const ids = created.map((r) => (r.ok ? r.task.id : ""))
+    const worker = c.worker("acme", { workerId: "finisher" })
+    const running = worker.run(["render"], () => "ok", { concurrency: 16 })
+    const failedOnce = async () => {
+      const histories = await Promise.all(ids.map((id) => c.log.readTask("acme", id)))
+      return histories.every((h) => h.events.some((e) => e.event.type === "WebhookFailed")) || undefined
+    }
+    await waitFor(failedOnce, { timeoutMs: 60_000, what: "every webhook to have failed at least once" })
+    broker.kill("SIGKILL")
+    await new Promise((resolve) => broker.once("exit", resolve))
+    healthy = true
+    broker = spawnBroker()
+    await waitFor(async () => {
+      const histories = await Promise.all(ids.map((id) => c.log.readTask("acme", id)))
+      return histories.every((h) => h.events.some((e) => e.event.type === "WebhookDelivered")) || undefined
+    }, { timeoutMs: 60_000, what: "every webhook delivered after the restart" })
+    broker.kill("SIGTERM")
+    await new Promise((resolve) => broker.once("exit", resolve))
+    await worker.stop()
+    await running
+    expect(okPerTask.size).toBe(100)
+    expect([...okPerTask.values()].every((n) => n === 1)).toBe(true)
+    await hook.close()
+  }, 180_000)
+})
