@@ -1,0 +1,131 @@
+/**
+ * Fail-open span export (DESIGN §6). The broker's availability comes before the completeness of
+ * its traces: when the collector is unreachable or refuses the TLS handshake, spans are dropped
+ * and counted, one warning says so for the whole outage, and nothing waits on the collector.
+ */
+import { ExportResultCode, type ExportResult } from "@opentelemetry/core"
+import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base"
+
+/** Where tracing reports on itself; a pino logger fits. Calls never throw into the caller. */
+export interface TracingLogger {
+  warn(fields: Record<string, unknown>, message: string): void
+  info(fields: Record<string, unknown>, message: string): void
+}
+
+/** Export outcomes since the exporter was created, for `codeq_trace_export_failures_total` and kin. */
+export interface ExportCounters {
+  /** Export calls (batches) that failed. */
+  readonly exportFailures: number
+  /** Spans in those failed calls: sampled spans that never reached the collector. */
+  readonly droppedSpans: number
+  /** Spans the collector accepted. */
+  readonly exportedSpans: number
+}
+
+/** Logs without ever throwing: a broken log sink must not break span export, or the broker. */
+export const safeLog = (logger: TracingLogger, level: "warn" | "info", fields: Record<string, unknown>, message: string): void => {
+  try {
+    logger[level](fields, message)
+  } catch {
+    // Observer code never throws into the main path.
+  }
+}
+
+/** The parts of a thrown or reported error that are safe to log: its message and gRPC code. */
+export const describeError = (error: unknown): Record<string, unknown> => {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code
+    return typeof code === "number" || typeof code === "string" ? { error: error.message, code } : { error: error.message }
+  }
+  return { error: String(error) }
+}
+
+/**
+ * Wraps the real exporter: counts what fails, warns once when export starts failing and logs
+ * once more (info) when it recovers, so an outage is two lines however many batches it drops.
+ */
+export class FailOpenExporter implements SpanExporter {
+  private failures = 0
+  private dropped = 0
+  private exported = 0
+  private failing = false
+
+  constructor(
+    private readonly inner: SpanExporter,
+    private readonly logger: TracingLogger,
+    private readonly endpoint: string
+  ) {}
+
+  counters(): ExportCounters {
+    return { exportFailures: this.failures, droppedSpans: this.dropped, exportedSpans: this.exported }
+  }
+
+  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
+    let settled = false
+    const settle = (result: ExportResult): void => {
+      if (settled) return
+      settled = true
+      this.record(spans.length, result)
+      resultCallback(result)
+    }
+    try {
+      this.inner.export(spans, settle)
+    } catch (cause) {
+      settle({ code: ExportResultCode.FAILED, error: cause instanceof Error ? cause : new Error(String(cause)) })
+    }
+  }
+
+  shutdown(): Promise<void> {
+    return this.inner.shutdown()
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush?.() ?? Promise.resolve()
+  }
+
+  /** Export cannot work from the start (the exporter could not be built): the outage's one warning. */
+  failFromStart(error: unknown): void {
+    this.failing = true
+    safeLog(
+      this.logger,
+      "warn",
+      { endpoint: this.endpoint, ...describeError(error) },
+      "span exporter could not be created: spans are dropped and counted; the broker keeps serving"
+    )
+  }
+
+  private record(count: number, result: ExportResult): void {
+    if (result.code === ExportResultCode.SUCCESS) {
+      this.exported += count
+      if (this.failing) {
+        this.failing = false
+        safeLog(this.logger, "info", { endpoint: this.endpoint, exportFailures: this.failures, droppedSpans: this.dropped }, "span export recovered")
+      }
+      return
+    }
+    this.failures++
+    this.dropped += count
+    if (!this.failing) {
+      this.failing = true
+      safeLog(
+        this.logger,
+        "warn",
+        { endpoint: this.endpoint, ...describeError(result.error) },
+        "span export failing: spans are dropped and counted until the collector is reachable; the broker keeps serving"
+      )
+    }
+  }
+}
+
+/** A stand-in used when the real exporter cannot even be built: every span is dropped and counted. */
+export class DroppingExporter implements SpanExporter {
+  constructor(private readonly cause: Error) {}
+
+  export(_spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
+    resultCallback({ code: ExportResultCode.FAILED, error: this.cause })
+  }
+
+  shutdown(): Promise<void> {
+    return Promise.resolve()
+  }
+}
