@@ -11,7 +11,10 @@ import { webhooks } from "../projections/webhooks.js"
 import type { TracerProvider } from "@opentelemetry/api"
 import { TaskRepository } from "./tasks/repository.js"
 import { Telemetry } from "./tracing/spans.js"
-import { deadLetterBucket } from "../streams/definitions.js"
+import { deadLetterBucket, taskStateBucket } from "../streams/definitions.js"
+import { taskState } from "../projections/taskState.js"
+import { metricsProjection } from "../projections/metrics.js"
+import { BrokerMetrics } from "./metrics/metrics.js"
 import { runProjection, type RuntimeHooks } from "../projections/runtime.js"
 import { streamDefinitions } from "../streams/definitions.js"
 import { provisionStreams } from "../streams/provision.js"
@@ -24,10 +27,13 @@ export interface BrokerOptions extends RuntimeHooks {
   readonly connection?: NatsConnection
   /** Spans of the broker's own transitions (webhooks); default the global provider. */
   readonly tracerProvider?: TracerProvider
+  /** Failed span exports so far, for `codeq_trace_export_failures_total`. */
+  readonly traceExportFailures?: () => number
 }
 
 export interface RunningBroker {
   readonly nc: NatsConnection
+  readonly metrics: BrokerMetrics
   /** Stops the projections (in-flight work finishes), then closes what the broker opened. */
   stop(): Promise<void>
 }
@@ -55,19 +61,31 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
       (eventLog) => Effect.sync(() => eventLog.close())
     )
     const dlq = yield* Effect.tryPromise(() => nc.jetstream().views.kv(deadLetterBucket(config.naming), { replicas: config.streams.replicas }))
-    yield* Effect.forkScoped(runProjection(nc, dispatcher(log, claims), { naming: config.naming, ...options }).pipe(Effect.orDie))
-    yield* Effect.forkScoped(runProjection(nc, deadLetters(log, dlq), { naming: config.naming, ...options }).pipe(Effect.orDie))
+    const metrics = new BrokerMetrics(nc, config.naming, dlq, options.traceExportFailures)
+    const hooks = {
+      ...options,
+      onQuarantine: (event: { projection: string; seq: number; subject: string; reason: string }) => {
+        metrics.quarantined.inc({ projection: event.projection })
+        options.onQuarantine?.(event)
+      }
+    }
+    yield* Effect.forkScoped(runProjection(nc, dispatcher(log, claims), { naming: config.naming, ...hooks }).pipe(Effect.orDie))
+    yield* Effect.forkScoped(runProjection(nc, deadLetters(log, dlq), { naming: config.naming, ...hooks }).pipe(Effect.orDie))
+    const tasks = yield* Effect.tryPromise(() => nc.jetstream().views.kv(taskStateBucket(config.naming), { replicas: config.streams.replicas }))
+    yield* Effect.forkScoped(runProjection(nc, taskState(tasks, log), { naming: config.naming, ...hooks }).pipe(Effect.orDie))
     const repo = new TaskRepository(log, new Telemetry(options.tracerProvider))
-    yield* Effect.forkScoped(runProjection(nc, webhooks(repo, config.webhooks), { naming: config.naming, ...options }).pipe(Effect.orDie))
-    return nc
+    yield* Effect.forkScoped(runProjection(nc, webhooks(repo, config.webhooks), { naming: config.naming, ...hooks }).pipe(Effect.orDie))
+    yield* Effect.forkScoped(runProjection(nc, metricsProjection(log, metrics), { naming: config.naming, ...hooks }).pipe(Effect.orDie))
+    return { nc, metrics }
   })
 
 /** Starts a broker and returns a handle to stop it (for the CLI and tests). */
 export const startBroker = async (config: BrokerConfig, options: BrokerOptions = {}): Promise<RunningBroker> => {
   const scope = Effect.runSync(Scope.make())
-  const nc = await Effect.runPromise(brokerProgram(config, options).pipe(Scope.extend(scope)))
+  const { nc, metrics } = await Effect.runPromise(brokerProgram(config, options).pipe(Scope.extend(scope)))
   return {
     nc,
+    metrics,
     stop: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }

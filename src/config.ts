@@ -5,13 +5,18 @@
 import { Config, Redacted } from "effect"
 import { DEFAULT_STREAM_SETTINGS, type Naming, type StreamSettings } from "../streams/definitions.js"
 import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from "./webhooks/deliver.js"
+import type { TracingConfigInput } from "./tracing/config.js"
 
 export interface BrokerConfig {
   readonly natsUrl: string
   readonly naming: Naming
   readonly streams: StreamSettings
   readonly webhooks: WebhookSettings
+  /** codeQ's five tracing keys; OTEL_* variables win over them (see src/tracing/config.ts). */
+  readonly tracing: TracingConfigInput
 }
+
+const optional = <A>(config: Config.Config<A>) => Config.option(config).pipe(Config.map((value) => (value._tag === "Some" ? value.value : undefined)))
 
 export const BrokerConfig: Config.Config<BrokerConfig> = Config.all({
   natsUrl: Config.string("NATS_URL").pipe(Config.withDefault("nats://127.0.0.1:4222"), Config.withDescription("NATS server URL(s), comma separated")),
@@ -36,5 +41,12 @@ export const BrokerConfig: Config.Config<BrokerConfig> = Config.all({
     connectTimeoutMs: Config.integer("CODEQ_WEBHOOK_CONNECT_TIMEOUT_MS").pipe(Config.withDefault(DEFAULT_WEBHOOK_SETTINGS.connectTimeoutMs), Config.withDescription("webhook connect timeout")),
     responseTimeoutMs: Config.integer("CODEQ_WEBHOOK_RESPONSE_TIMEOUT_MS").pipe(Config.withDefault(DEFAULT_WEBHOOK_SETTINGS.responseTimeoutMs), Config.withDescription("webhook response timeout")),
     allowPrivateNetworks: Config.boolean("CODEQ_WEBHOOK_ALLOW_PRIVATE_NETWORKS").pipe(Config.withDefault(false), Config.withDescription("allow private, loopback and link-local webhook targets (webhookAllowPrivateNetworks)"))
-  })
+  }),
+  tracing: Config.all({
+    tracingEnabled: optional(Config.boolean("CODEQ_TRACING_ENABLED").pipe(Config.withDescription("export spans over OTLP gRPC (tracingEnabled, default false)"))),
+    tracingServiceName: optional(Config.string("CODEQ_TRACING_SERVICE_NAME").pipe(Config.withDescription("service.name (tracingServiceName, default codeq; OTEL_SERVICE_NAME wins)"))),
+    tracingOtlpEndpoint: optional(Config.string("CODEQ_TRACING_OTLP_ENDPOINT").pipe(Config.withDescription("collector host:port or URL (tracingOtlpEndpoint, default localhost:4317; OTEL_EXPORTER_OTLP_ENDPOINT wins)"))),
+    tracingOtlpInsecure: optional(Config.boolean("CODEQ_TRACING_OTLP_INSECURE").pipe(Config.withDescription("plaintext gRPC (tracingOtlpInsecure, default false; OTEL_EXPORTER_OTLP_INSECURE wins)"))),
+    tracingSampleRatio: optional(Config.number("CODEQ_TRACING_SAMPLE_RATIO").pipe(Config.withDescription("head sampling ratio 0..1 (tracingSampleRatio, default 1.0)")))
+  }).pipe(Config.map((keys) => Object.fromEntries(Object.entries(keys).filter(([, value]) => value !== undefined)) as TracingConfigInput))
 })

@@ -99,3 +99,7 @@ export const streamDefinitions = (
 /** Key-value bucket of the dead-letter index (`<tenant>.<command>.<taskId>`), derived from the log. */
 export const deadLetterBucket = (n: Naming) => `${n.streamPrefix}_DLQ`
 export const deadLetterKey = (tenant: string, command: string, taskId: string) => `${tenant}.${command}.${taskId}`
+
+/** Key-value bucket of the task-state read model (`<tenant>.<taskId>` → TaskState JSON). */
+export const taskStateBucket = (n: Naming) => `${n.streamPrefix}_TASKS`
+export const taskStateKey = (tenant: string, taskId: string) => `${tenant}.${taskId}`

@@ -35,7 +35,12 @@ export const decodeEvent = (raw: RawEvent): DecodeResult => {
     return fail("body is not JSON")
   }
   const decoded = decodeBody(body, { onExcessProperty: "ignore" })
-  if (Either.isLeft(decoded)) return fail(ParseResult.TreeFormatter.formatErrorSync(decoded.left))
+  if (Either.isLeft(decoded)) {
+    // The first issue, briefly: the union's full tree would print every event schema.
+    const [first] = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
+    const type = typeof body === "object" && body !== null && "type" in body ? String((body as { type: unknown }).type) : "?"
+    return fail(`not a valid event (type ${type.slice(0, 64)}): ${first === undefined ? "invalid" : `${first.path.join(".") || "body"}: ${first.message}`}`.slice(0, 300))
+  }
   const event = decoded.right
   const declared = raw.header(HEADERS.event)
   if (declared !== undefined && declared !== event.type)

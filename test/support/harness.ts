@@ -55,7 +55,8 @@ export const brokerConfig = (url: string, naming: Naming, webhooks: Partial<Webh
   naming,
   streams: DEFAULT_STREAM_SETTINGS,
   // Tests deliver to receivers on loopback.
-  webhooks: { ...DEFAULT_WEBHOOK_SETTINGS, allowPrivateNetworks: true, ...webhooks }
+  webhooks: { ...DEFAULT_WEBHOOK_SETTINGS, allowPrivateNetworks: true, ...webhooks },
+  tracing: {}
 })
 
 /** Polls `check` until it returns a value other than undefined/false, or fails at the deadline. */

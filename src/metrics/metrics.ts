@@ -1,0 +1,78 @@
+/**
+ * Prometheus metrics (DESIGN §4) with codeQ's series names. Event counters are fed by the metrics
+ * projection; gauges (queue depth per lane, dead-letter depth, projection lag) are read from
+ * JetStream when scraped, so they are right whichever broker instance answers.
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client"
+import type { KV, NatsConnection } from "nats"
+import { claimSubjects, claimsStream, eventsStream, type Naming } from "../../streams/definitions.js"
+import { durableName } from "../../projections/runtime.js"
+
+export const PROJECTIONS = ["dispatcher", "dead-letters", "task-state", "webhooks", "metrics"] as const
+
+export class BrokerMetrics {
+  readonly registry = new Registry()
+  readonly created = new Counter({ name: "codeq_task_created_total", help: "Tasks created", labelNames: ["command"], registers: [this.registry] })
+  readonly claimed = new Counter({ name: "codeq_task_claimed_total", help: "Claims (deliveries) recorded", labelNames: ["command"], registers: [this.registry] })
+  readonly completed = new Counter({ name: "codeq_task_completed_total", help: "Tasks ended by a result", labelNames: ["command", "status"], registers: [this.registry] })
+  readonly leaseExpired = new Counter({ name: "codeq_lease_expired_total", help: "Leases that ran out and were re-claimed", labelNames: ["command"], registers: [this.registry] })
+  readonly deadLettered = new Counter({ name: "codeq_task_dead_lettered_total", help: "Tasks moved to the dead-letter queue", labelNames: ["command"], registers: [this.registry] })
+  readonly webhooks = new Counter({ name: "codeq_webhook_deliveries_total", help: "Webhook delivery attempts", labelNames: ["kind", "command", "outcome"], registers: [this.registry] })
+  readonly latency = new Histogram({
+    name: "codeq_task_processing_latency_seconds",
+    help: "From claim to result",
+    labelNames: ["command"],
+    buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800],
+    registers: [this.registry]
+  })
+  readonly quarantined = new Counter({ name: "codeq_events_quarantined_total", help: "Undecodable events skipped by a projection", labelNames: ["projection"], registers: [this.registry] })
+  private readonly depth = new Gauge({ name: "codeq_queue_depth", help: "Claim messages waiting or in flight", labelNames: ["tenant", "command", "lane"], registers: [this.registry] })
+  private readonly dlqDepth = new Gauge({ name: "codeq_dlq_depth", help: "Dead-lettered tasks", labelNames: ["tenant", "command"], registers: [this.registry] })
+  private readonly lag = new Gauge({ name: "codeq_projection_lag_events", help: "Events in the log a projection has not acknowledged", labelNames: ["projection"], registers: [this.registry] })
+  private readonly exportFailures = new Gauge({ name: "codeq_trace_export_failures_total", help: "Failed span exports", registers: [this.registry] })
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly naming: Naming,
+    private readonly dlq: KV | undefined,
+    private readonly traceExportFailures: () => number = () => 0
+  ) {}
+
+  /** Reads the gauges from JetStream, then renders every series in the text format. */
+  async render(): Promise<string> {
+    await this.collect().catch(() => undefined)
+    return this.registry.metrics()
+  }
+
+  get contentType(): string {
+    return this.registry.contentType
+  }
+
+  private async collect(): Promise<void> {
+    const jsm = await this.nc.jetstreamManager()
+    const claims = await jsm.streams.info(claimsStream(this.naming), { subjects_filter: claimSubjects(this.naming) })
+    this.depth.reset()
+    for (const [subject, count] of Object.entries(claims.state.subjects ?? {})) {
+      const [, , tenant = "", command = "", lane = ""] = subject.split(".")
+      this.depth.set({ tenant, command, lane }, count)
+    }
+    if (this.dlq !== undefined) {
+      this.dlqDepth.reset()
+      const counts = new Map<string, number>()
+      for await (const key of await this.dlq.keys()) {
+        const [tenant = "", command = ""] = key.split(".")
+        counts.set(`${tenant}\u0000${command}`, (counts.get(`${tenant}\u0000${command}`) ?? 0) + 1)
+      }
+      for (const [key, count] of counts) {
+        const [tenant = "", command = ""] = key.split("\u0000")
+        this.dlqDepth.set({ tenant, command }, count)
+      }
+    }
+    const last = (await jsm.streams.info(eventsStream(this.naming))).state.last_seq
+    for (const projection of PROJECTIONS) {
+      const info = await jsm.consumers.info(eventsStream(this.naming), durableName(projection)).catch(() => undefined)
+      if (info !== undefined) this.lag.set({ projection }, Math.max(0, last - info.ack_floor.stream_seq))
+    }
+    this.exportFailures.set(this.traceExportFailures())
+  }
+}

@@ -1,0 +1,110 @@
+import { describe, expect, it } from "vitest"
+import { startBroker } from "../src/broker.js"
+import { CodeqClient } from "../src/sdk/client.js"
+import { fail } from "../src/sdk/worker.js"
+import { durableName, type QuarantinedEvent } from "../projections/runtime.js"
+import { rebuildProjectionState } from "../projections/rebuild.js"
+import { readAllTaskStates, readTaskState } from "../projections/taskState.js"
+import { eventsStream, taskStateBucket } from "../streams/definitions.js"
+import { brokerConfig, freshNaming, provision, useNatsServer, waitFor } from "./support/harness.js"
+
+const nats = useNatsServer()
+
+const caughtUp = async (client: CodeqClient, projection: string) => {
+  const jsm = await client.nc.jetstreamManager()
+  const stream = eventsStream(client.naming)
+  const last = (await jsm.streams.info(stream)).state.last_seq
+  const info = await jsm.consumers.info(stream, durableName(projection))
+  return info.ack_floor.stream_seq >= last && info.num_ack_pending === 0
+}
+
+describe("projections", () => {
+  it("rebuilds task-state after 10,000 tasks in mixed states into a read model deeply equal to the live one", async () => {
+    const naming = freshNaming()
+    const broker = await startBroker(brokerConfig(nats.url(), naming))
+    const client = await CodeqClient.connect({ servers: nats.url(), naming })
+    const commands = ["done", "broken", "waiting"]
+    const results = await client.producer("acme").createMany(Array.from({ length: 10_000 }, (_, i) => ({ command: commands[i % 3] ?? "done", priority: i % 10, payload: { i } })))
+    const ids = results.map((r) => (r.ok ? r.task.id : ""))
+    const worker = client.worker("acme", { workerId: "mixer" })
+    let handled = 0
+    const running = worker.run(["done", "broken"], (task) => {
+      handled++
+      return task.command === "broken" ? fail("broken on purpose") : { ok: true }
+    }, { concurrency: 64 })
+    await waitFor(() => handled >= 6_667 || undefined, { timeoutMs: 120_000, what: "the done and broken tasks to run" })
+    await worker.stop()
+    await running
+    for (const id of ids.filter((_, i) => i % 3 === 2).slice(0, 50)) await client.tasks.cancel("acme", id)
+    await waitFor(() => caughtUp(client, "task-state"), { timeoutMs: 120_000, what: "task-state to catch up" })
+    const kv = await client.nc.jetstream().views.kv(taskStateBucket(naming))
+    const live = await readAllTaskStates(kv)
+    expect(live.size).toBe(10_000)
+    const statuses = new Set([...live.values()].map((s) => s.status))
+    expect(statuses).toEqual(new Set(["COMPLETED", "FAILED", "PENDING", "CANCELLED"]))
+    await broker.stop()
+
+    let lastProgress = { handled: 0, total: 0 }
+    const replayed = await rebuildProjectionState(client.nc, client.log, "task-state", { onProgress: (p) => (lastProgress = p) })
+    expect(replayed).toBeGreaterThan(10_000)
+    expect(lastProgress.handled).toBe(lastProgress.total)
+    const rebuilt = await readAllTaskStates(await client.nc.jetstream().views.kv(taskStateBucket(naming)))
+    expect(rebuilt).toEqual(live)
+    await client.close()
+  }, 300_000)
+
+  it("quarantines a hand-published garbage event, reporting its sequence, and every projection keeps going", async () => {
+    const naming = freshNaming()
+    const nc = await nats.connect()
+    await provision(nc, naming)
+    const quarantined: Array<QuarantinedEvent> = []
+    const broker = await startBroker(brokerConfig(nats.url(), naming), { onQuarantine: (e) => quarantined.push(e) })
+    const client = await CodeqClient.connect({ connection: nc, naming })
+    const ack = await nc.jetstream().publish(`${naming.subjectRoot}.evt.acme.00000000-0000-4000-8000-000000000000`, new TextEncoder().encode("{\"type\":\"Nonsense\"}"))
+    const task = await client.producer("acme").create({ command: "after-garbage" })
+    const claimed = await client.tasks.claim("acme", ["after-garbage"], { workerId: "w", waitSeconds: 10 })
+    expect(claimed?.task.id).toBe(task.id)
+    await client.tasks.settleLease("acme", task.id, { workerId: "w" }, { type: "complete" })
+    const kv = await nc.jetstream().views.kv(taskStateBucket(naming))
+    await waitFor(async () => (await readTaskState(kv, "acme", task.id))?.status === "COMPLETED", { what: "task-state past the garbage" })
+    await waitFor(() => new Set(quarantined.map((q) => q.projection)).size === 5 || undefined, { what: "every projection to report the garbage" })
+    expect(quarantined.every((q) => q.seq === ack.seq)).toBe(true)
+    const text = await broker.metrics.render()
+    expect(text).toContain('codeq_events_quarantined_total{projection="task-state"} 1')
+    await broker.stop()
+    await client.close()
+  })
+
+  it("exposes the Prometheus series with the counts of a known run", async () => {
+    const naming = freshNaming()
+    const broker = await startBroker(brokerConfig(nats.url(), naming))
+    const client = await CodeqClient.connect({ servers: nats.url(), naming })
+    const producer = client.producer("acme")
+    for (let i = 0; i < 5; i++) await producer.create({ command: "resize" })
+    for (let i = 0; i < 3; i++) await producer.create({ command: "encode", maxAttempts: 1 })
+    await producer.create({ command: "idle", priority: 4 })
+    for (let i = 0; i < 5; i++) {
+      const c = await client.tasks.claim("acme", ["resize"], { workerId: "w", waitSeconds: 10 })
+      await client.tasks.settleLease("acme", c?.task.id ?? "", { workerId: "w" }, i < 4 ? { type: "complete" } : { type: "fail", error: "x" })
+    }
+    for (let i = 0; i < 3; i++) {
+      const c = await client.tasks.claim("acme", ["encode"], { workerId: "w", waitSeconds: 10 })
+      await client.tasks.settleLease("acme", c?.task.id ?? "", { workerId: "w" }, { type: "nack", reason: "no", delaySeconds: 0 })
+    }
+    await waitFor(() => caughtUp(client, "metrics"), { what: "the metrics projection to catch up" })
+    await waitFor(() => caughtUp(client, "dead-letters"), { what: "the dead-letter index to catch up" })
+    const text = await broker.metrics.render()
+    expect(text).toContain('codeq_task_created_total{command="resize"} 5')
+    expect(text).toContain('codeq_task_created_total{command="encode"} 3')
+    expect(text).toContain('codeq_task_claimed_total{command="resize"} 5')
+    expect(text).toContain('codeq_task_completed_total{command="resize",status="COMPLETED"} 4')
+    expect(text).toContain('codeq_task_completed_total{command="resize",status="FAILED"} 1')
+    expect(text).toContain('codeq_task_dead_lettered_total{command="encode"} 3')
+    expect(text).toContain('codeq_dlq_depth{tenant="acme",command="encode"} 3')
+    expect(text).toContain('codeq_queue_depth{tenant="acme",command="idle",lane="4"} 1')
+    expect(text).toContain('codeq_task_processing_latency_seconds_count{command="resize"} 5')
+    expect(text).toMatch(/codeq_projection_lag_events\{projection="metrics"\} 0/)
+    await broker.stop()
+    await client.close()
+  })
+})
