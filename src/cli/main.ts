@@ -9,34 +9,47 @@ import { startBroker } from "../broker.js"
 import { BrokerConfig } from "../config.js"
 import { streamDefinitions } from "../../streams/definitions.js"
 import { provisionStreams } from "../../streams/provision.js"
+import { rebuildProjectionState, REBUILDABLE } from "../../projections/rebuild.js"
+import { JetStreamEventLog } from "../eventlog/jetstream.js"
+import { log as logger } from "../log.js"
+import { setupTracing } from "../tracing/setup.js"
 
 const USAGE = `usage: codeq <command>
 
   serve            run a broker (streams provisioned, projections running) until SIGTERM/SIGINT
   streams apply    create or update the streams; refuse incompatible ones
   streams show     print the streams' configuration and state
+  projections rebuild <name>
+                   drop a derived projection (task-state, dead-letters) and replay the log into it;
+                   stop the brokers first
 
 environment: NATS_URL (default nats://127.0.0.1:4222), CODEQ_STREAM_PREFIX, CODEQ_SUBJECT_ROOT,
-CODEQ_REPLICAS, CODEQ_EVENTS_MAX_AGE_SECONDS, CODEQ_EVENTS_MAX_BYTES, CODEQ_CLAIM_DEDUP_SECONDS`
+CODEQ_REPLICAS, CODEQ_EVENTS_MAX_AGE_SECONDS, CODEQ_EVENTS_MAX_BYTES, CODEQ_CLAIM_DEDUP_SECONDS,
+CODEQ_WEBHOOK_* and CODEQ_TRACING_* (see README)`
 
 const log = (fields: Record<string, unknown>) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...fields })}\n`)
 
 const serve = async () => {
   const config = await Effect.runPromise(BrokerConfig)
-  const broker = await startBroker(config)
-  log({ level: "info", msg: "codeq broker running", nats: config.natsUrl, streams: config.naming.streamPrefix })
+  // Tracing first: spans take their provider when the broker's components are built.
+  const tracing = setupTracing(config.tracing)
+  const broker = await startBroker(config, { traceExportFailures: () => tracing.exportFailures() })
+  logger.info({ nats: config.natsUrl, streams: config.naming.streamPrefix, tracing: tracing.exporting }, "codeq broker running")
   let stopping = false
   const shutdown = (signal: string) => {
     if (stopping) return
     stopping = true
-    log({ level: "info", msg: "shutting down", signal })
-    broker.stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        log({ level: "error", msg: "shutdown failed", error: String(error) })
-        process.exit(1)
-      }
-    )
+    logger.info({ signal }, "shutting down: stopping consumers, then flushing spans")
+    broker
+      .stop()
+      .then(() => tracing.shutdown(5_000))
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ error: String(error) }, "shutdown failed")
+          process.exit(1)
+        }
+      )
   }
   process.on("SIGTERM", () => shutdown("SIGTERM"))
   process.on("SIGINT", () => shutdown("SIGINT"))
@@ -63,6 +76,32 @@ const streams = async (action: string | undefined) => {
   }
 }
 
+const progressBar = (done: number, total: number): string => {
+  const width = 30
+  const share = total === 0 ? 1 : Math.min(1, done / total)
+  const filled = Math.round(share * width)
+  return `[${"#".repeat(filled)}${".".repeat(width - filled)}] ${(share * 100).toFixed(0).padStart(3)}% ${done}/${total} events`
+}
+
+const projections = async (action: string | undefined, name: string | undefined) => {
+  if (action !== "rebuild" || name === undefined)
+    throw new Error(`usage: codeq projections rebuild <${Object.keys(REBUILDABLE).join("|")}>`)
+  const config = await Effect.runPromise(BrokerConfig)
+  const nc = await connect({ servers: config.natsUrl.split(","), noAsyncTraces: true })
+  const eventLog = JetStreamEventLog.connect(nc, config.naming)
+  try {
+    const total = await rebuildProjectionState(nc, eventLog, name, {
+      replicas: config.streams.replicas,
+      onProgress: ({ handled, total: all }) => process.stderr.write(`\r${progressBar(handled, all)}`)
+    })
+    process.stderr.write("\n")
+    log({ level: "info", msg: "projection rebuilt", projection: name, events: total })
+  } finally {
+    eventLog.close()
+    await nc.close()
+  }
+}
+
 const main = async (argv: ReadonlyArray<string>) => {
   const [command, ...rest] = argv
   switch (command) {
@@ -70,6 +109,8 @@ const main = async (argv: ReadonlyArray<string>) => {
       return serve()
     case "streams":
       return streams(rest[0])
+    case "projections":
+      return projections(rest[0], rest[1])
     case undefined:
     case "help":
     case "--help":
