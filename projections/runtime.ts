@@ -144,18 +144,30 @@ const pullLoop = (
 ) => {
   let stopping = false
   let finished = false
-  const inflight = new Set<Promise<void>>()
+  let running = 0
+  // One waiter for a free slot (the loop) and one for the end (stop): a counter, not a race
+  // over every promise in flight, which would cost O(concurrency) per event.
+  let slotFreed: (() => void) | undefined
+  const track = (job: Promise<void>) => {
+    running++
+    void job.finally(() => {
+      running--
+      const wake = slotFreed
+      slotFreed = undefined
+      wake?.()
+    })
+  }
+  const freeSlot = () => new Promise<void>((resolve) => (slotFreed = resolve))
   const done = (async () => {
     while (!stopping && !finished) {
       const messages = await consumer.fetch({ max_messages: batch, expires: 1_000 })
       for await (const msg of messages) {
-        while (inflight.size >= concurrency) await Promise.race(inflight)
-        const job: Promise<void> = onMessage(msg).finally(() => inflight.delete(job))
-        inflight.add(job)
+        while (running >= concurrency) await freeSlot()
+        track(onMessage(msg))
         if (isDone(msg)) finished = true
       }
     }
-    await Promise.all(inflight)
+    while (running > 0) await freeSlot()
   })()
   return {
     done,

@@ -69,13 +69,17 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
         options.onQuarantine?.(event)
       }
     }
-    yield* Effect.forkScoped(runProjection(nc, dispatcher(log, claims), { naming: config.naming, ...hooks }).pipe(Effect.orDie))
-    yield* Effect.forkScoped(runProjection(nc, deadLetters(log, dlq), { naming: config.naming, ...hooks }).pipe(Effect.orDie))
     const tasks = yield* Effect.tryPromise(() => nc.jetstream().views.kv(taskStateBucket(config.naming), { replicas: config.streams.replicas }))
-    yield* Effect.forkScoped(runProjection(nc, taskState(tasks, log), { naming: config.naming, ...hooks }).pipe(Effect.orDie))
     const repo = new TaskRepository(log, new Telemetry(options.tracerProvider))
-    yield* Effect.forkScoped(runProjection(nc, webhooks(repo, config.webhooks), { naming: config.naming, ...hooks }).pipe(Effect.orDie))
-    yield* Effect.forkScoped(runProjection(nc, metricsProjection(log, metrics), { naming: config.naming, ...hooks }).pipe(Effect.orDie))
+    const projections = [dispatcher(log, claims), deadLetters(log, dlq), taskState(tasks, log), webhooks(repo, config.webhooks), metricsProjection(log, metrics)]
+    // One fiber runs them all, so a shutdown interrupts every projection at once (each finishes
+    // what it holds) rather than one after another.
+    yield* Effect.forkScoped(
+      Effect.all(
+        projections.map((projection) => runProjection(nc, projection, { naming: config.naming, ...hooks }).pipe(Effect.orDie)),
+        { concurrency: "unbounded", discard: true }
+      )
+    )
     return { nc, metrics }
   })
 

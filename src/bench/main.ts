@@ -17,6 +17,13 @@ const BENCHMARKS: ReadonlyMap<string, Benchmark> = new Map([
         "acked appends/s: PipelinedPublisher, JetStreamEventLog.append, js.publish in flight, js.publish one by one",
       run: async (argv: ReadonlyArray<string>) => (await import("./append.js")).runAppend(argv)
     }
+  ],
+  [
+    "tracing",
+    {
+      summary: "tasks/s end to end with tracing disabled against tracing on with the collector down",
+      run: async (argv: ReadonlyArray<string>) => (await import("./tracing.js")).runTracingBench(argv)
+    }
   ]
 ])
 

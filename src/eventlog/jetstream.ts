@@ -36,8 +36,7 @@ export class JetStreamEventLog implements EventLog {
   constructor(
     readonly nc: NatsConnection,
     readonly publisher: PipelinedPublisher,
-    readonly naming: Naming = DEFAULT_NAMING,
-    private readonly readTimeoutMs = 5_000
+    readonly naming: Naming = DEFAULT_NAMING
   ) {
     this.stream = eventsStream(naming)
   }
@@ -63,14 +62,14 @@ export class JetStreamEventLog implements EventLog {
     let version = 0
     let seq = fromSeq
     for (;;) {
+      const reply = await this.publisher.mux.request(
+        `$JS.API.DIRECT.GET.${this.stream}`,
+        encoder.encode(JSON.stringify({ next_by_subj: subject, seq }))
+      )
+      if (!reply.ok) throw new LogError({ reason: "read_failed", detail: `reading ${subject}: ${reply.reason}` })
       let raw: RawEvent | undefined
       try {
-        const reply = await this.nc.request(
-          `$JS.API.DIRECT.GET.${this.stream}`,
-          encoder.encode(JSON.stringify({ next_by_subj: subject, seq })),
-          { timeout: this.readTimeoutMs }
-        )
-        raw = directReplyToRaw(reply)
+        raw = directReplyToRaw(reply.msg)
       } catch (cause) {
         throw new LogError({ reason: "read_failed", detail: `reading ${subject}: ${String(cause)}`, cause })
       }

@@ -7,7 +7,8 @@
  *
  * Order: publishes leave the connection in call order, so the server stores them in that order.
  */
-import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "nats"
+import type { Msg, MsgHdrs, NatsConnection } from "nats"
+import { RequestMux } from "./mux.js"
 import { ConcurrencyConflict, JS_WRONG_LAST_SEQUENCE, LogError, type AppendError } from "./errors.js"
 
 /** The outcome of one acked publish. */
@@ -22,13 +23,6 @@ export interface PipelineOptions {
   readonly maxInFlight?: number
 }
 
-interface Pending {
-  readonly subject: string
-  readonly expectedSeq: number | undefined
-  readonly deadline: number
-  readonly resolve: (result: PublishResult) => void
-}
-
 interface PubAckWire {
   readonly seq?: number
   readonly duplicate?: boolean
@@ -38,109 +32,56 @@ interface PubAckWire {
 const decoder = new TextDecoder()
 
 export class PipelinedPublisher {
-  private readonly inbox = createInbox()
-  private readonly pending = new Map<number, Pending>()
-  private readonly waiters: Array<() => void> = []
-  private readonly sub: Subscription
-  private readonly sweeper: NodeJS.Timeout
-  private readonly ackTimeoutMs: number
-  private readonly maxInFlight: number
-  private next = 0
-  private closed = false
+  readonly mux: RequestMux
 
-  constructor(
-    private readonly nc: NatsConnection,
-    options: PipelineOptions = {}
-  ) {
-    this.ackTimeoutMs = options.ackTimeoutMs ?? 5_000
-    this.maxInFlight = options.maxInFlight ?? 4096
-    this.sub = nc.subscribe(`${this.inbox}.*`, { callback: (_err, msg) => this.onReply(msg) })
-    this.sweeper = setInterval(() => this.sweep(), Math.min(250, this.ackTimeoutMs))
-    this.sweeper.unref()
+  constructor(nc: NatsConnection, options: PipelineOptions = {}) {
+    this.mux = new RequestMux(nc, {
+      ...(options.ackTimeoutMs !== undefined ? { timeoutMs: options.ackTimeoutMs } : {}),
+      ...(options.maxInFlight !== undefined ? { maxInFlight: options.maxInFlight } : {})
+    })
   }
 
   /** Publishes once and resolves with the ack or a typed error; never rejects. */
   async publish(subject: string, data: Uint8Array, headers: MsgHdrs, expectedSeq?: number): Promise<PublishResult> {
-    if (this.pending.size >= this.maxInFlight) await new Promise<void>((resolve) => this.waiters.push(resolve))
-    if (this.closed || this.nc.isClosed())
-      return { ok: false, error: new LogError({ reason: "closed", detail: "the connection is closed" }) }
-    const id = this.next++
-    return new Promise<PublishResult>((resolve) => {
-      this.pending.set(id, { subject, expectedSeq, deadline: Date.now() + this.ackTimeoutMs, resolve })
-      try {
-        this.nc.publish(subject, data, { reply: `${this.inbox}.${id}`, headers })
-      } catch (cause) {
-        this.settle(id, { ok: false, error: new LogError({ reason: "closed", detail: String(cause), cause }) })
+    const reply = await this.mux.request(subject, data, headers)
+    if (!reply.ok)
+      return {
+        ok: false,
+        error: new LogError({ reason: reply.reason, detail: reply.reason === "timeout" ? `no ack for ${subject} within ${this.mux.timeoutMs} ms` : reply.detail })
       }
-    })
+    return interpretAck(subject, expectedSeq, reply.msg)
   }
 
   /** In-flight publishes right now. */
   get inFlight(): number {
-    return this.pending.size
+    return this.mux.inFlight
   }
 
   /** Stops listening; anything still in flight is reported as closed. */
   close(): void {
-    if (this.closed) return
-    this.closed = true
-    clearInterval(this.sweeper)
-    for (const id of [...this.pending.keys()])
-      this.settle(id, { ok: false, error: new LogError({ reason: "closed", detail: "publisher closed" }) })
-    for (const wake of this.waiters.splice(0)) wake()
-    this.sub.unsubscribe()
+    this.mux.close()
   }
+}
 
-  private settle(id: number, result: PublishResult): void {
-    const entry = this.pending.get(id)
-    if (entry === undefined) return
-    this.pending.delete(id)
-    entry.resolve(result)
-    this.waiters.shift()?.()
+/** Translates a JetStream publish ack (or its absence) into our result. */
+const interpretAck = (subject: string, expectedSeq: number | undefined, msg: Msg): PublishResult => {
+  if (msg.headers?.code === 503 || (msg.data.length === 0 && msg.headers?.hasError === true))
+    return { ok: false, error: new LogError({ reason: "stream_not_found", detail: `no stream answers on ${subject}` }) }
+  let ack: PubAckWire
+  try {
+    ack = JSON.parse(decoder.decode(msg.data)) as PubAckWire
+  } catch (cause) {
+    return { ok: false, error: new LogError({ reason: "rejected", detail: "unreadable publish ack", cause }) }
   }
-
-  private onReply(msg: Msg): void {
-    const id = Number(msg.subject.slice(this.inbox.length + 1))
-    const entry = this.pending.get(id)
-    if (entry === undefined) return
-    this.settle(id, this.interpret(entry, msg))
-  }
-
-  private interpret(entry: Pending, msg: Msg): PublishResult {
-    if (msg.headers?.code === 503 || (msg.data.length === 0 && msg.headers?.hasError === true))
-      return { ok: false, error: new LogError({ reason: "stream_not_found", detail: `no stream answers on ${entry.subject}` }) }
-    let ack: PubAckWire
-    try {
-      ack = JSON.parse(decoder.decode(msg.data)) as PubAckWire
-    } catch (cause) {
-      return { ok: false, error: new LogError({ reason: "rejected", detail: "unreadable publish ack", cause }) }
-    }
-    if (ack.error !== undefined) {
-      if (ack.error.err_code === JS_WRONG_LAST_SEQUENCE) {
-        const actual = /(\d+)\s*$/.exec(ack.error.description ?? "")?.[1]
-        return {
-          ok: false,
-          error: new ConcurrencyConflict({
-            subject: entry.subject,
-            expectedSeq: entry.expectedSeq ?? -1,
-            actualSeq: actual === undefined ? undefined : Number(actual)
-          })
-        }
-      }
-      return { ok: false, error: new LogError({ reason: "rejected", detail: ack.error.description ?? "publish refused" }) }
-    }
-    return { ok: true, seq: ack.seq ?? 0, duplicate: ack.duplicate === true }
-  }
-
-  private sweep(): void {
-    const now = Date.now()
-    // Deadlines grow with insertion order, so the expired entries are at the front.
-    for (const [id, entry] of this.pending) {
-      if (entry.deadline > now) break
-      this.settle(id, {
+  if (ack.error !== undefined) {
+    if (ack.error.err_code === JS_WRONG_LAST_SEQUENCE) {
+      const actual = /(\d+)\s*$/.exec(ack.error.description ?? "")?.[1]
+      return {
         ok: false,
-        error: new LogError({ reason: "timeout", detail: `no ack for ${entry.subject} within ${this.ackTimeoutMs} ms` })
-      })
+        error: new ConcurrencyConflict({ subject, expectedSeq: expectedSeq ?? -1, actualSeq: actual === undefined ? undefined : Number(actual) })
+      }
     }
+    return { ok: false, error: new LogError({ reason: "rejected", detail: ack.error.description ?? "publish refused" }) }
   }
+  return { ok: true, seq: ack.seq ?? 0, duplicate: ack.duplicate === true }
 }
