@@ -1,0 +1,89 @@
+/**
+ * How failures leave the HTTP API: one JSON shape `{error, field?, rule?, reason?}` and one status
+ * per cause. Library errors are translated here and nowhere else, so every route reports a broken
+ * rule, a missing task, a lost lease or an unreachable NATS the same way. Nothing internal (stack,
+ * subject, connection detail) reaches the client on a 500.
+ */
+import { Data, Schema } from "effect"
+import { NatsError } from "nats"
+import type { ValidationIssue } from "../domain/validation.js"
+import { ConcurrencyConflict, LogError } from "../eventlog/errors.js"
+import { InvalidTransition, LeaseLost, TaskNotFound, ValidationError } from "../tasks/errors.js"
+
+/** The body of every error response. */
+export const ErrorBody = Schema.Struct({
+  error: Schema.String.annotations({ description: "what went wrong, for a human" }),
+  field: Schema.optional(Schema.String.annotations({ description: "the request field at fault, e.g. tasks[2].priority" })),
+  rule: Schema.optional(Schema.String.annotations({ description: "the rule it broke: required, type, unknown, range, integer, pattern, uuid, …" })),
+  reason: Schema.optional(Schema.String.annotations({ description: "for 409: lease_lost, not_in_progress, terminal, not_dead_lettered, conflict" }))
+}).annotations({ identifier: "Error" })
+export type ErrorBody = typeof ErrorBody.Type
+
+/** A response that ends the request early: status, body and extra headers (Retry-After, Allow). */
+export class HttpError extends Data.TaggedError("HttpError")<{
+  readonly status: number
+  readonly body: ErrorBody
+  readonly headers?: Readonly<Record<string, string>>
+  readonly cause?: unknown
+}> {
+  override get message() {
+    return `${this.status} ${this.body.error}`
+  }
+}
+
+export const badRequest = (issue: ValidationIssue): HttpError =>
+  new HttpError({ status: 400, body: { error: issue.message, field: issue.field, rule: issue.rule } })
+
+export const unauthorized = (error: string): HttpError =>
+  new HttpError({ status: 401, body: { error }, headers: { "WWW-Authenticate": `Bearer error="invalid_token"` } })
+
+export const forbidden = (error: string, rule?: string): HttpError =>
+  new HttpError({ status: 403, body: rule === undefined ? { error } : { error, rule } })
+
+/** Seconds a client should wait before retrying a 503. */
+export const RETRY_AFTER_SECONDS = 2
+
+export const unavailable = (error: string, cause?: unknown): HttpError =>
+  new HttpError({ status: 503, body: { error }, headers: { "Retry-After": String(RETRY_AFTER_SECONDS) }, cause })
+
+/** NATS client error codes that mean "the server cannot be reached right now". */
+const UNREACHABLE = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_DRAINING",
+  "CONNECTION_REFUSED",
+  "CONNECTION_TIMEOUT",
+  "DISCONNECT",
+  "TIMEOUT",
+  "503",
+  "CANCELLED"
+])
+
+/** JetStream API error code for "stream not found". */
+const JS_STREAM_NOT_FOUND = 10059
+
+const fromNats = (error: Error): HttpError | undefined => {
+  if (!(error instanceof NatsError)) return undefined
+  if (error.api_error?.err_code === JS_STREAM_NOT_FOUND) return unavailable("the codeq streams are not provisioned", error)
+  if (UNREACHABLE.has(error.code)) return unavailable("NATS is unreachable", error)
+  return undefined
+}
+
+/** Maps anything a handler threw to the response it deserves. */
+export const toHttpError = (error: unknown): HttpError => {
+  if (error instanceof HttpError) return error
+  if (error instanceof ValidationError) return badRequest(error)
+  if (error instanceof TaskNotFound) return new HttpError({ status: 404, body: { error: "task not found" } })
+  if (error instanceof LeaseLost || error instanceof InvalidTransition)
+    return new HttpError({ status: 409, body: { error: error.message, reason: error.reason } })
+  if (error instanceof ConcurrencyConflict)
+    return new HttpError({ status: 409, body: { error: "the task kept changing under this request; retry it", reason: "conflict" }, cause: error })
+  if (error instanceof LogError) {
+    if (error.reason === "rejected") return new HttpError({ status: 500, body: { error: "the event log refused the write" }, cause: error })
+    return unavailable(error.reason === "stream_not_found" ? "the codeq streams are not provisioned" : `the event log is unavailable (${error.reason})`, error)
+  }
+  if (error instanceof Error) {
+    const nats = fromNats(error) ?? (error.cause instanceof Error ? fromNats(error.cause) : undefined)
+    if (nats !== undefined) return nats
+  }
+  return new HttpError({ status: 500, body: { error: "internal error" }, cause: error })
+}

@@ -1,0 +1,148 @@
+/**
+ * The HTTP API server: codeQ's endpoints under /v1/codeq on node:http, a thin shell over the
+ * library. It keeps nothing a request of another instance would need — leases are settled through
+ * handles stored in the log — so any number of instances can serve behind one address. A watch on
+ * the NATS connection makes requests fail fast with 503 while it is down instead of waiting out
+ * an ack timeout.
+ */
+import { createServer, type Server } from "node:http"
+import type { AddressInfo } from "node:net"
+import type { NatsConnection } from "nats"
+import type { Naming } from "../../streams/definitions.js"
+import type { TaskLimits } from "../tasks/limits.js"
+import type { TaskOperations } from "../tasks/operations.js"
+import type { TaskRepository } from "../tasks/repository.js"
+import { Authenticator, RateLimiter, type AuthConfig, type RateLimitConfig } from "./auth.js"
+import { handleRequest, type HttpLogEntry } from "./pipeline.js"
+import { Router, type Route } from "./router.js"
+import { adminRoutes } from "./routes/admin.js"
+import { systemRoutes } from "./routes/system.js"
+import { taskRoutes } from "./routes/tasks.js"
+import { workerRoutes } from "./routes/worker.js"
+
+/** The library the HTTP API is a shell over. `CodeqClient` satisfies it. */
+export interface HttpBackend {
+  readonly nc: NatsConnection
+  readonly repo: TaskRepository
+  readonly tasks: TaskOperations
+  readonly limits: TaskLimits
+  readonly naming: Naming
+}
+
+/** Follows the connection's status events: down from a disconnect until the reconnect. */
+export class ConnectionWatch {
+  private up = true
+  private stopped = false
+
+  constructor(private readonly nc: NatsConnection) {
+    void this.follow()
+  }
+
+  get connected(): boolean {
+    return this.up && !this.nc.isClosed()
+  }
+
+  stop(): void {
+    this.stopped = true
+  }
+
+  private async follow(): Promise<void> {
+    try {
+      for await (const status of this.nc.status()) {
+        if (this.stopped) return
+        if (status.type === "disconnect") this.up = false
+        else if (status.type === "reconnect") this.up = true
+      }
+    } catch {
+      // The iterator ends when the connection closes; `connected` then reads isClosed().
+    }
+  }
+}
+
+export interface HttpServerOptions {
+  /** The library to serve: a `CodeqClient`, or its parts. */
+  readonly client: HttpBackend
+  /** Bearer tokens accepted: static development tokens and/or JWTs verified against a JWKS. */
+  readonly auth: AuthConfig
+  /** Default 8080; 0 picks a free port. */
+  readonly port?: number
+  /** Default 0.0.0.0. */
+  readonly host?: string
+  /** Largest request body accepted, in bytes (413 beyond). Default 1 MiB. */
+  readonly bodyLimitBytes?: number
+  /** Per-token rate limit; off when absent. */
+  readonly rateLimit?: RateLimitConfig
+  /** Receives one structured line per request; nothing is logged when absent. */
+  readonly log?: (entry: HttpLogEntry) => void
+  /** How long `close()` lets in-flight requests finish before cutting connections. Default 5 s. */
+  readonly closeGraceMs?: number
+}
+
+export interface RunningHttpServer {
+  /** e.g. http://127.0.0.1:8080 */
+  readonly url: string
+  readonly port: number
+  /** Stops accepting, ends long-polls, lets in-flight requests finish (up to the grace), closes. */
+  close(): Promise<void>
+}
+
+export const DEFAULT_BODY_LIMIT = 1024 * 1024
+
+/** Every route of the API, in match order. */
+export const apiRoutes = (backend: HttpBackend, watch: ConnectionWatch): ReadonlyArray<Route> => {
+  const routes: Array<Route> = []
+  routes.push(...systemRoutes(backend, watch, () => routes), ...workerRoutes(backend), ...taskRoutes(backend), ...adminRoutes(backend))
+  return routes
+}
+
+const listen = (server: Server, port: number, host: string): Promise<AddressInfo> =>
+  new Promise((resolve, reject) => {
+    server.once("error", reject)
+    server.listen(port, host, () => {
+      server.off("error", reject)
+      resolve(server.address() as AddressInfo)
+    })
+  })
+
+export const startHttpServer = async (options: HttpServerOptions): Promise<RunningHttpServer> => {
+  const backend = options.client
+  const watch = new ConnectionWatch(backend.nc)
+  const shutdown = new AbortController()
+  const deps = {
+    router: new Router(apiRoutes(backend, watch)),
+    auth: new Authenticator(options.auth),
+    limiter: options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit),
+    watch,
+    telemetry: backend.repo.telemetry,
+    bodyLimit: options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT,
+    log: options.log,
+    shutdown: shutdown.signal
+  }
+  const server = createServer((req, res) => {
+    handleRequest(deps, req, res).catch(() => {
+      // handleRequest answers every failure itself; this only guards against a broken socket.
+      if (!res.headersSent) res.destroy()
+    })
+  })
+  // Long-polls hold requests for up to 60 s; keep-alive connections may idle a little longer.
+  server.requestTimeout = 120_000
+  server.keepAliveTimeout = 65_000
+  const address = await listen(server, options.port ?? 8080, options.host ?? "0.0.0.0")
+  const host = address.family === "IPv6" ? `[${address.address}]` : address.address === "0.0.0.0" ? "127.0.0.1" : address.address
+  let closing: Promise<void> | undefined
+  return {
+    url: `http://${host}:${address.port}`,
+    port: address.port,
+    close: () =>
+      (closing ??= new Promise<void>((resolve) => {
+        shutdown.abort()
+        const force = setTimeout(() => server.closeAllConnections(), options.closeGraceMs ?? 5_000)
+        server.close(() => {
+          clearTimeout(force)
+          watch.stop()
+          resolve()
+        })
+        server.closeIdleConnections()
+      }))
+  }
+}
