@@ -13,10 +13,13 @@ import { rebuildProjectionState, REBUILDABLE } from "../../projections/rebuild.j
 import { JetStreamEventLog } from "../eventlog/jetstream.js"
 import { log as logger } from "../log.js"
 import { setupTracing } from "../tracing/setup.js"
+import { HttpConfig, httpServerOptions, startHttpServer } from "../http/index.js"
+import { CodeqClient } from "../sdk/client.js"
 
 const USAGE = `usage: codeq <command>
 
-  serve            run a broker (streams provisioned, projections running) until SIGTERM/SIGINT
+  serve            run a broker: streams provisioned, projections running, HTTP API on
+                   CODEQ_HTTP_PORT (default 8080), until SIGTERM/SIGINT
   streams apply    create or update the streams; refuse incompatible ones
   streams show     print the streams' configuration and state
   projections rebuild <name>
@@ -31,17 +34,29 @@ const log = (fields: Record<string, unknown>) => process.stdout.write(`${JSON.st
 
 const serve = async () => {
   const config = await Effect.runPromise(BrokerConfig)
+  const httpConfig = await Effect.runPromise(HttpConfig)
   // Tracing first: spans take their provider when the broker's components are built.
   const tracing = setupTracing(config.tracing)
   const broker = await startBroker(config, { traceExportFailures: () => tracing.exportFailures() })
-  logger.info({ nats: config.natsUrl, streams: config.naming.streamPrefix, tracing: tracing.exporting }, "codeq broker running")
+  const client = await CodeqClient.connect({ connection: broker.nc, naming: config.naming })
+  const http = await startHttpServer({
+    ...httpServerOptions(httpConfig),
+    client,
+    metrics: broker.metrics,
+    log: ({ level, msg, ...fields }) => logger[level](fields, msg)
+  })
+  logger.info({ nats: config.natsUrl, streams: config.naming.streamPrefix, http: http.url, tracing: tracing.exporting }, "codeq broker running")
   let stopping = false
   const shutdown = (signal: string) => {
     if (stopping) return
     stopping = true
-    logger.info({ signal }, "shutting down: stopping consumers, then flushing spans")
-    broker
-      .stop()
+    logger.info({ signal }, "shutting down: draining HTTP, stopping consumers, then flushing spans")
+    // Order matters: no new requests or claims, in-flight work finishes, consumers stop, and only
+    // then are spans flushed, so the spans of everything that finished are exported.
+    http
+      .close()
+      .then(() => client.close())
+      .then(() => broker.stop())
       .then(() => tracing.shutdown(5_000))
       .then(
         () => process.exit(0),

@@ -90,6 +90,11 @@ const ANONYMOUS: Principal = { tenant: "", subject: undefined, role: "anonymous"
 
 const send = (res: ServerResponse, reply: Reply): void => {
   if (res.headersSent || res.destroyed) return
+  if (reply.text !== undefined) {
+    res.writeHead(reply.status, { ...reply.headers, "Cache-Control": "no-store", "Content-Type": reply.text.contentType, "Content-Length": Buffer.byteLength(reply.text.content) })
+    res.end(reply.text.content)
+    return
+  }
   const payload = reply.status === 204 || reply.body === undefined ? undefined : JSON.stringify(reply.body)
   res.writeHead(reply.status, {
     ...reply.headers,

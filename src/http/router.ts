@@ -10,10 +10,11 @@ import { decodeWith } from "./decode.js"
 
 export type Method = "GET" | "POST" | "DELETE"
 
-/** What a handler answers; a body is sent as JSON, none for 204. */
+/** What a handler answers; a body is sent as JSON, `text` as is (with its content type), none for 204. */
 export interface Reply {
   readonly status: number
   readonly body?: unknown
+  readonly text?: { readonly contentType: string; readonly content: string }
   readonly headers?: Readonly<Record<string, string>>
 }
 

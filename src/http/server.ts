@@ -76,6 +76,14 @@ export interface HttpServerOptions {
   readonly log?: (entry: HttpLogEntry) => void
   /** How long `close()` lets in-flight requests finish before cutting connections. Default 5 s. */
   readonly closeGraceMs?: number
+  /** Prometheus text for `GET /metrics` (the broker's metrics); no such route when absent. */
+  readonly metrics?: MetricsSource
+}
+
+/** Renders the Prometheus exposition. */
+export interface MetricsSource {
+  readonly contentType: string
+  render(): Promise<string>
 }
 
 export interface RunningHttpServer {
@@ -89,9 +97,9 @@ export interface RunningHttpServer {
 export const DEFAULT_BODY_LIMIT = 1024 * 1024
 
 /** Every route of the API, in match order. */
-export const apiRoutes = (backend: HttpBackend, watch: ConnectionWatch): ReadonlyArray<Route> => {
+export const apiRoutes = (backend: HttpBackend, watch: ConnectionWatch, metrics?: MetricsSource): ReadonlyArray<Route> => {
   const routes: Array<Route> = []
-  routes.push(...systemRoutes(backend, watch, () => routes), ...workerRoutes(backend), ...taskRoutes(backend), ...adminRoutes(backend))
+  routes.push(...systemRoutes(backend, watch, () => routes, metrics), ...workerRoutes(backend), ...taskRoutes(backend), ...adminRoutes(backend))
   return routes
 }
 
@@ -109,7 +117,7 @@ export const startHttpServer = async (options: HttpServerOptions): Promise<Runni
   const watch = new ConnectionWatch(backend.nc)
   const shutdown = new AbortController()
   const deps = {
-    router: new Router(apiRoutes(backend, watch)),
+    router: new Router(apiRoutes(backend, watch, options.metrics)),
     auth: new Authenticator(options.auth),
     limiter: options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit),
     watch,

@@ -2,15 +2,15 @@
  * Unauthenticated system routes: liveness (`/healthz`: the process serves), readiness (`/readyz`:
  * NATS connected and the streams exist — what a load balancer should route on) and the OpenAPI
  * 3.1 document, generated from the route declarations and the same Effect Schemas that validate
- * requests, so it cannot say something the server does not do. `/metrics` belongs to the metrics
- * projection, not here.
+ * requests, so it cannot say something the server does not do; and `/metrics` when the broker
+ * hands its metrics in.
  */
 import { JSONSchema, type Schema } from "effect"
 import { claimsStream, eventsStream } from "../../../streams/definitions.js"
 import { RETRY_AFTER_SECONDS } from "../errors.js"
 import { HealthJson } from "../responses.js"
 import { route, type Route } from "../router.js"
-import type { ConnectionWatch, HttpBackend } from "../server.js"
+import type { ConnectionWatch, HttpBackend, MetricsSource } from "../server.js"
 
 export type Readiness = { readonly ready: true } | { readonly ready: false; readonly error: string }
 
@@ -102,9 +102,29 @@ export const openApiDocument = (routes: ReadonlyArray<Route>, version = "0.1.0")
 
 const PUBLIC = { kind: "public" } as const
 
-export const systemRoutes = (backend: HttpBackend, watch: ConnectionWatch, documented: () => ReadonlyArray<Route>): ReadonlyArray<Route> => {
+export const systemRoutes = (
+  backend: HttpBackend,
+  watch: ConnectionWatch,
+  documented: () => ReadonlyArray<Route>,
+  metrics?: MetricsSource
+): ReadonlyArray<Route> => {
   let document: Record<string, unknown> | undefined
+  const metricsRoute =
+    metrics === undefined
+      ? []
+      : [
+          route({
+            method: "GET",
+            path: "/metrics",
+            summary: "Prometheus metrics (text exposition format)",
+            access: PUBLIC,
+            needsNats: false,
+            responses: { 200: { description: "the metrics" } },
+            handle: async () => ({ status: 200, text: { contentType: metrics.contentType, content: await metrics.render() } })
+          })
+        ]
   return [
+    ...metricsRoute,
     route({
       method: "GET",
       path: "/healthz",
