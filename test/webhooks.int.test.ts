@@ -4,6 +4,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from "node:http"
 import type { AddressInfo } from "node:net"
 import { startBroker } from "../src/broker.js"
 import { CodeqClient } from "../src/sdk/client.js"
+import { freePort } from "../src/testing/natsServer.js"
 import { parseTraceparent } from "../src/tracing/codec.js"
 import { signature } from "../src/webhooks/deliver.js"
 import { brokerConfig, freshNaming, provision, recordSpans, useNatsServer, waitFor } from "./support/harness.js"
@@ -118,10 +119,18 @@ describe("result webhooks", () => {
       CODEQ_WEBHOOK_MAX_ATTEMPTS: "1000",
       // Short timeouts keep the ack wait short: events in flight at the kill come back after it.
       CODEQ_WEBHOOK_CONNECT_TIMEOUT_MS: "1000",
-      CODEQ_WEBHOOK_RESPONSE_TIMEOUT_MS: "2000"
+      CODEQ_WEBHOOK_RESPONSE_TIMEOUT_MS: "2000",
+      CODEQ_HTTP_PORT: String(await freePort()),
+      CODEQ_HTTP_HOST: "127.0.0.1"
     }
-    const spawnBroker = (): ChildProcess => spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve"], { env, stdio: ["ignore", "ignore", "inherit"] })
+    const children: Array<ChildProcess> = []
+    const spawnBroker = (): ChildProcess => {
+      const child = spawn(process.execPath, ["--import", "tsx", "src/cli/main.ts", "serve"], { env, stdio: ["ignore", "ignore", "inherit"] })
+      children.push(child)
+      return child
+    }
     let broker = spawnBroker()
+    try {
     const c = await CodeqClient.connect({ connection: nc, naming })
     const created = await c.producer("acme").createMany(Array.from({ length: 100 }, () => ({ command: "render", webhook: hook.url })))
     const ids = created.map((r) => (r.ok ? r.task.id : ""))
@@ -146,6 +155,10 @@ describe("result webhooks", () => {
     await running
     expect(okPerTask.size).toBe(100)
     expect([...okPerTask.values()].every((n) => n === 1)).toBe(true)
-    await hook.close()
+    } finally {
+      // Never leave a broker behind, whatever failed.
+      for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+      await hook.close()
+    }
   }, 180_000)
 })

@@ -52,6 +52,7 @@ export class ClaimSource {
   private readonly notify: Array<Subscription> = []
   private readonly wakers = new Set<() => void>()
   private lastScan = 0
+  private waiting = 0
   private readonly ackWaitMs: number
   private readonly rescanMs: number
   private readonly inactiveMs: number
@@ -83,11 +84,25 @@ export class ClaimSource {
     return this.ackWaitMs
   }
 
+  /** True while a claim waits on this source (a long-poll): not to be closed under it. */
+  get busy(): boolean {
+    return this.waiting > 0
+  }
+
   /**
    * Up to `max` deliveries from the highest lane that has any; waits up to `waitMs` when all are
    * empty. Resolves with none when the wait ends or `signal` aborts.
    */
   async next(max: number, waitMs: number, signal?: AbortSignal): Promise<ReadonlyArray<ClaimDelivery>> {
+    this.waiting++
+    try {
+      return await this.nextOnce(max, waitMs, signal)
+    } finally {
+      this.waiting--
+    }
+  }
+
+  private async nextOnce(max: number, waitMs: number, signal?: AbortSignal): Promise<ReadonlyArray<ClaimDelivery>> {
     const deadline = Date.now() + waitMs
     for (;;) {
       if (signal?.aborted === true) return []

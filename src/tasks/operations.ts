@@ -10,7 +10,7 @@ import { checkCommand, checkIntRange, checkTaskId, checkTenant, checkWorkerId, f
 import { ClaimSource, type ClaimSourceOptions } from "../claims/source.js"
 import { deadLetterBucket, deadLetterKey } from "../../streams/definitions.js"
 import type { DeadLetterEntry } from "../../projections/deadLetters.js"
-import { TaskNotFound, ValidationError } from "./errors.js"
+import { InvalidTransition, TaskNotFound, ValidationError } from "./errors.js"
 import {
   cancelTask,
   claimDelivery,
@@ -46,9 +46,13 @@ const check = (...issues: ReadonlyArray<ValidationIssue | undefined>) => {
 
 const decoder = new TextDecoder()
 
+/** A claim source nobody used for this long is closed (its subscriptions with it). */
+const SOURCE_IDLE_MS = 120_000
+
 export class TaskOperations {
   readonly settle: Settle
-  private readonly sources = new Map<string, ClaimSource>()
+  private readonly sources = new Map<string, { source: ClaimSource; lastUsed: number }>()
+  private readonly evictor: NodeJS.Timeout
   private dlq: Promise<KV> | undefined
 
   constructor(
@@ -59,6 +63,9 @@ export class TaskOperations {
     private readonly sourceOptions: ClaimSourceOptions = {}
   ) {
     this.settle = (subject, how) => ClaimSource.settle(nc, subject, how)
+    // Any HTTP client can name a new set of commands: sources unused for a while are closed.
+    this.evictor = setInterval(() => this.evictIdle(SOURCE_IDLE_MS), SOURCE_IDLE_MS / 2)
+    this.evictor.unref()
   }
 
   async get(tenant: string, taskId: string): Promise<TaskView> {
@@ -118,9 +125,13 @@ export class TaskOperations {
   /** Tells the claim sources of this process that a nak'ed claim is due back (no rescan wait). */
   private hintRequeued(state: TaskState, delaySeconds: number): void {
     const at = new Date(Date.now() + delaySeconds * 1000)
-    for (const [key, source] of this.sources) {
+    for (const [key, { source }] of this.sources) {
       const [tenant, commands] = key.split("|")
-      if (tenant === state.tenant && (commands ?? "").split(",").includes(state.command)) source.hint(state.command, state.priority, at)
+      if (tenant === state.tenant && (commands ?? "").split(",").includes(state.command)) {
+        source.hint(state.command, state.priority, at)
+        // The nak may reach the server after a pull this hint wakes: look once more a little later.
+        source.hint(state.command, state.priority, new Date(at.getTime() + 250))
+      }
     }
   }
 
@@ -151,25 +162,36 @@ export class TaskOperations {
     check(checkTenant(tenant), checkTaskId(taskId))
     const applied = await this.repo.apply(tenant, taskId, (now) => ({ type: "PurgeTask", taskId, tenant, now, reason }))
     if (!applied.ok && applied.rejection.reason === "not_found") throw new TaskNotFound({ taskId })
-    if (!applied.ok) throw new ValidationError({ field: "id", rule: applied.rejection.reason, message: applied.rejection.message })
+    if (!applied.ok) throw new InvalidTransition({ taskId, reason: applied.rejection.reason, message: applied.rejection.message })
     // The projection will drop the entry too; dropping it here makes the purge visible at once.
     const state = applied.snapshot.state
     if (state !== null) await (await this.deadLetterIndex()).delete(deadLetterKey(tenant, state.command, taskId))
   }
 
   close(): void {
-    for (const source of this.sources.values()) source.close()
+    clearInterval(this.evictor)
+    for (const { source } of this.sources.values()) source.close()
     this.sources.clear()
+  }
+
+  private evictIdle(idleMs: number): void {
+    const now = Date.now()
+    for (const [key, entry] of this.sources)
+      if (now - entry.lastUsed > idleMs && !entry.source.busy) {
+        entry.source.close()
+        this.sources.delete(key)
+      }
   }
 
   private sourceFor(tenant: string, commands: ReadonlyArray<string>): ClaimSource {
     const key = `${tenant}|${[...commands].sort().join(",")}`
-    let source = this.sources.get(key)
-    if (source === undefined) {
-      source = new ClaimSource(this.nc, this.repo.log.naming, tenant, commands, this.sourceOptions)
-      this.sources.set(key, source)
+    let entry = this.sources.get(key)
+    if (entry === undefined) {
+      entry = { source: new ClaimSource(this.nc, this.repo.log.naming, tenant, commands, this.sourceOptions), lastUsed: Date.now() }
+      this.sources.set(key, entry)
     }
-    return source
+    entry.lastUsed = Date.now()
+    return entry.source
   }
 
   private deadLetterIndex(): Promise<KV> {
