@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest"
 import { startBroker } from "../src/broker.js"
 import { CodeqClient } from "../src/sdk/client.js"
+import { startHttpServer } from "../src/http/index.js"
 import { fail } from "../src/sdk/worker.js"
 import { durableName, type QuarantinedEvent } from "../projections/runtime.js"
 import { rebuildProjectionState } from "../projections/rebuild.js"
@@ -75,7 +76,7 @@ describe("projections", () => {
     await client.close()
   })
 
-  it("exposes the Prometheus series with the counts of a known run", async () => {
+  it("serves the Prometheus series on /metrics with the counts of a known run", async () => {
     const naming = freshNaming()
     const broker = await startBroker(brokerConfig(nats.url(), naming))
     const client = await CodeqClient.connect({ servers: nats.url(), naming })
@@ -93,7 +94,11 @@ describe("projections", () => {
     }
     await waitFor(() => caughtUp(client, "metrics"), { what: "the metrics projection to catch up" })
     await waitFor(() => caughtUp(client, "dead-letters"), { what: "the dead-letter index to catch up" })
-    const text = await broker.metrics.render()
+    const http = await startHttpServer({ client, auth: { staticTokens: [] }, port: 0, host: "127.0.0.1", metrics: broker.metrics })
+    const response = await fetch(`${http.url}/metrics`)
+    expect(response.headers.get("content-type")).toContain("text/plain")
+    const text = await response.text()
+    await http.close()
     expect(text).toContain('codeq_task_created_total{command="resize"} 5')
     expect(text).toContain('codeq_task_created_total{command="encode"} 3')
     expect(text).toContain('codeq_task_claimed_total{command="resize"} 5')

@@ -9,7 +9,7 @@ import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { startBroker, type RunningBroker } from "../src/broker.js"
 import { CodeqClient } from "../src/sdk/client.js"
-import { contextFromTraceparent } from "../src/tracing/codec.js"
+import { contextFromTraceparent, parseTraceparent } from "../src/tracing/codec.js"
 import { setupTracing, type TracingHandle } from "../src/tracing/setup.js"
 import { brokerConfig, freshNaming, useNatsServer } from "./support/harness.js"
 import { startOtlpReceiver, type OtlpReceiver } from "./support/otlpReceiver.js"
@@ -105,5 +105,24 @@ describe("a traced task from create to webhook, as the collector receives it", (
     expect(delivery.attributes).toMatchObject({ "codeq.webhook.attempt": 1, "codeq.webhook.host": "127.0.0.1" })
     const everything = JSON.stringify(spans.map((s) => s.attributes))
     for (const secret of ["payload-secret", "result-secret", "url-secret", "key-secret", "hook-secret-value", "/callback"]) expect(everything).not.toContain(secret)
+  })
+
+  it("exports nothing for a task without a sampled parent at ratio 0, yet every event has a valid traceparent", async () => {
+    const task = await client.producer("acme").create({ command: "quiet" })
+    const claimed = await client.tasks.claim("acme", ["quiet"], { workerId: "worker-9", waitSeconds: 10 })
+    expect(claimed?.task.id).toBe(task.id)
+    await client.tasks.settleLease("acme", task.id, { workerId: "worker-9" }, { type: "complete" })
+    expect(await tracing.flush(2_000)).toBe("flushed")
+    expect(receiver.spans().filter((s) => s.attributes["codeq.task_id"] === task.id)).toEqual([])
+    const history = await client.log.readTask("acme", task.id)
+    expect(history.events.map((e) => e.event.type)).toEqual(["TaskCreated", "TaskClaimed", "TaskCompleted"])
+    const contexts = history.events.map((e) => parseTraceparent(e.trace?.traceparent))
+    for (const ctx of contexts) {
+      expect(ctx).toBeDefined()
+      expect(ctx?.traceFlags).toBe(0)
+    }
+    expect(new Set(contexts.map((c) => c?.traceId)).size).toBe(1)
+    expect(new Set(contexts.map((c) => c?.spanId)).size).toBe(3)
+    expect(history.events[1]?.trace?.parentSpanId).toBe(contexts[0]?.spanId)
   })
 })

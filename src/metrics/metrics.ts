@@ -29,7 +29,8 @@ export class BrokerMetrics {
   private readonly depth = new Gauge({ name: "codeq_queue_depth", help: "Claim messages waiting or in flight", labelNames: ["tenant", "command", "lane"], registers: [this.registry] })
   private readonly dlqDepth = new Gauge({ name: "codeq_dlq_depth", help: "Dead-lettered tasks", labelNames: ["tenant", "command"], registers: [this.registry] })
   private readonly lag = new Gauge({ name: "codeq_projection_lag_events", help: "Events in the log a projection has not acknowledged", labelNames: ["projection"], registers: [this.registry] })
-  private readonly exportFailures = new Gauge({ name: "codeq_trace_export_failures_total", help: "Failed span exports", registers: [this.registry] })
+  private readonly exportFailures = new Counter({ name: "codeq_trace_export_failures_total", help: "Failed span export calls", registers: [this.registry] })
+  private exportFailuresSeen = 0
 
   constructor(
     private readonly nc: NatsConnection,
@@ -73,6 +74,8 @@ export class BrokerMetrics {
       const info = await jsm.consumers.info(eventsStream(this.naming), durableName(projection)).catch(() => undefined)
       if (info !== undefined) this.lag.set({ projection }, Math.max(0, last - info.ack_floor.stream_seq))
     }
-    this.exportFailures.set(this.traceExportFailures())
+    const failures = this.traceExportFailures()
+    if (failures > this.exportFailuresSeen) this.exportFailures.inc(failures - this.exportFailuresSeen)
+    this.exportFailuresSeen = Math.max(this.exportFailuresSeen, failures)
   }
 }
