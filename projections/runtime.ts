@@ -8,7 +8,8 @@
  */
 import { AckPolicy, DeliverPolicy, nanos, type JsMsg, type NatsConnection } from "nats"
 import { Cause, Data, Duration, Effect, Schedule } from "effect"
-import type { StoredEvent, TaskEventType } from "../src/domain/events.js"
+import { EVENT_TYPES, type StoredEvent, type TaskEventType } from "../src/domain/events.js"
+import { HEADERS } from "../src/tracing/conventions.js"
 import { decodeEvent, type RawEvent } from "../src/eventlog/codec.js"
 import { eventsStream, type Naming } from "../streams/definitions.js"
 
@@ -178,6 +179,25 @@ const pullLoop = (
   }
 }
 
+const KNOWN_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES)
+const RESOLVED = Promise.resolve()
+
+/**
+ * The per-event entry point, plain on purpose: an event whose `Codeq-Event` header names a known
+ * type the projection does not handle is settled without decoding or an Effect run — most events,
+ * for most projections. Anything else (handled, or a header that is missing or unknown, which is
+ * how garbage is caught and quarantined) goes through the full decoding handler.
+ */
+const dispatchMessage = (projection: Projection, hooks: RuntimeHooks, handles: ReadonlySet<string>, msg: JsMsg, ack: boolean): Promise<void> => {
+  const declared = msg.headers?.get(HEADERS.event)
+  if (declared !== undefined && KNOWN_TYPES.has(declared) && !handles.has(declared)) {
+    if (ack) msg.ack()
+    hooks.onHandled?.(projection.name, msg.seq)
+    return RESOLVED
+  }
+  return Effect.runPromise(handleMessage(projection, hooks, handles, msg, ack))
+}
+
 const ensureDurable = (nc: NatsConnection, naming: Naming, projection: Projection) =>
   Effect.tryPromise({
     try: async () => {
@@ -213,7 +233,7 @@ export const runProjection = (nc: NatsConnection, projection: Projection, option
     const loop = yield* Effect.acquireRelease(
       Effect.sync(() =>
         pullLoop(consumer, options.batch ?? 512, projection.concurrency, (msg) =>
-          Effect.runPromise(handleMessage(projection, options, handles, msg, true))
+          dispatchMessage(projection, options, handles, msg, true)
         )
       ),
       (running) => Effect.promise(() => running.stop().catch(() => undefined))
@@ -254,7 +274,7 @@ export const rebuildProjection = (
           options.batch ?? 1024,
           projection.concurrency,
           (msg) =>
-            Effect.runPromise(handleMessage(projection, options, handles, msg, false)).then(() => {
+            dispatchMessage(projection, options, handles, msg, false).then(() => {
               read++
               options.onProgress?.(msg.seq, last)
             }),
