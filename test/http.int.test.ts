@@ -86,6 +86,8 @@ describe("HTTP API: the task cycle, endpoint by endpoint", () => {
     expect(claimed.json).toMatchObject({ id: task.id, status: "IN_PROGRESS", workerId: "acme-worker-1", attempts: 1 })
     expect(claimed.json.traceParent).toBe(task.traceParent)
     expect(Date.now() - started).toBeGreaterThanOrEqual(500)
+    // Woken by the dispatch notification, not by the 1 s idle rescan (the 100 ms figure is measured above).
+    expect(wokeAfter).toBeLessThan(900)
 
     const before = Date.now()
     const none = await claim([command()], { waitSeconds: 1 })
