@@ -2,9 +2,11 @@
  * The task-state read model (DESIGN §4): every task's current state folded from the log into a
  * key-value bucket, for listings and queue statistics. Events of one task are applied in order
  * (a chain per task) while different tasks proceed concurrently; an event at or below the stored
- * version is skipped, so a redelivered or replayed event changes nothing. If applying an event
- * fails, later events of that task could overtake it, so the task is marked dirty and its next
- * update refolds it from the log (the truth) instead of trusting the stored document.
+ * version is skipped, so a redelivered or replayed event changes nothing. Each event records the
+ * sequence it was appended after (`Codeq-Prev-Seq`): when the stored document is not at that
+ * predecessor — another broker instance took an event of this task, or an update failed — the
+ * task is refolded from the log instead. Writes are compare-and-set on the entry's revision, so
+ * brokers sharing the projection never overwrite a newer document with an older one.
  */
 import { Effect } from "effect"
 import type { KV } from "nats"
@@ -35,22 +37,30 @@ export const readAllTaskStates = async (kv: KV, tenant?: string): Promise<Map<st
   return out
 }
 
+const isWrongSequence = (error: unknown) => /wrong last sequence|10071|10164/i.test(String(error))
+
 export const taskState = (kv: KV, log: EventLog): Projection => {
   const naming = log.naming
   const chains = new Map<string, Promise<void>>()
-  const dirty = new Set<string>()
   const apply = async (key: string, tenant: string, taskId: string, stored: StoredEvent) => {
-    if (dirty.has(key)) {
-      const folded = fold((await log.readTask(tenant, taskId)).events)
-      if (folded !== null) await kv.put(key, encoder.encode(JSON.stringify(folded)))
-      dirty.delete(key)
-      return
+    for (let attempt = 0; ; attempt++) {
+      const entry = await kv.get(key)
+      const current = entry === null || entry.value.length === 0 ? null : (JSON.parse(decoder.decode(entry.value)) as TaskState)
+      if (current !== null && current.version >= stored.seq) return
+      // In order (the document is at this event's predecessor): evolve. Otherwise an event of this
+      // task is missing here — another broker's, or one whose update failed — and the log decides.
+      const inOrder = stored.prevSeq !== undefined && (current?.version ?? 0) === stored.prevSeq
+      const next = inOrder ? evolve(current, stored) : fold((await log.readTask(tenant, taskId)).events)
+      if (next === null || next === current) return
+      try {
+        // Compare-and-set on the entry's revision: a concurrent writer makes us read and decide again.
+        if (entry === null) await kv.create(key, encoder.encode(JSON.stringify(next)))
+        else await kv.update(key, encoder.encode(JSON.stringify(next)), entry.revision)
+        return
+      } catch (error) {
+        if (!isWrongSequence(error) || attempt >= 10) throw error
+      }
     }
-    const current = await readTaskState(kv, tenant, taskId)
-    if (current !== null && current.version >= stored.seq) return
-    const next = evolve(current, stored)
-    if (next === null || next === current) return
-    await kv.put(key, encoder.encode(JSON.stringify(next)))
   }
   return {
     name: "task-state",
@@ -66,12 +76,9 @@ export const taskState = (kv: KV, log: EventLog): Projection => {
           const tenant = where?.tenant ?? stored.event.tenant
           const taskId = where?.taskId ?? stored.event.taskId
           const key = taskStateKey(tenant, taskId)
-          // One task's events in order: each waits for the previous one of the same task.
+          // One task's events in order within this broker: each waits for the previous one.
           const previous = chains.get(key) ?? Promise.resolve()
-          const run = previous.then(() => apply(key, tenant, taskId, stored)).catch((error: unknown) => {
-            dirty.add(key)
-            throw error
-          })
+          const run = previous.then(() => apply(key, tenant, taskId, stored))
           const tail = run.catch(() => undefined)
           chains.set(key, tail)
           void tail.then(() => {

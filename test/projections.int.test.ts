@@ -5,7 +5,9 @@ import { startHttpServer } from "../src/http/index.js"
 import { fail } from "../src/sdk/worker.js"
 import { durableName, type QuarantinedEvent } from "../projections/runtime.js"
 import { rebuildProjectionState } from "../projections/rebuild.js"
-import { readAllTaskStates, readTaskState } from "../projections/taskState.js"
+import { readAllTaskStates, readTaskState, taskState } from "../projections/taskState.js"
+import { fold } from "../src/domain/events.js"
+import { Effect } from "effect"
 import { eventsStream, taskStateBucket } from "../streams/definitions.js"
 import { brokerConfig, freshNaming, provision, useNatsServer, waitFor } from "./support/harness.js"
 
@@ -53,6 +55,28 @@ describe("projections", () => {
     expect(rebuilt).toEqual(live)
     await client.close()
   }, 300_000)
+
+  it("keeps task-state right when a task's events arrive out of order (as across broker instances)", async () => {
+    const naming = freshNaming()
+    const nc = await nats.connect()
+    await provision(nc, naming)
+    const client = await CodeqClient.connect({ connection: nc, naming })
+    // No broker here: the transitions go straight through the repository.
+    const task = await client.producer("acme").create({ command: "shuffle" })
+    const base = { taskId: task.id, tenant: "acme", workerId: "w" }
+    await client.repo.apply("acme", task.id, (now) => ({ ...base, now, type: "ClaimTask", leaseSeconds: 30, leaseHandle: "none" }))
+    await client.repo.apply("acme", task.id, (now) => ({ ...base, now, type: "CompleteTask", result: 7 }))
+    const history = await client.log.readTask("acme", task.id)
+    expect(history.events.map((e) => e.prevSeq)).toEqual([0, history.events[0]?.seq, history.events[1]?.seq])
+    const kv = await nc.jetstream().views.kv(`${naming.streamPrefix}_SHUFFLE`)
+    const projection = taskState(kv, client.log)
+    const [created, claim, completed] = history.events
+    if (created === undefined || claim === undefined || completed === undefined) throw new Error("missing events")
+    for (const stored of [claim, created, completed]) await Effect.runPromise(projection.handle(stored, { deliveryCount: 1 }))
+    expect(await readTaskState(kv, "acme", task.id)).toEqual(fold(history.events))
+    expect((await readTaskState(kv, "acme", task.id))?.status).toBe("COMPLETED")
+    await client.close()
+  })
 
   it("quarantines a hand-published garbage event, reporting its sequence, and every projection keeps going", async () => {
     const naming = freshNaming()

@@ -149,6 +149,8 @@ export interface StoredEvent<E extends TaskEvent = TaskEvent> {
   readonly time: Date
   readonly event: E
   readonly trace: EventTrace | undefined
+  /** The task's previous event sequence this one was appended after (0 for a create), when recorded. */
+  readonly prevSeq?: number | undefined
 }
 
 export type TaskStatus = "PENDING" | "IN_PROGRESS" | "COMPLETED" | "FAILED" | "DEAD_LETTERED" | "CANCELLED"

@@ -45,5 +45,9 @@ export const decodeEvent = (raw: RawEvent): DecodeResult => {
   const declared = raw.header(HEADERS.event)
   if (declared !== undefined && declared !== event.type)
     return fail(`${HEADERS.event} header says ${declared} but the body is ${event.type}`)
-  return { ok: true, stored: { seq: raw.seq, subject: raw.subject, time: raw.time, event, trace: readTraceHeaders(raw.header) } }
+  const prev = Number(raw.header(HEADERS.prevSeq) ?? Number.NaN)
+  return {
+    ok: true,
+    stored: { seq: raw.seq, subject: raw.subject, time: raw.time, event, trace: readTraceHeaders(raw.header), ...(Number.isInteger(prev) ? { prevSeq: prev } : {}) }
+  }
 }

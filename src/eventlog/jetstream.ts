@@ -51,6 +51,7 @@ export class JetStreamEventLog implements EventLog {
     writeTraceHeaders(request.trace, (key, value) => h.set(key, value))
     h.set("Nats-Expected-Stream", this.stream)
     h.set("Nats-Expected-Last-Subject-Sequence", String(request.expectedSeq))
+    h.set(HEADERS.prevSeq, String(request.expectedSeq))
     const subject = eventSubject(this.naming, request.tenant, request.taskId)
     return this.publisher.publish(subject, encodeEvent(request.event), h, request.expectedSeq)
   }

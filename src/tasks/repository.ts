@@ -121,7 +121,7 @@ export class TaskRepository {
         span.span.end()
         throw result.error
       }
-      const stored: StoredEvent = { seq: result.seq, subject, time: new Date(), event, trace: span.trace }
+      const stored: StoredEvent = { seq: result.seq, subject, time: new Date(), event, trace: span.trace, prevSeq: snapshot.version }
       span.span.end()
       snapshot = { state: evolve(snapshot.state, stored), version: result.seq }
       appended.push({ stored, context: span.context })

@@ -57,5 +57,7 @@ export const HEADERS = {
   traceparent: "traceparent",
   tracestate: "tracestate",
   parentSpan: "Codeq-Parent-Span",
-  spanStart: "Codeq-Span-Start"
+  spanStart: "Codeq-Span-Start",
+  /** The task's event sequence this event was appended after: lets readers detect gaps. */
+  prevSeq: "Codeq-Prev-Seq"
 } as const
