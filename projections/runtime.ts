@@ -3,8 +3,8 @@
  * every message is decoded with the event Schema, handed to the projection, retried with a named
  * Schedule, and acked only after it succeeded. An undecodable event is quarantined (counted,
  * logged with its sequence, acked) so it can never stop the stream. Interruption stops pulling and
- * lets every received event finish before the runtime returns. Rebuild mode reads the whole log
- * through an ordered consumer and ends when it has caught up.
+ * lets every received event finish before the runtime returns. A rebuild (rebuild.ts) drops the
+ * durable and replays the log through a fresh one.
  */
 import { AckPolicy, DeliverPolicy, nanos, type JsMsg, type NatsConnection } from "nats"
 import { Cause, Data, Duration, Effect, Schedule } from "effect"
@@ -125,7 +125,7 @@ const handleMessage = (projection: Projection, hooks: RuntimeHooks, handles: Rea
   )
 }
 
-/** What the pull loop needs of a consumer: nats.js durable and ordered consumers both fit. */
+/** What the pull loop needs of a consumer (a nats.js pull consumer). */
 interface Fetcher {
   fetch(opts: { max_messages: number; expires: number }): Promise<AsyncIterable<JsMsg>>
 }
@@ -140,11 +140,9 @@ const pullLoop = (
   consumer: Fetcher,
   batch: number,
   concurrency: number,
-  onMessage: (msg: JsMsg) => Promise<void>,
-  isDone: (msg: JsMsg) => boolean = () => false
+  onMessage: (msg: JsMsg) => Promise<void>
 ) => {
   let stopping = false
-  let finished = false
   let running = 0
   // One waiter for a free slot (the loop) and one for the end (stop): a counter, not a race
   // over every promise in flight, which would cost O(concurrency) per event.
@@ -160,12 +158,11 @@ const pullLoop = (
   }
   const freeSlot = () => new Promise<void>((resolve) => (slotFreed = resolve))
   const done = (async () => {
-    while (!stopping && !finished) {
+    while (!stopping) {
       const messages = await consumer.fetch({ max_messages: batch, expires: 1_000 })
       for await (const msg of messages) {
         while (running >= concurrency) await freeSlot()
         track(onMessage(msg))
-        if (isDone(msg)) finished = true
       }
     }
     while (running > 0) await freeSlot()
@@ -173,6 +170,8 @@ const pullLoop = (
   return {
     done,
     stop: () => {
+      // The current pull is left to end by itself (at most its 1 s expiry): stopping it early would
+      // drop events already delivered to it, which the server would then hold until their ack wait.
       stopping = true
       return done
     }
@@ -242,50 +241,4 @@ export const runProjection = (nc: NatsConnection, projection: Projection, option
       try: () => loop.done,
       catch: (cause) => new ProjectionError({ projection: projection.name, message: "consume failed", cause })
     })
-  }).pipe(Effect.scoped)
-
-/**
- * Replays the whole log through an ordered consumer (no acks, no durable state) and returns the
- * number of events read once it reaches the sequence that was last when it started.
- */
-export const rebuildProjection = (
-  nc: NatsConnection,
-  projection: Projection,
-  options: RuntimeOptions & { readonly onProgress?: (seq: number, last: number) => void }
-) =>
-  Effect.gen(function* () {
-    const stream = eventsStream(options.naming)
-    const { last, consumer } = yield* Effect.tryPromise({
-      try: async () => {
-        const jsm = await nc.jetstreamManager()
-        const info = await jsm.streams.info(stream)
-        const js = nc.jetstream()
-        return { last: info.state.last_seq, consumer: await js.consumers.get(stream, { filterSubjects: [`${options.naming.subjectRoot}.evt.>`] }) }
-      },
-      catch: (cause) => new ProjectionError({ projection: projection.name, message: "cannot open the log", cause })
-    })
-    if (last === 0) return 0
-    const handles = new Set<string>(projection.handles)
-    let read = 0
-    const loop = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        pullLoop(
-          consumer,
-          options.batch ?? 1024,
-          projection.concurrency,
-          (msg) =>
-            dispatchMessage(projection, options, handles, msg, false).then(() => {
-              read++
-              options.onProgress?.(msg.seq, last)
-            }),
-          (msg) => msg.seq >= last
-        )
-      ),
-      (running) => Effect.promise(() => running.stop().catch(() => undefined))
-    )
-    yield* Effect.tryPromise({
-      try: () => loop.done,
-      catch: (cause) => new ProjectionError({ projection: projection.name, message: "replay failed", cause })
-    })
-    return read
   }).pipe(Effect.scoped)

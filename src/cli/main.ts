@@ -53,11 +53,16 @@ const serve = async () => {
     logger.info({ signal }, "shutting down: draining HTTP, stopping consumers, then flushing spans")
     // Order matters: no new requests or claims, in-flight work finishes, consumers stop, and only
     // then are spans flushed, so the spans of everything that finished are exported.
+    const started = Date.now()
+    const step = (name: string) => () => logger.info({ step: name, elapsed_ms: Date.now() - started }, "shutdown step done")
     http
       .close()
+      .then(step("http drained"))
       .then(() => client.close())
       .then(() => broker.stop())
+      .then(step("consumers stopped"))
       .then(() => tracing.shutdown(5_000))
+      .then(step("spans flushed"))
       .then(
         () => process.exit(0),
         (error: unknown) => {

@@ -145,8 +145,12 @@ export const startHttpServer = async (options: HttpServerOptions): Promise<Runni
       (closing ??= new Promise<void>((resolve) => {
         shutdown.abort()
         const force = setTimeout(() => server.closeAllConnections(), options.closeGraceMs ?? 5_000)
+        // Keep-alive connections go idle as their last request finishes: close them as they do,
+        // rather than waiting out the grace period for clients that keep them open.
+        const reaper = setInterval(() => server.closeIdleConnections(), 50)
         server.close(() => {
           clearTimeout(force)
+          clearInterval(reaper)
           watch.stop()
           resolve()
         })

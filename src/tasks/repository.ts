@@ -4,7 +4,7 @@
  * rejection comes back as data. Every transition after the create is parented on the trace
  * context the create persisted (DESIGN §2, §6), whatever process performs it and however late.
  */
-import { ROOT_CONTEXT, SpanStatusCode, trace as otel, type Context } from "@opentelemetry/api"
+import { ROOT_CONTEXT, SpanStatusCode, type Context } from "@opentelemetry/api"
 import type { TaskCommand, Rejection } from "../domain/decide.js"
 import { decide } from "../domain/decide.js"
 import { evolve, fold, type StoredEvent, type TaskState } from "../domain/events.js"
@@ -129,7 +129,3 @@ export class TaskRepository {
     return { snapshot, appended }
   }
 }
-
-/** The trace id of a task (from its persisted create context), for logs and tests. */
-export const traceIdOf = (state: TaskState): string | undefined =>
-  otel.getSpanContext(contextFromTraceparent(state.traceParent))?.traceId
