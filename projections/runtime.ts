@@ -10,6 +10,7 @@ import { AckPolicy, DeliverPolicy, nanos, type JsMsg, type NatsConnection } from
 import { Cause, Data, Duration, Effect, Schedule } from "effect"
 import { EVENT_TYPES, type StoredEvent, type TaskEventType } from "../src/domain/events.js"
 import { HEADERS } from "../src/tracing/conventions.js"
+import { log, withTrace } from "../src/log.js"
 import { decodeEvent, type RawEvent } from "../src/eventlog/codec.js"
 import { eventsStream, type Naming } from "../streams/definitions.js"
 
@@ -86,14 +87,15 @@ const rawOf = (msg: JsMsg): RawEvent => ({
   header: (key) => (msg.headers?.has(key) === true ? msg.headers.get(key) : undefined)
 })
 
-const logLine = (fields: Record<string, unknown>) => process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...fields })}\n`)
+/** Log lines about an event carry its trace (the span that wrote it), so they join to it. */
+const eventLog = (msg: JsMsg) => withTrace(log, msg.headers?.get(HEADERS.traceparent) || undefined)
 
 const handleMessage = (projection: Projection, hooks: RuntimeHooks, handles: ReadonlySet<string>, msg: JsMsg, ack: boolean) => {
   const decoded = decodeEvent(rawOf(msg))
   if (!decoded.ok) {
     const quarantined = { projection: projection.name, seq: decoded.seq, subject: decoded.subject, reason: decoded.reason }
     return Effect.sync(() => {
-      logLine({ level: "warn", msg: "event quarantined", ...quarantined })
+      eventLog(msg).warn(quarantined, "event quarantined")
       try {
         hooks.onQuarantine?.(quarantined)
       } catch {
@@ -114,7 +116,7 @@ const handleMessage = (projection: Projection, hooks: RuntimeHooks, handles: Rea
         if (ack) msg.nak(failure.value.delayMs)
         return
       }
-      logLine({ level: "error", msg: "projection handler failed; event will be redelivered", projection: projection.name, seq: msg.seq, error: Cause.pretty(cause).split("\n")[0] })
+      eventLog(msg).error({ projection: projection.name, seq: msg.seq, error: Cause.pretty(cause).split("\n")[0] }, "projection handler failed; event will be redelivered")
       if (ack) msg.nak(REDELIVERY_DELAY_MS)
     })
   return projection.handle(decoded.stored, { deliveryCount: msg.info.deliveryCount }).pipe(

@@ -20,6 +20,7 @@ import type { Snapshot, TaskRepository } from "../tasks/repository.js"
 import type { TaskState } from "../domain/events.js"
 import { toView, type TaskView } from "../tasks/view.js"
 import { ATTR, SPANS, TRACERS } from "../tracing/conventions.js"
+import { log } from "../log.js"
 
 const OUTCOME = Symbol("codeq.outcome")
 
@@ -232,7 +233,7 @@ export class Worker {
   private report(error: unknown, taskId: string | undefined): void {
     try {
       if (this.options.onError !== undefined) this.options.onError(error, taskId)
-      else process.stderr.write(`${JSON.stringify({ level: "error", msg: "worker error", task_id: taskId, error: String(error) })}\n`)
+      else log.error({ worker_id: this.workerId, task_id: taskId, error: error instanceof Error ? `${error.name}: ${error.message}` : String(error) }, "worker error")
     } catch {
       // observers never break the loop
     }
