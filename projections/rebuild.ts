@@ -11,14 +11,16 @@ import { deadLetterBucket, eventsStream, taskStateBucket, type Naming } from "..
 import { deadLetters } from "./deadLetters.js"
 import { durableName, runProjection, type Projection } from "./runtime.js"
 import { taskState } from "./taskState.js"
+import { PipelinedKv } from "../src/eventlog/kv.js"
+import { PipelinedPublisher } from "../src/eventlog/pipeline.js"
 
 interface Rebuildable {
   readonly bucket: (n: Naming) => string
-  readonly make: (kv: KV, log: EventLog) => Projection
+  readonly make: (kv: KV, log: EventLog, publisher: PipelinedPublisher) => Projection
 }
 
 export const REBUILDABLE: Readonly<Record<string, Rebuildable>> = {
-  "task-state": { bucket: taskStateBucket, make: (kv, log) => taskState(kv, log) },
+  "task-state": { bucket: taskStateBucket, make: (_kv, log, publisher) => taskState(new PipelinedKv(publisher, taskStateBucket(log.naming)), log) },
   "dead-letters": { bucket: deadLetterBucket, make: (kv, log) => deadLetters(log, kv) }
 }
 
@@ -51,8 +53,9 @@ export const rebuildProjectionState = async (
   const kv = await nc.jetstream().views.kv(bucket, { replicas: options.replicas ?? 1 })
   const total = (await jsm.streams.info(stream)).state.last_seq
   let handled = 0
+  const publisher = new PipelinedPublisher(nc)
   const fiber = Effect.runFork(
-    runProjection(nc, target.make(kv, log), {
+    runProjection(nc, target.make(kv, log, publisher), {
       naming,
       onHandled: (_projection, seq) => {
         handled = Math.max(handled, seq)
@@ -69,6 +72,7 @@ export const rebuildProjectionState = async (
     }
   } finally {
     await Effect.runPromise(Fiber.interrupt(fiber))
+    publisher.close()
   }
   options.onProgress?.({ handled: total, total })
   return total

@@ -6,7 +6,8 @@
  * lets every received event finish before the runtime returns. A rebuild (rebuild.ts) drops the
  * durable and replays the log through a fresh one.
  */
-import { AckPolicy, DeliverPolicy, nanos, type JsMsg, type NatsConnection } from "nats"
+import { AckPolicy, DeliverPolicy, nanos, type NatsConnection } from "nats"
+import { durablePull, type Delivery } from "./pull.js"
 import { Cause, Data, Duration, Effect, Schedule } from "effect"
 import { EVENT_TYPES, type StoredEvent, type TaskEventType } from "../src/domain/events.js"
 import { HEADERS } from "../src/tracing/conventions.js"
@@ -79,18 +80,18 @@ export interface RuntimeOptions extends RuntimeHooks {
 
 export const durableName = (projection: string) => `codeq-projection-${projection}`
 
-const rawOf = (msg: JsMsg): RawEvent => ({
+const rawOf = (msg: Delivery): RawEvent => ({
   seq: msg.seq,
   subject: msg.subject,
-  time: new Date(Math.floor(msg.info.timestampNanos / 1_000_000)),
+  time: msg.time,
   data: msg.data,
   header: (key) => (msg.headers?.has(key) === true ? msg.headers.get(key) : undefined)
 })
 
 /** Log lines about an event carry its trace (the span that wrote it), so they join to it. */
-const eventLog = (msg: JsMsg) => withTrace(log, msg.headers?.get(HEADERS.traceparent) || undefined)
+const eventLog = (msg: Delivery) => withTrace(log, msg.headers?.get(HEADERS.traceparent) || undefined)
 
-const handleMessage = (projection: Projection, hooks: RuntimeHooks, handles: ReadonlySet<string>, msg: JsMsg, ack: boolean) => {
+const handleMessage = (projection: Projection, hooks: RuntimeHooks, handles: ReadonlySet<string>, msg: Delivery, ack: boolean) => {
   const decoded = decodeEvent(rawOf(msg))
   if (!decoded.ok) {
     const quarantined = { projection: projection.name, seq: decoded.seq, subject: decoded.subject, reason: decoded.reason }
@@ -119,65 +120,12 @@ const handleMessage = (projection: Projection, hooks: RuntimeHooks, handles: Rea
       eventLog(msg).error({ projection: projection.name, seq: msg.seq, error: Cause.pretty(cause).split("\n")[0] }, "projection handler failed; event will be redelivered")
       if (ack) msg.nak(REDELIVERY_DELAY_MS)
     })
-  return projection.handle(decoded.stored, { deliveryCount: msg.info.deliveryCount }).pipe(
+  return projection.handle(decoded.stored, { deliveryCount: msg.deliveryCount }).pipe(
     Effect.retry({ schedule: HANDLER_RETRY, while: (error) => error._tag !== "RetryLater" }),
     Effect.matchCauseEffect({ onSuccess: () => done, onFailure: failed }),
     // In-flight events finish even when the runtime is interrupted: an event is never half-handled.
     Effect.uninterruptible
   )
-}
-
-/** What the pull loop needs of a consumer (a nats.js pull consumer). */
-interface Fetcher {
-  fetch(opts: { max_messages: number; expires: number }): Promise<AsyncIterable<JsMsg>>
-}
-
-/**
- * The pull loop, plain on purpose (it is the per-event hot path): fetch a batch, start a handler
- * per message in log order with at most `concurrency` running, fetch again. `stop()` ends it after
- * the current batch: every message already received is handled and settled, none is left to wait
- * out its ack timeout.
- */
-const pullLoop = (
-  consumer: Fetcher,
-  batch: number,
-  concurrency: number,
-  onMessage: (msg: JsMsg) => Promise<void>
-) => {
-  let stopping = false
-  let running = 0
-  // One waiter for a free slot (the loop) and one for the end (stop): a counter, not a race
-  // over every promise in flight, which would cost O(concurrency) per event.
-  let slotFreed: (() => void) | undefined
-  const track = (job: Promise<void>) => {
-    running++
-    void job.finally(() => {
-      running--
-      const wake = slotFreed
-      slotFreed = undefined
-      wake?.()
-    })
-  }
-  const freeSlot = () => new Promise<void>((resolve) => (slotFreed = resolve))
-  const done = (async () => {
-    while (!stopping) {
-      const messages = await consumer.fetch({ max_messages: batch, expires: 1_000 })
-      for await (const msg of messages) {
-        while (running >= concurrency) await freeSlot()
-        track(onMessage(msg))
-      }
-    }
-    while (running > 0) await freeSlot()
-  })()
-  return {
-    done,
-    stop: () => {
-      // The current pull is left to end by itself (at most its 1 s expiry): stopping it early would
-      // drop events already delivered to it, which the server would then hold until their ack wait.
-      stopping = true
-      return done
-    }
-  }
 }
 
 const KNOWN_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES)
@@ -189,7 +137,7 @@ const RESOLVED = Promise.resolve()
  * for most projections. Anything else (handled, or a header that is missing or unknown, which is
  * how garbage is caught and quarantined) goes through the full decoding handler.
  */
-const dispatchMessage = (projection: Projection, hooks: RuntimeHooks, handles: ReadonlySet<string>, msg: JsMsg, ack: boolean): Promise<void> => {
+const dispatchMessage = (projection: Projection, hooks: RuntimeHooks, handles: ReadonlySet<string>, msg: Delivery, ack: boolean): Promise<void> => {
   const declared = msg.headers?.get(HEADERS.event)
   if (declared !== undefined && KNOWN_TYPES.has(declared) && !handles.has(declared)) {
     if (ack) msg.ack()
@@ -219,7 +167,6 @@ const ensureDurable = (nc: NatsConnection, naming: Naming, projection: Projectio
         if (!/already|exists|in use/i.test(String(error))) throw error
         await jsm.consumers.update(eventsStream(naming), config.durable_name, config)
       }
-      return nc.jetstream().consumers.get(eventsStream(naming), durableName(projection.name))
     },
     catch: (cause) => new ProjectionError({ projection: projection.name, message: "cannot create the projection consumer", cause })
   })
@@ -229,11 +176,11 @@ const ensureDurable = (nc: NatsConnection, naming: Naming, projection: Projectio
  */
 export const runProjection = (nc: NatsConnection, projection: Projection, options: RuntimeOptions) =>
   Effect.gen(function* () {
-    const consumer = yield* ensureDurable(nc, options.naming, projection)
+    yield* ensureDurable(nc, options.naming, projection)
     const handles = new Set<string>(projection.handles)
     const loop = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        pullLoop(consumer, options.batch ?? 512, projection.concurrency, (msg) =>
+        durablePull(nc, eventsStream(options.naming), durableName(projection.name), options.batch ?? 512, projection.concurrency, (msg) =>
           dispatchMessage(projection, options, handles, msg, true)
         )
       ),

@@ -14,6 +14,7 @@ import { evolve, fold, type StoredEvent, type TaskState } from "../src/domain/ev
 import type { EventLog } from "../src/eventlog/EventLog.js"
 import { parseEventSubject, taskStateKey } from "../streams/definitions.js"
 import { ProjectionError, type Projection } from "./runtime.js"
+import type { PipelinedKv } from "../src/eventlog/kv.js"
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -37,9 +38,7 @@ export const readAllTaskStates = async (kv: KV, tenant?: string): Promise<Map<st
   return out
 }
 
-const isWrongSequence = (error: unknown) => /wrong last sequence|10071|10164/i.test(String(error))
-
-export const taskState = (kv: KV, log: EventLog): Projection => {
+export const taskState = (kv: PipelinedKv, log: EventLog): Projection => {
   const naming = log.naming
   const chains = new Map<string, Promise<void>>()
   const apply = async (key: string, tenant: string, taskId: string, stored: StoredEvent) => {
@@ -52,14 +51,10 @@ export const taskState = (kv: KV, log: EventLog): Projection => {
       const inOrder = stored.prevSeq !== undefined && (current?.version ?? 0) === stored.prevSeq
       const next = inOrder ? evolve(current, stored) : fold((await log.readTask(tenant, taskId)).events)
       if (next === null || next === current) return
-      try {
-        // Compare-and-set on the entry's revision: a concurrent writer makes us read and decide again.
-        if (entry === null) await kv.create(key, encoder.encode(JSON.stringify(next)))
-        else await kv.update(key, encoder.encode(JSON.stringify(next)), entry.revision)
-        return
-      } catch (error) {
-        if (!isWrongSequence(error) || attempt >= 10) throw error
-      }
+      // Compare-and-set on the entry's revision: a concurrent writer makes us read and decide again.
+      const written = await kv.put(key, encoder.encode(JSON.stringify(next)), entry?.revision ?? 0)
+      if (written === "ok") return
+      if (attempt >= 10) throw new Error(`task-state ${key}: still conflicting after ${attempt + 1} attempts`)
     }
   }
   return {

@@ -15,6 +15,7 @@ import { deadLetterBucket, taskStateBucket } from "../streams/definitions.js"
 import { taskState } from "../projections/taskState.js"
 import { metricsProjection } from "../projections/metrics.js"
 import { BrokerMetrics } from "./metrics/metrics.js"
+import { PipelinedKv } from "./eventlog/kv.js"
 import { runProjection, type RuntimeHooks } from "../projections/runtime.js"
 import { streamDefinitions } from "../streams/definitions.js"
 import { provisionStreams } from "../streams/provision.js"
@@ -69,9 +70,10 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
         options.onQuarantine?.(event)
       }
     }
-    const tasks = yield* Effect.tryPromise(() => nc.jetstream().views.kv(taskStateBucket(config.naming), { replicas: config.streams.replicas }))
+    // Creates the task-state bucket when missing; the projection writes it through the mux.
+    yield* Effect.tryPromise(() => nc.jetstream().views.kv(taskStateBucket(config.naming), { replicas: config.streams.replicas }))
     const repo = new TaskRepository(log, new Telemetry(options.tracerProvider))
-    const projections = [dispatcher(log, claims), deadLetters(log, dlq), taskState(tasks, log), webhooks(repo, config.webhooks), metricsProjection(log, metrics)]
+    const projections = [dispatcher(log, claims), deadLetters(log, dlq), taskState(new PipelinedKv(log.publisher, taskStateBucket(config.naming)), log), webhooks(repo, config.webhooks), metricsProjection(log, metrics)]
     // One fiber runs them all, so a shutdown interrupts every projection at once (each finishes
     // what it holds) rather than one after another.
     yield* Effect.forkScoped(

@@ -7,6 +7,7 @@ import { durableName, type QuarantinedEvent } from "../projections/runtime.js"
 import { rebuildProjectionState } from "../projections/rebuild.js"
 import { readAllTaskStates, readTaskState, taskState } from "../projections/taskState.js"
 import { fold } from "../src/domain/events.js"
+import { PipelinedKv } from "../src/eventlog/kv.js"
 import { Effect } from "effect"
 import { eventsStream, taskStateBucket } from "../streams/definitions.js"
 import { brokerConfig, freshNaming, provision, useNatsServer, waitFor } from "./support/harness.js"
@@ -68,8 +69,9 @@ describe("projections", () => {
     await client.repo.apply("acme", task.id, (now) => ({ ...base, now, type: "CompleteTask", result: 7 }))
     const history = await client.log.readTask("acme", task.id)
     expect(history.events.map((e) => e.prevSeq)).toEqual([0, history.events[0]?.seq, history.events[1]?.seq])
-    const kv = await nc.jetstream().views.kv(`${naming.streamPrefix}_SHUFFLE`)
-    const projection = taskState(kv, client.log)
+    const bucket = `${naming.streamPrefix}_SHUFFLE`
+    const kv = await nc.jetstream().views.kv(bucket)
+    const projection = taskState(new PipelinedKv(client.log.publisher, bucket), client.log)
     const [created, claim, completed] = history.events
     if (created === undefined || claim === undefined || completed === undefined) throw new Error("missing events")
     for (const stored of [claim, created, completed]) await Effect.runPromise(projection.handle(stored, { deliveryCount: 1 }))

@@ -1,0 +1,50 @@
+/**
+ * A JetStream key-value bucket read and written through the request mux: gets are direct gets of
+ * the key's last message, writes are pipelined publishes with the expected revision (0 creates),
+ * so a read model can keep thousands of updates in flight with compare-and-set semantics. The
+ * bucket itself is the one nats.js creates (`KV_<bucket>`, subjects `$KV.<bucket>.>`, direct gets
+ * allowed), so nats.js readers see the same data.
+ */
+import { headers } from "nats"
+import { ConcurrencyConflict } from "./errors.js"
+import type { PipelinedPublisher } from "./pipeline.js"
+
+export interface KvEntry {
+  readonly value: Uint8Array
+  readonly revision: number
+}
+
+const encoder = new TextEncoder()
+
+export class PipelinedKv {
+  private readonly stream: string
+
+  constructor(
+    private readonly publisher: PipelinedPublisher,
+    private readonly bucket: string
+  ) {
+    this.stream = `KV_${bucket}`
+  }
+
+  /** The key's current value, or null when absent or deleted. Rejects when the bucket cannot be read. */
+  async get(key: string): Promise<KvEntry | null> {
+    const reply = await this.publisher.mux.request(`$JS.API.DIRECT.GET.${this.stream}`, encoder.encode(JSON.stringify({ last_by_subj: `$KV.${this.bucket}.${key}` })))
+    if (!reply.ok) throw new Error(`reading ${this.bucket}/${key}: ${reply.reason}`)
+    const h = reply.msg.headers
+    if (h?.code === 404) return null
+    if (h === undefined || h.hasError) throw new Error(`reading ${this.bucket}/${key}: ${h?.code ?? "no headers"} ${h?.description ?? ""}`)
+    const operation = h.get("KV-Operation")
+    if (operation === "DEL" || operation === "PURGE") return null
+    return { value: reply.msg.data, revision: Number(h.get("Nats-Sequence")) }
+  }
+
+  /** Writes if the key is still at `revision` (0: absent); "conflict" when another writer won. */
+  async put(key: string, value: Uint8Array, revision: number): Promise<"ok" | "conflict"> {
+    const h = headers()
+    h.set("Nats-Expected-Last-Subject-Sequence", String(revision))
+    const result = await this.publisher.publish(`$KV.${this.bucket}.${key}`, value, h, revision)
+    if (result.ok) return "ok"
+    if (result.error instanceof ConcurrencyConflict) return "conflict"
+    throw result.error
+  }
+}
