@@ -183,6 +183,8 @@ export interface TaskState {
   readonly traceState: string | undefined
   /** Sequence of the last event applied: the expected sequence of the next append. */
   readonly version: number
+  /** Sequence of the TaskCreated: the task's place in creation order. */
+  readonly createdSeq: number
   readonly webhookDelivered: boolean
   /** Removed from the dead-letter queue by an operator. */
   readonly purged: boolean
@@ -220,6 +222,7 @@ export const evolve = (state: TaskState | null, stored: StoredEvent): TaskState 
       traceState: stored.trace?.tracestate,
       webhookDelivered: false,
       purged: false,
+      createdSeq: stored.seq,
       ...touch
     }
   }

@@ -28,6 +28,9 @@ export const TaskJson = Schema.Struct({
   updatedAt: Iso
 }).annotations({ identifier: "Task" })
 
+/** `GET /v1/codeq/tasks`: a page of the tenant's tasks. */
+export const TaskListJson = Schema.Struct({ tasks: Schema.Array(TaskJson), count: Schema.Number })
+
 export const ArtifactOut = Schema.Struct({
   name: Schema.String,
   url: Schema.optional(Schema.String),

@@ -8,7 +8,8 @@ import type { BackoffSettings } from "../domain/backoff.js"
 import type { LeaseRef } from "../domain/decide.js"
 import { checkCommand, checkIntRange, checkTaskId, checkTenant, checkWorkerId, firstIssue, type ValidationIssue } from "../domain/validation.js"
 import { ClaimSource, type ClaimSourceOptions } from "../claims/source.js"
-import { deadLetterBucket, deadLetterKey } from "../../streams/definitions.js"
+import { deadLetterBucket, deadLetterKey, taskStateBucket } from "../../streams/definitions.js"
+import { readAllTaskStates } from "../../projections/taskState.js"
 import type { DeadLetterEntry } from "../../projections/deadLetters.js"
 import { InvalidTransition, TaskNotFound, ValidationError } from "./errors.js"
 import {
@@ -25,7 +26,7 @@ import {
 import type { TaskLimits } from "./limits.js"
 import type { TaskRepository } from "./repository.js"
 import { toView, type TaskView } from "./view.js"
-import type { TaskState } from "../domain/events.js"
+import type { TaskState, TaskStatus } from "../domain/events.js"
 
 export interface ClaimRequest {
   readonly workerId: string
@@ -54,6 +55,7 @@ export class TaskOperations {
   private readonly sources = new Map<string, { source: ClaimSource; lastUsed: number }>()
   private readonly evictor: NodeJS.Timeout
   private dlq: Promise<KV> | undefined
+  private tasksKv: Promise<KV> | undefined
 
   constructor(
     private readonly nc: NatsConnection,
@@ -138,6 +140,22 @@ export class TaskOperations {
   async cancel(tenant: string, taskId: string, reason = "cancelled"): Promise<TaskView> {
     check(checkTenant(tenant), checkTaskId(taskId))
     return toView(await cancelTask(this.repo, this.settle, tenant, taskId, reason))
+  }
+
+  /**
+   * Tasks of a tenant from the task-state read model (it may trail the log by the projection's
+   * lag), optionally of one status and command, newest first, at most `limit`.
+   */
+  async list(tenant: string, filter: { readonly status?: TaskStatus; readonly command?: string; readonly limit?: number } = {}): Promise<ReadonlyArray<TaskView>> {
+    const limit = filter.limit ?? 100
+    check(checkTenant(tenant), filter.command === undefined ? undefined : checkCommand(filter.command), checkIntRange(limit, "limit", 1, 1000))
+    this.tasksKv ??= this.nc.jetstream().views.kv(taskStateBucket(this.repo.log.naming))
+    const states = await readAllTaskStates(await this.tasksKv, tenant)
+    return [...states.values()]
+      .filter((s) => (filter.status === undefined || s.status === filter.status) && (filter.command === undefined || s.command === filter.command))
+      .sort((a, b) => b.createdSeq - a.createdSeq)
+      .slice(0, limit)
+      .map(toView)
   }
 
   /** Dead-lettered tasks of a tenant, optionally of one command, oldest first. */

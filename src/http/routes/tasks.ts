@@ -1,12 +1,15 @@
 /**
- * Producer and read routes: create (202), batch create (per-item results), GET a task, GET its
- * result with an optional long-poll. All tenant-scoped by construction: the tenant is the token's,
+ * Producer and read routes: create (202), batch create (per-item results), list tasks (from the
+ * task-state read model), GET a task, GET its result with an optional long-poll. All tenant-scoped by construction: the tenant is the token's,
  * and a task id is looked up only on that tenant's subject, so another tenant's task is a 404.
  */
 import { createTask, createTasks, type CreateTaskInput } from "../../tasks/create.js"
 import { ErrorBody, badRequest } from "../errors.js"
 import type { HttpBackend } from "../server.js"
-import { BatchCreateJson, GetResultJson, TaskJson } from "../responses.js"
+import { BatchCreateJson, GetResultJson, TaskJson, TaskListJson } from "../responses.js"
+import type { TaskStatus } from "../../domain/events.js"
+
+const STATUSES: ReadonlyArray<TaskStatus> = ["PENDING", "IN_PROGRESS", "COMPLETED", "FAILED", "DEAD_LETTERED", "CANCELLED"]
 import { awaitResult } from "../results.js"
 import { route, type Route } from "../router.js"
 import { BatchCreateBody, CreateTaskBody, MAX_RESULT_WAIT_SECONDS } from "../schemas.js"
@@ -71,6 +74,31 @@ export const taskRoutes = (backend: HttpBackend): ReadonlyArray<Route> => [
           )
         }
       }
+    }
+  }),
+  route({
+    method: "GET",
+    path: "/v1/codeq/tasks",
+    summary: "List the caller's tenant's tasks from the read model, newest first",
+    access: { kind: "tenant" },
+    query: [
+      { name: "status", type: "string", description: `one of ${STATUSES.join(", ")}` },
+      { name: "command", type: "string", description: "only tasks of this command" },
+      { name: "limit", type: "integer", description: "at most this many (1–1000, default 100)" }
+    ],
+    responses: { 200: { description: "the tasks", schema: TaskListJson }, 400: ERR("invalid status, command or limit"), ...AUTH_ERRORS },
+    handle: async ({ principal, query }) => {
+      const status = query.get("status") ?? undefined
+      if (status !== undefined && !(STATUSES as ReadonlyArray<string>).includes(status))
+        throw badRequest({ field: "status", rule: "enum", message: `status must be one of ${STATUSES.join(", ")}` })
+      const limit = query.get("limit") === null ? 100 : intQuery(query, "limit", 1_000_000)
+      const command = query.get("command") ?? undefined
+      const tasks = await backend.tasks.list(principal.tenant, {
+        limit,
+        ...(status !== undefined ? { status: status as TaskStatus } : {}),
+        ...(command !== undefined ? { command } : {})
+      })
+      return { status: 200, body: { tasks, count: tasks.length } }
     }
   }),
   route({
