@@ -7,7 +7,7 @@
  * the open request to end, so every delivered event is handled.
  */
 import { createInbox, nanos, type MsgHdrs, type NatsConnection } from "nats"
-import { ClaimSource } from "../src/claims/source.js"
+import { ClaimSource, parseAckSubject } from "../src/claims/source.js"
 
 /** One delivery of an event to this consumer, and how to answer it. */
 export interface Delivery {
@@ -24,13 +24,6 @@ export interface Delivery {
 }
 
 const encoder = new TextEncoder()
-
-/** `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` (with or without domain tokens). */
-const parseAck = (reply: string) => {
-  const t = reply.split(".")
-  const o = t.length >= 12 ? 4 : 2
-  return { deliveryCount: Number(t[o + 2]), seq: Number(t[o + 3]), time: new Date(Math.floor(Number(t[o + 5]) / 1e6)) }
-}
 
 export interface PullLoop {
   readonly done: Promise<void>
@@ -70,9 +63,11 @@ export const durablePull = (
         return signal()
       }
       const reply = msg.reply
-      const info = parseAck(reply)
+      const { delivered, streamSeq, time } = parseAckSubject(reply)
       queue.push({
-        ...info,
+        seq: streamSeq,
+        deliveryCount: delivered,
+        time,
         subject: msg.subject,
         data: msg.data,
         headers: msg.headers,

@@ -131,30 +131,30 @@ describe("result webhooks", () => {
     }
     let broker = spawnBroker()
     try {
-    const c = await CodeqClient.connect({ connection: nc, naming })
-    const created = await c.producer("acme").createMany(Array.from({ length: 100 }, () => ({ command: "render", webhook: hook.url })))
-    const ids = created.map((r) => (r.ok ? r.task.id : ""))
-    const worker = c.worker("acme", { workerId: "finisher" })
-    const running = worker.run(["render"], () => "ok", { concurrency: 16 })
-    const failedOnce = async () => {
-      const histories = await Promise.all(ids.map((id) => c.log.readTask("acme", id)))
-      return histories.every((h) => h.events.some((e) => e.event.type === "WebhookFailed")) || undefined
-    }
-    await waitFor(failedOnce, { timeoutMs: 60_000, what: "every webhook to have failed at least once" })
-    broker.kill("SIGKILL")
-    await new Promise((resolve) => broker.once("exit", resolve))
-    healthy = true
-    broker = spawnBroker()
-    await waitFor(async () => {
-      const histories = await Promise.all(ids.map((id) => c.log.readTask("acme", id)))
-      return histories.every((h) => h.events.some((e) => e.event.type === "WebhookDelivered")) || undefined
-    }, { timeoutMs: 60_000, what: "every webhook delivered after the restart" })
-    broker.kill("SIGTERM")
-    await new Promise((resolve) => broker.once("exit", resolve))
-    await worker.stop()
-    await running
-    expect(okPerTask.size).toBe(100)
-    expect([...okPerTask.values()].every((n) => n === 1)).toBe(true)
+      const c = await CodeqClient.connect({ connection: nc, naming })
+      const created = await c.producer("acme").createMany(Array.from({ length: 100 }, () => ({ command: "render", webhook: hook.url })))
+      const ids = created.map((r) => (r.ok ? r.task.id : ""))
+      const worker = c.worker("acme", { workerId: "finisher" })
+      const running = worker.run(["render"], () => "ok", { concurrency: 16 })
+      const failedOnce = async () => {
+        const histories = await Promise.all(ids.map((id) => c.log.readTask("acme", id)))
+        return histories.every((h) => h.events.some((e) => e.event.type === "WebhookFailed")) || undefined
+      }
+      await waitFor(failedOnce, { timeoutMs: 60_000, what: "every webhook to have failed at least once" })
+      broker.kill("SIGKILL")
+      await new Promise((resolve) => broker.once("exit", resolve))
+      healthy = true
+      broker = spawnBroker()
+      await waitFor(async () => {
+        const histories = await Promise.all(ids.map((id) => c.log.readTask("acme", id)))
+        return histories.every((h) => h.events.some((e) => e.event.type === "WebhookDelivered")) || undefined
+      }, { timeoutMs: 60_000, what: "every webhook delivered after the restart" })
+      broker.kill("SIGTERM")
+      await new Promise((resolve) => broker.once("exit", resolve))
+      await worker.stop()
+      await running
+      expect(okPerTask.size).toBe(100)
+      expect([...okPerTask.values()].every((n) => n === 1)).toBe(true)
     } finally {
       // Never leave a broker behind, whatever failed.
       for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")

@@ -37,11 +37,14 @@ export const LANES = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0] as const
 
 export const claimConsumerName = (tenant: string, command: string, lane: number) => `claim-${tenant}-${command}-${lane}`
 
-/** Parses `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>…` (with or without domain tokens). */
-export const parseAckSubject = (subject: string): { delivered: number; streamSeq: number } => {
+/**
+ * Parses a JetStream ack subject, `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`
+ * (with or without the domain and account tokens of the v2 form).
+ */
+export const parseAckSubject = (subject: string): { delivered: number; streamSeq: number; time: Date } => {
   const t = subject.split(".")
   const offset = t.length >= 12 ? 4 : 2
-  return { delivered: Number(t[offset + 2]), streamSeq: Number(t[offset + 3]) }
+  return { delivered: Number(t[offset + 2]), streamSeq: Number(t[offset + 3]), time: new Date(Math.floor(Number(t[offset + 5]) / 1e6)) }
 }
 
 const encoder = new TextEncoder()
