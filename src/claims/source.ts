@@ -130,13 +130,19 @@ export class ClaimSource {
     this.wakeAll()
   }
 
-  /** Marks a lane as holding work from `at` on (a nak'ed claim due back then). */
+  /**
+   * Marks a lane as holding work from `at` on (a nak'ed claim due back then). The server's timer
+   * and ours are not in step, and a pull that arrives first finds the lane empty and drops it, so
+   * the lane is marked once more a little later.
+   */
   hint(command: string, lane: number, at: Date): void {
-    const timer = setTimeout(() => {
-      this.hot.add(this.key(command, lane))
-      this.wakeAll()
-    }, Math.max(0, at.getTime() - Date.now()))
-    timer.unref()
+    for (const extraMs of [0, 250]) {
+      const timer = setTimeout(() => {
+        this.hot.add(this.key(command, lane))
+        this.wakeAll()
+      }, Math.max(0, at.getTime() - Date.now() + extraMs))
+      timer.unref()
+    }
   }
 
   private wakeAll(): void {

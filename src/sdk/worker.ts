@@ -191,12 +191,7 @@ export class Worker {
         this.backoff
       )
       if (settled.disposition === "requeued")
-      {
-        const due = Date.now() + (settled.nakDelaySeconds ?? 0) * 1000
-        source.hint(delivery.command, delivery.lane, new Date(due))
-        // The nak may reach the server after the pull this wakes: look once more a little later.
-        source.hint(delivery.command, delivery.lane, new Date(due + 250))
-      }
+        source.hint(delivery.command, delivery.lane, new Date(Date.now() + (settled.nakDelaySeconds ?? 0) * 1000))
     } catch (error) {
       // LeaseLost: someone else holds the task now; the log refused us and that is the end of it.
       if (!(error instanceof LeaseLost)) this.report(error, taskId)

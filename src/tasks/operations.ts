@@ -129,11 +129,7 @@ export class TaskOperations {
     const at = new Date(Date.now() + delaySeconds * 1000)
     for (const [key, { source }] of this.sources) {
       const [tenant, commands] = key.split("|")
-      if (tenant === state.tenant && (commands ?? "").split(",").includes(state.command)) {
-        source.hint(state.command, state.priority, at)
-        // The nak may reach the server after a pull this hint wakes: look once more a little later.
-        source.hint(state.command, state.priority, new Date(at.getTime() + 250))
-      }
+      if (tenant === state.tenant && (commands ?? "").split(",").includes(state.command)) source.hint(state.command, state.priority, at)
     }
   }
 
