@@ -46,8 +46,10 @@ describe("HTTP API: admin, health, OpenAPI and trace propagation", () => {
   }
   const claim = (cmd: string) => call("POST", "/v1/codeq/tasks/claim", { token: worker, body: { commands: [cmd], waitSeconds: 10 } })
   const deadLetter = async (cmd: string) => {
-    // Highest priority, so it is claimed before any other task of the command.
+    // Highest priority, so it is claimed before any other task of the command — once dispatched:
+    // the create answers when the event is in the log, the claim message follows.
     const task = await create({ command: cmd, maxAttempts: 1, priority: 9 })
+    await waitFor(async () => ((await call("GET", `/v1/codeq/admin/queues/${cmd}`, { token: admin })).json.lanes as Record<string, number> | undefined)?.["9"] === 1, { what: "the dispatch of the priority-9 task" })
     expect((await claim(cmd)).json.id).toBe(task.id)
     expect((await call("POST", `/v1/codeq/tasks/${task.id}/nack`, { token: worker, body: { reason: "no" } })).json.status).toBe("dlq")
     return task
