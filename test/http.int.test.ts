@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startBroker, type RunningBroker } from "../src/broker.js"
 import { startHttpServer, type RunningHttpServer } from "../src/http/index.js"
 import { CodeqClient } from "../src/sdk/client.js"
-import { brokerConfig, freshNaming, useNatsServer } from "./support/harness.js"
+import { brokerConfig, freshNaming, useNatsServer, waitFor } from "./support/harness.js"
 import { STATIC_TOKENS, apiClient, type ApiCall } from "./support/jwks.js"
 
 const nats = useNatsServer()
@@ -99,6 +99,9 @@ describe("HTTP API: the task cycle, endpoint by endpoint", () => {
   it("claims up to `count` tasks in a batch, then 204", async () => {
     const cmd = command()
     for (let i = 0; i < 3; i++) await create({ command: cmd, payload: i })
+    // A batch waits only for its first task: let all three be dispatched first.
+    const stats = () => call("GET", `/v1/codeq/admin/queues/${cmd}`, { token: STATIC_TOKENS.acmeAdmin.token })
+    await waitFor(async () => (await stats()).json.ready === 3, { what: "three dispatched tasks" })
     const batch = (count: number) => call("POST", "/v1/codeq/tasks/claim/batch", { token: worker, body: { commands: [cmd], count, waitSeconds: 10 } })
     const first = await batch(2)
     expect(first.status).toBe(200)
