@@ -7,7 +7,7 @@
  * the open request to end, so every delivered event is handled.
  */
 import { createInbox, nanos, type MsgHdrs, type NatsConnection } from "nats"
-import { ClaimSource, parseAckSubject } from "../src/claims/source.js"
+import { answerDelivery, parseAckSubject } from "../src/eventlog/acks.js"
 
 /** One delivery of an event to this consumer, and how to answer it. */
 export interface Delivery {
@@ -71,8 +71,8 @@ export const durablePull = (
         subject: msg.subject,
         data: msg.data,
         headers: msg.headers,
-        ack: () => ClaimSource.settle(nc, reply, "ack"),
-        nak: (delayMs) => ClaimSource.settle(nc, reply, { nakDelayMs: delayMs })
+        ack: () => answerDelivery(nc, reply, "ack"),
+        nak: (delayMs) => answerDelivery(nc, reply, { nakDelayMs: delayMs })
       })
       if (++received >= batch) requestOpen = false
       signal()

@@ -12,6 +12,7 @@
 import { AckPolicy, DeliverPolicy, createInbox, nanos, type Msg, type NatsConnection, type Subscription } from "nats"
 import { claimSubjects, claimsStream, type Naming } from "../../streams/definitions.js"
 import { decodeClaim, type ClaimMessage } from "./message.js"
+import { parseAckSubject } from "../eventlog/acks.js"
 
 /** One delivery of a claim message, and its ack handle (a subject any connection can answer). */
 export interface ClaimDelivery {
@@ -36,16 +37,6 @@ export interface ClaimSourceOptions {
 export const LANES = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0] as const
 
 export const claimConsumerName = (tenant: string, command: string, lane: number) => `claim-${tenant}-${command}-${lane}`
-
-/**
- * Parses a JetStream ack subject, `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`
- * (with or without the domain and account tokens of the v2 form).
- */
-export const parseAckSubject = (subject: string): { delivered: number; streamSeq: number; time: Date } => {
-  const t = subject.split(".")
-  const offset = t.length >= 12 ? 4 : 2
-  return { delivered: Number(t[offset + 2]), streamSeq: Number(t[offset + 3]), time: new Date(Math.floor(Number(t[offset + 5]) / 1e6)) }
-}
 
 const encoder = new TextEncoder()
 
@@ -147,12 +138,6 @@ export class ClaimSource {
 
   private wakeAll(): void {
     for (const wake of [...this.wakers]) wake()
-  }
-
-  /** Acks, naks (with delay), extends or terminates a delivery through its handle. */
-  static settle(nc: NatsConnection, ackSubject: string, how: "ack" | "wpi" | "term" | { readonly nakDelayMs: number }): void {
-    const body = how === "ack" ? "+ACK" : how === "wpi" ? "+WPI" : how === "term" ? "+TERM" : `-NAK ${JSON.stringify({ delay: nanos(Math.max(0, Math.round(how.nakDelayMs))) })}`
-    nc.publish(ackSubject, encoder.encode(body))
   }
 
   private key(command: string, lane: number) {

@@ -12,6 +12,7 @@ import { SpanStatusCode, trace, type Context } from "@opentelemetry/api"
 import type { NatsConnection } from "nats"
 import type { BackoffSettings } from "../domain/backoff.js"
 import { checkCommand, checkTenant, checkWorkerId, firstIssue } from "../domain/validation.js"
+import { answerDelivery } from "../eventlog/acks.js"
 import { ClaimSource, type ClaimDelivery } from "../claims/source.js"
 import { ValidationError, LeaseLost } from "../tasks/errors.js"
 import { claimDelivery, heartbeatLease, settleLease, type LeaseOutcome, type Settle } from "../tasks/lifecycle.js"
@@ -86,7 +87,7 @@ export class Worker {
     this.workerId = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`
     const issue = firstIssue(checkTenant(tenant), checkWorkerId(this.workerId, "workerId"))
     if (issue !== undefined) throw new ValidationError(issue)
-    this.settle = (subject, how) => ClaimSource.settle(nc, subject, how)
+    this.settle = (subject, how) => answerDelivery(nc, subject, how)
   }
 
   /** Processes tasks of `commands` until `stop()`; resolves when in-flight handlers are done. */

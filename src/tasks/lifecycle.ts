@@ -16,11 +16,12 @@ import type { LeaseRef } from "../domain/decide.js"
 import { backoffSeconds, type BackoffSettings } from "../domain/backoff.js"
 import type { TaskState } from "../domain/events.js"
 import type { ClaimDelivery } from "../claims/source.js"
+import type { DeliveryAnswer } from "../eventlog/acks.js"
 import { InvalidTransition, LeaseLost, TaskNotFound } from "./errors.js"
 import type { ApplyOutcome, Snapshot, TaskRepository } from "./repository.js"
 
-/** How a claim message is answered: ack, in-progress, terminate, or nak with a delay. */
-export type Settle = (ackSubject: string, how: "ack" | "wpi" | "term" | { readonly nakDelayMs: number }) => void
+/** How a claim message is answered (bound to a connection; see eventlog/acks.ts). */
+export type Settle = (ackSubject: string, how: DeliveryAnswer) => void
 
 export interface ClaimOptions {
   readonly workerId: string

@@ -7,6 +7,7 @@ import type { KV, NatsConnection } from "nats"
 import type { BackoffSettings } from "../domain/backoff.js"
 import type { LeaseRef } from "../domain/decide.js"
 import { checkCommand, checkIntRange, checkTaskId, checkTenant, checkWorkerId, firstIssue, type ValidationIssue } from "../domain/validation.js"
+import { answerDelivery } from "../eventlog/acks.js"
 import { ClaimSource, type ClaimSourceOptions } from "../claims/source.js"
 import { deadLetterBucket, deadLetterKey, taskStateBucket } from "../../streams/definitions.js"
 import { readAllTaskStates } from "../../projections/taskState.js"
@@ -64,7 +65,7 @@ export class TaskOperations {
     readonly backoff: BackoffSettings,
     private readonly sourceOptions: ClaimSourceOptions = {}
   ) {
-    this.settle = (subject, how) => ClaimSource.settle(nc, subject, how)
+    this.settle = (subject, how) => answerDelivery(nc, subject, how)
     // Any HTTP client can name a new set of commands: sources unused for a while are closed.
     this.evictor = setInterval(() => this.evictIdle(SOURCE_IDLE_MS), SOURCE_IDLE_MS / 2)
     this.evictor.unref()
