@@ -2,21 +2,17 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { ROOT_CONTEXT, propagation, trace } from "@opentelemetry/api"
 import { CompositePropagator, W3CTraceContextPropagator } from "@opentelemetry/core"
 import { B3InjectEncoding, B3Propagator } from "@opentelemetry/propagator-b3"
-import { startBroker, type RunningBroker } from "../src/broker.js"
-import { apiRoutes, startHttpServer, type RunningHttpServer } from "../src/http/index.js"
+import { apiRoutes, startHttpServer } from "../src/http/index.js"
 import { CodeqClient } from "../src/sdk/client.js"
-import { brokerConfig, freshNaming, recordSpans, useNatsServer, waitFor } from "./support/harness.js"
-import { STATIC_TOKENS, apiClient, type ApiCall } from "./support/jwks.js"
+import { freshNaming, recordSpans, useNatsServer, waitFor } from "./support/harness.js"
+import { STATIC_TOKENS, apiClient } from "./support/jwks.js"
+import { useHttpApi } from "./support/httpApi.js"
 
 const nats = useNatsServer()
 
 describe("HTTP API: admin, health, OpenAPI and trace propagation", () => {
-  const naming = freshNaming()
   const spans = recordSpans()
-  let broker: RunningBroker
-  let client: CodeqClient
-  let http: RunningHttpServer
-  let call: ApiCall
+  const { call, client } = useHttpApi(nats, { client: { tracerProvider: spans.provider } })
   let n = 0
   const command = () => `adm-${++n}`
   const producer = STATIC_TOKENS.acmeProducer.token
@@ -27,16 +23,9 @@ describe("HTTP API: admin, health, OpenAPI and trace propagation", () => {
     propagation.setGlobalPropagator(
       new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new B3Propagator({ injectEncoding: B3InjectEncoding.MULTI_HEADER })] })
     )
-    broker = await startBroker(brokerConfig(nats.url(), naming))
-    client = await CodeqClient.connect({ servers: nats.url(), naming, tracerProvider: spans.provider })
-    http = await startHttpServer({ client, auth: { staticTokens: Object.values(STATIC_TOKENS) }, port: 0, host: "127.0.0.1" })
-    call = apiClient(http.url)
   })
   afterAll(async () => {
     propagation.disable()
-    await http.close()
-    await client.close()
-    await broker.stop()
   })
 
   const create = async (body: Record<string, unknown>, headers: Record<string, string> = {}) => {
@@ -115,7 +104,7 @@ describe("HTTP API: admin, health, OpenAPI and trace propagation", () => {
     expect(res.status).toBe(200)
     const doc = res.json as { openapi: string; paths: Record<string, Record<string, unknown>>; components: { schemas: Record<string, Record<string, unknown>> } }
     expect(doc.openapi).toBe("3.1.0")
-    for (const r of apiRoutes(client, { connected: true } as never)) {
+    for (const r of apiRoutes(client(), { connected: true } as never)) {
       expect(doc.paths[r.path.replace(/:([A-Za-z]+)/g, "{$1}")]?.[r.method.toLowerCase()], `${r.method} ${r.path}`).toBeDefined()
     }
     const create = doc.components.schemas.CreateTaskRequest as { additionalProperties: boolean; required: Array<string>; properties: Record<string, Record<string, unknown>> }

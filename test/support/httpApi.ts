@@ -1,0 +1,40 @@
+/**
+ * A broker, a client and the HTTP API on a free loopback port for one test file, with the static
+ * tokens of jwks.ts and a JSON API caller; stopped after the file. Options cover what differs
+ * between files (client settings such as a tracer provider).
+ */
+import { afterAll, beforeAll } from "vitest"
+import { startBroker, type RunningBroker } from "../../src/broker.js"
+import { startHttpServer, type RunningHttpServer } from "../../src/http/index.js"
+import { CodeqClient, type CodeqClientOptions } from "../../src/sdk/client.js"
+import { brokerConfig, freshNaming } from "./harness.js"
+import { STATIC_TOKENS, apiClient, type ApiCall } from "./jwks.js"
+
+interface Running {
+  readonly broker: RunningBroker
+  readonly client: CodeqClient
+  readonly http: RunningHttpServer
+  readonly call: ApiCall
+}
+
+export const useHttpApi = (nats: { readonly url: () => string }, options: { readonly client?: Omit<CodeqClientOptions, "servers" | "naming"> } = {}) => {
+  const naming = freshNaming()
+  let running: Running | undefined
+  beforeAll(async () => {
+    const broker = await startBroker(brokerConfig(nats.url(), naming))
+    const client = await CodeqClient.connect({ ...options.client, servers: nats.url(), naming })
+    const http = await startHttpServer({ client, auth: { staticTokens: Object.values(STATIC_TOKENS) }, port: 0, host: "127.0.0.1" })
+    running = { broker, client, http, call: apiClient(http.url) }
+  })
+  afterAll(async () => {
+    await running?.http.close()
+    await running?.client.close()
+    await running?.broker.stop()
+  })
+  const get = (): Running => {
+    if (running === undefined) throw new Error("the HTTP API is not started")
+    return running
+  }
+  const call: ApiCall = (method, path, callOptions) => get().call(method, path, callOptions)
+  return { naming, call, client: () => get().client, http: () => get().http }
+}
