@@ -85,12 +85,12 @@ describe("the JetStream event log", () => {
     log.close()
   })
 
-  it("reports a publish to a subject no stream captures as stream_not_found, and a missing ack as a timeout", async () => {
+  it("reports a publish nobody answers as unavailable (retryable), and a missing ack as a timeout", async () => {
     const nc = await nats.connect()
     const log = JetStreamEventLog.connect(nc, freshNaming(), { ackTimeoutMs: 300 })
     const missing = await log.publisher.publish("nowhere.at.all", new Uint8Array(), headers())
     expect(missing.ok).toBe(false)
-    if (!missing.ok) expect(missing.error).toMatchObject({ _tag: "LogError", reason: "stream_not_found" })
+    if (!missing.ok) expect(missing.error).toMatchObject({ _tag: "LogError", reason: "unavailable" })
     // A plain subscriber that never answers: the ack never comes.
     const silent = nc.subscribe("silent.subject")
     const timedOut = await log.publisher.publish("silent.subject", new Uint8Array(), headers())

@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest"
 import { ConfigProvider, Effect, Exit } from "effect"
 import { HttpConfig, httpServerOptions } from "../src/http/config.js"
-import { HttpError } from "../src/http/errors.js"
+import { HttpError, toHttpError } from "../src/http/errors.js"
+import { LogError } from "../src/eventlog/errors.js"
+import { ClaimCapacity } from "../src/tasks/errors.js"
 import { RateLimiter, claimableCommands, tenantOf, workerIdOf, type Principal } from "../src/http/auth.js"
 import { decodeWith } from "../src/http/decode.js"
 import { Router, route } from "../src/http/router.js"
@@ -87,6 +89,21 @@ describe("rate limit", () => {
     now += 500
     limiter.take("a")
     expect(refusal(() => limiter.take("a")).status).toBe(429)
+  })
+})
+
+describe("library errors to responses", () => {
+  it("answers too many concurrent claim sources with 429 and Retry-After", () => {
+    const http = toHttpError(new ClaimCapacity({ tenant: "acme", limit: 64 }))
+    expect(http.status).toBe(429)
+    expect(http.headers?.["Retry-After"]).toBe("1")
+    expect(http.body).toMatchObject({ rule: "claim_sources" })
+  })
+
+  it("answers an unanswered log (leader election) with a retryable 503", () => {
+    const http = toHttpError(new LogError({ reason: "unavailable", detail: "no responders" }))
+    expect(http.status).toBe(503)
+    expect(http.headers?.["Retry-After"]).toBeDefined()
   })
 })
 

@@ -14,6 +14,7 @@ import {
   MAX_WEBHOOK_LENGTH,
   checkCommand,
   checkIntRange,
+  checkNotAfter,
   checkNumberRange,
   checkPayload,
   checkShortString,
@@ -25,6 +26,7 @@ import {
   firstIssue,
   type ValidationIssue
 } from "../src/domain/validation.js"
+import { MAX_REDELIVERY_DELAY_MS, MAX_TIMER_MS, redeliveryDelayMs, timerDelayMs } from "../src/domain/delays.js"
 
 /** The field and rule of an issue, or undefined when the value is valid. */
 const ruleOf = (issue: ValidationIssue | undefined) => (issue === undefined ? undefined : { field: issue.field, rule: issue.rule })
@@ -179,6 +181,38 @@ describe("checkTimestamp", () => {
     expect(values.map((value) => ruleOf(checkTimestamp(value, "runAt")))).toEqual(
       values.map(() => ({ field: "runAt", rule: "timestamp" }))
     )
+  })
+})
+
+describe("checkNotAfter", () => {
+  const now = Date.parse("2026-01-01T00:00:00Z")
+  const year = 366 * 86_400
+
+  it("accepts a time in the past, now, and exactly the longest delay ahead", () => {
+    for (const value of ["1970-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "2027-01-02T00:00:00Z"])
+      expect(checkNotAfter(value, "runAt", year, now), value).toBeUndefined()
+  })
+
+  it("refuses a time beyond the longest delay, up to the far future that used to overflow the server's nak delay", () => {
+    for (const value of ["2027-01-02T00:00:01Z", "2318-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])
+      expect(ruleOf(checkNotAfter(value, "runAt", year, now)), value).toEqual({ field: "runAt", rule: "range" })
+  })
+})
+
+describe("delay bounds", () => {
+  it("keeps timer delays within what Node honours, NaN and negatives as 0", () => {
+    expect(timerDelayMs(1_500.4)).toBe(1_500)
+    expect(timerDelayMs(-5)).toBe(0)
+    expect(timerDelayMs(Number.NaN)).toBe(0)
+    expect(timerDelayMs(Date.parse("9999-12-31T00:00:00Z"))).toBe(MAX_TIMER_MS)
+    expect(timerDelayMs(Number.POSITIVE_INFINITY)).toBe(MAX_TIMER_MS)
+  })
+
+  it("keeps redelivery delays below the server's int64 nanoseconds, far future included", () => {
+    expect(redeliveryDelayMs(30_000)).toBe(30_000)
+    expect(redeliveryDelayMs(Date.parse("9999-12-31T00:00:00Z"))).toBe(MAX_REDELIVERY_DELAY_MS)
+    expect(MAX_REDELIVERY_DELAY_MS * 1e6).toBeLessThan(2 ** 63)
+    expect(MAX_REDELIVERY_DELAY_MS).toBeGreaterThan(366 * 86_400_000)
   })
 })
 

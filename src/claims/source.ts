@@ -9,9 +9,11 @@
  * that catches redeliveries (expired leases, nak delays). Pulls are no-wait: an empty lane answers
  * at once and leaves the set.
  */
-import { AckPolicy, DeliverPolicy, createInbox, nanos, type Msg, type NatsConnection, type Subscription } from "nats"
+import { AckPolicy, DeliverPolicy, createInbox, nanos, type Msg, type NatsConnection } from "nats"
 import { claimSubjects, claimsStream, type Naming } from "../../streams/definitions.js"
+import { timerDelayMs } from "../domain/delays.js"
 import { decodeClaim, type ClaimMessage } from "./message.js"
+import type { LaneWatch } from "./laneWatch.js"
 import { parseAckSubject } from "../eventlog/acks.js"
 
 /** One delivery of a claim message, and its ack handle (a subject any connection can answer). */
@@ -43,7 +45,9 @@ const encoder = new TextEncoder()
 export class ClaimSource {
   private readonly hot = new Set<string>()
   private readonly ensured = new Set<string>()
-  private readonly notify: Array<Subscription> = []
+  private readonly wanted: ReadonlySet<string>
+  private readonly unwatch: () => void
+  private readonly hints = new Set<NodeJS.Timeout>()
   private readonly wakers = new Set<() => void>()
   private lastScan = 0
   private waiting = 0
@@ -57,21 +61,20 @@ export class ClaimSource {
     private readonly naming: Naming,
     private readonly tenant: string,
     private readonly commands: ReadonlyArray<string>,
+    lanes: LaneWatch,
     options: ClaimSourceOptions = {}
   ) {
     this.ackWaitMs = options.ackWaitMs ?? 30_000
     this.rescanMs = options.rescanMs ?? 1_000
     this.inactiveMs = options.inactiveMs ?? 3_600_000
     this.stream = claimsStream(naming)
-    for (const command of commands)
-      this.notify.push(
-        nc.subscribe(claimSubjects(naming, tenant, command), {
-          callback: (_err, msg) => {
-            this.hot.add(this.key(command, Number(msg.subject.slice(msg.subject.lastIndexOf(".") + 1))))
-            this.wakeAll()
-          }
-        })
-      )
+    this.wanted = new Set(commands)
+    // One shared subscription per tenant tells every source which lanes just got work.
+    this.unwatch = lanes.watch(tenant, (command, lane) => {
+      if (!this.wanted.has(command)) return
+      this.hot.add(this.key(command, lane))
+      this.wakeAll()
+    })
   }
 
   get ackWait(): number {
@@ -116,8 +119,13 @@ export class ClaimSource {
     }
   }
 
+  /** Stops watching lanes and drops pending hints: nothing keeps the source alive afterwards. */
   close(): void {
-    for (const sub of this.notify.splice(0)) sub.unsubscribe()
+    this.unwatch()
+    for (const timer of this.hints) clearTimeout(timer)
+    this.hints.clear()
+    this.hot.clear()
+    this.ensured.clear()
     this.wakeAll()
   }
 
@@ -129,10 +137,12 @@ export class ClaimSource {
   hint(command: string, lane: number, at: Date): void {
     for (const extraMs of [0, 250]) {
       const timer = setTimeout(() => {
+        this.hints.delete(timer)
         this.hot.add(this.key(command, lane))
         this.wakeAll()
-      }, Math.max(0, at.getTime() - Date.now() + extraMs))
+      }, timerDelayMs(at.getTime() - Date.now() + extraMs))
       timer.unref()
+      this.hints.add(timer)
     }
   }
 
@@ -167,7 +177,7 @@ export class ClaimSource {
       if (count <= 0) continue
       const parts = subject.split(".")
       const command = parts[parts.length - 2] ?? ""
-      if (this.commands.includes(command)) this.hot.add(this.key(command, Number(parts[parts.length - 1])))
+      if (this.wanted.has(command)) this.hot.add(this.key(command, Number(parts[parts.length - 1])))
     }
   }
 

@@ -57,6 +57,15 @@ export const checkTimestamp = (value: unknown, field: string): ValidationIssue |
   return calendar.getUTCFullYear() === year && calendar.getUTCMonth() === month - 1 && calendar.getUTCDate() === day ? undefined : bad
 }
 
+/**
+ * A valid timestamp at most `maxAheadSeconds` from `now`. Without this bound a producer could ask
+ * for a delay that overflows the server's nanosecond redelivery delay (past about the year 2318).
+ */
+export const checkNotAfter = (value: string, field: string, maxAheadSeconds: number, now: number = Date.now()): ValidationIssue | undefined =>
+  Date.parse(value) - now <= maxAheadSeconds * 1000
+    ? undefined
+    : issue(field, "range", `${field} must be at most ${maxAheadSeconds} seconds (${Math.floor(maxAheadSeconds / 86_400)} days) from now`)
+
 export const MAX_WEBHOOK_LENGTH = 2048
 
 /** An absolute http(s) URL. Where it may point (SSRF rules) is checked at delivery time. */

@@ -4,14 +4,18 @@
  * broker. Shared by the claim path and the projection pull loop.
  */
 import { nanos, type NatsConnection } from "nats"
+import { redeliveryDelayMs } from "../domain/delays.js"
 
-/** How a delivery is answered: ack, in progress, terminate, or nak with a redelivery delay. */
+/**
+ * How a delivery is answered: ack, in progress, terminate, or nak with a redelivery delay (clamped
+ * to what the server accepts: see domain/delays.ts).
+ */
 export type DeliveryAnswer = "ack" | "wpi" | "term" | { readonly nakDelayMs: number }
 
 const encoder = new TextEncoder()
 
 export const answerDelivery = (nc: NatsConnection, ackSubject: string, how: DeliveryAnswer): void => {
-  const body = how === "ack" ? "+ACK" : how === "wpi" ? "+WPI" : how === "term" ? "+TERM" : `-NAK ${JSON.stringify({ delay: nanos(Math.max(0, Math.round(how.nakDelayMs))) })}`
+  const body = how === "ack" ? "+ACK" : how === "wpi" ? "+WPI" : how === "term" ? "+TERM" : `-NAK ${JSON.stringify({ delay: nanos(redeliveryDelayMs(how.nakDelayMs)) })}`
   nc.publish(ackSubject, encoder.encode(body))
 }
 

@@ -1,7 +1,8 @@
 /**
  * The event log's errors. Vendor errors are translated here and nowhere else: JetStream's
- * "wrong last sequence" (API error 10071) is a ConcurrencyConflict, a publish nobody answers is a
- * missing stream, and an ack that never comes is a timeout whose outcome is unknown.
+ * "wrong last sequence" (API error 10071) is a ConcurrencyConflict, a publish nobody answers
+ * ("no responders") is `unavailable` — nothing was stored, so it can be sent again — and an ack
+ * that never comes is a timeout whose outcome is unknown.
  */
 import { Data } from "effect"
 
@@ -20,8 +21,11 @@ export class ConcurrencyConflict extends Data.TaggedError("ConcurrencyConflict")
 export type LogErrorReason =
   /** No ack within the deadline: the event may or may not have been stored. */
   | "timeout"
-  /** No stream listens on the subject (not provisioned, or the server lost it). */
-  | "stream_not_found"
+  /**
+   * Nobody answered the publish ("no responders"): the stream is not provisioned, or its leader is
+   * being elected. Nothing was stored; retrying is safe.
+   */
+  | "unavailable"
   /** The server refused the message (size, limits, a header rule). */
   | "rejected"
   /** The connection is closed or draining. */

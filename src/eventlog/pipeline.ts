@@ -66,7 +66,7 @@ export class PipelinedPublisher {
 /** Translates a JetStream publish ack (or its absence) into our result. */
 const interpretAck = (subject: string, expectedSeq: number | undefined, msg: Msg): PublishResult => {
   if (msg.headers?.code === 503 || (msg.data.length === 0 && msg.headers?.hasError === true))
-    return { ok: false, error: new LogError({ reason: "stream_not_found", detail: `no stream answers on ${subject}` }) }
+    return { ok: false, error: new LogError({ reason: "unavailable", detail: `no JetStream responder on ${subject} (streams not provisioned, or a leader election in progress)` }) }
   let ack: PubAckWire
   try {
     ack = JSON.parse(decoder.decode(msg.data)) as PubAckWire

@@ -8,7 +8,7 @@ import { Data, Schema } from "effect"
 import { NatsError } from "nats"
 import type { ValidationIssue } from "../domain/validation.js"
 import { ConcurrencyConflict, LogError } from "../eventlog/errors.js"
-import { InvalidTransition, LeaseLost, TaskNotFound, ValidationError } from "../tasks/errors.js"
+import { ClaimCapacity, InvalidTransition, LeaseLost, TaskNotFound, ValidationError } from "../tasks/errors.js"
 
 /** The body of every error response. */
 export const ErrorBody = Schema.Struct({
@@ -75,11 +75,18 @@ export const toHttpError = (error: unknown): HttpError => {
   if (error instanceof TaskNotFound) return new HttpError({ status: 404, body: { error: "task not found" } })
   if (error instanceof LeaseLost || error instanceof InvalidTransition)
     return new HttpError({ status: 409, body: { error: error.message, reason: error.reason } })
+  if (error instanceof ClaimCapacity)
+    return new HttpError({ status: 429, body: { error: error.message, rule: "claim_sources" }, headers: { "Retry-After": "1" } })
   if (error instanceof ConcurrencyConflict)
     return new HttpError({ status: 409, body: { error: "the task kept changing under this request; retry it", reason: "conflict" }, cause: error })
   if (error instanceof LogError) {
     if (error.reason === "rejected") return new HttpError({ status: 500, body: { error: "the event log refused the write" }, cause: error })
-    return unavailable(error.reason === "stream_not_found" ? "the codeq streams are not provisioned" : `the event log is unavailable (${error.reason})`, error)
+    return unavailable(
+      error.reason === "unavailable"
+        ? "the event log is unavailable: no JetStream responder (a stream leader election in progress, or the streams are not provisioned); retry"
+        : `the event log is unavailable (${error.reason})`,
+      error
+    )
   }
   if (error instanceof Error) {
     const nats = fromNats(error) ?? (error.cause instanceof Error ? fromNats(error.cause) : undefined)

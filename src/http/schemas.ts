@@ -7,6 +7,7 @@
 import { Schema } from "effect"
 import { COMMAND_PATTERN } from "../domain/validation.js"
 import { rule } from "./decode.js"
+import { DEFAULT_LIMITS } from "../tasks/limits.js"
 
 const Integer = Schema.Number.pipe(Schema.int(rule("integer", "an integer")))
 const intRange = (min: number, max: number) => Integer.pipe(Schema.between(min, max, rule("range", `an integer from ${min} to ${max}`)))
@@ -49,7 +50,9 @@ export const BatchCreateBody = Schema.Struct({ tasks: batchOf(CreateTaskBody, MA
 
 const claimFields = {
   commands: Schema.optional(
-    Schema.Array(Command).annotations({ description: "commands to take work from; absent means every command the token's eventTypes allow" })
+    Schema.Array(Command)
+      .pipe(Schema.maxItems(DEFAULT_LIMITS.maxClaimCommands, rule("max_items", `an array of at most ${DEFAULT_LIMITS.maxClaimCommands} commands`)))
+      .annotations({ description: `commands to take work from (at most ${DEFAULT_LIMITS.maxClaimCommands}); absent means every command the token's eventTypes allow` })
   ),
   leaseSeconds: Schema.optional(nonNegative.annotations({ description: "lease of this claim; 0 or absent means the task's or the default" })),
   waitSeconds: Schema.optional(nonNegative.annotations({ description: `long-poll up to this long for a task (clamped to ${MAX_CLAIM_WAIT_SECONDS})` }))

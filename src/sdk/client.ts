@@ -12,7 +12,8 @@ import { DEFAULT_LIMITS, type TaskLimits } from "../tasks/limits.js"
 import { Telemetry } from "../tracing/spans.js"
 import { Producer } from "./producer.js"
 import { Worker, type WorkerOptions } from "./worker.js"
-import { TaskOperations } from "../tasks/operations.js"
+import { TaskOperations, type ClaimSourcePoolOptions } from "../tasks/operations.js"
+import { LaneWatch } from "../claims/laneWatch.js"
 
 export interface CodeqClientOptions {
   /** NATS server URL(s). Default `NATS_URL` or nats://127.0.0.1:4222. */
@@ -27,6 +28,13 @@ export interface CodeqClientOptions {
   readonly backoff?: Partial<BackoffSettings>
   /** Deadline for each append's ack. Default 5 s. */
   readonly ackTimeoutMs?: number
+  /**
+   * How long an append nobody answered (a stream leader election) — or a create whose ack timed
+   * out — is sent again before the error is reported. Default 5 s; 0 never retries.
+   */
+  readonly appendRetryMs?: number
+  /** Bounds on the claim sources kept for `tasks.claim` (HTTP claims). */
+  readonly claimSources?: ClaimSourcePoolOptions
 }
 
 /** A connection to codeq over NATS. */
@@ -37,10 +45,15 @@ export class CodeqClient {
     readonly repo: TaskRepository,
     readonly limits: TaskLimits,
     readonly backoff: BackoffSettings,
-    private readonly ownsConnection: boolean
+    private readonly ownsConnection: boolean,
+    claimSources: ClaimSourcePoolOptions
   ) {
-    this.tasks = new TaskOperations(nc, repo, limits, backoff)
+    this.lanes = new LaneWatch(nc, log.naming)
+    this.tasks = new TaskOperations(nc, repo, limits, backoff, this.lanes, claimSources)
   }
+
+  /** Which claim lanes got work: one subscription per tenant, shared by every claim source here. */
+  private readonly lanes: LaneWatch
 
   /** Operations by task id: claim, heartbeat, results, nack, abandon, cancel, dead letters. */
   readonly tasks: TaskOperations
@@ -51,8 +64,8 @@ export class CodeqClient {
       options.connection ??
       (await connect({ servers: typeof servers === "string" ? servers : [...servers], noAsyncTraces: true, maxReconnectAttempts: -1 }))
     const log = JetStreamEventLog.connect(nc, options.naming ?? DEFAULT_NAMING, options.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: options.ackTimeoutMs })
-    const repo = new TaskRepository(log, new Telemetry(options.tracerProvider))
-    return new CodeqClient(nc, log, repo, { ...DEFAULT_LIMITS, ...options.limits }, { ...DEFAULT_BACKOFF, ...options.backoff }, options.connection === undefined)
+    const repo = new TaskRepository(log, new Telemetry(options.tracerProvider), options.appendRetryMs === undefined ? {} : { appendRetryMs: options.appendRetryMs })
+    return new CodeqClient(nc, log, repo, { ...DEFAULT_LIMITS, ...options.limits }, { ...DEFAULT_BACKOFF, ...options.backoff }, options.connection === undefined, options.claimSources ?? {})
   }
 
   get naming(): Naming {
@@ -64,12 +77,13 @@ export class CodeqClient {
   }
 
   worker(tenant: string, options: WorkerOptions = {}): Worker {
-    return new Worker(this.nc, this.repo, this.limits, this.backoff, tenant, options)
+    return new Worker(this.nc, this.repo, this.limits, this.backoff, this.lanes, tenant, options)
   }
 
   /** Stops the publisher and, when the client opened it, drains the connection. */
   async close(): Promise<void> {
     this.tasks.close()
+    this.lanes.close()
     this.log.close()
     if (this.ownsConnection && !this.nc.isClosed()) await this.nc.drain()
   }

@@ -11,9 +11,11 @@ import { randomUUID } from "node:crypto"
 import { SpanStatusCode, trace, type Context } from "@opentelemetry/api"
 import type { NatsConnection } from "nats"
 import type { BackoffSettings } from "../domain/backoff.js"
-import { checkCommand, checkTenant, checkWorkerId, firstIssue } from "../domain/validation.js"
+import { checkCommand, checkIntRange, checkTenant, checkWorkerId, firstIssue } from "../domain/validation.js"
 import { answerDelivery } from "../eventlog/acks.js"
 import { ClaimSource, type ClaimDelivery } from "../claims/source.js"
+import type { LaneWatch } from "../claims/laneWatch.js"
+import { timerDelayMs } from "../domain/delays.js"
 import { ValidationError, LeaseLost } from "../tasks/errors.js"
 import { claimDelivery, heartbeatLease, settleLease, type LeaseOutcome, type Settle } from "../tasks/lifecycle.js"
 import type { TaskLimits } from "../tasks/limits.js"
@@ -81,11 +83,17 @@ export class Worker {
     private readonly repo: TaskRepository,
     private readonly limits: TaskLimits,
     private readonly backoff: BackoffSettings,
+    private readonly lanes: LaneWatch,
     readonly tenant: string,
     private readonly options: WorkerOptions = {}
   ) {
     this.workerId = options.workerId ?? `${hostname()}-${randomUUID().slice(0, 8)}`
-    const issue = firstIssue(checkTenant(tenant), checkWorkerId(this.workerId, "workerId"))
+    const issue = firstIssue(
+      checkTenant(tenant),
+      checkWorkerId(this.workerId, "workerId"),
+      options.leaseSeconds === undefined ? undefined : checkIntRange(options.leaseSeconds, "leaseSeconds", 1, limits.maxLeaseSeconds),
+      options.ackWaitMs === undefined ? undefined : checkIntRange(options.ackWaitMs, "ackWaitMs", 1_000, 3_600_000)
+    )
     if (issue !== undefined) throw new ValidationError(issue)
     this.settle = (subject, how) => answerDelivery(nc, subject, how)
   }
@@ -98,6 +106,8 @@ export class Worker {
       if (issue !== undefined) throw new ValidationError(issue)
     }
     if (commands.length === 0) throw new ValidationError({ field: "commands", rule: "non_empty", message: "commands must name at least one command" })
+    if (commands.length > this.limits.maxClaimCommands)
+      throw new ValidationError({ field: "commands", rule: "max_items", message: `a worker names at most ${this.limits.maxClaimCommands} commands` })
     this.running = this.loop(commands, handler, Math.max(1, options.concurrency ?? 1))
     return this.running
   }
@@ -109,7 +119,7 @@ export class Worker {
   }
 
   private async loop(commands: ReadonlyArray<string>, handler: Handler, concurrency: number): Promise<void> {
-    const source = new ClaimSource(this.nc, this.repo.log.naming, this.tenant, commands, {
+    const source = new ClaimSource(this.nc, this.repo.log.naming, this.tenant, commands, this.lanes, {
       ...(this.options.ackWaitMs !== undefined ? { ackWaitMs: this.options.ackWaitMs } : {})
     })
     const inflight = new Set<Promise<void>>()
@@ -216,7 +226,7 @@ export class Worker {
         }
       )
     }
-    const timer = setInterval(beat, Math.max(200, (leaseSeconds * 1000) / 3))
+    const timer = setInterval(beat, timerDelayMs(Math.max(200, (leaseSeconds * 1000) / 3)))
     return {
       stop: async () => {
         stopped = true

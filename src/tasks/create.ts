@@ -9,6 +9,7 @@ import { hashIdempotencyKey, idempotentTaskId, newTaskId } from "../domain/ids.j
 import {
   checkCommand,
   checkIntRange,
+  checkNotAfter,
   checkNumberRange,
   checkPayload,
   checkShortString,
@@ -76,7 +77,7 @@ export const validateCreate = (
     input.priority === undefined ? undefined : checkIntRange(input.priority, "priority", 0, 9),
     input.webhook === undefined ? undefined : checkWebhook(input.webhook),
     input.maxAttempts === undefined ? undefined : checkIntRange(input.maxAttempts, "maxAttempts", 1, limits.maxMaxAttempts),
-    input.runAt === undefined ? undefined : checkTimestamp(input.runAt, "runAt"),
+    input.runAt === undefined ? undefined : checkTimestamp(input.runAt, "runAt") ?? checkNotAfter(input.runAt, "runAt", limits.maxDelaySeconds),
     input.delaySeconds === undefined ? undefined : checkNumberRange(input.delaySeconds, "delaySeconds", 0, limits.maxDelaySeconds),
     input.leaseSeconds === undefined ? undefined : checkIntRange(input.leaseSeconds, "leaseSeconds", 1, limits.maxLeaseSeconds),
     input.idempotencyKey === undefined ? undefined : checkShortString(input.idempotencyKey, "idempotencyKey", 256)

@@ -29,4 +29,14 @@ export class InvalidTransition extends Data.TaggedError("InvalidTransition")<{
   readonly message: string
 }> {}
 
-export type TaskOperationError = ValidationError | TaskNotFound | LeaseLost | InvalidTransition
+/**
+ * Too many claims of one tenant long-polling at once with different sets of commands: each set
+ * holds a claim source, and their number is capped. Retry shortly (HTTP 429).
+ */
+export class ClaimCapacity extends Data.TaggedError("ClaimCapacity")<{ readonly tenant: string; readonly limit: number }> {
+  override get message() {
+    return `tenant ${this.tenant} already has ${this.limit} claims long-polling with different sets of commands; retry shortly`
+  }
+}
+
+export type TaskOperationError = ValidationError | TaskNotFound | LeaseLost | InvalidTransition | ClaimCapacity

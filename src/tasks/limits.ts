@@ -10,8 +10,10 @@ export interface TaskLimits {
   readonly defaultLeaseSeconds: number
   /** Longest lease or extension accepted, in seconds. Default 86 400. */
   readonly maxLeaseSeconds: number
-  /** Furthest a task may be scheduled ahead, in seconds. Default 366 days. */
+  /** Furthest a task may be scheduled ahead (`runAt`, `delaySeconds`, a nack's delay), in seconds. Default 366 days. */
   readonly maxDelaySeconds: number
+  /** Most commands one claim (or one worker) may name. Default 100. */
+  readonly maxClaimCommands: number
 }
 
 export const DEFAULT_LIMITS: TaskLimits = {
@@ -20,5 +22,6 @@ export const DEFAULT_LIMITS: TaskLimits = {
   maxMaxAttempts: 100,
   defaultLeaseSeconds: 300,
   maxLeaseSeconds: 86_400,
-  maxDelaySeconds: 366 * 86_400
+  maxDelaySeconds: 366 * 86_400,
+  maxClaimCommands: 100
 }

@@ -9,10 +9,11 @@ import type { LeaseRef } from "../domain/decide.js"
 import { checkCommand, checkIntRange, checkTaskId, checkTenant, checkWorkerId, firstIssue, type ValidationIssue } from "../domain/validation.js"
 import { answerDelivery } from "../eventlog/acks.js"
 import { ClaimSource, type ClaimSourceOptions } from "../claims/source.js"
+import type { LaneWatch } from "../claims/laneWatch.js"
 import { deadLetterBucket, deadLetterKey, taskStateBucket } from "../../streams/definitions.js"
 import { readAllTaskStates } from "../../projections/taskState.js"
 import type { DeadLetterEntry } from "../../projections/deadLetters.js"
-import { InvalidTransition, TaskNotFound, ValidationError } from "./errors.js"
+import { ClaimCapacity, InvalidTransition, TaskNotFound, ValidationError } from "./errors.js"
 import {
   cancelTask,
   claimDelivery,
@@ -48,13 +49,26 @@ const check = (...issues: ReadonlyArray<ValidationIssue | undefined>) => {
 
 const decoder = new TextDecoder()
 
-/** A claim source nobody used for this long is closed (its subscriptions with it). */
-const SOURCE_IDLE_MS = 120_000
+/**
+ * Claim sources: one per (tenant, set of commands) a claim names, kept between claims so a
+ * long-polling client finds its lanes known. Bounded, because any worker token can name new sets.
+ */
+export interface ClaimSourcePoolOptions extends ClaimSourceOptions {
+  /** A source unused this long is closed and forgotten. Default 120 s. */
+  readonly sourceIdleMs?: number
+  /**
+   * Live sources per tenant at most; a new one evicts the least recently used idle one, and when
+   * all are long-polling the claim is refused with ClaimCapacity (HTTP 429). Default 64.
+   */
+  readonly maxSourcesPerTenant?: number
+}
 
 export class TaskOperations {
   readonly settle: Settle
-  private readonly sources = new Map<string, { source: ClaimSource; lastUsed: number }>()
+  private readonly sources = new Map<string, { readonly tenant: string; readonly source: ClaimSource; lastUsed: number }>()
   private readonly evictor: NodeJS.Timeout
+  private readonly sourceIdleMs: number
+  private readonly maxSourcesPerTenant: number
   private dlq: Promise<KV> | undefined
   private tasksKv: Promise<KV> | undefined
 
@@ -63,11 +77,14 @@ export class TaskOperations {
     readonly repo: TaskRepository,
     readonly limits: TaskLimits,
     readonly backoff: BackoffSettings,
-    private readonly sourceOptions: ClaimSourceOptions = {}
+    private readonly lanes: LaneWatch,
+    private readonly sourceOptions: ClaimSourcePoolOptions = {}
   ) {
     this.settle = (subject, how) => answerDelivery(nc, subject, how)
+    this.sourceIdleMs = sourceOptions.sourceIdleMs ?? 120_000
+    this.maxSourcesPerTenant = sourceOptions.maxSourcesPerTenant ?? 64
     // Any HTTP client can name a new set of commands: sources unused for a while are closed.
-    this.evictor = setInterval(() => this.evictIdle(SOURCE_IDLE_MS), SOURCE_IDLE_MS / 2)
+    this.evictor = setInterval(() => this.evictIdle(this.sourceIdleMs), Math.max(10, this.sourceIdleMs / 2))
     this.evictor.unref()
   }
 
@@ -84,6 +101,9 @@ export class TaskOperations {
       checkTenant(tenant),
       checkWorkerId(request.workerId),
       commands.length === 0 ? { field: "commands", rule: "non_empty", message: "commands must name at least one command" } : undefined,
+      commands.length > this.limits.maxClaimCommands
+        ? { field: "commands", rule: "max_items", message: `a claim names at most ${this.limits.maxClaimCommands} commands` }
+        : undefined,
       ...commands.map((command) => checkCommand(command, "commands")),
       request.leaseSeconds === undefined ? undefined : checkIntRange(request.leaseSeconds, "leaseSeconds", 1, this.limits.maxLeaseSeconds),
       request.waitSeconds === undefined ? undefined : checkIntRange(request.waitSeconds, "waitSeconds", 0, 30)
@@ -198,15 +218,32 @@ export class TaskOperations {
       }
   }
 
+  /** Claim sources alive right now (for operators and tests). */
+  get claimSources(): number {
+    return this.sources.size
+  }
+
   private sourceFor(tenant: string, commands: ReadonlyArray<string>): ClaimSource {
-    const key = `${tenant}|${[...commands].sort().join(",")}`
+    const key = `${tenant}|${[...new Set(commands)].sort().join(",")}`
     let entry = this.sources.get(key)
     if (entry === undefined) {
-      entry = { source: new ClaimSource(this.nc, this.repo.log.naming, tenant, commands, this.sourceOptions), lastUsed: Date.now() }
+      this.makeRoomFor(tenant)
+      entry = { tenant, source: new ClaimSource(this.nc, this.repo.log.naming, tenant, commands, this.lanes, this.sourceOptions), lastUsed: Date.now() }
       this.sources.set(key, entry)
     }
     entry.lastUsed = Date.now()
     return entry.source
+  }
+
+  /** Keeps a tenant under its source cap: closes its least recently used idle source, or refuses. */
+  private makeRoomFor(tenant: string): void {
+    const own = [...this.sources].filter(([, entry]) => entry.tenant === tenant)
+    if (own.length < this.maxSourcesPerTenant) return
+    const idle = own.filter(([, entry]) => !entry.source.busy).sort(([, a], [, b]) => a.lastUsed - b.lastUsed)
+    const victim = idle[0]
+    if (victim === undefined) throw new ClaimCapacity({ tenant, limit: this.maxSourcesPerTenant })
+    victim[1].source.close()
+    this.sources.delete(victim[0])
   }
 
   private deadLetterIndex(): Promise<KV> {

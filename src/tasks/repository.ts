@@ -5,12 +5,14 @@
  * context the create persisted (DESIGN §2, §6), whatever process performs it and however late.
  */
 import { ROOT_CONTEXT, SpanStatusCode, type Context } from "@opentelemetry/api"
+import { Duration, Effect, Schedule } from "effect"
 import type { TaskCommand, Rejection } from "../domain/decide.js"
 import { decide } from "../domain/decide.js"
 import { evolve, fold, type StoredEvent, type TaskState } from "../domain/events.js"
 import { eventSubject } from "../../streams/definitions.js"
-import type { EventLog } from "../eventlog/EventLog.js"
-import { ConcurrencyConflict } from "../eventlog/errors.js"
+import type { AppendRequest, EventLog } from "../eventlog/EventLog.js"
+import { ConcurrencyConflict, type AppendError } from "../eventlog/errors.js"
+import type { PublishResult } from "../eventlog/pipeline.js"
 import { contextFromTraceparent } from "../tracing/codec.js"
 import type { Telemetry, TransitionSpan } from "../tracing/spans.js"
 import { spanSpecFor } from "../tracing/transitions.js"
@@ -51,12 +53,46 @@ export interface ApplyOptions {
   readonly now?: () => Date
 }
 
+/**
+ * Sending an append again that the log did not take: jittered exponential from 50 ms, for up to
+ * the repository's retry budget. Only where it is safe — see `retryable`.
+ */
+export const appendRetry = (budgetMs: number) =>
+  Schedule.exponential(Duration.millis(50), 2).pipe(Schedule.jittered, Schedule.upTo(Duration.millis(budgetMs)))
+
+/**
+ * An append that may be sent again: nobody answered (a leader election, nothing stored), or a
+ * create's ack timed out — a create expects sequence 0, so if the first one was stored the second
+ * is refused as a conflict and the repository finds the task that exists.
+ */
+const retryable = (error: AppendError, request: AppendRequest): boolean =>
+  error._tag === "LogError" && (error.reason === "unavailable" || (error.reason === "timeout" && request.expectedSeq === 0))
+
+export interface RepositoryOptions {
+  /** Re-reads after losing a race before giving up with ConcurrencyConflict. Default 20. */
+  readonly maxConflictRetries?: number
+  /** How long a retryable append (see `retryable`) is sent again before its error is reported. Default 5 s. */
+  readonly appendRetryMs?: number
+}
+
 export class TaskRepository {
+  private readonly maxConflictRetries: number
+  private readonly appendRetryMs: number
+  private retriedAppends = 0
+
   constructor(
     readonly log: EventLog,
     readonly telemetry: Telemetry,
-    private readonly maxConflictRetries = 20
-  ) {}
+    options: RepositoryOptions = {}
+  ) {
+    this.maxConflictRetries = options.maxConflictRetries ?? 20
+    this.appendRetryMs = options.appendRetryMs ?? 5_000
+  }
+
+  /** Appends sent again after an unanswered publish or a create's timeout, since start. */
+  get appendRetries(): number {
+    return this.retriedAppends
+  }
 
   async load(tenant: string, taskId: string): Promise<Snapshot> {
     const history = await this.log.readTask(tenant, taskId)
@@ -91,6 +127,17 @@ export class TaskRepository {
     }
   }
 
+  /** One append, sent again while its failure is retryable and the budget lasts. */
+  private async append(request: AppendRequest): Promise<PublishResult> {
+    const first = await this.log.append(request)
+    if (first.ok || !retryable(first.error, request) || this.appendRetryMs <= 0) return first
+    const again = Effect.promise(() => {
+      this.retriedAppends++
+      return this.log.append(request)
+    }).pipe(Effect.flatMap((result) => (!result.ok && retryable(result.error, request) ? Effect.fail(result) : Effect.succeed(result))))
+    return Effect.runPromise(again.pipe(Effect.retry(appendRetry(this.appendRetryMs)), Effect.merge))
+  }
+
   private async appendAll(
     tenant: string,
     taskId: string,
@@ -110,7 +157,7 @@ export class TaskRepository {
       const spec = spanSpecFor(event, snapshot.state, subject)
       const span = openSpan ?? this.telemetry.startTransition(spec.tracer, spec.name, parent, spec.attributes)
       if (openSpan !== undefined) openSpan.span.setAttributes(spec.attributes)
-      const result = await this.log.append({ tenant, taskId, event, trace: span.trace, expectedSeq: snapshot.version })
+      const result = await this.append({ tenant, taskId, event, trace: span.trace, expectedSeq: snapshot.version })
       if (!result.ok) {
         if (result.error instanceof ConcurrencyConflict) {
           // This span wrote nothing: it is left unended so it is never exported, keeping the
