@@ -12,7 +12,7 @@ import { TERMINAL, fold, type StoredEvent } from "../src/domain/events.js"
 import type { TaskRepository } from "../src/tasks/repository.js"
 import { contextFromTraceparent } from "../src/tracing/codec.js"
 import { ATTR, SPANS, TRACERS } from "../src/tracing/conventions.js"
-import { deliverWebhook, webhookBackoffSeconds, type WebhookSettings } from "../src/webhooks/deliver.js"
+import { DELIVERY_ID_HEADER, deliverWebhook, deliveryId, webhookBackoffSeconds, type WebhookSettings } from "../src/webhooks/deliver.js"
 import { ProjectionError, RetryLater, type Projection } from "./runtime.js"
 
 /** What happened to one terminal event's webhook in this call. */
@@ -48,7 +48,7 @@ const attemptOnce = async (repo: TaskRepository, settings: WebhookSettings, stor
     artifacts: state.artifacts ?? null,
     completedAt: stored.event.at
   })
-  const headers: Record<string, string> = { traceparent: span.trace.traceparent }
+  const headers: Record<string, string> = { traceparent: span.trace.traceparent, [DELIVERY_ID_HEADER]: deliveryId(taskId, stored.seq) }
   if (span.trace.tracestate !== undefined) headers.tracestate = span.trace.tracestate
   const outcome = await deliverWebhook(state.webhook, body, headers, settings)
   const final = !outcome.delivered && (outcome.permanent || attempt >= settings.maxAttempts)

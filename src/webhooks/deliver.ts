@@ -1,14 +1,15 @@
 /**
  * One webhook POST: destination checks (private, loopback and link-local addresses refused unless
- * allowed — checked on the address actually connected to, so DNS cannot swap it), connect and
- * response timeouts, optional HMAC-SHA256 signature, trace context injected. Never throws: the
- * outcome says what happened without the URL.
+ * allowed — a host name is resolved and every address checked, and the socket may only connect to
+ * a checked one, so DNS cannot swap it), connect and response timeouts per request on fresh and
+ * reused keep-alive sockets alike, optional HMAC-SHA256 signature, trace context and delivery id
+ * injected by the caller. Never throws: the outcome says what happened without the URL.
  */
 import { createHmac } from "node:crypto"
-import { lookup as dnsLookup } from "node:dns"
-import { request as httpRequest } from "node:http"
-import { request as httpsRequest } from "node:https"
-import { BlockList, isIP, type LookupFunction } from "node:net"
+import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions } from "node:dns"
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest } from "node:http"
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https"
+import { BlockList, isIP, type LookupFunction, type Socket } from "node:net"
 
 export interface WebhookSettings {
   /** HMAC-SHA256 key for `X-CodeQ-Signature`; unsigned when undefined. */
@@ -50,18 +51,61 @@ export const isPrivateAddress = (address: string): boolean => {
   return family === 4 ? blocked.check(address, "ipv4") : family === 6 ? blocked.check(address, "ipv6") : true
 }
 
-class BlockedDestination extends Error {}
+/** The guard refused every address of the destination; permanent. */
+export class BlockedDestination extends Error {
+  constructor() {
+    super("blocked destination")
+    this.name = "BlockedDestination"
+  }
+}
 
-/** A DNS lookup that refuses private addresses, so the check holds for the socket itself. */
-const guardedLookup =
-  (allowPrivate: boolean): LookupFunction =>
+/** Resolves every address of a host name (the shape of `dns.lookup` with `all: true`). */
+export type Resolver = (hostname: string, options: LookupAllOptions, callback: (error: NodeJS.ErrnoException | null, addresses: Array<LookupAddress>) => void) => void
+
+const systemResolver: Resolver = (hostname, options, callback) => dnsLookup(hostname, options, callback)
+
+/**
+ * A DNS lookup for the socket itself: resolves every address of the host, drops those the guard
+ * refuses and answers only with checked ones, so the connection cannot reach a refused address.
+ * Answers in the shape asked for — Node 20's `autoSelectFamily` asks with `all: true` for a list
+ * to race; a plain connect asks for one address.
+ */
+export const guardedLookup =
+  (allowPrivate: boolean, resolve: Resolver = systemResolver): LookupFunction =>
   (hostname, options, callback) => {
-    dnsLookup(hostname, { ...options, all: false }, (error, address, family) => {
-      if (error !== null) return callback(error, "", 0)
-      if (!allowPrivate && isPrivateAddress(String(address))) return callback(new BlockedDestination("blocked destination"), "", 0)
-      callback(null, String(address), family)
+    const fail = (error: NodeJS.ErrnoException) => (options.all === true ? callback(error, []) : callback(error, "", 0))
+    resolve(hostname, { ...options, all: true }, (error, addresses) => {
+      if (error !== null) return fail(error)
+      if (addresses.length === 0) return fail(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: "ENOTFOUND", hostname }))
+      const checked = allowPrivate ? addresses : addresses.filter((a) => !isPrivateAddress(a.address))
+      const first = checked[0]
+      if (first === undefined) return fail(new BlockedDestination())
+      if (options.all === true) callback(null, checked)
+      else callback(null, first.address, first.family)
     })
   }
+
+/**
+ * Keep-alive pools, one per protocol and guard setting, each connecting through its own guard.
+ * WHY: a pooled socket was connected under the guard of the pool it sits in; with one shared pool
+ * a request that forbids private networks could reuse a socket opened to a private address by a
+ * request that allowed them. An idle socket is dropped after a few seconds, before common
+ * receivers (Node's default is 5 s) close it under a request.
+ */
+const IDLE_SOCKET_MS = 4_000
+const agents = {
+  "http:": { open: new HttpAgent({ keepAlive: true, timeout: IDLE_SOCKET_MS, lookup: guardedLookup(true) }), guarded: new HttpAgent({ keepAlive: true, timeout: IDLE_SOCKET_MS, lookup: guardedLookup(false) }) },
+  "https:": { open: new HttpsAgent({ keepAlive: true, timeout: IDLE_SOCKET_MS, lookup: guardedLookup(true) }), guarded: new HttpsAgent({ keepAlive: true, timeout: IDLE_SOCKET_MS, lookup: guardedLookup(false) }) }
+} as const
+
+/** Header naming one delivery, for receivers to deduplicate by: the same on every retry of it. */
+export const DELIVERY_ID_HEADER = "X-CodeQ-Delivery-Id"
+
+/**
+ * `<taskId>:<sequence of the terminal event delivered>` — read from the log, so stable across
+ * retries and broker restarts; a requeued task that ends again is a new delivery with a new id.
+ */
+export const deliveryId = (taskId: string, terminalEventSeq: number): string => `${taskId}:${terminalEventSeq}`
 
 /** `X-CodeQ-Timestamp` and `X-CodeQ-Signature` (hex HMAC-SHA256 over "<unix_ts>.<body>"). */
 export const signature = (secret: string, unixSeconds: number, body: string): string =>
@@ -75,6 +119,7 @@ export const deliverWebhook = (url: string, body: string, extraHeaders: Record<s
     } catch {
       return resolve({ delivered: false, error: "dns", permanent: true })
     }
+    if (target.protocol !== "http:" && target.protocol !== "https:") return resolve({ delivered: false, error: "dns", permanent: true })
     const literal = target.hostname.replace(/^\[|\]$/g, "")
     if (isIP(literal) !== 0 && !settings.allowPrivateNetworks && isPrivateAddress(literal))
       return resolve({ delivered: false, error: "blocked_destination", permanent: true })
@@ -84,38 +129,52 @@ export const deliverWebhook = (url: string, body: string, extraHeaders: Record<s
       headers["X-CodeQ-Timestamp"] = String(ts)
       headers["X-CodeQ-Signature"] = signature(settings.hmacSecret, ts, body)
     }
+    const pool = agents[target.protocol]
+    const agent = settings.allowPrivateNetworks ? pool.open : pool.guarded
     const send = target.protocol === "https:" ? httpsRequest : httpRequest
+
+    // Everything this request adds to a socket it may share with later requests is undone in
+    // `finish`, whatever the outcome: a keep-alive socket outlives the request.
     let settled = false
+    let req: ClientRequest | undefined
+    let socket: Socket | undefined
+    let connectTimer: NodeJS.Timeout | undefined
+    const onConnect = () => clearTimeout(connectTimer)
     const finish = (outcome: DeliveryOutcome) => {
       if (settled) return
       settled = true
+      clearTimeout(deadline)
       clearTimeout(connectTimer)
+      socket?.removeListener("connect", onConnect)
       resolve(outcome)
     }
-    const req = send(target, { method: "POST", headers, lookup: guardedLookup(settings.allowPrivateNetworks), timeout: settings.responseTimeoutMs }, (res) => {
-      res.resume()
-      res.on("end", () => {
-        const status = res.statusCode ?? 0
-        finish(status >= 200 && status < 300 ? { delivered: true, statusCode: status } : { delivered: false, statusCode: status, error: "status", permanent: false })
+    const timedOut = () => {
+      finish({ delivered: false, error: "timeout", permanent: false })
+      req?.destroy()
+    }
+
+    try {
+      req = send(target, { method: "POST", headers, agent, timeout: settings.responseTimeoutMs }, (res) => {
+        res.resume()
+        res.on("end", () => {
+          const status = res.statusCode ?? 0
+          finish(status >= 200 && status < 300 ? { delivered: true, statusCode: status } : { delivered: false, statusCode: status, error: "status", permanent: false })
+        })
+        res.on("error", () => finish({ delivered: false, error: "network", permanent: false }))
       })
-      res.on("error", () => finish({ delivered: false, error: "network", permanent: false }))
+    } catch {
+      // Node refuses the request before sending (e.g. a header value it cannot write); no timer yet.
+      return resolve({ delivered: false, error: "network", permanent: true })
+    }
+    const deadline = setTimeout(timedOut, settings.connectTimeoutMs + settings.responseTimeoutMs)
+    req.once("socket", (assigned: Socket) => {
+      // A reused keep-alive socket is already connected: only a connecting one gets a connect timer.
+      if (settled || !assigned.connecting) return
+      socket = assigned
+      connectTimer = setTimeout(timedOut, settings.connectTimeoutMs)
+      assigned.once("connect", onConnect)
     })
-    const connectTimer = setTimeout(() => {
-      finish({ delivered: false, error: "timeout", permanent: false })
-      req.destroy()
-    }, settings.connectTimeoutMs + settings.responseTimeoutMs)
-    req.on("socket", (socket) => {
-      const onConnectTimeout = setTimeout(() => {
-        finish({ delivered: false, error: "timeout", permanent: false })
-        req.destroy()
-      }, settings.connectTimeoutMs)
-      socket.once("connect", () => clearTimeout(onConnectTimeout))
-      socket.once("close", () => clearTimeout(onConnectTimeout))
-    })
-    req.on("timeout", () => {
-      finish({ delivered: false, error: "timeout", permanent: false })
-      req.destroy()
-    })
+    req.on("timeout", timedOut)
     req.on("error", (error: NodeJS.ErrnoException) => {
       if (error instanceof BlockedDestination) return finish({ delivered: false, error: "blocked_destination", permanent: true })
       if (error.code === "ENOTFOUND" || error.code === "EAI_AGAIN") return finish({ delivered: false, error: "dns", permanent: false })
