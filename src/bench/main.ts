@@ -19,6 +19,14 @@ const BENCHMARKS: ReadonlyMap<string, Benchmark> = new Map([
     }
   ],
   [
+    "e2e",
+    {
+      summary:
+        "codeq from the outside (codeq serve, SDK and HTTP clients as processes) against BullMQ and raw JetStream: tasks/s, server msgs/task, catch-up, latency, tracing cost, RSS",
+      run: async (argv: ReadonlyArray<string>) => (await import("./e2e/run.js")).runE2e(argv)
+    }
+  ],
+  [
     "tracing",
     {
       summary: "tasks/s end to end with tracing disabled against tracing on with the collector down",
