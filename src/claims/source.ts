@@ -9,7 +9,8 @@
  * that catches redeliveries (expired leases, nak delays). Pulls are no-wait: an empty lane answers
  * at once and leaves the set.
  */
-import { AckPolicy, DeliverPolicy, createInbox, nanos, type Msg, type NatsConnection } from "nats"
+import { createInbox, type Msg, type NatsConnection } from "nats"
+import { claimConsumerName, ensureClaimConsumer } from "./consumers.js"
 import { claimSubjects, claimsStream, type Naming } from "../../streams/definitions.js"
 import { timerDelayMs } from "../domain/delays.js"
 import { decodeClaim, type ClaimMessage } from "./message.js"
@@ -38,7 +39,6 @@ export interface ClaimSourceOptions {
 
 export const LANES = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0] as const
 
-export const claimConsumerName = (tenant: string, command: string, lane: number) => `claim-${tenant}-${command}-${lane}`
 
 const encoder = new TextEncoder()
 
@@ -184,25 +184,7 @@ export class ClaimSource {
   private async ensureConsumer(command: string, lane: number): Promise<string> {
     const name = claimConsumerName(this.tenant, command, lane)
     if (this.ensured.has(name)) return name
-    const jsm = await this.nc.jetstreamManager()
-    const config = {
-      durable_name: name,
-      filter_subject: `${this.naming.subjectRoot}.claim.${this.tenant}.${command}.${lane}`,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: nanos(this.ackWaitMs),
-      max_deliver: -1,
-      max_ack_pending: -1,
-      max_waiting: 4096,
-      inactive_threshold: nanos(this.inactiveMs)
-    }
-    try {
-      await jsm.consumers.add(this.stream, config)
-    } catch (error) {
-      // Another worker created it with other settings: bring it to ours (all are updatable).
-      if (!/already|exists|in use/i.test(String(error))) throw error
-      await jsm.consumers.update(this.stream, name, config)
-    }
+    await ensureClaimConsumer(await this.nc.jetstreamManager(), this.naming, this.tenant, command, lane, { ackWaitMs: this.ackWaitMs, inactiveMs: this.inactiveMs })
     this.ensured.add(name)
     return name
   }

@@ -77,7 +77,7 @@ export class CodeqClient {
   }
 
   worker(tenant: string, options: WorkerOptions = {}): Worker {
-    return new Worker(this.nc, this.repo, this.limits, this.backoff, this.lanes, tenant, options)
+    return new Worker(this.nc, this.repo, this.limits, this.backoff, tenant, options)
   }
 
   /** Stops the publisher and, when the client opened it, drains the connection. */

@@ -13,11 +13,11 @@ import type { NatsConnection } from "nats"
 import type { BackoffSettings } from "../domain/backoff.js"
 import { checkCommand, checkIntRange, checkTenant, checkWorkerId, firstIssue } from "../domain/validation.js"
 import { answerDelivery } from "../eventlog/acks.js"
-import { ClaimSource, type ClaimDelivery } from "../claims/source.js"
-import type { LaneWatch } from "../claims/laneWatch.js"
+import type { ClaimDelivery } from "../claims/source.js"
+import { ClaimFeed } from "../claims/feed.js"
 import { timerDelayMs } from "../domain/delays.js"
 import { ValidationError, LeaseLost } from "../tasks/errors.js"
-import { claimDelivery, heartbeatLease, settleLease, type LeaseOutcome, type Settle } from "../tasks/lifecycle.js"
+import { claimDelivery, heartbeatLease, settleLease, type HeldLease, type LeaseOutcome, type Settle } from "../tasks/lifecycle.js"
 import type { TaskLimits } from "../tasks/limits.js"
 import type { Snapshot, TaskRepository } from "../tasks/repository.js"
 import type { TaskState } from "../domain/events.js"
@@ -83,7 +83,6 @@ export class Worker {
     private readonly repo: TaskRepository,
     private readonly limits: TaskLimits,
     private readonly backoff: BackoffSettings,
-    private readonly lanes: LaneWatch,
     readonly tenant: string,
     private readonly options: WorkerOptions = {}
   ) {
@@ -96,7 +95,10 @@ export class Worker {
     )
     if (issue !== undefined) throw new ValidationError(issue)
     this.settle = (subject, how) => answerDelivery(nc, subject, how)
+    this.ackWaitMs = options.ackWaitMs ?? 30_000
   }
+
+  private readonly ackWaitMs: number
 
   /** Processes tasks of `commands` until `stop()`; resolves when in-flight handlers are done. */
   run(commands: ReadonlyArray<string>, handler: Handler, options: RunOptions = {}): Promise<void> {
@@ -119,47 +121,49 @@ export class Worker {
   }
 
   private async loop(commands: ReadonlyArray<string>, handler: Handler, concurrency: number): Promise<void> {
-    const source = new ClaimSource(this.nc, this.repo.log.naming, this.tenant, commands, this.lanes, {
-      ...(this.options.ackWaitMs !== undefined ? { ackWaitMs: this.options.ackWaitMs } : {})
-    })
+    const feed = new ClaimFeed(this.nc, this.repo.log.naming, this.tenant, commands, { capacity: concurrency, ackWaitMs: this.ackWaitMs })
     const inflight = new Set<Promise<void>>()
+    const stopFeed = () => feed.stop()
+    this.abort.signal.addEventListener("abort", stopFeed, { once: true })
     try {
       while (!this.abort.signal.aborted) {
         if (inflight.size >= concurrency) {
           await Promise.race(inflight)
           continue
         }
-        let deliveries: ReadonlyArray<ClaimDelivery>
+        let delivery: ClaimDelivery | undefined
         try {
-          deliveries = await source.next(concurrency - inflight.size, 5_000, this.abort.signal)
+          delivery = await feed.take()
         } catch (error) {
           this.report(error, undefined)
           await new Promise((resolve) => setTimeout(resolve, 500))
           continue
         }
-        for (const delivery of deliveries) {
-          const job: Promise<void> = this.process(delivery, handler, source).finally(() => inflight.delete(job))
-          inflight.add(job)
-        }
+        if (delivery === undefined) break
+        const job: Promise<void> = this.process(delivery, handler).finally(() => {
+          inflight.delete(job)
+          feed.done()
+        })
+        inflight.add(job)
       }
     } finally {
       await Promise.allSettled(inflight)
-      source.close()
+      this.abort.signal.removeEventListener("abort", stopFeed)
+      feed.close()
     }
   }
 
-  private async process(delivery: ClaimDelivery, handler: Handler, source: ClaimSource): Promise<void> {
+  private async process(delivery: ClaimDelivery, handler: Handler): Promise<void> {
     const taskId = delivery.claim?.taskId
     try {
       const claimed = await claimDelivery(this.repo, this.settle, delivery, {
         workerId: this.workerId,
         defaultLeaseSeconds: this.limits.defaultLeaseSeconds,
+        keepAliveAckWaitMs: this.ackWaitMs,
         ...(this.options.leaseSeconds !== undefined ? { leaseSeconds: this.options.leaseSeconds } : {})
       })
-      if (claimed.kind === "skipped") {
-        if (claimed.retryAt !== undefined) source.hint(delivery.command, delivery.lane, claimed.retryAt)
-        return
-      }
+      // A skipped claim was nak'ed to when it can next be claimed; the lane's long-poll brings it back.
+      if (claimed.kind === "skipped") return
       const lease = claimed.lease
       const state = lease.snapshot.state
       if (state === null) return
@@ -180,6 +184,7 @@ export class Worker {
         lease.claimContext
       )
       let known: Snapshot = lease.snapshot
+      const keepAlive = this.keepClaimAlive(delivery.ackSubject, lease)
       const heartbeats = this.heartbeatWhileRunning(lease.tenant, lease.taskId, lease.attempt, lease.leaseSeconds, (beat) => {
         known = { state: beat, version: beat.version }
       })
@@ -191,22 +196,34 @@ export class Worker {
         span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.name : "error" })
         result = { type: "nack", reason: `handler_error:${error instanceof Error ? error.name : typeof error}` }
       } finally {
+        clearTimeout(keepAlive)
         await heartbeats.stop()
         span.end()
       }
-      const settled = await settleLease(
+      await settleLease(
         this.repo,
         this.settle,
         { tenant: lease.tenant, taskId: lease.taskId, lease: { workerId: this.workerId, attempt: lease.attempt }, known },
         result,
         this.backoff
       )
-      if (settled.disposition === "requeued")
-        source.hint(delivery.command, delivery.lane, new Date(Date.now() + (settled.nakDelaySeconds ?? 0) * 1000))
     } catch (error) {
       // LeaseLost: someone else holds the task now; the log refused us and that is the end of it.
       if (!(error instanceof LeaseLost)) this.report(error, taskId)
     }
+  }
+
+  /**
+   * A claim whose lease outlasts the consumer's ack wait was not nak'ed at claim time (see
+   * `keepAliveAckWaitMs`): if the handler is still running at half the ack wait, the claim message
+   * is rescheduled to the lease's end — one message, and none at all for a handler that is quick.
+   */
+  private keepClaimAlive(ackSubject: string, lease: HeldLease): NodeJS.Timeout | undefined {
+    if (lease.leaseSeconds * 1000 < this.ackWaitMs) return undefined
+    const leaseEnd = Date.now() + lease.leaseSeconds * 1000
+    const timer = setTimeout(() => this.settle(ackSubject, { nakDelayMs: leaseEnd - Date.now() }), this.ackWaitMs / 2)
+    timer.unref()
+    return timer
   }
 
   /**

@@ -16,6 +16,8 @@ import type { LeaseRef } from "../domain/decide.js"
 import { backoffSeconds, type BackoffSettings } from "../domain/backoff.js"
 import type { TaskState } from "../domain/events.js"
 import type { ClaimDelivery } from "../claims/source.js"
+import { createdOfClaim } from "../claims/message.js"
+import { evolve } from "../domain/events.js"
 import type { DeliveryAnswer } from "../eventlog/acks.js"
 import { InvalidTransition, LeaseLost, TaskNotFound } from "./errors.js"
 import type { ApplyOutcome, Snapshot, TaskRepository } from "./repository.js"
@@ -28,6 +30,13 @@ export interface ClaimOptions {
   /** Lease for this claim; else the task's `leaseSeconds`; else the default. */
   readonly leaseSeconds?: number
   readonly defaultLeaseSeconds: number
+  /**
+   * The claim consumer's ack wait, when the caller keeps the claim message alive itself until the
+   * lease ends (the SDK worker does, with `leaseKeepAlive`). A lease at least this long then costs
+   * no message at claim time: a handler that finishes within the ack wait only acks. Without it,
+   * the claim is nak'ed at once with a delay to the lease's end.
+   */
+  readonly keepAliveAckWaitMs?: number
 }
 
 /** A lease won: the task as claimed and the claim span's context (parent of the processing). */
@@ -58,7 +67,10 @@ export const claimDelivery = async (
     settle(delivery.ackSubject, "term")
     return { kind: "skipped", reason: "undecodable claim message" }
   }
-  const snapshot = await repo.load(claim.tenant, claim.taskId)
+  // A first delivery of a create's claim carries the TaskCreated: claim right after it without a
+  // read. Anything that happened since makes the append fail, and the repository reads then.
+  const created = delivery.delivered === 1 ? createdOfClaim(repo.log.naming, claim) : undefined
+  const snapshot = created !== undefined ? { state: evolve(null, created), version: created.seq } : await repo.load(claim.tenant, claim.taskId)
   const leaseSeconds = options.leaseSeconds ?? snapshot.state?.leaseSeconds ?? options.defaultLeaseSeconds
   const outcome = await repo.apply(
     claim.tenant,
@@ -87,7 +99,7 @@ export const claimDelivery = async (
     settle(delivery.ackSubject, "term")
     return { kind: "skipped", reason: state?.status ?? "not_claimable" }
   }
-  settle(delivery.ackSubject, { nakDelayMs: leaseSeconds * 1000 })
+  if (options.keepAliveAckWaitMs === undefined || leaseSeconds * 1000 < options.keepAliveAckWaitMs) settle(delivery.ackSubject, { nakDelayMs: leaseSeconds * 1000 })
   return {
     kind: "claimed",
     lease: { tenant: claim.tenant, taskId: claim.taskId, workerId: options.workerId, attempt: state.attempts, snapshot: outcome.snapshot, claimContext: claimed.context, leaseSeconds }

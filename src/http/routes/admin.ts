@@ -8,7 +8,7 @@
  * its task is settled, so depth = ready + in progress.
  */
 import type { JetStreamManager } from "nats"
-import { claimConsumerName } from "../../claims/source.js"
+import { claimConsumerName } from "../../claims/consumers.js"
 import { checkCommand } from "../../domain/validation.js"
 import { claimSubjects, claimsStream } from "../../../streams/definitions.js"
 import { ValidationError } from "../../tasks/errors.js"
