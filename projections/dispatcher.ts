@@ -1,48 +1,50 @@
 /**
- * The dispatcher (DESIGN §3): turns TaskCreated and TaskRequeued into a claim message on
- * `<root>.claim.<tenant>.<command>.<priority>`. The message id is derived from the event, so a
- * dispatcher that is replayed or restarted mid-stream adds no duplicate work (JetStream dedup).
+ * The dispatcher (DESIGN §3): turns TaskCreated and TaskRequeued into a claim message on the task's
+ * lane, `<root>.claim.<tenant>.<command>.<priority>`. The message id is derived from the event, so
+ * a dispatcher that replays events after a restart adds no duplicate work (JetStream dedup). A
+ * create's claim carries the TaskCreated itself, so a worker claims without reading the log.
+ * Publishes leave in log order, so a lane stays FIFO; a failed one is retried until it is stored.
  */
-import { Effect } from "effect"
-import type { StoredEvent } from "../src/domain/events.js"
-import { fold } from "../src/domain/events.js"
-import type { EventLog } from "../src/eventlog/EventLog.js"
-import type { PipelinedPublisher } from "../src/eventlog/pipeline.js"
-import { claimPublication, type ClaimMessage } from "../src/claims/message.js"
-import { ProjectionError, type Projection } from "./runtime.js"
+import { Duration, Effect, Schedule } from "effect"
+import { claimOfCreate, claimPublication, type ClaimMessage } from "../src/claims/message.js"
+import type { PipelinedPublisher, PublishResult } from "../src/eventlog/pipeline.js"
+import type { Naming } from "../streams/definitions.js"
+import type { Change } from "./docs.js"
+import type { Sink } from "./runtime.js"
 
-const createdClaim = (stored: StoredEvent): ClaimMessage | undefined => {
-  const e = stored.event
-  if (e.type !== "TaskCreated") return undefined
-  return { taskId: e.taskId, tenant: e.tenant, command: e.command, priority: e.priority, eventSeq: stored.seq, ...(e.runAt ? { runAt: e.runAt } : {}) }
-}
+/** A claim the claims stream did not take: again, jittered, from 100 ms up to 5 s apart. */
+export const DISPATCH_RETRY = Schedule.union(Schedule.exponential(Duration.millis(100), 2), Schedule.spaced(Duration.seconds(5))).pipe(Schedule.jittered)
 
-const requeuedClaim = async (log: EventLog, stored: StoredEvent): Promise<ClaimMessage | undefined> => {
+const claimOf = ({ stored, after }: Change): ClaimMessage | undefined => {
+  // Only a task still waiting for a worker: one already claimed or ended was dispatched before.
+  if (after === null || after.status !== "PENDING") return undefined
   const e = stored.event
-  if (e.type === "TaskRequeued") {
-    // A requeue carries no command or priority: the task's history has them.
-    const state = fold((await log.readTask(e.tenant, e.taskId)).events)
-    if (state === null) return undefined
-    return { taskId: e.taskId, tenant: e.tenant, command: state.command, priority: state.priority, eventSeq: stored.seq }
-  }
+  if (e.type === "TaskCreated") return claimOfCreate({ ...stored, event: e })
+  if (e.type === "TaskRequeued") return { taskId: e.taskId, tenant: e.tenant, command: after.command, priority: after.priority, eventSeq: stored.seq }
   return undefined
 }
 
-export const dispatcher = (log: EventLog, claims: PipelinedPublisher): Projection => ({
-  name: "dispatcher",
-  handles: ["TaskCreated", "TaskRequeued"],
-  // Publishes leave in start order, so lanes stay FIFO while many are in flight.
-  concurrency: 256,
-  handle: (stored) =>
-    Effect.tryPromise({
-      try: async () => {
-        // A create publishes before any await, so claims leave in the order events arrived.
-        const claim = createdClaim(stored) ?? (await requeuedClaim(log, stored))
-        if (claim === undefined) return
-        const { subject, data, headers } = claimPublication(log.naming, claim)
-        const result = await claims.publish(subject, data, headers)
-        if (!result.ok) throw result.error
-      },
-      catch: (cause) => new ProjectionError({ projection: "dispatcher", message: "dispatch failed", cause })
-    })
-})
+export const dispatcher = (claims: PipelinedPublisher, naming: Naming): Sink => {
+  let stopped = false
+  const publishUntilStored = (publish: () => Promise<PublishResult>) =>
+    Effect.runPromise(
+      Effect.promise(publish).pipe(
+        Effect.flatMap((result) => (result.ok ? Effect.void : Effect.fail(result.error))),
+        Effect.retry({ schedule: DISPATCH_RETRY, while: () => !stopped })
+      )
+    )
+  return {
+    name: "dispatcher",
+    apply: (change) => {
+      const claim = claimOf(change)
+      if (claim === undefined) return undefined
+      const { subject, data, headers } = claimPublication(naming, claim)
+      const publish = () => claims.publish(subject, data, headers)
+      // The plain path first: an Effect only runs for the rare publish that must be retried.
+      return publish().then((result) => (result.ok ? undefined : publishUntilStored(publish)))
+    },
+    stop: () => {
+      stopped = true
+    }
+  }
+}

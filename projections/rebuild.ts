@@ -1,27 +1,23 @@
 /**
- * Rebuilding a derived projection: drop its state (key-value bucket) and its durable consumer,
- * then run it from the first event until it has caught up with the log as it was when the rebuild
- * started, reporting progress. Only projections whose state is derived and idempotent can be
+ * Rebuilding a derived projection: drop its state (key-value bucket), then fold the log into it
+ * from the first event until it has caught up with the log as it was when the rebuild started,
+ * reporting progress. The same runtime and fold as the live projections, with only the rebuilt
+ * projection's writes switched on. Only projections whose state is derived and idempotent can be
  * rebuilt (task-state, dead-letters); the dispatcher and webhooks act on the world and are not.
  */
-import { Effect, Fiber } from "effect"
-import type { KV, NatsConnection } from "nats"
+import type { NatsConnection } from "nats"
+import { EventFeed } from "../src/eventlog/feed.js"
 import type { EventLog } from "../src/eventlog/EventLog.js"
-import { deadLetterBucket, eventsStream, taskStateBucket, type Naming } from "../streams/definitions.js"
-import { deadLetters } from "./deadLetters.js"
-import { durableName, runProjection, type Projection } from "./runtime.js"
-import { taskState } from "./taskState.js"
 import { PipelinedKv } from "../src/eventlog/kv.js"
 import { PipelinedPublisher } from "../src/eventlog/pipeline.js"
+import { deadLetterBucket, eventsStream, taskStateBucket, type Naming } from "../streams/definitions.js"
+import { deadLetters } from "./deadLetters.js"
+import { TaskDocs } from "./docs.js"
+import { ProjectionRuntime } from "./runtime.js"
 
-interface Rebuildable {
-  readonly bucket: (n: Naming) => string
-  readonly make: (kv: KV, log: EventLog, publisher: PipelinedPublisher) => Projection
-}
-
-export const REBUILDABLE: Readonly<Record<string, Rebuildable>> = {
-  "task-state": { bucket: taskStateBucket, make: (_kv, log, publisher) => taskState(new PipelinedKv(publisher, taskStateBucket(log.naming)), log) },
-  "dead-letters": { bucket: deadLetterBucket, make: (kv, log) => deadLetters(log, kv) }
+export const REBUILDABLE: Readonly<Record<string, { readonly bucket: (n: Naming) => string }>> = {
+  "task-state": { bucket: taskStateBucket },
+  "dead-letters": { bucket: deadLetterBucket }
 }
 
 export interface RebuildProgress {
@@ -31,7 +27,7 @@ export interface RebuildProgress {
 
 const isNotFound = (error: unknown) => /not found/i.test(String(error))
 
-/** Rebuilds `name` and resolves with the number of events replayed. Stop brokers running it first. */
+/** Rebuilds `name` and resolves with the number of events replayed. Stop the brokers first. */
 export const rebuildProjectionState = async (
   nc: NatsConnection,
   log: EventLog,
@@ -42,36 +38,43 @@ export const rebuildProjectionState = async (
   if (target === undefined) throw new Error(`projection ${name} cannot be rebuilt; rebuildable: ${Object.keys(REBUILDABLE).join(", ")}`)
   const naming = log.naming
   const jsm = await nc.jetstreamManager()
-  const stream = eventsStream(naming)
-  await jsm.consumers.delete(stream, durableName(name)).catch((error: unknown) => {
-    if (!isNotFound(error)) throw error
-  })
   const bucket = target.bucket(naming)
   await jsm.streams.delete(`KV_${bucket}`).catch((error: unknown) => {
     if (!isNotFound(error)) throw error
   })
   const kv = await nc.jetstream().views.kv(bucket, { replicas: options.replicas ?? 1 })
-  const total = (await jsm.streams.info(stream)).state.last_seq
-  let handled = 0
+  // The fold reads task-state documents it does not hold; while dead-letters is rebuilt they come
+  // from the live bucket, which is only read.
+  await nc.jetstream().views.kv(taskStateBucket(naming), { replicas: options.replicas ?? 1 })
+  const total = (await jsm.streams.info(eventsStream(naming))).state.last_seq
   const publisher = new PipelinedPublisher(nc)
-  const fiber = Effect.runFork(
-    runProjection(nc, target.make(kv, log, publisher), {
-      naming,
-      onHandled: (_projection, seq) => {
-        handled = Math.max(handled, seq)
+  let handled = 0
+  let report = 0
+  let finished: () => void = () => undefined
+  const caughtUp = new Promise<void>((resolve) => (finished = resolve))
+  const docs = new TaskDocs(new PipelinedKv(publisher, taskStateBucket(naming)), log, { write: name === "task-state" })
+  const runtime = new ProjectionRuntime(
+    new EventFeed(nc, naming, { fromSeq: 1 }),
+    docs,
+    name === "dead-letters" ? [deadLetters(kv)] : [],
+    { save: async () => undefined },
+    {
+      onHandled: (seq) => {
+        handled = seq
+        if (Date.now() - report > 200) {
+          report = Date.now()
+          options.onProgress?.({ handled: Math.min(handled, total), total })
+        }
       }
-    })
-  )
-  try {
-    for (;;) {
-      // The consumer appears once the projection has started.
-      const info = await jsm.consumers.info(stream, durableName(name)).catch(() => undefined)
-      options.onProgress?.({ handled: Math.min(handled, total), total })
-      if (info !== undefined && info.ack_floor.stream_seq >= total && info.num_ack_pending === 0) break
-      await new Promise((resolve) => setTimeout(resolve, 200))
     }
+  )
+  const running = runtime.run()
+  try {
+    while (runtime.applied < total) await Promise.race([caughtUp, new Promise((resolve) => setTimeout(resolve, 100))])
   } finally {
-    await Effect.runPromise(Fiber.interrupt(fiber))
+    finished()
+    await runtime.stop()
+    await running
     publisher.close()
   }
   options.onProgress?.({ handled: total, total })

@@ -1,62 +1,42 @@
 /**
- * The projection runtime (DESIGN §4). One durable pull consumer per projection on the event log;
- * every message is decoded with the event Schema, handed to the projection, retried with a named
- * Schedule, and acked only after it succeeded. An undecodable event is quarantined (counted,
- * logged with its sequence, acked) so it can never stop the stream. Interruption stops pulling and
- * lets every received event finish before the runtime returns. A rebuild (rebuild.ts) drops the
- * durable and replays the log through a fresh one.
+ * The projection runtime (DESIGN §4): one reader of the log per broker feeding every projection.
+ *
+ * Events arrive in log order in batches (src/eventlog/feed.ts — no acknowledgement per event).
+ * Each is decoded with the event Schema — an undecodable one is quarantined: counted, logged with
+ * its sequence, skipped, never stopping the stream — and folded into the tasks' states (docs.ts);
+ * then every sink sees the change, in order. A sink's effect that goes to the server (a claim to
+ * publish, an index entry to write) returns a promise; writes that can wait are coalesced and
+ * made on the next tick. The position up to which everything is done — every effect settled,
+ * every coalesced write made — is checkpointed, so a restart resumes there and replays at most a
+ * tick's worth of events, which every sink handles idempotently.
+ *
+ * The per-event path is a plain loop on purpose (no Effect run per event); Effect carries the
+ * structure around it: retries with named Schedules, the scope that starts and stops the runtime.
  */
-import { AckPolicy, DeliverPolicy, nanos, type NatsConnection } from "nats"
-import { durablePull, type Delivery } from "./pull.js"
-import { Cause, Data, Duration, Effect, Schedule } from "effect"
-import { EVENT_TYPES, type StoredEvent, type TaskEventType } from "../src/domain/events.js"
+import { Duration, Effect, Schedule } from "effect"
+import type { StoredEvent } from "../src/domain/events.js"
+import { decodeEvent, type RawEvent } from "../src/eventlog/codec.js"
+import type { EventFeed } from "../src/eventlog/feed.js"
 import { HEADERS } from "../src/tracing/conventions.js"
 import { log, withTrace } from "../src/log.js"
-import { decodeEvent, type RawEvent } from "../src/eventlog/codec.js"
-import { eventsStream, type Naming } from "../streams/definitions.js"
+import type { Change, TaskDocs } from "./docs.js"
 
-/** A projection failed to handle an event; retried, then the event is redelivered later. */
-export class ProjectionError extends Data.TaggedError("ProjectionError")<{
-  readonly projection: string
-  readonly message: string
-  readonly cause?: unknown
-}> {}
-
-/**
- * A handler asking for the event again later (e.g. a webhook retry): the event is nak'ed with this
- * delay, so the retry lives in the consumer and survives a restart. Not retried in process.
- */
-export class RetryLater extends Data.TaggedError("RetryLater")<{ readonly delayMs: number; readonly reason: string }> {}
-
-/** What the runtime knows about this delivery of an event. */
-export interface DeliveryMeta {
-  /** 1 on the first delivery of the event to this projection. */
-  readonly deliveryCount: number
-}
-
-export interface Projection {
-  /** Durable consumer name suffix; stable across releases. */
+/** One projection's reaction to the log: a sink of the folded changes. */
+export interface Sink {
+  /** Its name in metrics and logs; stable across releases. */
   readonly name: string
-  /** Event types it acts on; any other event is acked without work. */
-  readonly handles: ReadonlyArray<TaskEventType>
-  /** Events handled at once. Starts are in log order; 1 also finishes them in order. */
-  readonly concurrency: number
   /**
-   * How long a delivered event may stay unanswered before the server hands it out again (after
-   * a crash, that is how long in-flight events wait). Longer than the slowest handler. Default 30 s.
+   * Acts on one change, in log order. A returned promise must settle before the checkpoint passes
+   * the event; it is expected to retry on its own and reject only when the sink is stopped.
    */
-  readonly ackWaitMs?: number
-  readonly handle: (stored: StoredEvent, meta: DeliveryMeta) => Effect.Effect<void, ProjectionError | RetryLater>
+  apply(change: Change): Promise<unknown> | undefined
+  /** Writes what it coalesced (all of it when `all`). */
+  flush?(all: boolean): Promise<void>
+  /** Every event up to this sequence is durable in this sink, given `applied`. */
+  durableThrough?(applied: number): number
+  /** Stops retrying: the runtime is going away. */
+  stop?(): void
 }
-
-/** Retry policy for a failing handler: jittered exponential from 100 ms, 6 tries, then redeliver. */
-export const HANDLER_RETRY = Schedule.exponential(Duration.millis(100), 2).pipe(
-  Schedule.jittered,
-  Schedule.intersect(Schedule.recurs(5))
-)
-
-/** Where an event that still fails after retries goes: back to the server, redelivered later. */
-export const REDELIVERY_DELAY_MS = 5_000
 
 export interface QuarantinedEvent {
   readonly projection: string
@@ -66,128 +46,192 @@ export interface QuarantinedEvent {
 }
 
 export interface RuntimeHooks {
-  /** Called for each quarantined event (after it is logged). Must not throw. */
+  /** Called for each quarantined event, once per projection (after it is logged). Must not throw. */
   readonly onQuarantine?: (event: QuarantinedEvent) => void
-  /** Called after each handled event with its sequence (for lag metrics and tests). */
-  readonly onHandled?: (projection: string, seq: number) => void
+  /** Called after each event is applied, with its sequence (tests). Must not throw. */
+  readonly onHandled?: (seq: number) => void
+}
+
+/** Where the position is kept between runs. */
+export interface Checkpoint {
+  save(seq: number): Promise<void>
 }
 
 export interface RuntimeOptions extends RuntimeHooks {
-  readonly naming: Naming
-  /** Messages buffered from the server per pull. Default 512. */
-  readonly batch?: number
+  /** How often coalesced writes are made and the position saved. Default 100 ms. */
+  readonly tickMs?: number
+  /** The position is saved at most this often. Default 1 s. */
+  readonly checkpointEveryMs?: number
+  /** Effects in flight at most before reading pauses. Default 20,000. */
+  readonly maxPending?: number
 }
 
-export const durableName = (projection: string) => `codeq-projection-${projection}`
+/** Reading the log or preparing a batch failed: try again, jittered, from 50 ms up to 5 s apart. */
+export const READ_RETRY = Schedule.union(Schedule.exponential(Duration.millis(50), 2), Schedule.spaced(Duration.seconds(5))).pipe(Schedule.jittered)
 
-const rawOf = (msg: Delivery): RawEvent => ({
-  seq: msg.seq,
-  subject: msg.subject,
-  time: msg.time,
-  data: msg.data,
-  header: (key) => (msg.headers?.has(key) === true ? msg.headers.get(key) : undefined)
-})
+const KNOWN_FAILURE = (error: unknown) => (error instanceof Error ? `${error.name}: ${error.message}` : String(error))
 
 /** Log lines about an event carry its trace (the span that wrote it), so they join to it. */
-const eventLog = (msg: Delivery) => withTrace(log, msg.headers?.get(HEADERS.traceparent) || undefined)
+const eventLogger = (raw: RawEvent) => withTrace(log, raw.header(HEADERS.traceparent) || undefined)
 
-const handleMessage = (projection: Projection, hooks: RuntimeHooks, handles: ReadonlySet<string>, msg: Delivery, ack: boolean) => {
-  const decoded = decodeEvent(rawOf(msg))
-  if (!decoded.ok) {
-    const quarantined = { projection: projection.name, seq: decoded.seq, subject: decoded.subject, reason: decoded.reason }
-    return Effect.sync(() => {
-      eventLog(msg).warn(quarantined, "event quarantined")
+export class ProjectionRuntime {
+  private readonly pending = new Map<number, Promise<unknown>>()
+  private readonly tickMs: number
+  private readonly checkpointEveryMs: number
+  private readonly maxPending: number
+  private appliedSeq: number
+  private durableSeq: number
+  private savedSeq: number
+  private lastTick = 0
+  private lastSave = 0
+  private ticking: Promise<void> | undefined
+  private stopping = false
+  private done: Promise<void> | undefined
+
+  constructor(
+    private readonly feed: EventFeed,
+    private readonly docs: TaskDocs,
+    private readonly sinks: ReadonlyArray<Sink>,
+    private readonly checkpoint: Checkpoint,
+    private readonly options: RuntimeOptions = {}
+  ) {
+    this.tickMs = options.tickMs ?? 100
+    this.checkpointEveryMs = options.checkpointEveryMs ?? 1_000
+    this.maxPending = options.maxPending ?? 20_000
+    this.appliedSeq = feed.position
+    this.durableSeq = feed.position
+    this.savedSeq = feed.position
+  }
+
+  /** Last event applied. */
+  get applied(): number {
+    return this.appliedSeq
+  }
+
+  /** Every event up to here is done in every sink (as of the last tick). */
+  get durable(): number {
+    return this.durableSeq
+  }
+
+  /** Per sink: every event up to this sequence is done in it (as of the last tick). */
+  positions(): ReadonlyMap<string, number> {
+    const lowestPending = this.pending.keys().next().value
+    const settled = lowestPending === undefined ? this.appliedSeq : lowestPending - 1
+    const out = new Map<string, number>([["task-state", this.docs.durableThrough(this.appliedSeq)]])
+    for (const sink of this.sinks) out.set(sink.name, Math.min(settled, sink.durableThrough?.(this.appliedSeq) ?? this.appliedSeq))
+    return out
+  }
+
+  /** Runs until `stop()`; resolves once the last tick has saved the position. */
+  run(): Promise<void> {
+    this.done ??= this.loop()
+    return this.done
+  }
+
+  /** Stops reading, lets in-flight effects settle, makes every coalesced write, saves the position. */
+  stop(): Promise<void> {
+    // Synchronously: the event being applied is the last one.
+    this.stopping = true
+    return this.done ?? Promise.resolve()
+  }
+
+  /** Gives up at once (leadership lost): in-flight effects are abandoned, nothing more is saved. */
+  abandon(): void {
+    this.stopping = true
+    for (const sink of this.sinks) sink.stop?.()
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      let raws: Array<RawEvent> = []
       try {
-        hooks.onQuarantine?.(quarantined)
+        raws = await this.feed.next(this.tickMs)
+        if (raws.length > 0) await this.handle(raws)
+      } catch (error) {
+        log.warn({ error: KNOWN_FAILURE(error) }, "projection runtime: reading the log failed; retrying")
+        await Effect.runPromise(Effect.sleep(Duration.millis(500)))
+      }
+      this.maybeTick()
+    }
+    await this.ticking
+    // Let what is in flight settle (bounded: a sink that cannot finish is stopped and replayed later).
+    await Promise.race([Promise.allSettled(this.pending.values()), Effect.runPromise(Effect.sleep(Duration.seconds(5)))])
+    for (const sink of this.sinks) sink.stop?.()
+    await this.tick(true).catch((error: unknown) => log.warn({ error: KNOWN_FAILURE(error) }, "projection runtime: final flush failed"))
+    await this.feed.close()
+  }
+
+  private async handle(raws: ReadonlyArray<RawEvent>): Promise<void> {
+    const events: Array<StoredEvent> = []
+    for (const raw of raws) {
+      const decoded = decodeEvent(raw)
+      if (decoded.ok) events.push(decoded.stored)
+      else this.quarantine(raw, decoded.reason)
+    }
+    await Effect.runPromise(Effect.retry(Effect.tryPromise(() => this.docs.prepare(events)), { schedule: READ_RETRY, while: () => !this.stopping }))
+    let next = 0
+    for (const raw of raws) {
+      if (this.stopping) return
+      const stored = events[next]
+      if (stored?.seq === raw.seq) {
+        next++
+        const change = this.docs.apply(stored)
+        for (const sink of this.sinks) {
+          const effect = sink.apply(change)
+          if (effect !== undefined) this.track(stored.seq, effect)
+        }
+        this.options.onHandled?.(stored.seq)
+      }
+      this.appliedSeq = raw.seq
+    }
+    // Back-pressure: the server is slower than the log right now.
+    while (this.pending.size > this.maxPending && !this.stopping) await this.pending.values().next().value
+  }
+
+  private track(seq: number, effect: Promise<unknown>): void {
+    // One entry per sequence: a second effect of the same event chains after the first.
+    const previous = this.pending.get(seq)
+    const both = previous === undefined ? effect : Promise.all([previous, effect])
+    const entry: Promise<unknown> = both.then(
+      () => {
+        if (this.pending.get(seq) === entry) this.pending.delete(seq)
+      },
+      () => undefined
+    )
+    this.pending.set(seq, entry)
+  }
+
+  private quarantine(raw: RawEvent, reason: string): void {
+    for (const projection of ["task-state", ...this.sinks.map((sink) => sink.name)]) {
+      const event = { projection, seq: raw.seq, subject: raw.subject, reason }
+      if (projection === "task-state") eventLogger(raw).warn(event, "event quarantined")
+      try {
+        this.options.onQuarantine?.(event)
       } catch {
         // observers never break the runtime
       }
-      if (ack) msg.ack()
-    })
+    }
   }
-  const done = Effect.sync(() => {
-    if (ack) msg.ack()
-    hooks.onHandled?.(projection.name, msg.seq)
-  })
-  if (!handles.has(decoded.stored.event.type)) return done
-  const failed = (cause: Cause.Cause<ProjectionError | RetryLater>) =>
-    Effect.sync(() => {
-      const failure = Cause.failureOption(cause)
-      if (failure._tag === "Some" && failure.value._tag === "RetryLater") {
-        if (ack) msg.nak(failure.value.delayMs)
-        return
-      }
-      eventLog(msg).error({ projection: projection.name, seq: msg.seq, error: Cause.pretty(cause).split("\n")[0] }, "projection handler failed; event will be redelivered")
-      if (ack) msg.nak(REDELIVERY_DELAY_MS)
-    })
-  return projection.handle(decoded.stored, { deliveryCount: msg.deliveryCount }).pipe(
-    Effect.retry({ schedule: HANDLER_RETRY, while: (error) => error._tag !== "RetryLater" }),
-    Effect.matchCauseEffect({ onSuccess: () => done, onFailure: failed }),
-    // In-flight events finish even when the runtime is interrupted: an event is never half-handled.
-    Effect.uninterruptible
-  )
-}
 
-const KNOWN_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES)
-const RESOLVED = Promise.resolve()
-
-/**
- * The per-event entry point, plain on purpose: an event whose `Codeq-Event` header names a known
- * type the projection does not handle is settled without decoding or an Effect run — most events,
- * for most projections. Anything else (handled, or a header that is missing or unknown, which is
- * how garbage is caught and quarantined) goes through the full decoding handler.
- */
-const dispatchMessage = (projection: Projection, hooks: RuntimeHooks, handles: ReadonlySet<string>, msg: Delivery, ack: boolean): Promise<void> => {
-  const declared = msg.headers?.get(HEADERS.event)
-  if (declared !== undefined && KNOWN_TYPES.has(declared) && !handles.has(declared)) {
-    if (ack) msg.ack()
-    hooks.onHandled?.(projection.name, msg.seq)
-    return RESOLVED
+  private maybeTick(): void {
+    if (this.ticking !== undefined || Date.now() - this.lastTick < this.tickMs) return
+    this.ticking = this.tick(false)
+      .catch((error: unknown) => log.warn({ error: KNOWN_FAILURE(error) }, "projection runtime: a coalesced write failed; retrying next tick"))
+      .finally(() => {
+        this.ticking = undefined
+      })
   }
-  return Effect.runPromise(handleMessage(projection, hooks, handles, msg, ack))
+
+  private async tick(all: boolean): Promise<void> {
+    this.lastTick = Date.now()
+    await Promise.all([this.docs.flush(all), ...this.sinks.map((sink) => sink.flush?.(all))])
+    let durable = Math.min(...this.positions().values())
+    durable = Math.max(durable, this.durableSeq)
+    this.durableSeq = durable
+    if (durable > this.savedSeq && (all || Date.now() - this.lastSave >= this.checkpointEveryMs)) {
+      await this.checkpoint.save(durable)
+      this.savedSeq = durable
+      this.lastSave = Date.now()
+    }
+  }
 }
-
-const ensureDurable = (nc: NatsConnection, naming: Naming, projection: Projection) =>
-  Effect.tryPromise({
-    try: async () => {
-      const jsm = await nc.jetstreamManager()
-      const config = {
-        durable_name: durableName(projection.name),
-        filter_subject: `${naming.subjectRoot}.evt.>`,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ack_wait: nanos(projection.ackWaitMs ?? 30_000),
-        max_ack_pending: 20_000,
-        max_deliver: -1
-      }
-      try {
-        await jsm.consumers.add(eventsStream(naming), config)
-      } catch (error) {
-        // An existing consumer from an earlier release or setting: bring it to this one.
-        if (!/already|exists|in use/i.test(String(error))) throw error
-        await jsm.consumers.update(eventsStream(naming), config.durable_name, config)
-      }
-    },
-    catch: (cause) => new ProjectionError({ projection: projection.name, message: "cannot create the projection consumer", cause })
-  })
-
-/**
- * Runs a projection until interrupted. Fails only if its consumer cannot be created or read.
- */
-export const runProjection = (nc: NatsConnection, projection: Projection, options: RuntimeOptions) =>
-  Effect.gen(function* () {
-    yield* ensureDurable(nc, options.naming, projection)
-    const handles = new Set<string>(projection.handles)
-    const loop = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        durablePull(nc, eventsStream(options.naming), durableName(projection.name), options.batch ?? 512, projection.concurrency, (msg) =>
-          dispatchMessage(projection, options, handles, msg, true)
-        )
-      ),
-      (running) => Effect.promise(() => running.stop().catch(() => undefined))
-    )
-    yield* Effect.tryPromise({
-      try: () => loop.done,
-      catch: (cause) => new ProjectionError({ projection: projection.name, message: "consume failed", cause })
-    })
-  }).pipe(Effect.scoped)

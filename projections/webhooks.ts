@@ -1,32 +1,82 @@
 /**
- * Result webhooks (DESIGN §4): on a terminal event of a task with a webhook, POST codeQ's result
- * payload from a `codeq.webhook.task_result` span parented on the span that wrote the terminal
- * event, with that span's context injected, and append the outcome (WebhookDelivered or
- * WebhookFailed) from the same span. A failed attempt asks the runtime for the event again after
- * the backoff: the retry lives in the JetStream consumer, so a broker restart resumes it.
- * The attempt number comes from the log, so it is exact across restarts too.
+ * Result webhooks (DESIGN §4), in two parts.
+ *
+ * The outbox sink: on a terminal event (TaskCompleted, TaskFailed, TaskDeadLettered) of a task that
+ * has a webhook not yet delivered, put a delivery job on the webhook outbox stream (work queue,
+ * message id from the event, so a replay adds nothing). Tasks without a webhook cost nothing here.
+ *
+ * The deliveries: every broker pulls jobs from the outbox's one durable consumer. A job reads the
+ * task from the log, POSTs codeQ's result payload from a `codeq.webhook.task_result` span parented
+ * on the span that wrote the terminal event (its context injected, with an `X-CodeQ-Delivery-Id`
+ * stable across retries), and appends the outcome, WebhookDelivered or WebhookFailed, from the same
+ * span. A failed attempt naks the job with the backoff: the retry lives in the consumer, so it
+ * survives a broker restart. The attempt number comes from the log, so it is exact across restarts.
+ * A POST is at least once: a broker killed between the POST and the outcome's append sends it again.
  */
 import { SpanStatusCode } from "@opentelemetry/api"
-import { Effect } from "effect"
+import { AckPolicy, DeliverPolicy, headers, nanos, type NatsConnection } from "nats"
 import { TERMINAL, fold, type StoredEvent } from "../src/domain/events.js"
+import type { PipelinedPublisher } from "../src/eventlog/pipeline.js"
+import { PullSession, type Delivery } from "../src/eventlog/pull.js"
+import { log } from "../src/log.js"
 import type { TaskRepository } from "../src/tasks/repository.js"
 import { contextFromTraceparent } from "../src/tracing/codec.js"
 import { ATTR, SPANS, TRACERS } from "../src/tracing/conventions.js"
 import { DELIVERY_ID_HEADER, deliverWebhook, deliveryId, webhookBackoffSeconds, type WebhookSettings } from "../src/webhooks/deliver.js"
-import { ProjectionError, RetryLater, type Projection } from "./runtime.js"
+import { webhookJobSubject, webhooksStream, type Naming } from "../streams/definitions.js"
+import { DISPATCH_RETRY } from "./dispatcher.js"
+import type { Sink } from "./runtime.js"
+import { Effect } from "effect"
 
-/** What happened to one terminal event's webhook in this call. */
+/** A delivery to make: the task and the sequence of the terminal event it reports. */
+export interface WebhookJob {
+  readonly tenant: string
+  readonly taskId: string
+  readonly seq: number
+}
+
+const TERMINAL_EVENTS: ReadonlySet<string> = new Set(["TaskCompleted", "TaskFailed", "TaskDeadLettered"])
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+/** The outbox sink: a job per terminal event of a task with a webhook still to deliver. */
+export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming): Sink => {
+  let stopped = false
+  return {
+    name: "webhooks",
+    apply: ({ stored, after }) => {
+      if (!TERMINAL_EVENTS.has(stored.event.type) || after === null || after.webhook === undefined || after.webhookDelivered) return undefined
+      const job: WebhookJob = { tenant: stored.event.tenant, taskId: stored.event.taskId, seq: stored.seq }
+      const h = headers()
+      h.set("Nats-Msg-Id", `hook.${job.tenant}.${job.taskId}.${job.seq}`)
+      h.set("Nats-Expected-Stream", webhooksStream(naming))
+      const publish = () => publisher.publish(webhookJobSubject(naming, job.tenant), encoder.encode(JSON.stringify(job)), h)
+      return Effect.runPromise(
+        Effect.promise(publish).pipe(
+          Effect.flatMap((result) => (result.ok ? Effect.void : Effect.fail(result.error))),
+          Effect.retry({ schedule: DISPATCH_RETRY, while: () => !stopped })
+        )
+      )
+    },
+    stop: () => {
+      stopped = true
+    }
+  }
+}
+
+/** What one attempt did: nothing to do, delivered, failed for good, or try again after a delay. */
 type Step = "none" | "delivered" | "failed_final" | { readonly retryInSeconds: number }
 
-const attemptOnce = async (repo: TaskRepository, settings: WebhookSettings, stored: StoredEvent): Promise<Step> => {
-  const { tenant, taskId } = stored.event
+const attemptOnce = async (repo: TaskRepository, settings: WebhookSettings, job: WebhookJob): Promise<Step> => {
+  const { tenant, taskId } = job
   const history = await repo.log.readTask(tenant, taskId)
   const state = fold(history.events)
   const snapshot = { state, version: history.version }
   if (state === null || state.webhook === undefined || state.webhookDelivered || !TERMINAL.has(state.status)) return "none"
   // Only the latest terminal event is delivered (a requeued dead letter ends again later).
-  const lastTerminal = [...history.events].reverse().find((e) => ["TaskCompleted", "TaskFailed", "TaskDeadLettered"].includes(e.event.type))
-  if (lastTerminal?.seq !== stored.seq) return "none"
+  const lastTerminal = [...history.events].reverse().find((e) => TERMINAL_EVENTS.has(e.event.type))
+  if (lastTerminal === undefined || lastTerminal.seq !== job.seq) return "none"
+  const stored: StoredEvent = lastTerminal
   const failures = history.events.filter((e) => e.seq > stored.seq && e.event.type === "WebhookFailed")
   if (failures.some((e) => e.event.type === "WebhookFailed" && e.event.final)) return "none"
   const attempt = failures.length + 1
@@ -48,9 +98,9 @@ const attemptOnce = async (repo: TaskRepository, settings: WebhookSettings, stor
     artifacts: state.artifacts ?? null,
     completedAt: stored.event.at
   })
-  const headers: Record<string, string> = { traceparent: span.trace.traceparent, [DELIVERY_ID_HEADER]: deliveryId(taskId, stored.seq) }
-  if (span.trace.tracestate !== undefined) headers.tracestate = span.trace.tracestate
-  const outcome = await deliverWebhook(state.webhook, body, headers, settings)
+  const requestHeaders: Record<string, string> = { traceparent: span.trace.traceparent, [DELIVERY_ID_HEADER]: deliveryId(taskId, stored.seq) }
+  if (span.trace.tracestate !== undefined) requestHeaders.tracestate = span.trace.tracestate
+  const outcome = await deliverWebhook(state.webhook, body, requestHeaders, settings)
   const final = !outcome.delivered && (outcome.permanent || attempt >= settings.maxAttempts)
   if (!outcome.delivered) span.span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error })
   span.span.setAttribute("http.response.status_code", outcome.statusCode ?? 0)
@@ -78,19 +128,95 @@ const attemptOnce = async (repo: TaskRepository, settings: WebhookSettings, stor
   return final ? "failed_final" : { retryInSeconds: webhookBackoffSeconds(settings, attempt) }
 }
 
-export const webhooks = (repo: TaskRepository, settings: WebhookSettings): Projection => ({
-  name: "webhooks",
-  handles: ["TaskCompleted", "TaskFailed", "TaskDeadLettered"],
-  concurrency: 64,
-  // An attempt takes at most the connect and response timeouts, plus the log reads and append.
-  ackWaitMs: settings.connectTimeoutMs + settings.responseTimeoutMs + 5_000,
-  handle: (stored) =>
-    Effect.tryPromise({
-      try: () => attemptOnce(repo, settings, stored),
-      catch: (cause) => new ProjectionError({ projection: "webhooks", message: "webhook attempt failed", cause })
-    }).pipe(
-      Effect.flatMap((step) =>
-        typeof step === "object" ? Effect.fail(new RetryLater({ delayMs: step.retryInSeconds * 1000, reason: "webhook failed" })) : Effect.void
-      )
-    )
-})
+export const WEBHOOK_CONSUMER = "codeq-webhooks"
+
+export interface WebhookDeliveries {
+  /** Stops pulling; attempts in flight finish and are answered. */
+  stop(): Promise<void>
+}
+
+const parseJob = (delivery: Delivery): WebhookJob | undefined => {
+  try {
+    const job = JSON.parse(decoder.decode(delivery.data)) as Partial<WebhookJob>
+    return typeof job.tenant === "string" && typeof job.taskId === "string" && typeof job.seq === "number" ? (job as WebhookJob) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Delivers the outbox's jobs, up to `concurrency` at once, until stopped. */
+export const runWebhookDeliveries = async (
+  nc: NatsConnection,
+  repo: TaskRepository,
+  settings: WebhookSettings,
+  options: { readonly concurrency?: number } = {}
+): Promise<WebhookDeliveries> => {
+  const naming = repo.log.naming
+  const stream = webhooksStream(naming)
+  const jsm = await nc.jetstreamManager()
+  const config = {
+    durable_name: WEBHOOK_CONSUMER,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    // An attempt takes at most the connect and response timeouts, plus the log reads and append.
+    ack_wait: nanos(settings.connectTimeoutMs + settings.responseTimeoutMs + 5_000),
+    max_ack_pending: 10_000,
+    max_deliver: -1
+  }
+  await jsm.consumers.add(stream, config).catch(async (error: unknown) => {
+    if (!/already|exists|in use/i.test(String(error))) throw error
+    await jsm.consumers.update(stream, WEBHOOK_CONSUMER, config)
+  })
+  const concurrency = options.concurrency ?? 64
+  const session = new PullSession(nc, stream, WEBHOOK_CONSUMER, { batch: concurrency, expiresMs: 1_000 })
+  const inflight = new Set<Promise<void>>()
+  const busy = new Set<string>()
+  let stopping = false
+  const handle = async (delivery: Delivery): Promise<void> => {
+    const job = parseJob(delivery)
+    if (job === undefined) return session.answer(delivery, "term")
+    // One attempt per task at a time here: the server can hand out a job again while its first
+    // delivery is still being worked on (seen after a nak'ed job's holder died).
+    const key = `${job.tenant}.${job.taskId}`
+    if (busy.has(key)) return session.answer(delivery, { nakDelayMs: 1_000 })
+    busy.add(key)
+    try {
+      const step = await attemptOnce(repo, settings, job)
+      session.answer(delivery, typeof step === "object" ? { nakDelayMs: step.retryInSeconds * 1000 } : "ack")
+    } catch (error) {
+      log.warn({ task_id: job.taskId, error: error instanceof Error ? error.message : String(error) }, "webhook attempt failed; retrying")
+      session.answer(delivery, { nakDelayMs: 5_000 })
+    } finally {
+      busy.delete(key)
+    }
+  }
+  const loop = (async () => {
+    while (!stopping) {
+      if (inflight.size >= concurrency) {
+        await Promise.race(inflight)
+        continue
+      }
+      let got: Array<Delivery>
+      try {
+        got = await session.take(concurrency - inflight.size, 1_000)
+      } catch (error) {
+        log.warn({ error: String(error) }, "webhook outbox cannot be read; retrying")
+        await new Promise((resolve) => setTimeout(resolve, 1_000))
+        continue
+      }
+      for (const delivery of got) {
+        const job: Promise<void> = handle(delivery).finally(() => inflight.delete(job))
+        inflight.add(job)
+      }
+    }
+    // Jobs received but not started go back at once; those started finish and are answered.
+    for (const delivery of await session.stop()) session.answer(delivery, { nakDelayMs: 0 })
+    await Promise.allSettled(inflight)
+  })()
+  return {
+    stop: async () => {
+      stopping = true
+      await loop
+    }
+  }
+}

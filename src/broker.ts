@@ -1,24 +1,26 @@
 /**
- * The broker process: connect, provision the streams, run the projections, and on interruption
- * stop them (in-flight events finish) before the connection drains. Stateless: any number of
- * brokers can run against one NATS deployment.
+ * The broker process: connect, provision the streams, run the projections (one broker at a time
+ * folds the log; the others stand by) and the webhook deliveries (every broker takes its share),
+ * and on interruption stop them (in-flight work finishes) before the connection drains. Stateless:
+ * any number of brokers can run against one NATS deployment.
  */
+import { hostname } from "node:os"
+import { randomUUID } from "node:crypto"
 import { Effect, Exit, Scope } from "effect"
 import { connect, type NatsConnection } from "nats"
+import type { TracerProvider } from "@opentelemetry/api"
 import { dispatcher } from "../projections/dispatcher.js"
 import { deadLetters } from "../projections/deadLetters.js"
-import { webhooks } from "../projections/webhooks.js"
-import type { TracerProvider } from "@opentelemetry/api"
+import { metricsProjection } from "../projections/metrics.js"
+import { startProjections, type RunningProjections } from "../projections/run.js"
+import type { RuntimeHooks } from "../projections/runtime.js"
+import { runWebhookDeliveries, webhookOutbox } from "../projections/webhooks.js"
 import { TaskRepository } from "./tasks/repository.js"
 import { Telemetry } from "./tracing/spans.js"
-import { deadLetterBucket, taskStateBucket } from "../streams/definitions.js"
-import { taskState } from "../projections/taskState.js"
-import { metricsProjection } from "../projections/metrics.js"
+import { deadLetterBucket, projectionsBucket, streamDefinitions, taskStateBucket } from "../streams/definitions.js"
+import { provisionStreams } from "../streams/provision.js"
 import { BrokerMetrics } from "./metrics/metrics.js"
 import { PipelinedKv } from "./eventlog/kv.js"
-import { runProjection, type RuntimeHooks } from "../projections/runtime.js"
-import { streamDefinitions } from "../streams/definitions.js"
-import { provisionStreams } from "../streams/provision.js"
 import type { BrokerConfig } from "./config.js"
 import { JetStreamEventLog } from "./eventlog/jetstream.js"
 import { PipelinedPublisher } from "./eventlog/pipeline.js"
@@ -30,11 +32,14 @@ export interface BrokerOptions extends RuntimeHooks {
   readonly tracerProvider?: TracerProvider
   /** Failed span exports so far, for `codeq_trace_export_failures_total`. */
   readonly traceExportFailures?: () => number
+  /** Time to live of the projections lease (a dead leader is replaced after it). Default 15 s. */
+  readonly leaseTtlMs?: number
 }
 
 export interface RunningBroker {
   readonly nc: NatsConnection
   readonly metrics: BrokerMetrics
+  readonly projections: RunningProjections
   /** Stops the projections (in-flight work finishes), then closes what the broker opened. */
   stop(): Promise<void>
 }
@@ -47,52 +52,66 @@ const openConnection = (config: BrokerConfig, given: NatsConnection | undefined)
         (nc) => Effect.promise(() => nc.drain()).pipe(Effect.ignore)
       )
 
-/** The broker as a scoped Effect: its projections run in fibers owned by the scope. */
+/** The broker as a scoped Effect: what it runs is stopped when the scope closes. */
 export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {}) =>
   Effect.gen(function* () {
     const nc = yield* openConnection(config, options.connection)
     const jsm = yield* Effect.tryPromise(() => nc.jetstreamManager())
     yield* Effect.tryPromise(() => provisionStreams(jsm, streamDefinitions(config.naming, config.streams)))
-    const claims = yield* Effect.acquireRelease(
+    // Claims, webhook jobs and read-model writes: pipelined on one inbox of their own.
+    const publisher = yield* Effect.acquireRelease(
       Effect.sync(() => new PipelinedPublisher(nc)),
-      (publisher) => Effect.sync(() => publisher.close())
+      (p) => Effect.sync(() => p.close())
     )
     const log = yield* Effect.acquireRelease(
       Effect.sync(() => JetStreamEventLog.connect(nc, config.naming)),
       (eventLog) => Effect.sync(() => eventLog.close())
     )
-    const dlq = yield* Effect.tryPromise(() => nc.jetstream().views.kv(deadLetterBucket(config.naming), { replicas: config.streams.replicas }))
-    const metrics = new BrokerMetrics(nc, config.naming, dlq, options.traceExportFailures)
-    const hooks = {
-      ...options,
-      onQuarantine: (event: { projection: string; seq: number; subject: string; reason: string }) => {
-        metrics.quarantined.inc({ projection: event.projection })
-        options.onQuarantine?.(event)
-      }
-    }
-    // Creates the task-state bucket when missing; the projection writes it through the mux.
-    yield* Effect.tryPromise(() => nc.jetstream().views.kv(taskStateBucket(config.naming), { replicas: config.streams.replicas }))
+    const kv = (bucket: string) => Effect.tryPromise(() => nc.jetstream().views.kv(bucket, { replicas: config.streams.replicas }))
+    const dlq = yield* kv(deadLetterBucket(config.naming))
+    const leases = yield* kv(projectionsBucket(config.naming))
+    yield* kv(taskStateBucket(config.naming))
+    // The metrics read the projections' positions, and the projections count into the metrics.
+    const started: { projections?: RunningProjections } = {}
+    const metrics = new BrokerMetrics(nc, config.naming, dlq, options.traceExportFailures, () => started.projections?.positions() ?? Promise.resolve(new Map()))
     const repo = new TaskRepository(log, new Telemetry(options.tracerProvider))
-    const projections = [dispatcher(log, claims), deadLetters(log, dlq), taskState(new PipelinedKv(log.publisher, taskStateBucket(config.naming)), log), webhooks(repo, config.webhooks), metricsProjection(log, metrics)]
-    // One fiber runs them all, so a shutdown interrupts every projection at once (each finishes
-    // what it holds) rather than one after another.
-    yield* Effect.forkScoped(
-      Effect.all(
-        projections.map((projection) => runProjection(nc, projection, { naming: config.naming, ...hooks }).pipe(Effect.orDie)),
-        { concurrency: "unbounded", discard: true }
-      )
+    const running = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        startProjections({
+          nc,
+          naming: config.naming,
+          log,
+          leases,
+          taskState: new PipelinedKv(publisher, taskStateBucket(config.naming)),
+          sinks: () => [dispatcher(publisher, config.naming), webhookOutbox(publisher, config.naming), deadLetters(dlq), metricsProjection(metrics)],
+          holder: `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
+          ...(options.leaseTtlMs !== undefined ? { leaseTtlMs: options.leaseTtlMs } : {}),
+          onQuarantine: (event) => {
+            metrics.quarantined.inc({ projection: event.projection })
+            options.onQuarantine?.(event)
+          },
+          ...(options.onHandled !== undefined ? { onHandled: options.onHandled } : {})
+        })
+      ),
+      (p) => Effect.promise(() => p.stop())
     )
-    return { nc, metrics }
+    started.projections = running
+    yield* Effect.acquireRelease(
+      Effect.tryPromise(() => runWebhookDeliveries(nc, repo, config.webhooks)),
+      (deliveries) => Effect.promise(() => deliveries.stop())
+    )
+    return { nc, metrics, projections: running }
   })
 
 /** Starts a broker and returns a handle to stop it (for the CLI and tests). */
 export const startBroker = async (config: BrokerConfig, options: BrokerOptions = {}): Promise<RunningBroker> => {
   const scope = Effect.runSync(Scope.make())
-  const { nc, metrics } = await Effect.runPromise(brokerProgram(config, options).pipe(Scope.extend(scope)))
+  const started = await Effect.runPromise(brokerProgram(config, options).pipe(Scope.extend(scope))).catch(async (error: unknown) => {
+    await Effect.runPromise(Scope.close(scope, Exit.void))
+    throw error
+  })
   return {
-    nc,
-    metrics,
+    ...started,
     stop: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }
-

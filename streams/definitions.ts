@@ -16,6 +16,10 @@ export const DEFAULT_NAMING: Naming = { streamPrefix: "CODEQ", subjectRoot: "cod
 
 export const eventsStream = (n: Naming) => `${n.streamPrefix}_EVENTS`
 export const claimsStream = (n: Naming) => `${n.streamPrefix}_CLAIMS`
+export const webhooksStream = (n: Naming) => `${n.streamPrefix}_WEBHOOKS`
+
+/** A webhook to deliver (the webhook outbox): one message per terminal event of a task with a webhook. */
+export const webhookJobSubject = (n: Naming, tenant: string) => `${n.subjectRoot}.hook.${tenant}`
 
 /** All events of one task share this subject: per-task optimistic concurrency rests on it. */
 export const eventSubject = (n: Naming, tenant: string, taskId: string) => `${n.subjectRoot}.evt.${tenant}.${taskId}`
@@ -93,12 +97,28 @@ export const streamDefinitions = (
     discard: DiscardPolicy.Old,
     allow_direct: false,
     duplicate_window: nanos(s.claimDedupSeconds * 1000)
+  },
+  {
+    name: webhooksStream(n),
+    description: "codeq webhook outbox: deliveries still to make, derived from the log's terminal events",
+    subjects: [`${n.subjectRoot}.hook.>`],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    num_replicas: s.replicas,
+    max_age: 0,
+    max_bytes: -1,
+    discard: DiscardPolicy.Old,
+    allow_direct: false,
+    duplicate_window: nanos(s.claimDedupSeconds * 1000)
   }
 ]
 
 /** Key-value bucket of the dead-letter index (`<tenant>.<command>.<taskId>`), derived from the log. */
 export const deadLetterBucket = (n: Naming) => `${n.streamPrefix}_DLQ`
 export const deadLetterKey = (tenant: string, command: string, taskId: string) => `${tenant}.${command}.${taskId}`
+
+/** Key-value bucket of the projections' leader lease and checkpoint (keys `leader`, `position`). */
+export const projectionsBucket = (n: Naming) => `${n.streamPrefix}_PROJECTIONS`
 
 /** Key-value bucket of the task-state read model (`<tenant>.<taskId>` → TaskState JSON). */
 export const taskStateBucket = (n: Naming) => `${n.streamPrefix}_TASKS`

@@ -697,10 +697,19 @@ describe("evolve and fold", () => {
     expect(expected).toMatchObject({
       status: "CANCELLED",
       attempts: 0,
-      webhookDelivered: true,
+      // Delivered before the requeue: the task's later end is a delivery of its own.
+      webhookDelivered: false,
       purged: false,
       version: everyEventType.length
     })
+  })
+
+  it("makes a requeued task's next end a webhook delivery of its own", () => {
+    const history = store([created({ webhook: "https://example.com/hook", maxAttempts: 1 }), claimed(1, W1, 10), failed(W1, 20), webhookDelivered(21)])
+    const delivered = fold(history)
+    expect(delivered?.webhookDelivered).toBe(true)
+    const requeued = evolve(delivered, { seq: 5, subject: SUBJECT, time: at(30), event: { ...head("TaskRequeued", 30), reason: "operator" }, trace: undefined })
+    expect(requeued).toMatchObject({ status: "PENDING", webhookDelivered: false })
   })
 })
 

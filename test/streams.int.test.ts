@@ -1,19 +1,19 @@
 import { describe, expect, it } from "vitest"
 import { RetentionPolicy, StorageType } from "nats"
-import { claimsStream, eventsStream, streamDefinitions, DEFAULT_STREAM_SETTINGS } from "../streams/definitions.js"
+import { claimsStream, eventsStream, streamDefinitions, webhooksStream, DEFAULT_STREAM_SETTINGS } from "../streams/definitions.js"
 import { IncompatibleStreamError, provisionStreams } from "../streams/provision.js"
 import { freshNaming, useNatsServer } from "./support/harness.js"
 
 const nats = useNatsServer()
 
 describe("stream provisioning", () => {
-  it("creates both streams, then reports them unchanged on a second apply", async () => {
+  it("creates the three streams, then reports them unchanged on a second apply", async () => {
     const naming = freshNaming()
     const jsm = await (await nats.connect()).jetstreamManager()
     const first = await provisionStreams(jsm, streamDefinitions(naming))
-    expect(first.map((o) => [o.stream, o.action])).toEqual([[eventsStream(naming), "created"], [claimsStream(naming), "created"]])
+    expect(first.map((o) => [o.stream, o.action])).toEqual([[eventsStream(naming), "created"], [claimsStream(naming), "created"], [webhooksStream(naming), "created"]])
     const second = await provisionStreams(jsm, streamDefinitions(naming))
-    expect(second.map((o) => o.action)).toEqual(["unchanged", "unchanged"])
+    expect(second.map((o) => o.action)).toEqual(["unchanged", "unchanged", "unchanged"])
     const events = await jsm.streams.info(eventsStream(naming))
     expect(events.config).toMatchObject({ subjects: [`${naming.subjectRoot}.evt.>`], retention: RetentionPolicy.Limits, storage: StorageType.File, allow_direct: true })
     const claims = await jsm.streams.info(claimsStream(naming))

@@ -244,7 +244,8 @@ export const evolve = (state: TaskState | null, stored: StoredEvent): TaskState 
     case "TaskDeadLettered":
       return { ...state, ...touch, ...released, status: "DEAD_LETTERED", error: state.error ?? e.reason }
     case "TaskRequeued":
-      return { ...state, ...touch, ...released, status: "PENDING", attempts: 0, error: undefined, purged: false }
+      // A requeued task ends again later: that end is a delivery of its own.
+      return { ...state, ...touch, ...released, status: "PENDING", attempts: 0, error: undefined, purged: false, webhookDelivered: false }
     case "TaskCancelled":
       return { ...state, ...touch, ...released, status: "CANCELLED" }
     case "TaskPurged":

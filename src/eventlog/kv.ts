@@ -38,13 +38,16 @@ export class PipelinedKv {
     return { value: reply.msg.data, revision: Number(h.get("Nats-Sequence")) }
   }
 
-  /** Writes if the key is still at `revision` (0: absent); "conflict" when another writer won. */
-  async put(key: string, value: Uint8Array, revision: number): Promise<"ok" | "conflict"> {
+  /**
+   * Writes if the key is still at `revision` (0: absent): the new revision, or not ok when another
+   * writer won. Rejects when the bucket cannot be written.
+   */
+  async put(key: string, value: Uint8Array, revision: number): Promise<{ readonly ok: true; readonly revision: number } | { readonly ok: false }> {
     const h = headers()
     h.set("Nats-Expected-Last-Subject-Sequence", String(revision))
     const result = await this.publisher.publish(`$KV.${this.bucket}.${key}`, value, h, revision)
-    if (result.ok) return "ok"
-    if (result.error instanceof ConcurrencyConflict) return "conflict"
+    if (result.ok) return { ok: true, revision: result.seq }
+    if (result.error instanceof ConcurrencyConflict) return { ok: false }
     throw result.error
   }
 }

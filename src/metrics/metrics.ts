@@ -6,7 +6,6 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client"
 import type { KV, NatsConnection } from "nats"
 import { claimSubjects, claimsStream, eventsStream, type Naming } from "../../streams/definitions.js"
-import { durableName } from "../../projections/runtime.js"
 
 export const PROJECTIONS = ["dispatcher", "dead-letters", "task-state", "webhooks", "metrics"] as const
 
@@ -28,7 +27,7 @@ export class BrokerMetrics {
   readonly quarantined = new Counter({ name: "codeq_events_quarantined_total", help: "Undecodable events skipped by a projection", labelNames: ["projection"], registers: [this.registry] })
   private readonly depth = new Gauge({ name: "codeq_queue_depth", help: "Claim messages waiting or in flight", labelNames: ["tenant", "command", "lane"], registers: [this.registry] })
   private readonly dlqDepth = new Gauge({ name: "codeq_dlq_depth", help: "Dead-lettered tasks", labelNames: ["tenant", "command"], registers: [this.registry] })
-  private readonly lag = new Gauge({ name: "codeq_projection_lag_events", help: "Events in the log a projection has not acknowledged", labelNames: ["projection"], registers: [this.registry] })
+  private readonly lag = new Gauge({ name: "codeq_projection_lag_events", help: "Events in the log a projection has not finished (its effects settled, its writes made)", labelNames: ["projection"], registers: [this.registry] })
   private readonly exportFailures = new Counter({ name: "codeq_trace_export_failures_total", help: "Failed span export calls", registers: [this.registry] })
   private exportFailuresSeen = 0
 
@@ -36,7 +35,9 @@ export class BrokerMetrics {
     private readonly nc: NatsConnection,
     private readonly naming: Naming,
     private readonly dlq: KV | undefined,
-    private readonly traceExportFailures: () => number = () => 0
+    private readonly traceExportFailures: () => number = () => 0,
+    /** Per projection, the sequence up to which every event is done. */
+    private readonly projectionPositions: () => Promise<ReadonlyMap<string, number>> = () => Promise.resolve(new Map())
   ) {}
 
   /** Reads the gauges from JetStream, then renders every series in the text format. */
@@ -70,9 +71,10 @@ export class BrokerMetrics {
       }
     }
     const last = (await jsm.streams.info(eventsStream(this.naming))).state.last_seq
+    const positions = await this.projectionPositions()
     for (const projection of PROJECTIONS) {
-      const info = await jsm.consumers.info(eventsStream(this.naming), durableName(projection)).catch(() => undefined)
-      if (info !== undefined) this.lag.set({ projection }, Math.max(0, last - info.ack_floor.stream_seq))
+      const position = positions.get(projection)
+      if (position !== undefined) this.lag.set({ projection }, Math.max(0, last - position))
     }
     const failures = this.traceExportFailures()
     if (failures > this.exportFailuresSeen) this.exportFailures.inc(failures - this.exportFailuresSeen)

@@ -78,6 +78,20 @@ export const waitFor = async <T>(
   }
 }
 
+/**
+ * True once the broker's projections (all, or the named ones) have finished every event the log
+ * held when asked: effects settled, coalesced writes made.
+ */
+export const projectionsCaughtUp = async (broker: { readonly projections: { positions(): Promise<ReadonlyMap<string, number>> } }, nc: NatsConnection, naming: Naming, names?: ReadonlyArray<string>): Promise<boolean> => {
+  const last = await eventCountLastSeq(nc, naming)
+  const positions = await broker.projections.positions()
+  const wanted = names ?? [...positions.keys()]
+  return wanted.length > 0 && wanted.every((name) => (positions.get(name) ?? 0) >= last)
+}
+
+const eventCountLastSeq = async (nc: NatsConnection, naming: Naming): Promise<number> =>
+  (await (await nc.jetstreamManager()).streams.info(eventsStream(naming))).state.last_seq
+
 export const streamMessages = async (nc: NatsConnection, stream: string): Promise<number> =>
   (await (await nc.jetstreamManager()).streams.info(stream)).state.messages
 

@@ -1,0 +1,113 @@
+/**
+ * Running the projections in a broker: stand by until this broker holds the projections lease
+ * (leadership.ts), then fold the log from the saved position on, until stopped or the lease is
+ * lost. Every broker calls this; one at a time does the work.
+ */
+import type { KV, NatsConnection } from "nats"
+import { EventFeed } from "../src/eventlog/feed.js"
+import type { EventLog } from "../src/eventlog/EventLog.js"
+import { log } from "../src/log.js"
+import type { Naming } from "../streams/definitions.js"
+import { TaskDocs, type TaskDocsOptions } from "./docs.js"
+import { ProjectionLeadership } from "./leadership.js"
+import { ProjectionRuntime, type RuntimeHooks, type Sink } from "./runtime.js"
+import type { PipelinedKv } from "../src/eventlog/kv.js"
+
+export interface ProjectionsSetup extends RuntimeHooks {
+  readonly nc: NatsConnection
+  readonly naming: Naming
+  readonly log: EventLog
+  /** The projections bucket (lease and position). */
+  readonly leases: KV
+  /** The task-state bucket, read and written through the request mux. */
+  readonly taskState: PipelinedKv
+  /** The sinks of one leadership term (made afresh each time this broker takes over). */
+  readonly sinks: () => ReadonlyArray<Sink>
+  readonly holder: string
+  readonly docs?: TaskDocsOptions
+  /** Lease time to live. Default 15 s; renewed every third of it. */
+  readonly leaseTtlMs?: number
+}
+
+export interface RunningProjections {
+  /** True while this broker runs the projections. */
+  readonly leading: boolean
+  /** Per projection, the sequence every event up to which is done (this broker's when leading, else the saved one). */
+  positions(): Promise<ReadonlyMap<string, number>>
+  /** Stops folding (in-flight work finishes, the position is saved) and gives the lease up. */
+  stop(): Promise<void>
+}
+
+export const startProjections = (setup: ProjectionsSetup): RunningProjections => {
+  const leadership = new ProjectionLeadership(setup.leases, setup.holder, setup.leaseTtlMs ?? 15_000)
+  const renewEveryMs = (setup.leaseTtlMs ?? 15_000) / 3
+  let runtime: ProjectionRuntime | undefined
+  let names: ReadonlyArray<string> = []
+  let stopping = false
+  let wake: (() => void) | undefined
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms)
+      wake = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+
+  const lead = async (): Promise<void> => {
+    const from = (await leadership.position()) + 1
+    const feed = new EventFeed(setup.nc, setup.naming, { fromSeq: from })
+    const docs = new TaskDocs(setup.taskState, setup.log, setup.docs)
+    const sinks = setup.sinks()
+    names = ["task-state", ...sinks.map((sink) => sink.name)]
+    const current = new ProjectionRuntime(feed, docs, sinks, { save: (seq) => leadership.save(seq) }, setup)
+    runtime = current
+    log.info({ holder: setup.holder, from }, "projections: this broker leads; folding the log")
+    const running = current.run()
+    while (!stopping) {
+      const ended = await Promise.race([running.then(() => true), pause(renewEveryMs).then(() => false)])
+      if (ended) break
+      if (!(await leadership.renew().catch(() => false))) {
+        log.warn({ holder: setup.holder }, "projections: the lease was lost; standing by")
+        current.abandon()
+        break
+      }
+    }
+    if (stopping) await current.stop()
+    await running.catch(() => undefined)
+    runtime = undefined
+  }
+
+  const loop = (async () => {
+    while (!stopping) {
+      const acquired = await leadership.tryAcquire().catch(() => false)
+      if (acquired && !stopping) {
+        try {
+          await lead()
+        } catch (error) {
+          log.warn({ error: error instanceof Error ? error.message : String(error) }, "projections: leading failed; trying again")
+        }
+        if (stopping) await leadership.release()
+      }
+      if (!stopping) await pause(1_000)
+    }
+  })()
+
+  return {
+    get leading() {
+      return runtime !== undefined
+    },
+    positions: async () => {
+      if (runtime !== undefined) return runtime.positions()
+      const saved = await ProjectionLeadership.savedPosition(setup.leases)
+      return new Map((names.length > 0 ? names : ["task-state", "dispatcher", "webhooks", "dead-letters", "metrics"]).map((name) => [name, saved]))
+    },
+    stop: async () => {
+      stopping = true
+      // The runtime stops after the event it is applying; its final writes finish below.
+      void runtime?.stop()
+      wake?.()
+      await loop
+    }
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Reading the event log in order from a sequence on — what the projections, rebuilds and replays
+ * do. An ephemeral consumer that needs no acknowledgements (ack policy none, state in memory),
+ * pulled in large batches: where the reader is, is the reader's own business (a checkpoint), so
+ * nothing per event goes back to the server. When the consumer goes away (a server restart, a
+ * leader change, idleness), it is made again from the last sequence read.
+ */
+import { AckPolicy, DeliverPolicy, nanos, type NatsConnection } from "nats"
+import { eventsStream, type Naming } from "../../streams/definitions.js"
+import type { RawEvent } from "./codec.js"
+import { ConsumerGone, PullSession, type Delivery } from "./pull.js"
+
+export interface EventFeedOptions {
+  /** First sequence to read (1: the whole log). */
+  readonly fromSeq: number
+  /** Events per pull request. Default 1,000. */
+  readonly batch?: number
+  /** Subject filter within the log; default every event. */
+  readonly filterSubject?: string
+}
+
+export const rawEventOf = (delivery: Delivery): RawEvent => ({
+  seq: delivery.seq,
+  subject: delivery.subject,
+  time: delivery.time,
+  data: delivery.data,
+  header: (key) => (delivery.headers?.has(key) === true ? delivery.headers.get(key) : undefined)
+})
+
+export class EventFeed {
+  private session: PullSession | undefined
+  private last: number
+  private readonly stream: string
+  private readonly batch: number
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly naming: Naming,
+    private readonly options: EventFeedOptions
+  ) {
+    this.stream = eventsStream(naming)
+    this.last = Math.max(0, options.fromSeq - 1)
+    this.batch = options.batch ?? 1_000
+  }
+
+  /** Sequence of the last event handed out (fromSeq − 1 before the first). */
+  get position(): number {
+    return this.last
+  }
+
+  /**
+   * The next events in log order (up to one batch), waiting up to `waitMs` for the first; none
+   * when the wait ends. Rejects when the log cannot be read (the caller retries).
+   */
+  async next(waitMs: number): Promise<Array<RawEvent>> {
+    const session = this.session ?? (this.session = await this.open())
+    let deliveries: Array<Delivery>
+    try {
+      deliveries = await session.take(this.batch, waitMs)
+    } catch (error) {
+      if (!(error instanceof ConsumerGone)) throw error
+      this.session = undefined
+      void session.stop(false)
+      return []
+    }
+    // A consumer made again may resend what was already handed out: never go backwards.
+    const fresh = deliveries.filter((d) => d.seq > this.last)
+    const tail = fresh[fresh.length - 1]
+    if (tail !== undefined) this.last = tail.seq
+    return fresh.map(rawEventOf)
+  }
+
+  /** Stops reading and removes the consumer (the server would after 30 s idle anyway). */
+  async close(): Promise<void> {
+    const session = this.session
+    this.session = undefined
+    if (session === undefined) return
+    await session.stop(false)
+    const jsm = await this.nc.jetstreamManager()
+    await jsm.consumers.delete(this.stream, session.consumer).catch(() => undefined)
+  }
+
+  private async open(): Promise<PullSession> {
+    const jsm = await this.nc.jetstreamManager()
+    const info = await jsm.consumers.add(this.stream, {
+      ack_policy: AckPolicy.None,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: this.last + 1,
+      filter_subject: this.options.filterSubject ?? `${this.naming.subjectRoot}.evt.>`,
+      mem_storage: true,
+      num_replicas: 1,
+      inactive_threshold: nanos(30_000)
+    })
+    return new PullSession(this.nc, this.stream, info.name, { batch: this.batch, expiresMs: 5_000 })
+  }
+}
