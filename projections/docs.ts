@@ -10,8 +10,11 @@
  * below the state's version (a replay after a restart) changes nothing.
  *
  * Writes are coalesced: a task's document is written when it ends, or once it has been unwritten
- * for a while, so a task that runs quickly costs one write for its whole life. Writes are
- * compare-and-set on the entry's revision, so a stale writer never overwrites a newer document.
+ * for a while, so a task that runs quickly costs one write for its whole life. The projection is
+ * the bucket's one writer (the projections lease), so a flush sends plain puts and one
+ * acknowledged barrier after them (eventlog/kv.ts): one message per document. A create that may
+ * have been folded before (at or below the replay horizon: the log's end when this fold started)
+ * is looked up in the bucket first, so a replay never writes a task back to its first state.
  * Memory is bounded: written documents beyond `capacity` are forgotten, ended tasks first.
  */
 import { TERMINAL, evolve, fold, type StoredEvent, type TaskState } from "../src/domain/events.js"
@@ -30,8 +33,6 @@ export interface Change {
 
 interface Doc {
   state: TaskState | null
-  /** Revision of the bucket entry (0: none). */
-  revision: number
   /** First sequence not yet written (0: the bucket has it all). */
   dirtyFrom: number
   /** When it became dirty (ms). */
@@ -41,10 +42,12 @@ interface Doc {
 export interface TaskDocsOptions {
   /** Written documents kept in memory at most. Default 20,000. */
   readonly capacity?: number
-  /** A task still running is written once it has been unwritten this long (ms). Default 1,000. */
+  /** A task still running is written once it has been unwritten this long (ms). Default 3,000. */
   readonly writeAfterMs?: number
   /** Write the read model (false: only fold, e.g. while rebuilding another projection). */
   readonly write?: boolean
+  /** Events up to this sequence may have been folded into the bucket already. Default 0. */
+  readonly replayHorizon?: number
 }
 
 const encoder = new TextEncoder()
@@ -57,6 +60,7 @@ export class TaskDocs {
   private readonly capacity: number
   private readonly writeAfterMs: number
   private readonly write: boolean
+  private readonly replayHorizon: number
   private writes = 0
 
   constructor(
@@ -65,8 +69,9 @@ export class TaskDocs {
     options: TaskDocsOptions = {}
   ) {
     this.capacity = options.capacity ?? 20_000
-    this.writeAfterMs = options.writeAfterMs ?? 1_000
+    this.writeAfterMs = options.writeAfterMs ?? 3_000
     this.write = options.write ?? true
+    this.replayHorizon = options.replayHorizon ?? 0
   }
 
   /** Documents written to the bucket so far. */
@@ -92,7 +97,7 @@ export class TaskDocs {
       const doc = this.docs.get(key)
       let version = expected.get(key) ?? (doc === undefined ? undefined : (doc.state?.version ?? 0))
       if (version === undefined) {
-        if (stored.event.type === "TaskCreated" && stored.prevSeq === 0) version = 0
+        if (stored.event.type === "TaskCreated" && stored.prevSeq === 0 && stored.seq > this.replayHorizon) version = 0
         else if (!load.has(key)) load.set(key, stored)
       }
       if (version !== undefined && stored.seq > version && stored.prevSeq !== undefined && stored.prevSeq !== version) refold.add(key)
@@ -101,14 +106,14 @@ export class TaskDocs {
     await Promise.all([...load].map(async ([key, stored]) => {
       const entry = await this.kv.get(key)
       const state = entry === null || entry.value.length === 0 ? null : (JSON.parse(decoder.decode(entry.value)) as TaskState)
-      this.docs.set(key, { state, revision: entry?.revision ?? 0, dirtyFrom: 0, dirtyAt: 0 })
+      this.docs.set(key, { state, dirtyFrom: 0, dirtyAt: 0 })
       const version = state?.version ?? 0
       if (stored.seq > version && stored.prevSeq !== version) refold.add(key)
     }))
     await Promise.all([...refold].map(async (key) => {
       const [tenant = "", taskId = ""] = key.split(".")
       const state = fold((await this.log.readTask(tenant, taskId)).events)
-      const doc = this.docs.get(key) ?? { state: null, revision: 0, dirtyFrom: 0, dirtyAt: 0 }
+      const doc = this.docs.get(key) ?? { state: null, dirtyFrom: 0, dirtyAt: 0 }
       if (state !== null && state.version > (doc.state?.version ?? 0)) this.markDirty(doc, (doc.state?.version ?? 0) + 1)
       doc.state = state ?? doc.state
       this.docs.set(key, doc)
@@ -120,7 +125,7 @@ export class TaskDocs {
     const key = keyOf(stored)
     let doc = this.docs.get(key)
     if (doc === undefined) {
-      doc = { state: null, revision: 0, dirtyFrom: 0, dirtyAt: 0 }
+      doc = { state: null, dirtyFrom: 0, dirtyAt: 0 }
       this.docs.set(key, doc)
     } else {
       // Most recently used last: eviction walks from the front.
@@ -148,13 +153,25 @@ export class TaskDocs {
       return
     }
     const now = Date.now()
-    const due: Array<[string, Doc]> = []
-    for (const entry of this.docs) {
-      const doc = entry[1]
-      if (doc.dirtyFrom === 0 || doc.state === null) continue
-      if (all || TERMINAL.has(doc.state.status) || now - doc.dirtyAt >= this.writeAfterMs) due.push(entry)
+    const sent: Array<{ readonly doc: Doc; readonly state: TaskState; readonly dirtyFrom: number }> = []
+    for (const [key, doc] of this.docs) {
+      const state = doc.state
+      if (doc.dirtyFrom === 0 || state === null) continue
+      if (!all && !TERMINAL.has(state.status) && now - doc.dirtyAt < this.writeAfterMs) continue
+      this.kv.putUnacked(key, encoder.encode(JSON.stringify(state)))
+      sent.push({ doc, state, dirtyFrom: doc.dirtyFrom })
+      doc.dirtyFrom = 0
     }
-    await Promise.all(due.map(([key, doc]) => this.writeDoc(key, doc)))
+    if (sent.length > 0) {
+      try {
+        await this.kv.barrier()
+        this.writes += sent.length
+      } catch (error) {
+        // Not known to be stored: dirty again (unless a newer change already made it so).
+        for (const { doc, dirtyFrom } of sent) if (doc.dirtyFrom === 0 || doc.dirtyFrom > dirtyFrom) doc.dirtyFrom = dirtyFrom
+        throw error
+      }
+    }
     this.evict()
   }
 
@@ -169,33 +186,6 @@ export class TaskDocs {
     if (doc.dirtyFrom !== 0) return
     doc.dirtyFrom = seq
     doc.dirtyAt = Date.now()
-  }
-
-  private async writeDoc(key: string, doc: Doc): Promise<void> {
-    for (;;) {
-      const state = doc.state
-      if (state === null) return
-      const result = await this.kv.put(key, encoder.encode(JSON.stringify(state)), doc.revision)
-      if (result.ok) {
-        this.writes++
-        doc.revision = result.revision
-        // Applied while the write was in flight: still dirty from the next sequence on.
-        if (doc.state === state) doc.dirtyFrom = 0
-        else doc.dirtyFrom = state.version + 1
-        return
-      }
-      // Another writer got there first (a broker before a leadership change): the newer wins.
-      const current = await this.kv.get(key)
-      const theirs = current === null || current.value.length === 0 ? null : (JSON.parse(decoder.decode(current.value)) as TaskState)
-      doc.revision = current?.revision ?? 0
-      if (theirs !== null && theirs.version >= state.version) {
-        if (doc.state === state) {
-          doc.state = theirs
-          doc.dirtyFrom = 0
-        }
-        return
-      }
-    }
   }
 
   private evict(): void {

@@ -7,7 +7,7 @@ import type { KV, NatsConnection } from "nats"
 import { EventFeed } from "../src/eventlog/feed.js"
 import type { EventLog } from "../src/eventlog/EventLog.js"
 import { log } from "../src/log.js"
-import type { Naming } from "../streams/definitions.js"
+import { eventsStream, type Naming } from "../streams/definitions.js"
 import { TaskDocs, type TaskDocsOptions } from "./docs.js"
 import { ProjectionLeadership } from "./leadership.js"
 import { ProjectionRuntime, type RuntimeHooks, type Sink } from "./runtime.js"
@@ -56,8 +56,10 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
 
   const lead = async (): Promise<void> => {
     const from = (await leadership.position()) + 1
+    // What the log held before this term may have been folded into the bucket by another one.
+    const horizon = (await (await setup.nc.jetstreamManager()).streams.info(eventsStream(setup.naming))).state.last_seq
     const feed = new EventFeed(setup.nc, setup.naming, { fromSeq: from })
-    const docs = new TaskDocs(setup.taskState, setup.log, setup.docs)
+    const docs = new TaskDocs(setup.taskState, setup.log, { ...setup.docs, replayHorizon: horizon })
     const sinks = setup.sinks()
     names = ["task-state", ...sinks.map((sink) => sink.name)]
     const current = new ProjectionRuntime(feed, docs, sinks, { save: (seq) => leadership.save(seq) }, setup)

@@ -17,7 +17,8 @@ export const readTaskState = async (kv: KV, tenant: string, taskId: string): Pro
 /** Every task state in the bucket (optionally of one tenant), keyed `<tenant>.<taskId>`. */
 export const readAllTaskStates = async (kv: KV, tenant?: string): Promise<Map<string, TaskState>> => {
   const keys: Array<string> = []
-  for await (const key of await kv.keys(tenant === undefined ? ">" : `${tenant}.*`)) keys.push(key)
+  // Keys of tasks only: `<tenant>.<taskId>` (the writer's barrier key starts with "_").
+  for await (const key of await kv.keys(tenant === undefined ? ">" : `${tenant}.*`)) if (!key.startsWith("_")) keys.push(key)
   const out = new Map<string, TaskState>()
   await Promise.all(
     keys.map(async (key) => {

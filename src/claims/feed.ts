@@ -15,6 +15,7 @@
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "nats"
 import { claimSubject, claimsStream, type Naming } from "../../streams/definitions.js"
 import { answerDelivery, parseAckSubject } from "../eventlog/acks.js"
+import { publishSoon } from "../eventlog/outbox.js"
 import { ensureClaimConsumer } from "./consumers.js"
 import { LANES, type ClaimDelivery } from "./source.js"
 import { decodeClaim } from "./message.js"
@@ -169,7 +170,7 @@ export class ClaimFeed {
     l.sentinel = !noWait
     const body = noWait ? { batch, no_wait: true } : { batch, expires: COLD_EXPIRES_MS * 1_000_000 }
     const durable = `claim-${this.tenant}-${l.command}-${l.lane}`
-    this.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${durable}`, encoder.encode(JSON.stringify(body)), { reply: `${this.inbox}.${l.index}` })
+    publishSoon(this.nc, `$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${durable}`, encoder.encode(JSON.stringify(body)), { reply: `${this.inbox}.${l.index}` })
   }
 
   private onMessage(msg: Msg): void {

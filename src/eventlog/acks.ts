@@ -5,6 +5,7 @@
  */
 import { nanos, type NatsConnection } from "nats"
 import { redeliveryDelayMs } from "../domain/delays.js"
+import { publishSoon } from "./outbox.js"
 
 /**
  * How a delivery is answered: ack, in progress, terminate, or nak with a redelivery delay (clamped
@@ -16,7 +17,7 @@ const encoder = new TextEncoder()
 
 export const answerDelivery = (nc: NatsConnection, ackSubject: string, how: DeliveryAnswer): void => {
   const body = how === "ack" ? "+ACK" : how === "wpi" ? "+WPI" : how === "term" ? "+TERM" : `-NAK ${JSON.stringify({ delay: nanos(redeliveryDelayMs(how.nakDelayMs)) })}`
-  nc.publish(ackSubject, encoder.encode(body))
+  publishSoon(nc, ackSubject, encoder.encode(body))
 }
 
 /**

@@ -1,13 +1,20 @@
 /**
  * A JetStream key-value bucket read and written through the request mux: gets are direct gets of
  * the key's last message, writes are pipelined publishes with the expected revision (0 creates),
- * so a read model can keep thousands of updates in flight with compare-and-set semantics. The
- * bucket itself is the one nats.js creates (`KV_<bucket>`, subjects `$KV.<bucket>.>`, direct gets
- * allowed), so nats.js readers see the same data.
+ * so a read model can keep thousands of updates in flight with compare-and-set semantics. A
+ * single writer that needs no answer per key can instead send plain puts and one acknowledged
+ * barrier after them: the stream stores a connection's publishes in order, so the barrier's ack
+ * says every put before it was handled — one message per key instead of two. The bucket itself is
+ * the one nats.js creates (`KV_<bucket>`, subjects `$KV.<bucket>.>`, direct gets allowed), so
+ * nats.js readers see the same data.
  */
 import { headers } from "nats"
+import { publishSoon } from "./outbox.js"
 import { ConcurrencyConflict } from "./errors.js"
 import type { PipelinedPublisher } from "./pipeline.js"
+
+/** The key the barrier writes; not a tenant's key (tenants start with a lowercase letter). */
+export const KV_BARRIER_KEY = "_codeq.barrier"
 
 export interface KvEntry {
   readonly value: Uint8Array
@@ -36,6 +43,17 @@ export class PipelinedKv {
     const operation = h.get("KV-Operation")
     if (operation === "DEL" || operation === "PURGE") return null
     return { value: reply.msg.data, revision: Number(h.get("Nats-Sequence")) }
+  }
+
+  /** A plain put with no answer (see the module comment); follow a group of them with `barrier`. */
+  putUnacked(key: string, value: Uint8Array): void {
+    publishSoon(this.publisher.mux.connection, `$KV.${this.bucket}.${key}`, value)
+  }
+
+  /** Resolves once every put sent before it on this connection was handled; rejects otherwise. */
+  async barrier(): Promise<void> {
+    const result = await this.publisher.publish(`$KV.${this.bucket}.${KV_BARRIER_KEY}`, new Uint8Array(), headers())
+    if (!result.ok) throw result.error
   }
 
   /**

@@ -5,6 +5,7 @@
  * subscription and one sweep timer for all of them. Replies are handed back raw.
  */
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "nats"
+import { publishSoon } from "./outbox.js"
 
 export type MuxReply =
   | { readonly ok: true; readonly msg: Msg }
@@ -52,12 +53,15 @@ export class RequestMux {
     const id = this.next++
     return new Promise<MuxReply>((resolve) => {
       this.pending.set(id, { subject, deadline: Date.now() + this.timeoutMs, resolve })
-      try {
-        this.nc.publish(subject, data, headers === undefined ? { reply: `${this.inbox}.${id}` } : { reply: `${this.inbox}.${id}`, headers })
-      } catch (cause) {
+      publishSoon(this.nc, subject, data, headers === undefined ? { reply: `${this.inbox}.${id}` } : { reply: `${this.inbox}.${id}`, headers }, (cause) =>
         this.settle(id, { ok: false, reason: "closed", detail: String(cause) })
-      }
+      )
     })
+  }
+
+  /** The connection requests go out on. */
+  get connection(): NatsConnection {
+    return this.nc
   }
 
   get inFlight(): number {
