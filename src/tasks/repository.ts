@@ -156,7 +156,7 @@ export class TaskRepository {
           : contextFromTraceparent(snapshot.state?.traceParent, snapshot.state?.traceState)
       const spec = spanSpecFor(event, snapshot.state, subject)
       const span = openSpan ?? this.telemetry.startTransition(spec.tracer, spec.name, parent, spec.attributes)
-      if (openSpan !== undefined) openSpan.span.setAttributes(spec.attributes)
+      if (openSpan?.span.isRecording() === true) openSpan.span.setAttributes(spec.attributes())
       const result = await this.append({ tenant, taskId, event, trace: span.trace, expectedSeq: snapshot.version })
       if (!result.ok) {
         if (result.error instanceof ConcurrencyConflict) {

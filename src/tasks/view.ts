@@ -23,28 +23,28 @@ export interface TaskView {
   readonly updatedAt: string
 }
 
-const defined = <T extends object>(obj: T): T =>
-  Object.fromEntries(Object.entries(obj).filter(([, value]) => value !== undefined)) as T
-
-export const toView = (s: TaskState): TaskView =>
-  defined({
+/** Task JSON; optional fields are absent rather than undefined. Built by assignment (hot path). */
+export const toView = (s: TaskState): TaskView => {
+  const view: { -readonly [K in keyof TaskView]: TaskView[K] } = {
     id: s.id,
     command: s.command,
     payload: s.payload,
     priority: s.priority,
-    webhook: s.webhook,
-    traceParent: s.traceParent,
-    traceState: s.traceState,
     status: s.status,
-    workerId: s.workerId,
-    leaseUntil: s.leaseUntil,
     attempts: s.attempts,
     maxAttempts: s.maxAttempts,
-    runAt: s.runAt,
-    result: s.result,
-    error: s.error,
-    artifacts: s.artifacts,
     tenantId: s.tenant,
     createdAt: s.createdAt,
     updatedAt: s.updatedAt
-  })
+  }
+  if (s.webhook !== undefined) view.webhook = s.webhook
+  if (s.traceParent !== undefined) view.traceParent = s.traceParent
+  if (s.traceState !== undefined) view.traceState = s.traceState
+  if (s.workerId !== undefined) view.workerId = s.workerId
+  if (s.leaseUntil !== undefined) view.leaseUntil = s.leaseUntil
+  if (s.runAt !== undefined) view.runAt = s.runAt
+  if (s.result !== undefined) view.result = s.result
+  if (s.error !== undefined) view.error = s.error
+  if (s.artifacts !== undefined) view.artifacts = s.artifacts
+  return view
+}

@@ -9,7 +9,8 @@ import { ATTR, SPANS, TRACERS } from "./conventions.js"
 export interface SpanSpec {
   readonly tracer: string
   readonly name: string
-  readonly attributes: Attributes
+  /** Built only when the span is recorded. */
+  readonly attributes: () => Attributes
 }
 
 const byEvent: { readonly [K in TaskEvent["type"]]: readonly [tracer: string, name: string] } = {
@@ -64,17 +65,20 @@ const eventAttributes = (e: TaskEvent): Attributes => {
 /** The span that writes `event` to `subject`, for a task whose state before it is `state`. */
 export const spanSpecFor = (event: TaskEvent, state: TaskState | null, subject: string): SpanSpec => {
   const [tracer, name] = byEvent[event.type]
-  const command = event.type === "TaskCreated" ? event.command : state?.command
-  const attributes: Attributes = {
-    [ATTR.tenantId]: event.tenant,
-    [ATTR.taskId]: event.taskId,
-    ...(command !== undefined ? { [ATTR.command]: command } : {}),
-    ...(state !== null ? { [ATTR.priority]: state.priority, [ATTR.attempt]: state.attempts } : {}),
-    ...eventAttributes(event),
-    [ATTR.event]: event.type,
-    [ATTR.messagingSystem]: "nats",
-    [ATTR.messagingDestination]: subject,
-    [ATTR.messagingOperationType]: "publish"
+  const attributes = (): Attributes => {
+    const command = event.type === "TaskCreated" ? event.command : state?.command
+    const out: Attributes = { [ATTR.tenantId]: event.tenant, [ATTR.taskId]: event.taskId }
+    if (command !== undefined) out[ATTR.command] = command
+    if (state !== null) {
+      out[ATTR.priority] = state.priority
+      out[ATTR.attempt] = state.attempts
+    }
+    Object.assign(out, eventAttributes(event))
+    out[ATTR.event] = event.type
+    out[ATTR.messagingSystem] = "nats"
+    out[ATTR.messagingDestination] = subject
+    out[ATTR.messagingOperationType] = "publish"
+    return out
   }
   return { tracer, name, attributes }
 }
