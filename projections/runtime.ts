@@ -168,7 +168,10 @@ export class ProjectionRuntime {
       if (decoded.ok) events.push(decoded.stored)
       else this.quarantine(raw, decoded.reason)
     }
-    await Effect.runPromise(Effect.retry(Effect.tryPromise(() => this.docs.prepare(events)), { schedule: READ_RETRY, while: () => !this.stopping }))
+    // The plain call first; the Effect with its retry schedule only runs when a read failed.
+    await this.docs
+      .prepare(events)
+      .catch(() => Effect.runPromise(Effect.retry(Effect.tryPromise(() => this.docs.prepare(events)), { schedule: READ_RETRY, while: () => !this.stopping })))
     let next = 0
     for (const raw of raws) {
       if (this.stopping) return

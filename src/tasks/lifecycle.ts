@@ -142,22 +142,23 @@ export const settleLease = async (
   backoff: BackoffSettings
 ): Promise<SettledLease> => {
   const { tenant, taskId, lease } = target
-  const base = { taskId, tenant, workerId: lease.workerId, attempt: lease.attempt }
+  const { workerId, attempt } = lease
   let nakDelaySeconds = 0
   const applied = await repo.apply(
     tenant,
     taskId,
     (now, state) => {
       switch (outcome.type) {
+        // Literals, not spreads of a shared base: this runs for every result (see decide.ts `make`).
         case "complete":
-          return { ...base, type: "CompleteTask", now, result: outcome.result, artifacts: outcome.artifacts }
+          return { type: "CompleteTask", taskId, tenant, workerId, attempt, now, result: outcome.result, artifacts: outcome.artifacts }
         case "fail":
-          return { ...base, type: "FailTask", now, error: outcome.error, result: outcome.result, artifacts: outcome.artifacts }
+          return { type: "FailTask", taskId, tenant, workerId, attempt, now, error: outcome.error, result: outcome.result, artifacts: outcome.artifacts }
         case "abandon":
-          return { ...base, type: "AbandonTask", now }
+          return { type: "AbandonTask", taskId, tenant, workerId, attempt, now }
         case "nack":
           nakDelaySeconds = outcome.delaySeconds ?? backoffSeconds(backoff, Math.max(1, state?.attempts ?? 1))
-          return { ...base, type: "NackTask", now, reason: outcome.reason, delaySeconds: nakDelaySeconds }
+          return { type: "NackTask", taskId, tenant, workerId, attempt, now, reason: outcome.reason, delaySeconds: nakDelaySeconds }
       }
     },
     target.known !== undefined ? { known: target.known } : {}
