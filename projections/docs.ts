@@ -52,6 +52,8 @@ export interface TaskDocsOptions {
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
+/** Documents written per tick at most; the rest wait for the next one. */
+const MAX_PUTS_PER_FLUSH = 2_000
 
 const keyOf = (stored: StoredEvent) => taskStateKey(stored.event.tenant, stored.event.taskId)
 
@@ -155,6 +157,8 @@ export class TaskDocs {
     const now = Date.now()
     const sent: Array<{ readonly doc: Doc; readonly state: TaskState; readonly dirtyFrom: number }> = []
     for (const [key, doc] of this.docs) {
+      // A barrier waits behind every put before it: bounded groups keep its ack quick.
+      if (!all && sent.length >= MAX_PUTS_PER_FLUSH) break
       const state = doc.state
       if (doc.dirtyFrom === 0 || state === null) continue
       if (!all && !TERMINAL.has(state.status) && now - doc.dirtyAt < this.writeAfterMs) continue

@@ -27,6 +27,8 @@ export interface ProjectionsSetup extends RuntimeHooks {
   readonly docs?: TaskDocsOptions
   /** Lease time to live. Default 15 s; renewed every third of it. */
   readonly leaseTtlMs?: number
+  /** Whether the server is reachable now: a stop without it saves nothing and gives nothing up. */
+  readonly connected?: () => boolean
 }
 
 export interface RunningProjections {
@@ -41,6 +43,7 @@ export interface RunningProjections {
 export const startProjections = (setup: ProjectionsSetup): RunningProjections => {
   const leadership = new ProjectionLeadership(setup.leases, setup.holder, setup.leaseTtlMs ?? 15_000)
   const renewEveryMs = (setup.leaseTtlMs ?? 15_000) / 3
+  const connected = setup.connected ?? (() => true)
   let runtime: ProjectionRuntime | undefined
   let names: ReadonlyArray<string> = []
   let stopping = false
@@ -75,7 +78,7 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
         break
       }
     }
-    if (stopping) await current.stop()
+    if (stopping) await (connected() ? current.stop() : current.abandon())
     await running.catch(() => undefined)
     runtime = undefined
   }
@@ -89,7 +92,8 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
         } catch (error) {
           log.warn({ error: error instanceof Error ? error.message : String(error) }, "projections: leading failed; trying again")
         }
-        if (stopping) await leadership.release()
+        // Without the server the lease runs out by itself; a standby takes over then.
+        if (stopping && connected()) await leadership.release()
       }
       if (!stopping) await pause(1_000)
     }
@@ -106,9 +110,15 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
     },
     stop: async () => {
       stopping = true
+      wake?.()
+      if (!connected()) {
+        // Nothing can be saved or given up without the server, and its requests would only time
+        // out: leave at once. The next leader replays from the last saved position.
+        void runtime?.abandon()
+        return
+      }
       // The runtime stops after the event it is applying; its final writes finish below.
       void runtime?.stop()
-      wake?.()
       await loop
     }
   }

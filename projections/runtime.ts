@@ -86,6 +86,7 @@ export class ProjectionRuntime {
   private lastSave = 0
   private ticking: Promise<void> | undefined
   private stopping = false
+  private abandoned = false
   private done: Promise<void> | undefined
 
   constructor(
@@ -135,10 +136,15 @@ export class ProjectionRuntime {
     return this.done ?? Promise.resolve()
   }
 
-  /** Gives up at once (leadership lost): in-flight effects are abandoned, nothing more is saved. */
-  abandon(): void {
+  /**
+   * Gives up at once (leadership lost, or the server gone): in-flight effects are abandoned and
+   * nothing more is written or saved — the next fold replays from the last saved position.
+   */
+  abandon(): Promise<void> {
     this.stopping = true
+    this.abandoned = true
     for (const sink of this.sinks) sink.stop?.()
+    return this.done ?? Promise.resolve()
   }
 
   private async loop(): Promise<void> {
@@ -153,6 +159,7 @@ export class ProjectionRuntime {
       }
       this.maybeTick()
     }
+    if (this.abandoned) return void (await this.feed.close(false))
     await this.ticking
     // Let what is in flight settle (bounded: a sink that cannot finish is stopped and replayed later).
     await Promise.race([Promise.allSettled(this.pending.values()), Effect.runPromise(Effect.sleep(Duration.seconds(5)))])

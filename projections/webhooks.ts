@@ -149,8 +149,9 @@ export const runWebhookDeliveries = async (
   nc: NatsConnection,
   repo: TaskRepository,
   settings: WebhookSettings,
-  options: { readonly concurrency?: number } = {}
+  options: { readonly concurrency?: number; readonly connected?: () => boolean } = {}
 ): Promise<WebhookDeliveries> => {
+  const connected = options.connected ?? (() => true)
   const naming = repo.log.naming
   const stream = webhooksStream(naming)
   const jsm = await nc.jetstreamManager()
@@ -210,13 +211,16 @@ export const runWebhookDeliveries = async (
       }
     }
     // Jobs received but not started go back at once; those started finish and are answered.
-    for (const delivery of await session.stop()) session.answer(delivery, { nakDelayMs: 0 })
-    await Promise.allSettled(inflight)
+    // Without the server there is nobody to answer: a job in flight comes back after its ack wait.
+    const up = connected()
+    for (const delivery of await session.stop(up)) if (up) session.answer(delivery, { nakDelayMs: 0 })
+    if (up) await Promise.allSettled(inflight)
   })()
   return {
     stop: async () => {
       stopping = true
-      await loop
+      // Without the server nothing can be answered: a job in flight comes back after its ack wait.
+      if (connected()) await loop
     }
   }
 }

@@ -24,6 +24,7 @@ import { PipelinedKv } from "./eventlog/kv.js"
 import type { BrokerConfig } from "./config.js"
 import { JetStreamEventLog } from "./eventlog/jetstream.js"
 import { PipelinedPublisher } from "./eventlog/pipeline.js"
+import { ConnectionWatch, closeConnection } from "./eventlog/connection.js"
 
 export interface BrokerOptions extends RuntimeHooks {
   /** Use this connection instead of opening one (left open on stop). */
@@ -46,16 +47,20 @@ export interface RunningBroker {
 
 const openConnection = (config: BrokerConfig, given: NatsConnection | undefined) =>
   given !== undefined
-    ? Effect.succeed(given)
+    ? Effect.succeed({ nc: given, watch: new ConnectionWatch(given) })
     : Effect.acquireRelease(
-        Effect.tryPromise(() => connect({ servers: config.natsUrl.split(","), noAsyncTraces: true, maxReconnectAttempts: -1, name: "codeq-broker" })),
-        (nc) => Effect.promise(() => nc.drain()).pipe(Effect.ignore)
+        Effect.tryPromise(async () => {
+          const nc = await connect({ servers: config.natsUrl.split(","), noAsyncTraces: true, maxReconnectAttempts: -1, name: "codeq-broker" })
+          return { nc, watch: new ConnectionWatch(nc) }
+        }),
+        ({ nc, watch }) => Effect.promise(() => closeConnection(nc, watch.connected))
       )
 
 /** The broker as a scoped Effect: what it runs is stopped when the scope closes. */
 export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {}) =>
   Effect.gen(function* () {
-    const nc = yield* openConnection(config, options.connection)
+    const { nc, watch } = yield* openConnection(config, options.connection)
+    const connected = () => watch.connected
     const jsm = yield* Effect.tryPromise(() => nc.jetstreamManager())
     yield* Effect.tryPromise(() => provisionStreams(jsm, streamDefinitions(config.naming, config.streams)))
     // Claims, webhook jobs and read-model writes: pipelined on one inbox of their own.
@@ -85,6 +90,7 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
           taskState: new PipelinedKv(publisher, taskStateBucket(config.naming)),
           sinks: () => [dispatcher(publisher, config.naming), webhookOutbox(publisher, config.naming), deadLetters(dlq), metricsProjection(metrics)],
           holder: `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
+          connected,
           ...(options.leaseTtlMs !== undefined ? { leaseTtlMs: options.leaseTtlMs } : {}),
           onQuarantine: (event) => {
             metrics.quarantined.inc({ projection: event.projection })
@@ -97,7 +103,7 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
     )
     started.projections = running
     yield* Effect.acquireRelease(
-      Effect.tryPromise(() => runWebhookDeliveries(nc, repo, config.webhooks)),
+      Effect.tryPromise(() => runWebhookDeliveries(nc, repo, config.webhooks, { connected })),
       (deliveries) => Effect.promise(() => deliveries.stop())
     )
     return { nc, metrics, projections: running }

@@ -70,12 +70,16 @@ export class EventFeed {
     return fresh.map(rawEventOf)
   }
 
-  /** Stops reading and removes the consumer (the server would after 30 s idle anyway). */
-  async close(): Promise<void> {
+  /**
+   * Stops reading and removes the consumer (the server would after 30 s idle anyway); with
+   * `removeConsumer` false — the server is gone — only stops reading.
+   */
+  async close(removeConsumer = true): Promise<void> {
     const session = this.session
     this.session = undefined
     if (session === undefined) return
     await session.stop(false)
+    if (!removeConsumer) return
     const jsm = await this.nc.jetstreamManager()
     await jsm.consumers.delete(this.stream, session.consumer).catch(() => undefined)
   }

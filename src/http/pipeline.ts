@@ -17,7 +17,7 @@ import type { Telemetry } from "../tracing/spans.js"
 import { authorize, type Authenticator, type Principal } from "./auth.js"
 import { parseJson, readBody } from "./decode.js"
 import { HttpError, toHttpError, unavailable } from "./errors.js"
-import type { ConnectionWatch } from "./server.js"
+import type { ConnectionWatch } from "../eventlog/connection.js"
 import type { RateLimiter } from "./auth.js"
 import type { Reply, Router } from "./router.js"
 

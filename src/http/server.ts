@@ -6,6 +6,7 @@
  * an ack timeout.
  */
 import { createServer, type Server } from "node:http"
+import { ConnectionWatch } from "../eventlog/connection.js"
 import type { AddressInfo } from "node:net"
 import type { NatsConnection } from "nats"
 import type { Naming } from "../../streams/definitions.js"
@@ -27,36 +28,6 @@ export interface HttpBackend {
   readonly tasks: TaskOperations
   readonly limits: TaskLimits
   readonly naming: Naming
-}
-
-/** Follows the connection's status events: down from a disconnect until the reconnect. */
-export class ConnectionWatch {
-  private up = true
-  private stopped = false
-
-  constructor(private readonly nc: NatsConnection) {
-    void this.follow()
-  }
-
-  get connected(): boolean {
-    return this.up && !this.nc.isClosed()
-  }
-
-  stop(): void {
-    this.stopped = true
-  }
-
-  private async follow(): Promise<void> {
-    try {
-      for await (const status of this.nc.status()) {
-        if (this.stopped) return
-        if (status.type === "disconnect") this.up = false
-        else if (status.type === "reconnect") this.up = true
-      }
-    } catch {
-      // The iterator ends when the connection closes; `connected` then reads isClosed().
-    }
-  }
 }
 
 export interface HttpServerOptions {
@@ -97,6 +68,7 @@ export interface RunningHttpServer {
 export const DEFAULT_BODY_LIMIT = 1024 * 1024
 
 /** Every route of the API, in match order. */
+
 export const apiRoutes = (backend: HttpBackend, watch: ConnectionWatch, metrics?: MetricsSource): ReadonlyArray<Route> => {
   const routes: Array<Route> = []
   routes.push(...systemRoutes(backend, watch, () => routes, metrics), ...workerRoutes(backend), ...taskRoutes(backend), ...adminRoutes(backend))

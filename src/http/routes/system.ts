@@ -10,7 +10,8 @@ import { claimsStream, eventsStream } from "../../../streams/definitions.js"
 import { RETRY_AFTER_SECONDS } from "../errors.js"
 import { HealthJson } from "../responses.js"
 import { route, type Route } from "../router.js"
-import type { ConnectionWatch, HttpBackend, MetricsSource } from "../server.js"
+import type { ConnectionWatch } from "../../eventlog/connection.js"
+import type { HttpBackend, MetricsSource } from "../server.js"
 
 export type Readiness = { readonly ready: true } | { readonly ready: false; readonly error: string }
 
