@@ -122,7 +122,7 @@ export class ClaimFeed {
   }
 
   private async ensureConsumers(): Promise<void> {
-    const jsm = await this.nc.jetstreamManager()
+    const jsm = await this.nc.jetstreamManager({ checkAPI: false })
     await Promise.all(
       this.lanes.map((l) => ensureClaimConsumer(jsm, this.naming, this.tenant, l.command, l.lane, { ackWaitMs: this.options.ackWaitMs, inactiveMs: this.options.inactiveMs ?? 3_600_000 }))
     )

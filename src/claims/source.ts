@@ -39,6 +39,9 @@ export interface ClaimSourceOptions {
 
 export const LANES = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0] as const
 
+/** How far past its wait a claim may run when a request is slow. */
+const GRACE_MS = 200
+
 
 const encoder = new TextEncoder()
 
@@ -74,6 +77,9 @@ export class ClaimSource {
       if (!this.wanted.has(command)) return
       this.hot.add(this.key(command, lane))
       this.wakeAll()
+      // The core subscription can see a claim a moment before the stream hands it out: a pull
+      // that comes back empty right now is tried again shortly, not only at the next scan.
+      this.hint(command, lane, new Date(Date.now() + 20))
     })
   }
 
@@ -101,14 +107,18 @@ export class ClaimSource {
 
   private async nextOnce(max: number, waitMs: number, signal?: AbortSignal): Promise<ReadonlyArray<ClaimDelivery>> {
     const deadline = Date.now() + waitMs
+    // Every request is bounded by what is left of the wait (at least a short grace), so a slow
+    // or lost answer never holds a claim past its wait by more than that grace.
+    const budget = () => Math.max(GRACE_MS, deadline - Date.now())
     for (;;) {
       if (signal?.aborted === true) return []
-      if (Date.now() - this.lastScan >= this.rescanMs) await this.rescan()
+      // A scan that fails or is slow is tried again later; new work wakes the source meanwhile.
+      if (Date.now() - this.lastScan >= this.rescanMs) await this.rescan(budget()).catch(() => undefined)
       for (const lane of LANES) {
         for (const command of this.commands) {
           const key = this.key(command, lane)
           if (!this.hot.has(key)) continue
-          const got = await this.pull(command, lane, max)
+          const got = await this.pull(command, lane, max, budget())
           if (got.length > 0) return got
           this.hot.delete(key)
         }
@@ -168,10 +178,10 @@ export class ClaimSource {
     })
   }
 
-  /** One request for the per-subject counts of this tenant's claim subjects. */
-  private async rescan(): Promise<void> {
+  /** One request for the per-subject counts of this tenant's claim subjects, given up after `timeoutMs`. */
+  private async rescan(timeoutMs: number): Promise<void> {
     this.lastScan = Date.now()
-    const jsm = await this.nc.jetstreamManager()
+    const jsm = await this.nc.jetstreamManager({ timeout: timeoutMs, checkAPI: false })
     const info = await jsm.streams.info(this.stream, { subjects_filter: claimSubjects(this.naming, this.tenant) })
     for (const [subject, count] of Object.entries(info.state.subjects ?? {})) {
       if (count <= 0) continue
@@ -184,13 +194,13 @@ export class ClaimSource {
   private async ensureConsumer(command: string, lane: number): Promise<string> {
     const name = claimConsumerName(this.tenant, command, lane)
     if (this.ensured.has(name)) return name
-    await ensureClaimConsumer(await this.nc.jetstreamManager(), this.naming, this.tenant, command, lane, { ackWaitMs: this.ackWaitMs, inactiveMs: this.inactiveMs })
+    await ensureClaimConsumer(await this.nc.jetstreamManager({ checkAPI: false }), this.naming, this.tenant, command, lane, { ackWaitMs: this.ackWaitMs, inactiveMs: this.inactiveMs })
     this.ensured.add(name)
     return name
   }
 
   /** A no-wait pull of up to `max` messages from one lane's consumer. */
-  private async pull(command: string, lane: number, max: number): Promise<Array<ClaimDelivery>> {
+  private async pull(command: string, lane: number, max: number, timeoutMs: number): Promise<Array<ClaimDelivery>> {
     const durable = await this.ensureConsumer(command, lane)
     const inbox = createInbox()
     const out: Array<ClaimDelivery> = []
@@ -212,7 +222,7 @@ export class ClaimSource {
           if (out.length >= max) finish()
         }
       })
-      const timer = setTimeout(finish, 5_000)
+      const timer = setTimeout(finish, Math.min(5_000, timeoutMs))
       this.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${durable}`, encoder.encode(JSON.stringify({ batch: max, no_wait: true })), { reply: inbox })
     })
   }

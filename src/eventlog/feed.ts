@@ -80,12 +80,12 @@ export class EventFeed {
     if (session === undefined) return
     await session.stop(false)
     if (!removeConsumer) return
-    const jsm = await this.nc.jetstreamManager()
+    const jsm = await this.nc.jetstreamManager({ checkAPI: false })
     await jsm.consumers.delete(this.stream, session.consumer).catch(() => undefined)
   }
 
   private async open(): Promise<PullSession> {
-    const jsm = await this.nc.jetstreamManager()
+    const jsm = await this.nc.jetstreamManager({ checkAPI: false })
     const info = await jsm.consumers.add(this.stream, {
       ack_policy: AckPolicy.None,
       deliver_policy: DeliverPolicy.StartSequence,

@@ -51,7 +51,7 @@ export class BrokerMetrics {
   }
 
   private async collect(): Promise<void> {
-    const jsm = await this.nc.jetstreamManager()
+    const jsm = await this.nc.jetstreamManager({ checkAPI: false })
     const claims = await jsm.streams.info(claimsStream(this.naming), { subjects_filter: claimSubjects(this.naming) })
     this.depth.reset()
     for (const [subject, count] of Object.entries(claims.state.subjects ?? {})) {

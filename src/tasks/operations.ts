@@ -26,6 +26,7 @@ import {
   type SettledLease
 } from "./lifecycle.js"
 import type { TaskLimits } from "./limits.js"
+import { HeldLeases } from "./heldLeases.js"
 import type { TaskRepository } from "./repository.js"
 import { toView, type TaskView } from "./view.js"
 import type { TaskState, TaskStatus } from "../domain/events.js"
@@ -41,6 +42,9 @@ export interface ClaimedTask {
   readonly task: TaskView
   readonly lease: HeldLease
 }
+
+/** Most tasks one claim call takes at once (HTTP's batch claim asks for up to 10). */
+export const MAX_CLAIM_COUNT = 100
 
 const check = (...issues: ReadonlyArray<ValidationIssue | undefined>) => {
   const issue = firstIssue(...issues)
@@ -69,6 +73,7 @@ export class TaskOperations {
   private readonly evictor: NodeJS.Timeout
   private readonly sourceIdleMs: number
   private readonly maxSourcesPerTenant: number
+  private readonly held: HeldLeases
   private dlq: Promise<KV> | undefined
   private tasksKv: Promise<KV> | undefined
 
@@ -81,6 +86,7 @@ export class TaskOperations {
     private readonly sourceOptions: ClaimSourcePoolOptions = {}
   ) {
     this.settle = (subject, how) => answerDelivery(nc, subject, how)
+    this.held = new HeldLeases(this.settle)
     this.sourceIdleMs = sourceOptions.sourceIdleMs ?? 120_000
     this.maxSourcesPerTenant = sourceOptions.maxSourcesPerTenant ?? 64
     // Any HTTP client can name a new set of commands: sources unused for a while are closed.
@@ -97,6 +103,14 @@ export class TaskOperations {
 
   /** Claims the next task of `commands` (highest priority first), or undefined when none came. */
   async claim(tenant: string, commands: ReadonlyArray<string>, request: ClaimRequest, signal?: AbortSignal): Promise<ClaimedTask | undefined> {
+    return (await this.claimMany(tenant, commands, request, 1, signal))[0]
+  }
+
+  /**
+   * Claims up to `count` tasks of `commands`, highest priority first, in one pull; waits up to
+   * `waitSeconds` for the first and returns what came with it.
+   */
+  async claimMany(tenant: string, commands: ReadonlyArray<string>, request: ClaimRequest, count: number, signal?: AbortSignal): Promise<ReadonlyArray<ClaimedTask>> {
     check(
       checkTenant(tenant),
       checkWorkerId(request.workerId),
@@ -105,44 +119,61 @@ export class TaskOperations {
         ? { field: "commands", rule: "max_items", message: `a claim names at most ${this.limits.maxClaimCommands} commands` }
         : undefined,
       ...commands.map((command) => checkCommand(command, "commands")),
+      checkIntRange(count, "count", 1, MAX_CLAIM_COUNT),
       request.leaseSeconds === undefined ? undefined : checkIntRange(request.leaseSeconds, "leaseSeconds", 1, this.limits.maxLeaseSeconds),
       request.waitSeconds === undefined ? undefined : checkIntRange(request.waitSeconds, "waitSeconds", 0, 30)
     )
     const source = this.sourceFor(tenant, commands)
     const deadline = Date.now() + (request.waitSeconds ?? 0) * 1000
+    const options = {
+      workerId: request.workerId,
+      defaultLeaseSeconds: this.limits.defaultLeaseSeconds,
+      keepAliveAckWaitMs: source.ackWait,
+      ...(request.leaseSeconds !== undefined ? { leaseSeconds: request.leaseSeconds } : {})
+    }
+    const claimed: Array<ClaimedTask> = []
     for (;;) {
-      const [delivery] = await source.next(1, Math.max(0, deadline - Date.now()), signal)
-      if (delivery === undefined) return undefined
-      const result = await claimDelivery(this.repo, this.settle, delivery, {
-        workerId: request.workerId,
-        defaultLeaseSeconds: this.limits.defaultLeaseSeconds,
-        ...(request.leaseSeconds !== undefined ? { leaseSeconds: request.leaseSeconds } : {})
+      const deliveries = await source.next(count, Math.max(0, deadline - Date.now()), signal)
+      if (deliveries.length === 0) return claimed
+      const results = await Promise.all(deliveries.map((delivery) => claimDelivery(this.repo, this.settle, delivery, options)))
+      results.forEach((result, i) => {
+        const delivery = deliveries[i]
+        if (delivery === undefined) return
+        if (result.kind === "claimed" && result.lease.snapshot.state !== null) {
+          this.held.remember(result.lease, delivery.ackSubject, source.ackWait)
+          claimed.push({ task: toView(result.lease.snapshot.state), lease: result.lease })
+        } else if (result.kind === "skipped" && result.retryAt !== undefined) source.hint(delivery.command, delivery.lane, result.retryAt)
       })
-      if (result.kind === "claimed" && result.lease.snapshot.state !== null)
-        return { task: toView(result.lease.snapshot.state), lease: result.lease }
-      if (result.kind === "skipped" && result.retryAt !== undefined) source.hint(delivery.command, delivery.lane, result.retryAt)
-      if (Date.now() >= deadline && (request.waitSeconds ?? 0) > 0) return undefined
+      if (claimed.length > 0 || (Date.now() >= deadline && (request.waitSeconds ?? 0) > 0)) return claimed
     }
   }
 
   async heartbeat(tenant: string, taskId: string, lease: LeaseRef, extendSeconds?: number): Promise<TaskView> {
     const extend = extendSeconds ?? this.limits.defaultLeaseSeconds
     check(checkTenant(tenant), checkTaskId(taskId), checkWorkerId(lease.workerId), checkIntRange(extend, "extendSeconds", 1, this.limits.maxLeaseSeconds))
-    return toView(await heartbeatLease(this.repo, this.settle, { tenant, taskId, lease }, extend))
+    const known = this.held.known(tenant, taskId, lease.workerId)
+    const state = await heartbeatLease(this.repo, this.settle, { tenant, taskId, lease, ...(known !== undefined ? { known } : {}) }, extend)
+    this.held.extended(tenant, taskId, { state, version: state.version })
+    return toView(state)
   }
 
   /** Completes, fails, nacks or abandons a held lease. Throws LeaseLost for a stale holder. */
-  settleLease(tenant: string, taskId: string, lease: LeaseRef, outcome: LeaseOutcome): Promise<SettledLease> {
+  async settleLease(tenant: string, taskId: string, lease: LeaseRef, outcome: LeaseOutcome): Promise<SettledLease> {
     check(
       checkTenant(tenant),
       checkTaskId(taskId),
       checkWorkerId(lease.workerId),
       outcome.type === "nack" && outcome.delaySeconds !== undefined ? checkIntRange(outcome.delaySeconds, "delaySeconds", 0, this.limits.maxDelaySeconds) : undefined
     )
-    return settleLease(this.repo, this.settle, { tenant, taskId, lease }, outcome, this.backoff).then((settled) => {
+    const known = this.held.known(tenant, taskId, lease.workerId)
+    try {
+      const settled = await settleLease(this.repo, this.settle, { tenant, taskId, lease, ...(known !== undefined ? { known } : {}) }, outcome, this.backoff)
       if (settled.disposition === "requeued") this.hintRequeued(settled.state, outcome.type === "nack" ? (settled.nakDelaySeconds ?? 0) : 0)
       return settled
-    })
+    } finally {
+      // Settled, or refused because the lease is gone: either way nothing is held any more.
+      this.held.forget(tenant, taskId)
+    }
   }
 
   /** Tells the claim sources of this process that a nak'ed claim is due back (no rescan wait). */
@@ -205,6 +236,7 @@ export class TaskOperations {
 
   close(): void {
     clearInterval(this.evictor)
+    this.held.close()
     for (const { source } of this.sources.values()) source.close()
     this.sources.clear()
   }

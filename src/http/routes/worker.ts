@@ -62,13 +62,21 @@ export const workerRoutes = (backend: HttpBackend): ReadonlyArray<Route> => [
     responses: { 200: { description: "the claimed tasks", schema: BatchClaimJson }, 204: { description: "nothing to claim" }, ...LEASE_ERRORS },
     handle: async ({ principal, body, signal }) => {
       const commands = claimableCommands(principal, body.commands)
-      const tasks: Array<TaskView> = []
-      while (tasks.length < body.count && !signal.aborted) {
-        const task = await claimOne(backend, principal, commands, positive(body.leaseSeconds), tasks.length === 0 ? (body.waitSeconds ?? 0) : 0, signal)
-        if (task === undefined) break
-        tasks.push(task)
+      const workerId = workerIdOf(principal)
+      const leaseSeconds = positive(body.leaseSeconds)
+      const claimed = await backend.tasks.claimMany(
+        principal.tenant,
+        commands,
+        { workerId, waitSeconds: Math.min(MAX_CLAIM_WAIT_SECONDS, body.waitSeconds ?? 0), ...(leaseSeconds !== undefined ? { leaseSeconds } : {}) },
+        body.count,
+        signal
+      )
+      if (signal.aborted) {
+        // Nobody will read this response: release the leases instead of letting them run out.
+        await Promise.all(claimed.map((c) => backend.tasks.settleLease(principal.tenant, c.task.id, { workerId, attempt: c.lease.attempt }, { type: "abandon" }).catch(() => undefined)))
+        return { status: 204 }
       }
-      return tasks.length === 0 ? { status: 204 } : { status: 200, body: { tasks } }
+      return claimed.length === 0 ? { status: 204 } : { status: 200, body: { tasks: claimed.map((c) => c.task) } }
     }
   }),
   route({
