@@ -138,7 +138,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
     let latency: LogLatency | undefined
     try {
       logEnd = await lastStoredAt(admin, eventsStream(stack.naming))
-      if (spec.readLatency) latency = await readLogLatency(admin, eventsStream(stack.naming), stack.naming.subjectRoot)
+      if (spec.readLatency) latency = await readLogLatency(admin, eventsStream(stack.naming), stack.naming.subjectRoot, options.latencyWarmupS * 1000)
     } finally {
       await admin.close()
     }

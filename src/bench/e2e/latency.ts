@@ -28,8 +28,10 @@ export const percentiles = (values: ReadonlyArray<number>): Percentiles | undefi
 export interface LogLatency {
   readonly createdToClaimed: Percentiles | undefined
   readonly createdToCompleted: Percentiles | undefined
-  /** Tasks seen with a TaskCreated; tasks missing a claim or a completion are counted apart. */
+  /** Tasks measured (created after the warm-up); tasks missing a claim or a completion are counted apart. */
   readonly tasks: number
+  /** Tasks created during the warm-up, left out. */
+  readonly warmup: number
   readonly withoutClaim: number
   readonly withoutCompletion: number
   readonly events: number
@@ -43,8 +45,11 @@ interface TaskTimes {
 
 const NANOS_PER_MS = 1_000_000
 
-/** Reads every event of the stream and differences the timestamps per task subject. */
-export const readLogLatency = async (nc: NatsConnection, stream: string, subjectRoot: string, timeoutMs = 120_000): Promise<LogLatency> => {
+/**
+ * Reads every event of the stream and differences the timestamps per task subject, leaving out
+ * tasks created in the first `warmupMs` after the first create.
+ */
+export const readLogLatency = async (nc: NatsConnection, stream: string, subjectRoot: string, warmupMs = 0, timeoutMs = 120_000): Promise<LogLatency> => {
   const jsm = await nc.jetstreamManager()
   const total = (await jsm.streams.info(stream)).state.messages
   const times = new Map<string, TaskTimes>()
@@ -82,17 +87,24 @@ export const readLogLatency = async (nc: NatsConnection, stream: string, subject
   const claimed: Array<number> = []
   const completed: Array<number> = []
   let tasks = 0
+  let warmup = 0
   let withoutClaim = 0
   let withoutCompletion = 0
+  let first = Number.POSITIVE_INFINITY
+  for (const task of times.values()) if (task.created !== undefined && task.created < first) first = task.created
   for (const task of times.values()) {
     if (task.created === undefined) continue
+    if (task.created < first + warmupMs) {
+      warmup++
+      continue
+    }
     tasks++
     if (task.claimed === undefined) withoutClaim++
     else claimed.push(task.claimed - task.created)
     if (task.completed === undefined) withoutCompletion++
     else completed.push(task.completed - task.created)
   }
-  return { createdToClaimed: percentiles(claimed), createdToCompleted: percentiles(completed), tasks, withoutClaim, withoutCompletion, events }
+  return { createdToClaimed: percentiles(claimed), createdToCompleted: percentiles(completed), tasks, warmup, withoutClaim, withoutCompletion, events }
 }
 
 /** Wall time (ms) of the last message stored in a stream, from its state; undefined when empty. */

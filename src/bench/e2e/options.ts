@@ -24,6 +24,8 @@ export interface E2eOptions {
   readonly latencyTasks: number
   /** Fixed rate of the latency run; 0 means half the median codeq-sdk rate measured so far. */
   readonly latencyRate: number
+  /** Tasks created in the first this-many seconds of a latency run are not measured (warm-up). */
+  readonly latencyWarmupS: number
   readonly httpInflight: number
   readonly httpClaimers: number
   readonly catchupTimeoutS: number
@@ -50,7 +52,9 @@ table of BENCHMARKS.md.
                         ${VARIANTS.join(", ")}
   --skip-rss            leave out the long RSS run
   --rss-tasks N         tasks of the RSS run (default 200000)
-  --latency-tasks N     tasks of each latency run (default 5000)
+  --latency-tasks N     tasks of each latency run (default 10000)
+  --latency-warmup S    seconds at the start of a latency run left out of the percentiles:
+                        JIT warm-up, consumers being made (default 2)
   --latency-rate N      tasks/s of the latency runs (default 0: half the median codeq-sdk rate so far)
   --http-inflight N     batch-create requests in flight from the HTTP producer (default 8)
   --http-claimers N     claim loops per HTTP worker process, each claiming up to 10 (default 8)
@@ -107,6 +111,7 @@ export const parseE2eArgs = (argv: ReadonlyArray<string>): Parsed => {
         "rss-tasks": { type: "string" },
         "latency-tasks": { type: "string" },
         "latency-rate": { type: "string" },
+        "latency-warmup": { type: "string" },
         "http-inflight": { type: "string" },
         "http-claimers": { type: "string" },
         "catchup-timeout": { type: "string" },
@@ -127,7 +132,8 @@ export const parseE2eArgs = (argv: ReadonlyArray<string>): Parsed => {
       concurrency: integer("concurrency", values.concurrency, 64, 1, 10_000),
       variants: variantsOf(values.only, values["skip-rss"] === true),
       rssTasks: integer("rss-tasks", values["rss-tasks"], 200_000, 1),
-      latencyTasks: integer("latency-tasks", values["latency-tasks"], 5_000, 1),
+      latencyTasks: integer("latency-tasks", values["latency-tasks"], 10_000, 1),
+      latencyWarmupS: integer("latency-warmup", values["latency-warmup"], 2, 0, 3_600),
       latencyRate: integer("latency-rate", values["latency-rate"], 0, 0),
       httpInflight: integer("http-inflight", values["http-inflight"], 8, 1, 1_000),
       httpClaimers: integer("http-claimers", values["http-claimers"], 8, 1, 1_000),
