@@ -60,7 +60,7 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
   const lead = async (): Promise<void> => {
     const from = (await leadership.position()) + 1
     // What the log held before this term may have been folded into the bucket by another one.
-    const horizon = (await (await setup.nc.jetstreamManager()).streams.info(eventsStream(setup.naming))).state.last_seq
+    const horizon = (await (await setup.nc.jetstreamManager({ checkAPI: false })).streams.info(eventsStream(setup.naming))).state.last_seq
     const feed = new EventFeed(setup.nc, setup.naming, { fromSeq: from })
     const docs = new TaskDocs(setup.taskState, setup.log, { ...setup.docs, replayHorizon: horizon })
     const sinks = setup.sinks()

@@ -13,14 +13,16 @@
  * survives a broker restart. The attempt number comes from the log, so it is exact across restarts.
  * A POST is at least once: a broker killed between the POST and the outcome's append sends it again.
  */
-import { SpanStatusCode } from "@opentelemetry/api"
+import { SpanStatusCode, trace } from "@opentelemetry/api"
 import { AckPolicy, DeliverPolicy, headers, nanos, type NatsConnection } from "nats"
 import { TERMINAL, fold, type StoredEvent } from "../src/domain/events.js"
 import type { PipelinedPublisher } from "../src/eventlog/pipeline.js"
 import { PullSession, type Delivery } from "../src/eventlog/pull.js"
 import { log } from "../src/log.js"
 import type { TaskRepository } from "../src/tasks/repository.js"
-import { contextFromTraceparent } from "../src/tracing/codec.js"
+import { contextFromTraceparent, parseTraceparent } from "../src/tracing/codec.js"
+import { traceHeadersOf, withBaggageHeader } from "../src/tracing/propagation.js"
+import { hrNow } from "../src/tracing/spans.js"
 import { ATTR, SPANS, TRACERS } from "../src/tracing/conventions.js"
 import { DELIVERY_ID_HEADER, deliverWebhook, deliveryId, webhookBackoffSeconds, type WebhookSettings } from "../src/webhooks/deliver.js"
 import { webhookJobSubject, webhooksStream, type Naming } from "../streams/definitions.js"
@@ -81,7 +83,8 @@ const attemptOnce = async (repo: TaskRepository, settings: WebhookSettings, job:
   if (failures.some((e) => e.event.type === "WebhookFailed" && e.event.final)) return "none"
   const attempt = failures.length + 1
 
-  const parent = contextFromTraceparent(stored.trace?.traceparent, stored.trace?.tracestate)
+  // Parented on the span that wrote the terminal event, with the baggage the create received.
+  const parent = withBaggageHeader(contextFromTraceparent(stored.trace?.traceparent, stored.trace?.tracestate), state.baggage)
   const span = repo.telemetry.startTransition(TRACERS.resultCallback, SPANS.webhook, parent, {
     [ATTR.webhookAttempt]: attempt,
     [ATTR.webhookHost]: new URL(state.webhook).hostname,
@@ -98,8 +101,13 @@ const attemptOnce = async (repo: TaskRepository, settings: WebhookSettings, job:
     artifacts: state.artifacts ?? null,
     completedAt: stored.event.at
   })
-  const requestHeaders: Record<string, string> = { traceparent: span.trace.traceparent, [DELIVERY_ID_HEADER]: deliveryId(taskId, stored.seq) }
-  if (span.trace.tracestate !== undefined) requestHeaders.tracestate = span.trace.tracestate
+  // The request continues the delivery span through the configured propagators (W3C and baggage,
+  // B3 when OTEL_PROPAGATORS asks), with the flags and tracestate exactly as its event carries them.
+  const wire = parseTraceparent(span.trace.traceparent, span.trace.tracestate)
+  const requestHeaders: Record<string, string> = {
+    ...traceHeadersOf(wire === undefined ? span.context : trace.setSpanContext(span.context, wire)),
+    [DELIVERY_ID_HEADER]: deliveryId(taskId, stored.seq)
+  }
   const outcome = await deliverWebhook(state.webhook, body, requestHeaders, settings)
   const final = !outcome.delivered && (outcome.permanent || attempt >= settings.maxAttempts)
   if (!outcome.delivered) span.span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.error })
@@ -121,7 +129,7 @@ const attemptOnce = async (repo: TaskRepository, settings: WebhookSettings, job:
     { known: snapshot, span }
   )
   if (!applied.ok) {
-    span.span.end()
+    span.span.end(hrNow())
     return "none"
   }
   if (outcome.delivered) return "delivered"

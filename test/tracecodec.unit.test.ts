@@ -10,6 +10,7 @@ import {
   contextFromTraceparent,
   eventTraceOf,
   formatTraceparent,
+  traceFlagsOf,
   isValidTraceparent,
   parseTraceparent,
   readTraceHeaders,
@@ -55,10 +56,23 @@ describe("parseTraceparent and formatTraceparent", () => {
     expect(parseTraceparent(formatTraceparent(ctx))).toEqual({ ...ctx, isRemote: true })
   })
 
-  it("keeps only the sampled bit of the flags", () => {
+  it("keeps the flags as received: sampled and Level 2's random (02) both survive a round trip", () => {
     const parsed = parseTraceparent(`00-${TRACE_ID}-${SPAN_ID}-03`)
-    expect(parsed?.traceFlags).toBe(TraceFlags.SAMPLED)
-    expect(parsed === undefined ? undefined : formatTraceparent(parsed)).toBe(SAMPLED)
+    expect(parsed?.traceFlags).toBe(0x03)
+    expect(parsed === undefined ? undefined : formatTraceparent(parsed)).toBe(`00-${TRACE_ID}-${SPAN_ID}-03`)
+    expect(formatTraceparent({ traceId: TRACE_ID, spanId: SPAN_ID, traceFlags: 0x02 })).toBe(`00-${TRACE_ID}-${SPAN_ID}-02`)
+  })
+
+  it("gives a child span its own sampling decision and the trace's other flags from its parent", () => {
+    const parent = { traceId: TRACE_ID, spanId: SPAN_ID, traceFlags: 0x03 }
+    expect(traceFlagsOf({ ...parent, traceFlags: TraceFlags.SAMPLED }, parent)).toBe(0x03)
+    expect(traceFlagsOf({ ...parent, traceFlags: TraceFlags.NONE }, parent)).toBe(0x02)
+    expect(traceFlagsOf({ ...parent, traceFlags: TraceFlags.SAMPLED }, undefined)).toBe(0x01)
+  })
+
+  it("keeps tracestate list members with Level 2 keys ('@' after the first character) in order", () => {
+    const parsed = parseTraceparent(SAMPLED, "foo@=1,bar=2,tenant@system=3,Bad=4,ok=5")
+    expect(parsed?.traceState?.serialize()).toBe("foo@=1,bar=2,tenant@system=3,ok=5")
   })
 
   it("ignores whitespace around the value", () => {

@@ -139,6 +139,8 @@ export interface EventTrace {
   readonly parentSpanId: string | undefined
   /** Start of the writing span, unix epoch nanoseconds as a decimal string. */
   readonly spanStart: string | undefined
+  /** W3C baggage of the create's context (TaskCreated only), for the webhook. */
+  readonly baggage?: string
 }
 
 /** An event as read back from the log. */
@@ -181,6 +183,8 @@ export interface TaskState {
   /** Trace context persisted at create: the parent of every later transition's span. */
   readonly traceParent: string | undefined
   readonly traceState: string | undefined
+  /** W3C baggage received with the create, sent again on the webhook. */
+  readonly baggage?: string
   /** Sequence of the last event applied: the expected sequence of the next append. */
   readonly version: number
   /** Sequence of the TaskCreated: the task's place in creation order. */
@@ -220,6 +224,7 @@ export const evolve = (state: TaskState | null, stored: StoredEvent): TaskState 
       createdAt: e.at,
       traceParent: stored.trace?.traceparent,
       traceState: stored.trace?.tracestate,
+      ...(stored.trace?.baggage !== undefined ? { baggage: stored.trace.baggage } : {}),
       webhookDelivered: false,
       purged: false,
       createdSeq: stored.seq,

@@ -14,7 +14,8 @@ import type { AppendRequest, EventLog } from "../eventlog/EventLog.js"
 import { ConcurrencyConflict, type AppendError } from "../eventlog/errors.js"
 import type { PublishResult } from "../eventlog/pipeline.js"
 import { contextFromTraceparent } from "../tracing/codec.js"
-import type { Telemetry, TransitionSpan } from "../tracing/spans.js"
+import { hrNow, type Telemetry, type TransitionSpan } from "../tracing/spans.js"
+import { baggageHeaderOf } from "../tracing/propagation.js"
 import { spanSpecFor } from "../tracing/transitions.js"
 
 /** A task's state with the sequence it was read at. */
@@ -155,7 +156,9 @@ export class TaskRepository {
           ? (createParent ?? ROOT_CONTEXT)
           : contextFromTraceparent(snapshot.state?.traceParent, snapshot.state?.traceState)
       const spec = spanSpecFor(event, snapshot.state, subject)
-      const span = openSpan ?? this.telemetry.startTransition(spec.tracer, spec.name, parent, spec.attributes)
+      // The create keeps its context's baggage for the webhook (DESIGN §6: receivers get it back).
+      const baggage = event.type === "TaskCreated" ? baggageHeaderOf(parent) : undefined
+      const span = openSpan ?? this.telemetry.startTransition(spec.tracer, spec.name, parent, spec.attributes, baggage)
       if (openSpan?.span.isRecording() === true) openSpan.span.setAttributes(spec.attributes())
       const result = await this.append({ tenant, taskId, event, trace: span.trace, expectedSeq: snapshot.version })
       if (!result.ok) {
@@ -165,11 +168,12 @@ export class TaskRepository {
           return { snapshot, appended, conflict: result.error }
         }
         span.span.setStatus({ code: SpanStatusCode.ERROR, message: result.error.reason })
-        span.span.end()
+        span.span.end(hrNow())
         throw result.error
       }
       const stored: StoredEvent = { seq: result.seq, subject, time: new Date(), event, trace: span.trace, prevSeq: snapshot.version }
-      span.span.end()
+      // An explicit end: given a start time, the SDK would take the end from Date.now() (whole ms).
+      span.span.end(hrNow())
       snapshot = { state: evolve(snapshot.state, stored), version: result.seq }
       appended.push({ stored, context: span.context })
     }

@@ -3,15 +3,18 @@
  * a span and the trace headers it leaves on the event it writes (DESIGN §2).
  */
 import { ROOT_CONTEXT, TraceFlags, trace, type Context, type SpanContext } from "@opentelemetry/api"
-import { TraceState } from "@opentelemetry/core"
 import type { EventTrace } from "../domain/events.js"
 import { HEADERS } from "./conventions.js"
+import { W3CTraceState } from "./tracestate.js"
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/
 const ZERO_TRACE = "0".repeat(32)
 const ZERO_SPAN = "0".repeat(16)
 
-/** Parses a W3C traceparent; undefined when malformed or all-zero (as the spec says to ignore). */
+/**
+ * Parses a W3C traceparent; undefined when malformed or all-zero (as the spec says to ignore).
+ * The flags are kept whole: besides `sampled`, Level 2's `random` (02) and any later flag.
+ */
 export const parseTraceparent = (value: string | undefined, tracestate?: string): SpanContext | undefined => {
   if (value === undefined) return undefined
   const match = TRACEPARENT.exec(value.trim())
@@ -22,16 +25,23 @@ export const parseTraceparent = (value: string | undefined, tracestate?: string)
   const ctx: SpanContext = {
     traceId,
     spanId,
-    traceFlags: Number.parseInt(flags ?? "00", 16) & TraceFlags.SAMPLED,
+    traceFlags: Number.parseInt(flags ?? "00", 16),
     isRemote: true
   }
-  return tracestate !== undefined && tracestate !== "" ? { ...ctx, traceState: new TraceState(tracestate) } : ctx
+  return tracestate !== undefined && tracestate !== "" ? { ...ctx, traceState: W3CTraceState.parse(tracestate) } : ctx
 }
 
 export const isValidTraceparent = (value: string | undefined): boolean => parseTraceparent(value) !== undefined
 
-export const formatTraceparent = (ctx: SpanContext): string =>
-  `00-${ctx.traceId}-${ctx.spanId}-0${(ctx.traceFlags & TraceFlags.SAMPLED).toString(16)}`
+export const formatTraceparent = (ctx: SpanContext): string => `00-${ctx.traceId}-${ctx.spanId}-${(ctx.traceFlags & 0xff).toString(16).padStart(2, "0")}`
+
+/**
+ * A span's flags as its events carry them: the sampling decision is the span's own, every other
+ * flag (Level 2's `random`) is the trace's and comes from the parent — the SDK knows only
+ * `sampled` and would drop the rest.
+ */
+export const traceFlagsOf = (span: SpanContext, parent: SpanContext | undefined): number =>
+  (span.traceFlags & TraceFlags.SAMPLED) | ((parent?.traceFlags ?? 0) & ~TraceFlags.SAMPLED & 0xff)
 
 /** An OpenTelemetry context whose remote parent is the given persisted trace context. */
 export const contextFromTraceparent = (traceparent: string | undefined, tracestate?: string): Context => {
@@ -53,17 +63,19 @@ export const spanStartNow = (): SpanStart => {
 }
 
 /** What a span leaves on the event it writes. */
-export const eventTraceOf = (span: SpanContext, parent: SpanContext | undefined, start: SpanStart): EventTrace => ({
-  traceparent: formatTraceparent(span),
+export const eventTraceOf = (span: SpanContext, parent: SpanContext | undefined, start: SpanStart, baggage?: string): EventTrace => ({
+  traceparent: formatTraceparent({ ...span, traceFlags: traceFlagsOf(span, parent) }),
   tracestate: span.traceState?.serialize() || undefined,
   parentSpanId: parent?.spanId,
-  spanStart: start.nanos
+  spanStart: start.nanos,
+  ...(baggage !== undefined && baggage !== "" ? { baggage } : {})
 })
 
 /** Writes an event's trace onto a header setter. */
 export const writeTraceHeaders = (trace: EventTrace, set: (key: string, value: string) => void): void => {
   set(HEADERS.traceparent, trace.traceparent)
   if (trace.tracestate !== undefined) set(HEADERS.tracestate, trace.tracestate)
+  if (trace.baggage !== undefined) set(HEADERS.baggage, trace.baggage)
   if (trace.parentSpanId !== undefined) set(HEADERS.parentSpan, trace.parentSpanId)
   if (trace.spanStart !== undefined) set(HEADERS.spanStart, trace.spanStart)
 }
@@ -73,10 +85,12 @@ export const readTraceHeaders = (get: (key: string) => string | undefined): Even
   const traceparent = get(HEADERS.traceparent)
   if (traceparent === undefined || traceparent === "") return undefined
   const blankToUndefined = (value: string | undefined) => (value === undefined || value === "" ? undefined : value)
+  const baggage = blankToUndefined(get(HEADERS.baggage))
   return {
     traceparent,
     tracestate: blankToUndefined(get(HEADERS.tracestate)),
     parentSpanId: blankToUndefined(get(HEADERS.parentSpan)),
-    spanStart: blankToUndefined(get(HEADERS.spanStart))
+    spanStart: blankToUndefined(get(HEADERS.spanStart)),
+    ...(baggage !== undefined ? { baggage } : {})
   }
 }

@@ -48,6 +48,7 @@ export const ATTR = {
   webhookHost: "codeq.webhook.host",
   messagingSystem: "messaging.system",
   messagingDestination: "messaging.destination.name",
+  messagingDestinationTemplate: "messaging.destination.template",
   messagingOperationType: "messaging.operation.type"
 } as const
 
@@ -56,6 +57,8 @@ export const HEADERS = {
   event: "Codeq-Event",
   traceparent: "traceparent",
   tracestate: "tracestate",
+  /** W3C baggage the create received, on the TaskCreated only: sent again on the webhook. */
+  baggage: "baggage",
   parentSpan: "Codeq-Parent-Span",
   spanStart: "Codeq-Span-Start",
   /** The task's event sequence this event was appended after: lets readers detect gaps. */

@@ -8,7 +8,10 @@
 import {
   ROOT_CONTEXT,
   context,
+  defaultTextMapGetter,
+  defaultTextMapSetter,
   propagation,
+  trace,
   type Context,
   type TextMapGetter,
   type TextMapPropagator,
@@ -18,6 +21,7 @@ import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-ho
 import { W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core"
 import { B3InjectEncoding, B3Propagator } from "@opentelemetry/propagator-b3"
 import type { B3Emission } from "./config.js"
+import { W3CTraceState } from "./tracestate.js"
 
 /**
  * A propagator whose extraction and injection differ: it reads every format codeq accepts and
@@ -47,7 +51,12 @@ export class CodeqPropagator implements TextMapPropagator {
   }
 
   extract(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
-    return this.extractors.reduce((current, extractor) => extractor.extract(current, carrier, getter), ctx)
+    const extracted = this.extractors.reduce((current, extractor) => extractor.extract(current, carrier, getter), ctx)
+    // OpenTelemetry's TraceState drops Level 2 keys (`foo@`): read the header again, whole.
+    const span = trace.getSpanContext(extracted)
+    const raw = getter.get(carrier, "tracestate")
+    if (span === undefined || raw === undefined || span === trace.getSpanContext(ctx)) return extracted
+    return trace.setSpanContext(extracted, { ...span, traceState: W3CTraceState.parse(Array.isArray(raw) ? raw.join(",") : raw) })
   }
 
   fields(): string[] {
@@ -92,9 +101,29 @@ const inboundGetter: TextMapGetter<InboundHeaders> = {
 export const contextFromHeaders = (headers: InboundHeaders, base: Context = ROOT_CONTEXT): Context =>
   propagation.extract(base, headers, inboundGetter)
 
-/** The headers an outbound request carries to continue the trace of `ctx`. */
+/** Used when no global propagator is installed (codeq used as a library without setupTracing). */
+const FALLBACK = new CodeqPropagator()
+
+/**
+ * The headers an outbound request carries to continue the trace of `ctx`: through the installed
+ * propagator (W3C and baggage, plus B3 as `OTEL_PROPAGATORS` asks), or W3C and baggage when none is.
+ */
 export const traceHeadersOf = (ctx: Context = context.active()): Record<string, string> => {
   const headers: Record<string, string> = {}
-  propagation.inject(ctx, headers)
+  if (propagation.fields().length > 0) propagation.inject(ctx, headers)
+  else FALLBACK.inject(ctx, headers, defaultTextMapSetter)
   return headers
 }
+
+const baggageCodec = new W3CBaggagePropagator()
+
+/** The W3C `baggage` header value of `ctx`'s baggage; undefined when it has none. */
+export const baggageHeaderOf = (ctx: Context): string | undefined => {
+  const carrier: Record<string, string> = {}
+  baggageCodec.inject(ctx, carrier, defaultTextMapSetter)
+  return carrier.baggage === undefined || carrier.baggage === "" ? undefined : carrier.baggage
+}
+
+/** `ctx` with the baggage a `baggage` header value describes. */
+export const withBaggageHeader = (ctx: Context, header: string | undefined): Context =>
+  header === undefined ? ctx : baggageCodec.extract(ctx, { baggage: header }, defaultTextMapGetter)

@@ -75,7 +75,7 @@ export class Telemetry {
    * Opens a span for one transition, parented on `parent`, and the trace its event will carry.
    * `attributes` may be a function: it is only called when the span is recorded.
    */
-  startTransition(tracerName: string, spanName: string, parent: Context, attributes: Attributes | (() => Attributes)): TransitionSpan {
+  startTransition(tracerName: string, spanName: string, parent: Context, attributes: Attributes | (() => Attributes), baggage?: string): TransitionSpan {
     const start = spanStartNow()
     const parentCtx = trace.getSpanContext(parent)
     // Nothing is recorded with the id-only provider: the attributes are not even built.
@@ -83,9 +83,12 @@ export class Telemetry {
       this.provider === ID_ONLY_PROVIDER
         ? idOnlySpan(parent)
         : this.tracer(tracerName).startSpan(spanName, { attributes: typeof attributes === "function" ? attributes() : attributes, startTime: start.hr }, parent)
-    return { span, context: trace.setSpan(parent, span), trace: eventTraceOf(span.spanContext(), parentCtx, start) }
+    return { span, context: trace.setSpan(parent, span), trace: eventTraceOf(span.spanContext(), parentCtx, start, baggage) }
   }
 }
+
+/** Now as OpenTelemetry HrTime at full precision: the end of a span whose start was given. */
+export const hrNow = (): [number, number] => spanStartNow().hr
 
 export interface TransitionSpan {
   readonly span: Span

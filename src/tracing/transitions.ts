@@ -62,6 +62,15 @@ const eventAttributes = (e: TaskEvent): Attributes => {
   }
 }
 
+/**
+ * The low-cardinality destination of an event subject `<root>.evt.<tenant>.<taskId>`: the
+ * tenant's subject filter `<root>.evt.<tenant>.*` (the task id goes to `codeq.task_id`).
+ */
+export const eventDestination = (subject: string): string => `${subject.slice(0, subject.lastIndexOf(".") + 1)}*`
+
+/** `messaging.destination.template` of every event subject. */
+export const EVENT_DESTINATION_TEMPLATE = "{root}.evt.{tenant}.{task_id}"
+
 /** The span that writes `event` to `subject`, for a task whose state before it is `state`. */
 export const spanSpecFor = (event: TaskEvent, state: TaskState | null, subject: string): SpanSpec => {
   const [tracer, name] = byEvent[event.type]
@@ -76,7 +85,8 @@ export const spanSpecFor = (event: TaskEvent, state: TaskState | null, subject: 
     Object.assign(out, eventAttributes(event))
     out[ATTR.event] = event.type
     out[ATTR.messagingSystem] = "nats"
-    out[ATTR.messagingDestination] = subject
+    out[ATTR.messagingDestination] = eventDestination(subject)
+    out[ATTR.messagingDestinationTemplate] = EVENT_DESTINATION_TEMPLATE
     out[ATTR.messagingOperationType] = "publish"
     return out
   }
