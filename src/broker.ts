@@ -6,7 +6,7 @@
  */
 import { hostname } from "node:os"
 import { randomUUID } from "node:crypto"
-import { Effect, Exit, Scope } from "effect"
+import { Cause, Data, Effect, Exit, Scope } from "effect"
 import { connect, type NatsConnection } from "nats"
 import type { TracerProvider } from "@opentelemetry/api"
 import { dispatcher } from "../projections/dispatcher.js"
@@ -25,6 +25,17 @@ import type { BrokerConfig } from "./config.js"
 import { JetStreamEventLog } from "./eventlog/jetstream.js"
 import { PipelinedPublisher } from "./eventlog/pipeline.js"
 import { ConnectionWatch, closeConnection } from "./eventlog/connection.js"
+import { log, type Logger } from "./log.js"
+
+/** The broker could not start: which step, and why (the message is one line for people). */
+export class BrokerStartError extends Data.TaggedError("BrokerStartError")<{ readonly step: string; readonly cause: unknown }> {
+  override get message() {
+    const cause = this.cause instanceof Error ? this.cause.message : String(this.cause)
+    return `cannot ${this.step}: ${cause.split("\n")[0]}`
+  }
+}
+
+const attempt = <A>(step: string, run: () => Promise<A>) => Effect.tryPromise({ try: run, catch: (cause) => new BrokerStartError({ step, cause }) })
 
 export interface BrokerOptions extends RuntimeHooks {
   /** Use this connection instead of opening one (left open on stop). */
@@ -35,6 +46,8 @@ export interface BrokerOptions extends RuntimeHooks {
   readonly traceExportFailures?: () => number
   /** Time to live of the projections lease (a dead leader is replaced after it). Default 15 s. */
   readonly leaseTtlMs?: number
+  /** The broker's log: NATS disconnects (warn) and reconnects (info), once each. Default the process logger. */
+  readonly logger?: Logger
 }
 
 export interface RunningBroker {
@@ -45,13 +58,13 @@ export interface RunningBroker {
   stop(): Promise<void>
 }
 
-const openConnection = (config: BrokerConfig, given: NatsConnection | undefined) =>
+const openConnection = (config: BrokerConfig, given: NatsConnection | undefined, logger: Logger = log.child({ component: "broker" })) =>
   given !== undefined
-    ? Effect.succeed({ nc: given, watch: new ConnectionWatch(given) })
+    ? Effect.succeed({ nc: given, watch: new ConnectionWatch(given, { log: logger }) })
     : Effect.acquireRelease(
-        Effect.tryPromise(async () => {
+        attempt(`connect to NATS at ${config.natsUrl}`, async () => {
           const nc = await connect({ servers: config.natsUrl.split(","), noAsyncTraces: true, maxReconnectAttempts: -1, name: "codeq-broker" })
-          return { nc, watch: new ConnectionWatch(nc) }
+          return { nc, watch: new ConnectionWatch(nc, { log: logger }) }
         }),
         ({ nc, watch }) => Effect.promise(() => closeConnection(nc, watch.connected))
       )
@@ -59,10 +72,10 @@ const openConnection = (config: BrokerConfig, given: NatsConnection | undefined)
 /** The broker as a scoped Effect: what it runs is stopped when the scope closes. */
 export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {}) =>
   Effect.gen(function* () {
-    const { nc, watch } = yield* openConnection(config, options.connection)
+    const { nc, watch } = yield* openConnection(config, options.connection, options.logger)
     const connected = () => watch.connected
-    const jsm = yield* Effect.tryPromise(() => nc.jetstreamManager())
-    yield* Effect.tryPromise(() => provisionStreams(jsm, streamDefinitions(config.naming, config.streams)))
+    const jsm = yield* attempt("reach JetStream (is the server started with -js?)", () => nc.jetstreamManager())
+    yield* attempt("provision the streams", () => provisionStreams(jsm, streamDefinitions(config.naming, config.streams)))
     // Claims, webhook jobs and read-model writes: pipelined on one inbox of their own.
     const publisher = yield* Effect.acquireRelease(
       Effect.sync(() => new PipelinedPublisher(nc)),
@@ -72,7 +85,7 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
       Effect.sync(() => JetStreamEventLog.connect(nc, config.naming)),
       (eventLog) => Effect.sync(() => eventLog.close())
     )
-    const kv = (bucket: string) => Effect.tryPromise(() => nc.jetstream().views.kv(bucket, { replicas: config.streams.replicas }))
+    const kv = (bucket: string) => attempt(`open the key-value bucket ${bucket}`, () => nc.jetstream().views.kv(bucket, { replicas: config.streams.replicas }))
     const dlq = yield* kv(deadLetterBucket(config.naming))
     const leases = yield* kv(projectionsBucket(config.naming))
     yield* kv(taskStateBucket(config.naming))
@@ -103,7 +116,7 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
     )
     started.projections = running
     yield* Effect.acquireRelease(
-      Effect.tryPromise(() => runWebhookDeliveries(nc, repo, config.webhooks, { connected })),
+      attempt("start the webhook deliveries", () => runWebhookDeliveries(nc, repo, config.webhooks, { connected })),
       (deliveries) => Effect.promise(() => deliveries.stop())
     )
     return { nc, metrics, projections: running }
@@ -112,10 +125,13 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
 /** Starts a broker and returns a handle to stop it (for the CLI and tests). */
 export const startBroker = async (config: BrokerConfig, options: BrokerOptions = {}): Promise<RunningBroker> => {
   const scope = Effect.runSync(Scope.make())
-  const started = await Effect.runPromise(brokerProgram(config, options).pipe(Scope.extend(scope))).catch(async (error: unknown) => {
+  const exit = await Effect.runPromiseExit(brokerProgram(config, options).pipe(Scope.extend(scope)))
+  if (Exit.isFailure(exit)) {
     await Effect.runPromise(Scope.close(scope, Exit.void))
-    throw error
-  })
+    // The typed failure itself (BrokerStartError), not Effect's wrapper around it.
+    throw Cause.squash(exit.cause)
+  }
+  const started = exit.value
   return {
     ...started,
     stop: () => Effect.runPromise(Scope.close(scope, Exit.void))

@@ -4,7 +4,7 @@
  * on when `CODEQ_HTTP_JWKS_URL` is set and then needs an issuer and an audience. Secrets are
  * wrapped in `Redacted` while in the config, so printing it never shows a token.
  */
-import { Config, ConfigError, Either, Option, Redacted, Schema } from "effect"
+import { Config, ConfigError, Either, Option, ParseResult, Redacted, Schema } from "effect"
 import type { AuthConfig, RateLimitConfig, StaticTokenConfig } from "./auth.js"
 import type { HttpServerOptions } from "./server.js"
 
@@ -34,7 +34,11 @@ const staticTokens = Config.redacted("CODEQ_HTTP_STATIC_TOKENS").pipe(
   Config.withDefault(Redacted.make("[]")),
   Config.mapOrFail((raw) =>
     Either.mapBoth(Schema.decodeUnknownEither(StaticTokens, { onExcessProperty: "error" })(Redacted.value(raw)), {
-      onLeft: (error) => ConfigError.InvalidData([], `CODEQ_HTTP_STATIC_TOKENS must be a JSON array of {token (16+ chars), tenant, subject?, role?, scopes?, eventTypes?}: ${error.message}`),
+      onLeft: (error) => {
+        const [first] = ParseResult.ArrayFormatter.formatErrorSync(error)
+        const where = first === undefined || first.path.length === 0 ? "" : ` (at ${first.path.join(".")}: ${first.message.split("\n")[0]})`
+        return ConfigError.InvalidData(["CODEQ_HTTP_STATIC_TOKENS"], `must be a JSON array of {token (16+ chars), tenant, subject?, role?, scopes?, eventTypes?}${where}`)
+      },
       onRight: (tokens) => Redacted.make<ReadonlyArray<StaticTokenConfig>>(tokens)
     })
   ),
@@ -58,8 +62,10 @@ const jwt = Config.all({
 )
 
 const rateLimit = Config.all({
-  requestsPerSecond: Config.number("CODEQ_HTTP_RATE_LIMIT_RPS").pipe(Config.withDefault(0), Config.withDescription("requests per second per token; 0 turns the limit off")),
-  burst: Config.option(Config.integer("CODEQ_HTTP_RATE_LIMIT_BURST").pipe(Config.withDescription("burst per token; default one second's worth")))
+  requestsPerSecond: Config.number("CODEQ_HTTP_RATE_LIMIT_RPS").pipe(
+    Config.validate({ message: "must be a number from 0 to 1000000", validation: (n) => Number.isFinite(n) && n >= 0 && n <= 1_000_000 }),
+    Config.withDefault(0), Config.withDescription("requests per second per token; 0 turns the limit off")),
+  burst: Config.option(Config.integer("CODEQ_HTTP_RATE_LIMIT_BURST").pipe(Config.validate({ message: "must be an integer from 1 to 1000000", validation: (n) => n >= 1 && n <= 1_000_000 }), Config.withDescription("burst per token; default one second's worth")))
 }).pipe(
   Config.map(({ requestsPerSecond, burst }) =>
     requestsPerSecond > 0 ? Option.some<RateLimitConfig>({ requestsPerSecond, ...Option.match(burst, { onNone: () => ({}), onSome: (b) => ({ burst: b }) }) }) : Option.none()
@@ -69,7 +75,7 @@ const rateLimit = Config.all({
 export const HttpConfig: Config.Config<HttpConfig> = Config.all({
   port: Config.port("CODEQ_HTTP_PORT").pipe(Config.withDefault(8080), Config.withDescription("HTTP API port")),
   host: Config.string("CODEQ_HTTP_HOST").pipe(Config.withDefault("0.0.0.0"), Config.withDescription("HTTP API bind address")),
-  bodyLimitBytes: Config.integer("CODEQ_HTTP_BODY_LIMIT_BYTES").pipe(Config.withDefault(1024 * 1024), Config.withDescription("largest request body accepted (413 beyond)")),
+  bodyLimitBytes: Config.integer("CODEQ_HTTP_BODY_LIMIT_BYTES").pipe(Config.validate({ message: "must be an integer from 1024 to 67108864", validation: (n) => n >= 1024 && n <= 64 * 1024 * 1024 }), Config.withDefault(1024 * 1024), Config.withDescription("largest request body accepted (413 beyond)")),
   staticTokens,
   jwt,
   rateLimit

@@ -18,8 +18,10 @@ import { LaneWatch } from "../claims/laneWatch.js"
 export interface CodeqClientOptions {
   /** NATS server URL(s). Default `NATS_URL` or nats://127.0.0.1:4222. */
   readonly servers?: string | ReadonlyArray<string>
-  /** Use this connection instead of opening one; `close()` leaves it open. */
+  /** Use this connection instead of opening one; `close()` leaves it open unless `closeConnection`. */
   readonly connection?: NatsConnection
+  /** With `connection`: close it too on `close()`. */
+  readonly closeConnection?: boolean
   readonly naming?: Naming
   /** Spans come from here; default the global provider (ids are generated even without one). */
   readonly tracerProvider?: TracerProvider
@@ -65,7 +67,7 @@ export class CodeqClient {
       (await connect({ servers: typeof servers === "string" ? servers : [...servers], noAsyncTraces: true, maxReconnectAttempts: -1 }))
     const log = JetStreamEventLog.connect(nc, options.naming ?? DEFAULT_NAMING, options.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: options.ackTimeoutMs })
     const repo = new TaskRepository(log, new Telemetry(options.tracerProvider), options.appendRetryMs === undefined ? {} : { appendRetryMs: options.appendRetryMs })
-    return new CodeqClient(nc, log, repo, { ...DEFAULT_LIMITS, ...options.limits }, { ...DEFAULT_BACKOFF, ...options.backoff }, options.connection === undefined, options.claimSources ?? {})
+    return new CodeqClient(nc, log, repo, { ...DEFAULT_LIMITS, ...options.limits }, { ...DEFAULT_BACKOFF, ...options.backoff }, options.connection === undefined || options.closeConnection === true, options.claimSources ?? {})
   }
 
   get naming(): Naming {

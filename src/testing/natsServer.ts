@@ -50,7 +50,8 @@ export const freePort = (): Promise<number> =>
     })
   })
 
-const findBinary = (): string | undefined => {
+/** The `nats-server` binary on PATH or in the usual sbin/bin directories; undefined when none. */
+export const findNatsServerBinary = (): string | undefined => {
   const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/sbin", "/usr/local/sbin", "/usr/bin"]
   for (const dir of dirs) {
     if (dir === "") continue
@@ -60,7 +61,8 @@ const findBinary = (): string | undefined => {
   return undefined
 }
 
-const waitForReady = (child: ChildProcess, timeoutMs: number): Promise<void> =>
+/** Resolves once a spawned nats-server says it is ready; rejects with its output when it exits first. */
+export const waitForNatsReady = (child: ChildProcess, timeoutMs: number): Promise<void> =>
   new Promise((resolve, reject) => {
     let output = ""
     const timer = setTimeout(() => {
@@ -102,7 +104,7 @@ const startProcess = async (binary: string, options: NatsServerOptions): Promise
   const launch = async () => {
     const proc = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"] })
     child = proc
-    await waitForReady(proc, 15_000)
+    await waitForNatsReady(proc, 15_000)
     // Keep draining output so the pipe never fills and blocks the server.
     proc.stdout?.resume()
     proc.stderr?.resume()
@@ -147,7 +149,7 @@ export const startNatsServer = async (options: NatsServerOptions = {}): Promise<
     const unsupported = () => Promise.reject(new Error("cannot kill or restart the server named by NATS_URL"))
     return { url: external, port, storeDir: undefined, kill: unsupported, restart: unsupported, stop: async () => {} }
   }
-  const binary = findBinary()
+  const binary = findNatsServerBinary()
   if (binary !== undefined) return startProcess(binary, options)
   return startContainer()
 }
