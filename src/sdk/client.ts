@@ -35,6 +35,11 @@ export interface CodeqClientOptions {
    * out — is sent again before the error is reported. Default 5 s; 0 never retries.
    */
   readonly appendRetryMs?: number
+  /**
+   * How long an append that got no ack is looked for in the log before its timeout is reported
+   * (it may have been stored). Default 30 s.
+   */
+  readonly resolveUnknownMs?: number
   /** Bounds on the claim sources kept for `tasks.claim` (HTTP claims). */
   readonly claimSources?: ClaimSourcePoolOptions
 }
@@ -66,7 +71,10 @@ export class CodeqClient {
       options.connection ??
       (await connect({ servers: typeof servers === "string" ? servers : [...servers], noAsyncTraces: true, maxReconnectAttempts: -1 }))
     const log = JetStreamEventLog.connect(nc, options.naming ?? DEFAULT_NAMING, options.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: options.ackTimeoutMs })
-    const repo = new TaskRepository(log, new Telemetry(options.tracerProvider), options.appendRetryMs === undefined ? {} : { appendRetryMs: options.appendRetryMs })
+    const repo = new TaskRepository(log, new Telemetry(options.tracerProvider), {
+      ...(options.appendRetryMs !== undefined ? { appendRetryMs: options.appendRetryMs } : {}),
+      ...(options.resolveUnknownMs !== undefined ? { resolveUnknownMs: options.resolveUnknownMs } : {})
+    })
     return new CodeqClient(nc, log, repo, { ...DEFAULT_LIMITS, ...options.limits }, { ...DEFAULT_BACKOFF, ...options.backoff }, options.connection === undefined || options.closeConnection === true, options.claimSources ?? {})
   }
 

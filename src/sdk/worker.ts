@@ -9,6 +9,8 @@
 import { hostname } from "node:os"
 import { randomUUID } from "node:crypto"
 import { SpanStatusCode, trace, type Context } from "@opentelemetry/api"
+import { Duration, Effect, Schedule } from "effect"
+import { LogError } from "../eventlog/errors.js"
 import type { NatsConnection } from "nats"
 import type { BackoffSettings } from "../domain/backoff.js"
 import { checkCommand, checkIntRange, checkTenant, checkWorkerId, firstIssue } from "../domain/validation.js"
@@ -26,6 +28,9 @@ import { ATTR, SPANS, TRACERS } from "../tracing/conventions.js"
 import { log } from "../log.js"
 
 const OUTCOME = Symbol("codeq.outcome")
+
+/** Sending a result again after the log failed: jittered, from 200 ms up to 5 s apart. */
+export const SETTLE_RETRY = Schedule.union(Schedule.exponential(Duration.millis(200), 2), Schedule.spaced(Duration.seconds(5))).pipe(Schedule.jittered)
 
 /** An explicit handler outcome. Build with `complete`, `fail`, `nack` or `abandon`. */
 export interface HandlerOutcome {
@@ -200,12 +205,21 @@ export class Worker {
         await heartbeats.stop()
         span.end()
       }
-      await settleLease(
-        this.repo,
-        this.settle,
-        { tenant: lease.tenant, taskId: lease.taskId, lease: { workerId: this.workerId, attempt: lease.attempt }, known },
-        result,
-        this.backoff
+      // A result the log could not take is sent again until the lease would end: leaving it
+      // would hold the task for the whole lease and then run it a second time.
+      const leaseEnd = Date.now() + lease.leaseSeconds * 1000
+      await Effect.runPromise(
+        Effect.tryPromise({
+          try: () =>
+            settleLease(
+              this.repo,
+              this.settle,
+              { tenant: lease.tenant, taskId: lease.taskId, lease: { workerId: this.workerId, attempt: lease.attempt }, known },
+              result,
+              this.backoff
+            ),
+          catch: (cause) => cause
+        }).pipe(Effect.retry({ schedule: SETTLE_RETRY, while: (error) => error instanceof LogError && error.reason !== "closed" && Date.now() < leaseEnd && !this.nc.isClosed() }))
       )
     } catch (error) {
       // LeaseLost: someone else holds the task now; the log refused us and that is the end of it.

@@ -72,12 +72,20 @@ export const claimDelivery = async (
   const created = delivery.delivered === 1 ? createdOfClaim(repo.log.naming, claim) : undefined
   const snapshot = created !== undefined ? { state: evolve(null, created), version: created.seq } : await repo.load(claim.tenant, claim.taskId)
   const leaseSeconds = options.leaseSeconds ?? snapshot.state?.leaseSeconds ?? options.defaultLeaseSeconds
-  const outcome = await repo.apply(
-    claim.tenant,
-    claim.taskId,
-    (now) => ({ type: "ClaimTask", taskId: claim.taskId, tenant: claim.tenant, now, workerId: options.workerId, leaseSeconds, leaseHandle: delivery.ackSubject }),
-    { known: snapshot }
-  )
+  let outcome: ApplyOutcome
+  try {
+    outcome = await repo.apply(
+      claim.tenant,
+      claim.taskId,
+      (now) => ({ type: "ClaimTask", taskId: claim.taskId, tenant: claim.tenant, now, workerId: options.workerId, leaseSeconds, leaseHandle: delivery.ackSubject }),
+      { known: snapshot }
+    )
+  } catch (error) {
+    // The log could not take (or confirm) the claim: hand the message back soon rather than
+    // after the consumer's ack wait. If the claim did land, the next claimer finds it leased.
+    settle(delivery.ackSubject, { nakDelayMs: 1_000 })
+    throw error
+  }
   if (!outcome.ok) {
     const { reason, retryAt } = outcome.rejection
     if (reason === "not_due" || reason === "leased") {

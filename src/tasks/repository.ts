@@ -74,12 +74,20 @@ export interface RepositoryOptions {
   readonly maxConflictRetries?: number
   /** How long a retryable append (see `retryable`) is sent again before its error is reported. Default 5 s. */
   readonly appendRetryMs?: number
+  /**
+   * How long the outcome of an append that got no ack (or lost a race after one) is looked for
+   * in the log before the timeout is reported. Default 30 s: a server restart or a leader
+   * election fits in it, and an unresolved append would leave a lease held until it runs out.
+   */
+  readonly resolveUnknownMs?: number
 }
 
 export class TaskRepository {
   private readonly maxConflictRetries: number
   private readonly appendRetryMs: number
+  private readonly resolveUnknownMs: number
   private retriedAppends = 0
+  private unknownOutcomes = 0
 
   constructor(
     readonly log: EventLog,
@@ -88,11 +96,17 @@ export class TaskRepository {
   ) {
     this.maxConflictRetries = options.maxConflictRetries ?? 20
     this.appendRetryMs = options.appendRetryMs ?? 5_000
+    this.resolveUnknownMs = options.resolveUnknownMs ?? 30_000
   }
 
   /** Appends sent again after an unanswered publish or a create's timeout, since start. */
   get appendRetries(): number {
     return this.retriedAppends
+  }
+
+  /** Appends whose outcome had to be looked for in the log (no ack, or a lost resend), since start. */
+  get unresolvedAppends(): number {
+    return this.unknownOutcomes
   }
 
   async load(tenant: string, taskId: string): Promise<Snapshot> {
@@ -128,15 +142,52 @@ export class TaskRepository {
     }
   }
 
-  /** One append, sent again while its failure is retryable and the budget lasts. */
+  /**
+   * One append, sent again while its failure is retryable and the budget lasts. An append whose
+   * outcome is unknown (no ack) or that lost its race is looked for in the log: the event it
+   * would have stored carries this span's traceparent, unique to this attempt, so finding it
+   * there means it was stored — the append succeeded, whatever the ack said.
+   */
   private async append(request: AppendRequest): Promise<PublishResult> {
     const first = await this.log.append(request)
-    if (first.ok || !retryable(first.error, request) || this.appendRetryMs <= 0) return first
-    const again = Effect.promise(() => {
+    // A first send that lost its race lost it to someone else: the caller re-reads and decides.
+    if (first.ok || first.error._tag === "ConcurrencyConflict") return first
+    let result: PublishResult = first
+    if (retryable(first.error, request) && this.appendRetryMs > 0) {
+      const again = Effect.promise(() => {
+        this.retriedAppends++
+        return this.log.append(request)
+      }).pipe(Effect.flatMap((r) => (!r.ok && retryable(r.error, request) ? Effect.fail(r) : Effect.succeed(r))))
+      result = await Effect.runPromise(again.pipe(Effect.retry(appendRetry(this.appendRetryMs)), Effect.merge))
+    }
+    if (result.ok) return result
+    // No ack (it may be stored), or a resend that lost to ... possibly the first send itself.
+    const unknown = result.error._tag === "LogError" && result.error.reason === "timeout"
+    if (!unknown && result.error._tag !== "ConcurrencyConflict") return result
+    return this.resolve(request, result)
+  }
+
+  /** Was `request`'s event stored? Reads the log (retrying while it cannot be read); resends once when it surely was not. */
+  private async resolve(request: AppendRequest, failed: PublishResult & { ok: false }): Promise<PublishResult> {
+    this.unknownOutcomes++
+    const read = Effect.tryPromise(() => this.log.readTask(request.tenant, request.taskId, request.expectedSeq + 1)).pipe(
+      Effect.retry(appendRetry(this.resolveUnknownMs)),
+      Effect.option
+    )
+    const after = await Effect.runPromise(read)
+    if (after._tag === "None") return failed
+    const next = after.value.events[0]
+    if (next?.trace?.traceparent === request.trace.traceparent) return { ok: true, seq: next.seq, duplicate: true }
+    // Nothing after the expected sequence: it was not stored, and sending it again is safe.
+    if (failed.error._tag === "LogError" && after.value.version <= request.expectedSeq) {
       this.retriedAppends++
-      return this.log.append(request)
-    }).pipe(Effect.flatMap((result) => (!result.ok && retryable(result.error, request) ? Effect.fail(result) : Effect.succeed(result))))
-    return Effect.runPromise(again.pipe(Effect.retry(appendRetry(this.appendRetryMs)), Effect.merge))
+      const again = await this.log.append(request)
+      return again.ok || again.error._tag === "ConcurrencyConflict" ? again : failed
+    }
+    // Another writer's event follows: a lost race, which the caller re-reads and decides again.
+    if (failed.error._tag === "LogError")
+      return { ok: false, error: new ConcurrencyConflict({ subject: eventSubject(this.log.naming, request.tenant, request.taskId), expectedSeq: request.expectedSeq, actualSeq: after.value.version }) }
+    return failed
   }
 
   private async appendAll(

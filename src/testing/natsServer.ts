@@ -24,6 +24,10 @@ export interface NatsServerHandle {
   kill(): Promise<void>
   /** Start the server again on the same port and store after `kill`. */
   restart(): Promise<void>
+  /** SIGSTOP: the server stops answering (requests in flight get no reply), connections stay up. */
+  pause(): void
+  /** SIGCONT after `pause`: what arrived meanwhile is processed. */
+  resume(): void
   /** Stop the server and delete its store. Safe to call twice. */
   stop(): Promise<void>
 }
@@ -123,6 +127,8 @@ const startProcess = async (binary: string, options: NatsServerOptions): Promise
     storeDir,
     kill,
     restart: launch,
+    pause: () => void child?.kill("SIGSTOP"),
+    resume: () => void child?.kill("SIGCONT"),
     stop: async () => {
       if (stopped) return
       stopped = true
@@ -138,7 +144,10 @@ const startContainer = async (): Promise<NatsServerHandle> => {
   const port = container.getMappedPort(4222)
   const url = `nats://${container.getHost()}:${port}`
   const unsupported = () => Promise.reject(new Error("kill/restart is not supported for a testcontainers server"))
-  return { url, port, storeDir: undefined, kill: unsupported, restart: unsupported, stop: async () => void (await container.stop()) }
+  const cannot = () => {
+    throw new Error("pause/resume is not supported for a testcontainers server")
+  }
+  return { url, port, storeDir: undefined, kill: unsupported, restart: unsupported, pause: cannot, resume: cannot, stop: async () => void (await container.stop()) }
 }
 
 /** Starts (or points at) a JetStream-enabled NATS server for one test file. */
@@ -147,7 +156,10 @@ export const startNatsServer = async (options: NatsServerOptions = {}): Promise<
   if (external !== undefined && external !== "" && options.ownServer !== true) {
     const port = Number(new URL(external.replace(/^nats:/, "http:")).port || 4222)
     const unsupported = () => Promise.reject(new Error("cannot kill or restart the server named by NATS_URL"))
-    return { url: external, port, storeDir: undefined, kill: unsupported, restart: unsupported, stop: async () => {} }
+    const cannot = () => {
+      throw new Error("cannot pause or resume the server named by NATS_URL")
+    }
+    return { url: external, port, storeDir: undefined, kill: unsupported, restart: unsupported, pause: cannot, resume: cannot, stop: async () => {} }
   }
   const binary = findNatsServerBinary()
   if (binary !== undefined) return startProcess(binary, options)
