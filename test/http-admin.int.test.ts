@@ -12,7 +12,7 @@ const nats = useNatsServer()
 
 describe("HTTP API: admin, health, OpenAPI and trace propagation", () => {
   const spans = recordSpans()
-  const { call, client } = useHttpApi(nats, { client: { tracerProvider: spans.provider } })
+  const { call, client, dispatched } = useHttpApi(nats, { client: { tracerProvider: spans.provider } })
   let n = 0
   const command = () => `adm-${++n}`
   const producer = STATIC_TOKENS.acmeProducer.token
@@ -37,28 +37,65 @@ describe("HTTP API: admin, health, OpenAPI and trace propagation", () => {
   const deadLetter = async (cmd: string) => {
     // Highest priority, so it is claimed before any other task of the command — once dispatched:
     // the create answers when the event is in the log, the claim message follows.
+    const before = await dispatched(cmd)
     const task = await create({ command: cmd, maxAttempts: 1, priority: 9 })
-    await waitFor(async () => ((await call("GET", `/v1/codeq/admin/queues/${cmd}`, { token: admin })).json.lanes as Record<string, number> | undefined)?.["9"] === 1, { what: "the dispatch of the priority-9 task" })
+    await waitFor(async () => (await dispatched(cmd)) > before, { what: "the dispatch of the priority-9 task" })
     expect((await claim(cmd)).json.id).toBe(task.id)
     expect((await call("POST", `/v1/codeq/tasks/${task.id}/nack`, { token: worker, body: { reason: "no" } })).json.status).toBe("dlq")
     return task
   }
 
-  it("counts ready, in-progress and dead-lettered tasks per command, for the admin's tenant only", async () => {
+  it("counts ready, delayed, in-progress and dead-lettered tasks per command and lane, for the admin's tenant only", async () => {
     const cmd = command()
     for (const priority of [0, 5, 5]) await create({ command: cmd, priority })
+    await create({ command: cmd, priority: 5, delaySeconds: 3600 })
+    await create({ command: cmd, runAt: new Date(Date.now() + 86_400_000).toISOString() })
     const stats = () => call("GET", `/v1/codeq/admin/queues/${cmd}`, { token: admin })
-    await waitFor(async () => (await stats()).json.ready === 3, { what: "three dispatched tasks" })
-    expect((await stats()).json).toMatchObject({ command: cmd, ready: 3, inProgress: 0, dlq: 0, lanes: { "0": 1, "5": 2 } })
-    await claim(cmd)
-    expect((await stats()).json).toMatchObject({ ready: 2, inProgress: 1 })
+    await waitFor(async () => (await stats()).json.ready === 3, { what: "three ready tasks in the read model" })
+    expect((await stats()).json).toEqual({
+      command: cmd,
+      ready: 3,
+      delayed: 2,
+      inProgress: 0,
+      lanes: { "0": { ready: 1, delayed: 1, inProgress: 0 }, "5": { ready: 2, delayed: 1, inProgress: 0 } },
+      deadLettered: 0
+    })
+    await waitFor(async () => (await dispatched(cmd)) === 5, { what: "five dispatched tasks" })
+    expect((await claim(cmd)).json.priority).toBe(5)
+    await waitFor(async () => (await stats()).json.inProgress === 1, { what: "the claim in the stats" })
+    expect((await stats()).json).toMatchObject({ ready: 2, delayed: 2, lanes: { "5": { ready: 1, delayed: 1, inProgress: 1 } } })
     await deadLetter(cmd)
-    await waitFor(async () => (await stats()).json.dlq === 1, { what: "the dead letter in the stats" })
+    await waitFor(async () => (await stats()).json.deadLettered === 1, { what: "the dead letter in the stats" })
     const all = await call("GET", "/v1/codeq/admin/queues", { token: admin })
-    expect(all.json).toMatchObject({ [`codeq:q:${cmd}:acme:pending:0`]: 1, [`codeq:q:${cmd}:acme:pending:5`]: 1, [`codeq:q:${cmd}:acme:dlq`]: 1 })
+    const mine = (all.json.commands as Array<Record<string, unknown>>).find((q) => q.command === cmd)
+    expect(mine).toEqual((await stats()).json)
+    expect(all.json.totals).toMatchObject({ ready: expect.any(Number), delayed: expect.any(Number), inProgress: expect.any(Number), deadLettered: expect.any(Number) })
+    expect(Object.keys(all.json).sort()).toEqual(["commands", "totals"])
     const other = await call("GET", `/v1/codeq/admin/queues/${cmd}`, { token: STATIC_TOKENS.globexAdmin.token })
-    expect(other.json).toMatchObject({ ready: 0, inProgress: 0, dlq: 0 })
+    expect(other.json).toEqual({ command: cmd, ready: 0, delayed: 0, inProgress: 0, lanes: {}, deadLettered: 0 })
+    expect((await call("GET", "/v1/codeq/admin/queues", { token: STATIC_TOKENS.globexAdmin.token })).json.commands).toEqual([])
     expect((await call("GET", `/v1/codeq/admin/queues/${cmd}`, { token: worker })).status).toBe(403)
+  })
+
+  it("counts every task of a tenant that has thousands, streamed from the read model", async () => {
+    const cmd = command()
+    const total = 3_000
+    const runAt = new Date(Date.now() + 3_600_000).toISOString()
+    const results = await client()
+      .producer("acme")
+      .createMany(Array.from({ length: total }, (_, i) => ({ command: cmd, priority: i % 10, payload: { i }, ...(i % 3 === 0 ? { runAt } : {}) })))
+    expect(results.every((r) => r.ok)).toBe(true)
+    const stats = () => call("GET", `/v1/codeq/admin/queues/${cmd}`, { token: admin })
+    await waitFor(async () => (await stats()).json.ready === total - total / 3, { timeoutMs: 60_000, what: "every task in the read model" })
+    const started = performance.now()
+    const timed = await stats()
+    console.log(`queue stats over ${total}+ task states of the tenant: ${Math.round(performance.now() - started)} ms`)
+    const answer = timed.json as { ready: number; delayed: number; inProgress: number; lanes: Record<string, { ready: number; delayed: number }> }
+    expect(answer).toMatchObject({ ready: 2_000, delayed: 1_000, inProgress: 0 })
+    expect(Object.keys(answer.lanes)).toHaveLength(10)
+    expect(Object.values(answer.lanes).reduce((n, lane) => n + lane.ready + lane.delayed, 0)).toBe(total)
+    const all = await call("GET", "/v1/codeq/admin/queues", { token: admin })
+    expect((all.json.commands as Array<Record<string, unknown>>).find((q) => q.command === cmd)).toMatchObject({ ready: 2_000, delayed: 1_000 })
   })
 
   it("lists, requeues and purges dead letters", async () => {

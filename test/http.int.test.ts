@@ -6,7 +6,7 @@ import { useHttpApi } from "./support/httpApi.js"
 const nats = useNatsServer()
 
 describe("HTTP API: the task cycle, endpoint by endpoint", () => {
-  const { call } = useHttpApi(nats)
+  const { call, dispatched } = useHttpApi(nats)
   let n = 0
   /** A command of its own for each test, so tests never take each other's tasks. */
   const command = () => `http-${++n}`
@@ -81,8 +81,7 @@ describe("HTTP API: the task cycle, endpoint by endpoint", () => {
     const cmd = command()
     for (let i = 0; i < 3; i++) await create({ command: cmd, payload: i })
     // A batch waits only for its first task: let all three be dispatched first.
-    const stats = () => call("GET", `/v1/codeq/admin/queues/${cmd}`, { token: STATIC_TOKENS.acmeAdmin.token })
-    await waitFor(async () => (await stats()).json.ready === 3, { what: "three dispatched tasks" })
+    await waitFor(async () => (await dispatched(cmd)) === 3, { what: "three dispatched tasks" })
     const batch = (count: number) => call("POST", "/v1/codeq/tasks/claim/batch", { token: worker, body: { commands: [cmd], count, waitSeconds: 10 } })
     const first = await batch(2)
     expect(first.status).toBe(200)

@@ -2,14 +2,33 @@
  * The state of a NATS connection as its status events tell it, and closing it without hanging:
  * a drain needs the server, so with the server gone a connection is closed at once.
  */
-import type { NatsConnection } from "nats"
+import type { NatsConnection, Status } from "nats"
+import type { Logger } from "../log.js"
+
+export interface ConnectionWatchOptions {
+  /**
+   * Where the changes of state go: one warn line when the connection drops, one info line when it
+   * is back (the client's repeated reconnect attempts in between are not logged). Give it to one
+   * watch per connection — the broker's — so each change is logged once.
+   */
+  readonly log?: Logger
+}
+
+/** The server of a status event, without any credentials a URL might carry. */
+const serverOf = (status: Status): string | undefined =>
+  typeof status.data === "string" && status.data !== "" ? status.data.replace(/^.*@/, "") : undefined
 
 /** Follows the connection's status events: down from a disconnect until the reconnect. */
 export class ConnectionWatch {
   private up = true
   private stopped = false
+  private readonly log: Logger | undefined
 
-  constructor(private readonly nc: NatsConnection) {
+  constructor(
+    private readonly nc: NatsConnection,
+    options: ConnectionWatchOptions = {}
+  ) {
+    this.log = options.log
     void this.follow()
   }
 
@@ -25,11 +44,25 @@ export class ConnectionWatch {
     try {
       for await (const status of this.nc.status()) {
         if (this.stopped) return
-        if (status.type === "disconnect") this.up = false
-        else if (status.type === "reconnect") this.up = true
+        if (status.type === "disconnect") {
+          if (this.up) this.report("warn", status, "NATS disconnected; reconnecting")
+          this.up = false
+        } else if (status.type === "reconnect") {
+          if (!this.up) this.report("info", status, "NATS reconnected")
+          this.up = true
+        }
       }
     } catch {
       // The iterator ends when the connection closes; `connected` then reads isClosed().
+    }
+  }
+
+  private report(level: "warn" | "info", status: Status, msg: string): void {
+    try {
+      const server = serverOf(status)
+      this.log?.[level](server === undefined ? {} : { server }, msg)
+    } catch {
+      // A logger never breaks the watch.
     }
   }
 }

@@ -53,6 +53,8 @@ export type Access =
   /** Any authenticated caller of a tenant (create, reads). */
   | { readonly kind: "tenant" }
   | { readonly kind: "scope"; readonly scope: WorkerScope }
+  /** A producer of the tenant — any token whose role is not `worker` — or an admin (cancel). */
+  | { readonly kind: "producer" }
   | { readonly kind: "admin" }
 
 const sha256 = (text: string): Buffer => createHash("sha256").update(text, "utf8").digest()
@@ -144,6 +146,8 @@ export class Authenticator {
 export const authorize = (principal: Principal, access: Access): void => {
   if (access.kind === "scope" && !principal.scopes.has(access.scope)) throw forbidden(`this token lacks the scope ${access.scope}`, "scope")
   if (access.kind === "admin" && !principal.scopes.has(ADMIN_SCOPE)) throw forbidden(`this endpoint needs the scope ${ADMIN_SCOPE}`, "scope")
+  if (access.kind === "producer" && principal.role === "worker" && !principal.scopes.has(ADMIN_SCOPE))
+    throw forbidden(`this endpoint needs a producer's or an admin's token, not a worker's`, "role")
 }
 
 /**

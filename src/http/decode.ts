@@ -1,7 +1,8 @@
 /**
- * Request bodies: read under a byte limit (413 beyond it), parse as JSON (400 naming the problem),
- * and decode with the route's Effect Schema, reporting the first broken rule with the field's path
- * (`tasks[2].priority`) — the same `{field, rule}` vocabulary the library's ValidationError uses.
+ * Request bodies: JSON by Content-Type (415 otherwise), read under a byte limit (413 beyond it),
+ * parse as JSON (400 naming the problem), and decode with the route's Effect Schema, reporting
+ * the first broken rule with the field's path (`tasks[2].priority`) — the same `{field, rule}`
+ * vocabulary the library's ValidationError uses.
  */
 import type { IncomingMessage } from "node:http"
 import { Either, Option, SchemaAST as AST, Schema, type ParseResult } from "effect"
@@ -25,6 +26,8 @@ const describe = (ast: AST.AST): string => {
   if (typeof ruleText === "string") return ruleText
   if (AST.isUnion(ast)) return ast.types.filter((member) => !AST.isUndefinedKeyword(member)).map(describe).join(" | ")
   if (AST.isLiteral(ast)) return JSON.stringify(ast.literal)
+  if (AST.isTypeLiteral(ast)) return "a JSON object"
+  if (AST.isTupleType(ast)) return "an array"
   return Option.getOrElse(AST.getDescriptionAnnotation(ast), () => {
     const text = String(ast)
     return text === "number" || text === "string" || text === "boolean" ? `a ${text}` : text
@@ -65,11 +68,42 @@ const firstIssue = (issue: ParseResult.ParseIssue, path: ReadonlyArray<PropertyK
   }
 }
 
+/**
+ * Decodes `input` with `schema`, or names the first broken rule; `path` is where `input` sits in
+ * the request (`["tasks", 2]` reports `tasks[2].priority`). Unknown fields are errors.
+ */
+export const decodeEither = <A, I>(schema: Schema.Schema<A, I>, input: unknown, path: ReadonlyArray<PropertyKey> = []): Either.Either<A, ValidationIssue> => {
+  const result = Schema.decodeUnknownEither(schema, { onExcessProperty: "error", errors: "first" })(input)
+  return Either.isRight(result) ? Either.right(result.right) : Either.left(firstIssue(result.left.issue, path))
+}
+
 /** Decodes `input` with `schema`; throws a 400 naming the first broken rule. Unknown fields are errors. */
 export const decodeWith = <A, I>(schema: Schema.Schema<A, I>, input: unknown): A => {
-  const result = Schema.decodeUnknownEither(schema, { onExcessProperty: "error", errors: "first" })(input)
+  const result = decodeEither(schema, input)
   if (Either.isRight(result)) return result.right
-  throw badRequest(firstIssue(result.left.issue, []))
+  throw badRequest(result.left)
+}
+
+/** Whether a request carries a body: a non-zero Content-Length, or a chunked one. */
+const hasBody = (req: IncomingMessage): boolean =>
+  req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0
+
+/**
+ * Refuses a request body that does not say it is JSON with a 415 (rule `content_type`): the media
+ * type must be `application/json`, and a charset, when given, UTF-8. A request without a body
+ * passes (routes whose fields are all optional accept none). The refused body is drained.
+ */
+export const requireJsonContentType = (req: IncomingMessage): void => {
+  if (!hasBody(req)) return
+  const [mediaType = "", ...params] = (req.headers["content-type"] ?? "").split(";").map((part) => part.trim().toLowerCase())
+  const charset = params.find((p) => p.startsWith("charset="))?.slice("charset=".length).replace(/^"|"$/g, "")
+  if (mediaType === "application/json" && (charset === undefined || charset === "utf-8" || charset === "utf8")) return
+  req.resume()
+  const given = mediaType === "" ? "none" : `${mediaType.replace(/[^\w.+/-]/g, "").slice(0, 100)}${charset !== undefined ? `; charset=${charset.replace(/[^\w-]/g, "").slice(0, 40)}` : ""}`
+  throw new HttpError({
+    status: 415,
+    body: { error: `the request body must be JSON: Content-Type application/json (charset utf-8 if any), not ${given}`, field: "Content-Type", rule: "content_type" }
+  })
 }
 
 /**

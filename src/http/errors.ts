@@ -14,8 +14,12 @@ import { ClaimCapacity, InvalidTransition, LeaseLost, TaskNotFound, ValidationEr
 export const ErrorBody = Schema.Struct({
   error: Schema.String.annotations({ description: "what went wrong, for a human" }),
   field: Schema.optional(Schema.String.annotations({ description: "the request field at fault, e.g. tasks[2].priority" })),
-  rule: Schema.optional(Schema.String.annotations({ description: "the rule it broke: required, type, unknown, range, integer, pattern, uuid, …" })),
-  reason: Schema.optional(Schema.String.annotations({ description: "for 409: lease_lost, not_in_progress, terminal, not_dead_lettered, conflict" }))
+  rule: Schema.optional(Schema.String.annotations({ description: "the rule it broke: required, type, unknown, range, integer, pattern, uuid, content_type, …" })),
+  reason: Schema.optional(
+    Schema.String.annotations({
+      description: "for 409: lease_lost, not_in_progress, terminal, not_dead_lettered, conflict; for a result that will not come: dead_lettered, cancelled"
+    })
+  )
 }).annotations({ identifier: "Error" })
 export type ErrorBody = typeof ErrorBody.Type
 

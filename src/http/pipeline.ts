@@ -1,8 +1,8 @@
 /**
  * One request, start to end: route, server span, authentication and scope, rate limit, NATS
- * check, body (limit, JSON, schema), handler, and one JSON response — every failure through
- * `toHttpError`. The log line of a request carries its trace ids and never a token, payload,
- * webhook URL or body.
+ * check, body (Content-Type, limit, JSON, schema), handler, and one JSON response — every failure
+ * through `toHttpError`. The log line of a request carries its trace ids and never a token,
+ * payload, webhook URL or body.
  *
  * The server span (tracer `codeq/http`) has as parent whatever trace context the request carries
  * — W3C `traceparent`/`tracestate`, or B3 when the global propagator accepts it — and parents the
@@ -15,7 +15,7 @@ import { formatTraceparent } from "../tracing/codec.js"
 import { ATTR } from "../tracing/conventions.js"
 import type { Telemetry } from "../tracing/spans.js"
 import { authorize, type Authenticator, type Principal } from "./auth.js"
-import { parseJson, readBody } from "./decode.js"
+import { parseJson, readBody, requireJsonContentType } from "./decode.js"
 import { HttpError, toHttpError, unavailable } from "./errors.js"
 import type { ConnectionWatch } from "../eventlog/connection.js"
 import type { RateLimiter } from "./auth.js"
@@ -58,9 +58,12 @@ export const startServerSpan = (telemetry: Telemetry, method: string, routeTempl
   }
 }
 
-/** One structured line per request (and per unexpected failure). */
+/**
+ * One structured line per request (and per unexpected failure): info, warn for 4xx, error for 5xx;
+ * debug for probes and scrapes (`/healthz`, `/readyz`, `/metrics`) whatever their status.
+ */
 export interface HttpLogEntry {
-  readonly level: "info" | "warn" | "error"
+  readonly level: "debug" | "info" | "warn" | "error"
   readonly msg: string
   readonly method: string
   readonly route: string | undefined
@@ -136,6 +139,7 @@ export const handleRequest = async (deps: PipelineDeps, req: IncomingMessage, re
       deps.limiter?.take(principal.key)
     }
     if (route.needsNats !== false && !deps.watch.connected) throw unavailable("NATS is unreachable")
+    if (route.bodySchema !== undefined) requireJsonContentType(req)
     const body = route.bodySchema === undefined ? undefined : parseJson(await readBody(req, deps.bodyLimit))
     reply = await route.invoke({ principal: principal ?? ANONYMOUS, params, query: url.searchParams, body, signal: abort.signal, trace: span.context })
   } catch (error) {
@@ -147,7 +151,7 @@ export const handleRequest = async (deps: PipelineDeps, req: IncomingMessage, re
   if (deps.log !== undefined) {
     try {
       deps.log({
-        level: reply.status >= 500 ? "error" : reply.status >= 400 ? "warn" : "info",
+        level: match.kind === "found" && match.route.quiet === true ? "debug" : reply.status >= 500 ? "error" : reply.status >= 400 ? "warn" : "info",
         msg: "http request",
         method,
         route: template,

@@ -85,19 +85,30 @@ export const BatchResultsJson = Schema.Struct({
   )
 }).annotations({ identifier: "BatchResultsResponse" })
 
-export const QueueStatsJson = Schema.Struct({
-  command: Schema.String,
-  ready: Schema.Number.annotations({ description: "claim messages not yet handed to any worker (includes not-yet-due tasks never looked at)" }),
-  delayed: Schema.Number.annotations({ description: "not separated from inProgress yet (always 0): needs the task-state read model" }),
-  inProgress: Schema.Number.annotations({ description: "handed out and not settled: leased, or waiting out a nack or schedule delay" }),
-  dlq: Schema.Number,
-  lanes: Schema.Record({ key: Schema.String, value: Schema.Number }).annotations({ description: "claim messages per priority lane" })
-}).annotations({ identifier: "QueueStats" })
+const LaneCountsFields = {
+  ready: Schema.Number.annotations({ description: "PENDING and due: the next claims take them" }),
+  delayed: Schema.Number.annotations({ description: "PENDING with runAt (or the create's delaySeconds) still ahead" }),
+  inProgress: Schema.Number.annotations({ description: "IN_PROGRESS: leased to a worker" })
+}
 
-export const QueuesJson = Schema.Record({ key: Schema.String, value: Schema.Number }).annotations({
-  identifier: "Queues",
-  description: "codeQ's flat map: codeq:q:<command>:<tenant>:pending:<lane> | :inprog | :dlq → count"
+export const LaneCountsJson = Schema.Struct(LaneCountsFields).annotations({ identifier: "LaneCounts" })
+
+export const CommandQueueJson = Schema.Struct({
+  command: Schema.String,
+  ...LaneCountsFields,
+  lanes: Schema.Record({ key: Schema.String, value: LaneCountsJson }).annotations({
+    description: "per priority lane, \"0\" (lowest) to \"9\" (highest); only lanes that hold a task"
+  }),
+  deadLettered: Schema.Number.annotations({ description: "dead-lettered and not purged" })
+}).annotations({
+  identifier: "CommandQueue",
+  description: "One command's queue, counted from the task-state read model (trails the log by the projection's lag)"
 })
+
+export const QueueOverviewJson = Schema.Struct({
+  commands: Schema.Array(CommandQueueJson).annotations({ description: "commands with any ready, delayed, in-progress or dead-lettered task, by name" }),
+  totals: Schema.Struct({ ...LaneCountsFields, deadLettered: Schema.Number }).annotations({ identifier: "QueueTotals" })
+}).annotations({ identifier: "QueueOverview" })
 
 export const DeadLetterJson = Schema.Struct({
   taskId: Schema.String,

@@ -4,7 +4,7 @@
  * the task's event subject before each read, so an event appended meanwhile wakes it at once; a
  * periodic re-read covers a notification lost to a reconnect. Nothing is cached between requests.
  */
-import { fold, type StoredEvent, type TaskState } from "../domain/events.js"
+import { TERMINAL, fold, type StoredEvent, type TaskState } from "../domain/events.js"
 import { checkPayload, checkTaskId, checkTenant, firstIssue } from "../domain/validation.js"
 import { eventSubject } from "../../streams/definitions.js"
 import { TaskNotFound, ValidationError } from "../tasks/errors.js"
@@ -56,8 +56,10 @@ const read = async (backend: HttpBackend, tenant: string, taskId: string): Promi
 const REREAD_MS = 1_000
 
 /**
- * The task and its result; with `waitMs`, waits until the result exists, the wait ends, the task
- * can no longer produce one (cancelled), or `signal` aborts. Throws TaskNotFound at once.
+ * The task and its result; with `waitMs`, waits until the task has ended, the wait ends, or
+ * `signal` aborts. A task that ended without a result (dead-lettered, cancelled) ends the wait at
+ * once with `result` undefined: nothing more will come unless an operator requeues it. Throws
+ * TaskNotFound at once.
  */
 export const awaitResult = async (backend: HttpBackend, tenant: string, taskId: string, waitMs: number, signal: AbortSignal): Promise<TaskOutcome> => {
   const issue = firstIssue(checkTenant(tenant), checkTaskId(taskId))
@@ -70,7 +72,7 @@ export const awaitResult = async (backend: HttpBackend, tenant: string, taskId: 
     for (;;) {
       const outcome = await read(backend, tenant, taskId)
       const left = deadline - Date.now()
-      if (outcome.result !== undefined || outcome.task.status === "CANCELLED" || left <= 0 || signal.aborted) return outcome
+      if (outcome.result !== undefined || TERMINAL.has(outcome.task.status) || left <= 0 || signal.aborted) return outcome
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer)

@@ -39,6 +39,10 @@ export interface QueryDoc {
   readonly name: string
   readonly description: string
   readonly type: "integer" | "string"
+  /** Bounds the server enforces (documented as `minimum` / `maximum`). */
+  readonly minimum?: number
+  readonly maximum?: number
+  readonly enum?: ReadonlyArray<string>
 }
 
 interface RouteDocs {
@@ -49,26 +53,37 @@ interface RouteDocs {
   readonly access: Access
   /** Whether the route talks to NATS (refused with 503 while it is unreachable). Default true. */
   readonly needsNats?: boolean
+  /**
+   * Probes and scrapes (health, readiness, metrics): polled every few seconds, so their request
+   * lines are logged at debug whatever the status, instead of drowning the rest at info or error.
+   */
+  readonly quiet?: boolean
   readonly query?: ReadonlyArray<QueryDoc>
   readonly responses: Readonly<Record<number, ResponseDoc>>
 }
 
 export interface RouteSpec<B, I> extends RouteDocs {
   readonly body?: Schema.Schema<B, I>
+  /**
+   * The body as the document shows it, when the route decodes it in parts: batch create decodes
+   * the envelope with `body`, then each item with the item schema this one names.
+   */
+  readonly documentedBody?: Schema.Schema.Any
   readonly handle: (ctx: RequestContext<B>) => Promise<Reply>
 }
 
 /** A route with its body type erased: `invoke` decodes the raw body and runs the handler. */
 export interface Route extends RouteDocs {
+  /** The body as documented; a route with none reads no body. */
   readonly bodySchema: Schema.Schema.Any | undefined
   readonly invoke: (ctx: RequestContext<unknown>) => Promise<Reply>
 }
 
 export const route = <B, I>(spec: RouteSpec<B, I>): Route => {
-  const { body: schema, handle, ...docs } = spec
+  const { body: schema, documentedBody, handle, ...docs } = spec
   return {
     ...docs,
-    bodySchema: schema,
+    bodySchema: documentedBody ?? schema,
     invoke: (ctx) => handle({ ...ctx, body: schema === undefined ? (undefined as B) : decodeWith(schema, ctx.body) })
   }
 }

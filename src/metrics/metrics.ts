@@ -1,13 +1,30 @@
 /**
  * Prometheus metrics (DESIGN §4) with codeQ's series names. Event counters are fed by the metrics
  * projection; gauges (queue depth per lane, dead-letter depth, projection lag) are read from
- * JetStream when scraped, so they are right whichever broker instance answers.
+ * JetStream when scraped, so they are right whichever broker instance answers. The exposition
+ * also carries prom-client's default Node process metrics under their standard names
+ * (`process_cpu_seconds_total`, `process_resident_memory_bytes`, `nodejs_eventloop_lag_seconds`,
+ * `nodejs_heap_size_used_bytes`, …), unprefixed so stock Node.js dashboards and alerts work.
  */
-import { Counter, Gauge, Histogram, Registry } from "prom-client"
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client"
 import type { KV, NatsConnection } from "nats"
 import { claimSubjects, claimsStream, eventsStream, type Naming } from "../../streams/definitions.js"
 
 export const PROJECTIONS = ["dispatcher", "dead-letters", "task-state", "webhooks", "metrics"] as const
+
+let processMetrics: Registry | undefined
+
+/**
+ * The process's default metrics, in a registry of their own made once per process: they describe
+ * the process, not a broker, and each collector set starts its own event-loop and GC observers.
+ */
+const processRegistry = (): Registry => {
+  if (processMetrics === undefined) {
+    processMetrics = new Registry()
+    collectDefaultMetrics({ register: processMetrics })
+  }
+  return processMetrics
+}
 
 export class BrokerMetrics {
   readonly registry = new Registry()
@@ -30,6 +47,8 @@ export class BrokerMetrics {
   private readonly lag = new Gauge({ name: "codeq_projection_lag_events", help: "Events in the log a projection has not finished (its effects settled, its writes made)", labelNames: ["projection"], registers: [this.registry] })
   private readonly exportFailures = new Counter({ name: "codeq_trace_export_failures_total", help: "Failed span export calls", registers: [this.registry] })
   private exportFailuresSeen = 0
+  /** What `/metrics` shows: the broker's series and the process's. */
+  private readonly exposition = Registry.merge([this.registry, processRegistry()])
 
   constructor(
     private readonly nc: NatsConnection,
@@ -43,7 +62,7 @@ export class BrokerMetrics {
   /** Reads the gauges from JetStream, then renders every series in the text format. */
   async render(): Promise<string> {
     await this.collect().catch(() => undefined)
-    return this.registry.metrics()
+    return this.exposition.metrics()
   }
 
   get contentType(): string {

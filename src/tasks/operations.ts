@@ -11,7 +11,7 @@ import { answerDelivery } from "../eventlog/acks.js"
 import { ClaimSource, type ClaimSourceOptions } from "../claims/source.js"
 import type { LaneWatch } from "../claims/laneWatch.js"
 import { deadLetterBucket, deadLetterKey, taskStateBucket } from "../../streams/definitions.js"
-import { readAllTaskStates } from "../../projections/taskState.js"
+import { readAllTaskStates, scanTaskStates } from "../../projections/taskState.js"
 import type { DeadLetterEntry } from "../../projections/deadLetters.js"
 import { ClaimCapacity, InvalidTransition, TaskNotFound, ValidationError } from "./errors.js"
 import {
@@ -27,6 +27,7 @@ import {
 } from "./lifecycle.js"
 import type { TaskLimits } from "./limits.js"
 import { HeldLeases } from "./heldLeases.js"
+import { QueueTally, type CommandQueue, type QueueOverview } from "./queues.js"
 import type { TaskRepository } from "./repository.js"
 import { toView, type TaskView } from "./view.js"
 import type { TaskState, TaskStatus } from "../domain/events.js"
@@ -197,13 +198,40 @@ export class TaskOperations {
   async list(tenant: string, filter: { readonly status?: TaskStatus; readonly command?: string; readonly limit?: number } = {}): Promise<ReadonlyArray<TaskView>> {
     const limit = filter.limit ?? 100
     check(checkTenant(tenant), filter.command === undefined ? undefined : checkCommand(filter.command), checkIntRange(limit, "limit", 1, 1000))
-    this.tasksKv ??= this.nc.jetstream().views.kv(taskStateBucket(this.repo.log.naming))
-    const states = await readAllTaskStates(await this.tasksKv, tenant)
+    const states = await readAllTaskStates(await this.taskStates(), tenant)
     return [...states.values()]
       .filter((s) => (filter.status === undefined || s.status === filter.status) && (filter.command === undefined || s.command === filter.command))
       .sort((a, b) => b.createdSeq - a.createdSeq)
       .slice(0, limit)
       .map(toView)
+  }
+
+  /**
+   * Every queue of a tenant from the task-state read model (trailing the log by the projection's
+   * lag): per command and lane, tasks ready, delayed (runAt ahead) and in progress, and the
+   * dead-lettered ones. Streams every task state the bucket holds for the tenant, ended tasks
+   * included — one message each, nothing kept but the counts.
+   */
+  async queues(tenant: string): Promise<QueueOverview> {
+    check(checkTenant(tenant))
+    return (await this.tally(tenant)).overview()
+  }
+
+  /** One command's queue, as `queues` counts it (the same scan: keys do not name the command). */
+  async queue(tenant: string, command: string): Promise<CommandQueue> {
+    check(checkTenant(tenant), checkCommand(command))
+    return (await this.tally(tenant, command)).command(command)
+  }
+
+  private async tally(tenant: string, command?: string): Promise<QueueTally> {
+    const tally = new QueueTally(new Date(), command)
+    await scanTaskStates(await this.taskStates(), tenant, (state) => tally.add(state))
+    return tally
+  }
+
+  private taskStates(): Promise<KV> {
+    this.tasksKv ??= this.nc.jetstream().views.kv(taskStateBucket(this.repo.log.naming))
+    return this.tasksKv
   }
 
   /** Dead-lettered tasks of a tenant, optionally of one command, oldest first. */

@@ -7,6 +7,7 @@ import { afterAll, beforeAll } from "vitest"
 import { startBroker, type RunningBroker } from "../../src/broker.js"
 import { startHttpServer, type RunningHttpServer } from "../../src/http/index.js"
 import { CodeqClient, type CodeqClientOptions } from "../../src/sdk/client.js"
+import { claimSubjects, claimsStream } from "../../streams/definitions.js"
 import { brokerConfig, freshNaming } from "./harness.js"
 import { STATIC_TOKENS, apiClient, type ApiCall } from "./jwks.js"
 
@@ -36,5 +37,14 @@ export const useHttpApi = (nats: { readonly url: () => string }, options: { read
     return running
   }
   const call: ApiCall = (method, path, callOptions) => get().call(method, path, callOptions)
-  return { naming, call, client: () => get().client, http: () => get().http }
+  /**
+   * Claim messages of a command in the claim stream: tasks dispatched and not yet settled. Wait on
+   * it before a claim that must find several tasks there (a batch claim waits only for its first).
+   */
+  const dispatched = async (command: string, tenant = "acme"): Promise<number> => {
+    const jsm = await get().client.nc.jetstreamManager({ checkAPI: false })
+    const info = await jsm.streams.info(claimsStream(naming), { subjects_filter: claimSubjects(naming, tenant, command) })
+    return Object.values(info.state.subjects ?? {}).reduce((sum, count) => sum + count, 0)
+  }
+  return { naming, call, dispatched, client: () => get().client, http: () => get().http }
 }

@@ -2,99 +2,17 @@
  * Admin routes (scope codeq:admin), each within the admin's own tenant: queue statistics (codeQ's
  * `/admin/queues` and `/admin/queues/:command`) and the dead-letter queue — list, requeue, purge.
  *
- * Queue statistics come from JetStream alone (no read model yet): the claim stream's per-subject
- * message counts give each lane's depth, each lane consumer's ack-pending count what is handed out
- * and unsettled, and the dead-letter index the DLQ. A claim message stays in the work queue until
- * its task is settled, so depth = ready + in progress.
+ * Queue statistics come from the task-state read model (`TaskOperations.queues`): every task of
+ * the tenant counted once by its state, so a task waiting for its `runAt` is delayed, not ready
+ * and not in progress. They trail the log by the projection's lag.
  */
-import type { JetStreamManager } from "nats"
-import { claimConsumerName } from "../../claims/consumers.js"
 import { checkCommand } from "../../domain/validation.js"
-import { claimSubjects, claimsStream } from "../../../streams/definitions.js"
 import { ValidationError } from "../../tasks/errors.js"
 import { ErrorBody, HttpError, badRequest } from "../errors.js"
 import type { HttpBackend } from "../server.js"
-import { DeadLettersJson, PurgedJson, QueueStatsJson, QueuesJson, TaskJson } from "../responses.js"
+import { CommandQueueJson, DeadLettersJson, PurgedJson, QueueOverviewJson, TaskJson } from "../responses.js"
 import { route, type Route } from "../router.js"
 import { AUTH_ERRORS } from "./tasks.js"
-
-export interface QueueStats {
-  readonly command: string
-  /** Claim messages not yet handed to any worker (a not-yet-due task counts until first looked at). */
-  readonly ready: number
-  /** Always 0 for now: telling delayed from leased needs the task-state read model. */
-  readonly delayed: number
-  /** Handed out and unsettled: leased, or waiting out a nack or schedule delay. */
-  readonly inProgress: number
-  readonly dlq: number
-  /** Claim messages per priority lane. */
-  readonly lanes: Readonly<Record<string, number>>
-}
-
-interface LaneCount {
-  readonly command: string
-  readonly lane: number
-  readonly depth: number
-  readonly handedOut: number
-}
-
-const handedOut = async (jsm: JetStreamManager, stream: string, consumer: string): Promise<number> => {
-  try {
-    return (await jsm.consumers.info(stream, consumer)).num_ack_pending
-  } catch (error) {
-    // No consumer yet (nobody claimed this lane) or removed when idle: nothing handed out.
-    if (/not found/i.test(String(error))) return 0
-    throw error
-  }
-}
-
-/** Depth and handed-out count of every non-empty lane of `command` (or of every command). */
-const laneCounts = async (backend: HttpBackend, tenant: string, command?: string): Promise<ReadonlyArray<LaneCount>> => {
-  const jsm = await backend.nc.jetstreamManager({ checkAPI: false })
-  const stream = claimsStream(backend.naming)
-  const info = await jsm.streams.info(stream, { subjects_filter: claimSubjects(backend.naming, tenant, command) })
-  const subjects = Object.entries(info.state.subjects ?? {}).filter(([, depth]) => depth > 0)
-  return Promise.all(
-    subjects.map(async ([subject, depth]) => {
-      const parts = subject.split(".")
-      const lane = Number(parts[parts.length - 1])
-      const laneCommand = parts[parts.length - 2] ?? ""
-      const pending = await handedOut(jsm, stream, claimConsumerName(tenant, laneCommand, lane))
-      return { command: laneCommand, lane, depth, handedOut: Math.min(depth, pending) }
-    })
-  )
-}
-
-/** Statistics of one command's queue (codeQ's QueueStats plus the lanes). */
-export const queueStats = async (backend: HttpBackend, tenant: string, command: string): Promise<QueueStats> => {
-  const [lanes, dead] = await Promise.all([laneCounts(backend, tenant, command), backend.tasks.deadLetters(tenant, command)])
-  return {
-    command,
-    ready: lanes.reduce((sum, l) => sum + l.depth - l.handedOut, 0),
-    delayed: 0,
-    inProgress: lanes.reduce((sum, l) => sum + l.handedOut, 0),
-    dlq: dead.length,
-    lanes: Object.fromEntries(lanes.map((l) => [String(l.lane), l.depth]))
-  }
-}
-
-/**
- * Every queue of the tenant in codeQ's flat shape: `codeq:q:<command>:<tenant>:pending:<lane>`
- * (not yet handed out), `…:inprog` and `…:dlq`, each a count. Zero counts are left out.
- */
-export const allQueues = async (backend: HttpBackend, tenant: string): Promise<Readonly<Record<string, number>>> => {
-  const [lanes, dead] = await Promise.all([laneCounts(backend, tenant), backend.tasks.deadLetters(tenant)])
-  const out: Record<string, number> = {}
-  const add = (key: string, n: number) => {
-    if (n > 0) out[key] = (out[key] ?? 0) + n
-  }
-  for (const l of lanes) {
-    add(`codeq:q:${l.command}:${tenant}:pending:${l.lane}`, l.depth - l.handedOut)
-    add(`codeq:q:${l.command}:${tenant}:inprog`, l.handedOut)
-  }
-  for (const entry of dead) add(`codeq:q:${entry.command}:${tenant}:dlq`, 1)
-  return out
-}
 
 const ERR = (description: string) => ({ description, schema: ErrorBody })
 const ADMIN = { kind: "admin" } as const
@@ -109,20 +27,20 @@ export const adminRoutes = (backend: HttpBackend): ReadonlyArray<Route> => [
   route({
     method: "GET",
     path: "/v1/codeq/admin/queues",
-    summary: "Depth of every queue of the tenant (codeQ's flat map)",
+    summary: "Every queue of the tenant: per command and priority lane, tasks ready, delayed and in progress; dead letters; totals",
     access: ADMIN,
-    responses: { 200: { description: "counts by queue key", schema: QueuesJson }, ...AUTH_ERRORS },
-    handle: async ({ principal }) => ({ status: 200, body: await allQueues(backend, principal.tenant) })
+    responses: { 200: { description: "the tenant's queues", schema: QueueOverviewJson }, ...AUTH_ERRORS },
+    handle: async ({ principal }) => ({ status: 200, body: await backend.tasks.queues(principal.tenant) })
   }),
   route({
     method: "GET",
     path: "/v1/codeq/admin/queues/:command",
     summary: "Statistics of one command's queue",
     access: ADMIN,
-    responses: { 200: { description: "queue statistics", schema: QueueStatsJson }, 400: ERR("invalid command"), ...AUTH_ERRORS },
+    responses: { 200: { description: "the command's queue (all zero when it has no task)", schema: CommandQueueJson }, 400: ERR("invalid command"), ...AUTH_ERRORS },
     handle: async ({ principal, params }) => ({
       status: 200,
-      body: await queueStats(backend, principal.tenant, commandParam(params.command, "command"))
+      body: await backend.tasks.queue(principal.tenant, commandParam(params.command, "command"))
     })
   }),
   route({

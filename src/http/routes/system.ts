@@ -3,11 +3,12 @@
  * NATS connected and the streams exist — what a load balancer should route on) and the OpenAPI
  * 3.1 document, generated from the route declarations and the same Effect Schemas that validate
  * requests, so it cannot say something the server does not do; and `/metrics` when the broker
- * hands its metrics in.
+ * hands its metrics in. Probes and scrapes are polled every few seconds: their request lines are
+ * logged at debug.
  */
 import { JSONSchema, type Schema } from "effect"
 import { claimsStream, eventsStream } from "../../../streams/definitions.js"
-import { RETRY_AFTER_SECONDS } from "../errors.js"
+import { ErrorBody, RETRY_AFTER_SECONDS } from "../errors.js"
 import { HealthJson } from "../responses.js"
 import { route, type Route } from "../router.js"
 import type { ConnectionWatch } from "../../eventlog/connection.js"
@@ -45,6 +46,24 @@ const operationId = (route: Route) =>
 
 const STATUS_TEXT: Readonly<Record<number, string>> = { 200: "OK", 202: "Accepted", 204: "No Content" }
 
+const UNSUPPORTED_MEDIA_TYPE = { description: "the body is not JSON: Content-Type must be application/json (rule content_type)", schema: ErrorBody }
+
+/**
+ * Where the API is: first the server that serves this document (a relative URL, right behind any
+ * proxy or load balancer), then any broker by scheme and host. Paths start with /v1/codeq.
+ */
+export const SERVERS: ReadonlyArray<Json> = [
+  { url: "/", description: "the codeq broker serving this document" },
+  {
+    url: "{scheme}://{host}",
+    description: "a codeq broker by address",
+    variables: {
+      scheme: { default: "http", enum: ["http", "https"] },
+      host: { default: "localhost:8080", description: "host and port (CODEQ_HTTP_PORT, default 8080)" }
+    }
+  }
+]
+
 export const openApiDocument = (routes: ReadonlyArray<Route>, version = "0.1.0"): Json => {
   const definitions: Record<string, JSONSchema.JsonSchema7> = {}
   const schemaOf = (schema: Schema.Schema.Any) =>
@@ -59,10 +78,23 @@ export const openApiDocument = (routes: ReadonlyArray<Route>, version = "0.1.0")
         schema: { type: "string" },
         description: m[1] === "id" ? "task id (UUID)" : m[1]
       })),
-      ...(route.query ?? []).map((q) => ({ name: q.name, in: "query", required: false, schema: { type: q.type }, description: q.description }))
+      ...(route.query ?? []).map((q) => ({
+        name: q.name,
+        in: "query",
+        required: false,
+        schema: {
+          type: q.type,
+          ...(q.minimum !== undefined ? { minimum: q.minimum } : {}),
+          ...(q.maximum !== undefined ? { maximum: q.maximum } : {}),
+          ...(q.enum !== undefined ? { enum: q.enum } : {})
+        },
+        description: q.description
+      }))
     ]
+    // Every route with a body refuses a non-JSON one (the pipeline checks it before the handler).
+    const documented = route.bodySchema !== undefined && route.responses[415] === undefined ? { ...route.responses, 415: UNSUPPORTED_MEDIA_TYPE } : route.responses
     const responses = Object.fromEntries(
-      Object.entries(route.responses).map(([status, doc]) => [
+      Object.entries(documented).map(([status, doc]) => [
         status,
         {
           description: doc.description || STATUS_TEXT[Number(status)] || status,
@@ -76,6 +108,7 @@ export const openApiDocument = (routes: ReadonlyArray<Route>, version = "0.1.0")
       ...(route.access.kind === "public" ? { security: [] } : {}),
       ...(route.access.kind === "scope" ? { description: `Needs the scope ${route.access.scope}.` } : {}),
       ...(route.access.kind === "admin" ? { description: "Needs the scope codeq:admin." } : {}),
+      ...(route.access.kind === "producer" ? { description: "Needs a producer's token of the tenant (any role but worker) or the scope codeq:admin." } : {}),
       ...(parameters.length > 0 ? { parameters } : {}),
       ...(route.bodySchema !== undefined
         ? { requestBody: { required: route.method === "POST", content: { "application/json": { schema: schemaOf(route.bodySchema) } } } }
@@ -92,6 +125,7 @@ export const openApiDocument = (routes: ReadonlyArray<Route>, version = "0.1.0")
       version,
       description: "codeQ-compatible task broker API. Errors are JSON {error, field?, rule?, reason?}."
     },
+    servers: SERVERS,
     security: [{ bearer: [] }],
     paths,
     components: {
@@ -120,6 +154,7 @@ export const systemRoutes = (
             summary: "Prometheus metrics (text exposition format)",
             access: PUBLIC,
             needsNats: false,
+            quiet: true,
             responses: { 200: { description: "the metrics" } },
             handle: async () => ({ status: 200, text: { contentType: metrics.contentType, content: await metrics.render() } })
           })
@@ -132,6 +167,7 @@ export const systemRoutes = (
       summary: "Liveness: the process is serving",
       access: PUBLIC,
       needsNats: false,
+      quiet: true,
       responses: { 200: { description: "alive", schema: HealthJson } },
       handle: async () => ({ status: 200, body: { status: "ok" } })
     }),
@@ -141,6 +177,7 @@ export const systemRoutes = (
       summary: "Readiness: NATS is connected and the codeq streams exist",
       access: PUBLIC,
       needsNats: false,
+      quiet: true,
       responses: { 200: { description: "ready", schema: HealthJson }, 503: { description: "not ready", schema: HealthJson } },
       handle: async () => {
         const readiness = await checkReadiness(backend, watch)

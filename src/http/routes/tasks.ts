@@ -1,18 +1,26 @@
 /**
- * Producer and read routes: create (202), batch create (per-item results), list tasks (from the
- * task-state read model), GET a task, GET its result with an optional long-poll. All tenant-scoped by construction: the tenant is the token's,
- * and a task id is looked up only on that tenant's subject, so another tenant's task is a 404.
+ * Producer and read routes: create (202), batch create (per-item results), cancel, list tasks
+ * (from the task-state read model), GET a task, GET its result with an optional long-poll. All
+ * tenant-scoped by construction: the tenant is the token's, and a task id is looked up only on
+ * that tenant's subject, so another tenant's task is a 404.
  */
-import { createTask, createTasks, type CreateTaskInput } from "../../tasks/create.js"
-import { ErrorBody, badRequest } from "../errors.js"
+import type { Context } from "@opentelemetry/api"
+import { Either } from "effect"
+import { createTask, createTasks, type CreateItemResult, type CreateTaskInput } from "../../tasks/create.js"
+import type { TaskStatus } from "../../domain/events.js"
+import type { ValidationIssue } from "../../domain/validation.js"
+import { decodeEither } from "../decode.js"
+import { ErrorBody, HttpError, badRequest } from "../errors.js"
 import type { HttpBackend } from "../server.js"
 import { BatchCreateJson, GetResultJson, TaskJson, TaskListJson } from "../responses.js"
-import type { TaskStatus } from "../../domain/events.js"
-
-const STATUSES: ReadonlyArray<TaskStatus> = ["PENDING", "IN_PROGRESS", "COMPLETED", "FAILED", "DEAD_LETTERED", "CANCELLED"]
 import { awaitResult } from "../results.js"
 import { route, type Route } from "../router.js"
-import { BatchCreateBody, CreateTaskBody, MAX_RESULT_WAIT_SECONDS } from "../schemas.js"
+import { MAX_RESULT_WAIT_SECONDS, requestSchemas, type CreateTaskBody } from "../schemas.js"
+
+const STATUSES: ReadonlyArray<TaskStatus> = ["PENDING", "IN_PROGRESS", "COMPLETED", "FAILED", "DEAD_LETTERED", "CANCELLED"]
+
+/** Most tasks one `GET /v1/codeq/tasks` lists (the library's bound). */
+const MAX_LIST_LIMIT = 1000
 
 const ERR = (description: string) => ({ description, schema: ErrorBody })
 export const AUTH_ERRORS = { 401: ERR("no or invalid token"), 403: ERR("token lacks a scope or a valid tenant"), 429: ERR("rate limited"), 503: ERR("NATS unreachable") }
@@ -40,92 +48,139 @@ export const createInput = (body: CreateTaskBody): CreateTaskInput => {
 export const intQuery = (query: URLSearchParams, name: string, max: number): number => {
   const raw = query.get(name)
   if (raw === null || raw === "") return 0
-  if (!/^\d{1,9}$/.test(raw)) throw badRequest({ field: name, rule: "integer", message: `${name} must be a non-negative integer` })
+  if (!/^\d+$/.test(raw)) throw badRequest({ field: name, rule: "integer", message: `${name} must be a non-negative integer` })
   return Math.min(max, Number(raw))
 }
 
-export const taskRoutes = (backend: HttpBackend): ReadonlyArray<Route> => [
-  route({
-    method: "POST",
-    path: "/v1/codeq/tasks",
-    summary: "Create a task",
-    access: { kind: "tenant" },
-    body: CreateTaskBody,
-    responses: { 202: { description: "the task, stored", schema: TaskJson }, 400: ERR("invalid request"), 413: ERR("body too large"), ...AUTH_ERRORS },
-    handle: async ({ principal, body, trace }) => ({
-      status: 202,
-      body: await createTask(backend.repo, backend.limits, principal.tenant, createInput(body), trace)
-    })
-  }),
-  route({
-    method: "POST",
-    path: "/v1/codeq/tasks/batch",
-    summary: "Create up to 100 tasks; one result per item, in order",
-    access: { kind: "tenant" },
-    body: BatchCreateBody,
-    responses: { 200: { description: "per-item task or error", schema: BatchCreateJson }, 400: ERR("invalid request"), 413: ERR("body too large"), ...AUTH_ERRORS },
-    handle: async ({ principal, body, trace }) => {
-      const results = await createTasks(backend.repo, backend.limits, principal.tenant, body.tasks.map(createInput), trace)
-      return {
-        status: 200,
-        body: {
-          results: results.map((r, i) =>
-            r.ok ? { task: r.task } : { error: r.error.message, field: `tasks[${i}].${r.error.field}`, rule: r.error.rule }
-          )
-        }
-      }
-    }
-  }),
-  route({
-    method: "GET",
-    path: "/v1/codeq/tasks",
-    summary: "List the caller's tenant's tasks from the read model, newest first",
-    access: { kind: "tenant" },
-    query: [
-      { name: "status", type: "string", description: `one of ${STATUSES.join(", ")}` },
-      { name: "command", type: "string", description: "only tasks of this command" },
-      { name: "limit", type: "integer", description: "at most this many (1–1000, default 100)" }
-    ],
-    responses: { 200: { description: "the tasks", schema: TaskListJson }, 400: ERR("invalid status, command or limit"), ...AUTH_ERRORS },
-    handle: async ({ principal, query }) => {
-      const status = query.get("status") ?? undefined
-      if (status !== undefined && !(STATUSES as ReadonlyArray<string>).includes(status))
-        throw badRequest({ field: "status", rule: "enum", message: `status must be one of ${STATUSES.join(", ")}` })
-      const limit = query.get("limit") === null ? 100 : intQuery(query, "limit", 1_000_000)
-      const command = query.get("command") ?? undefined
-      const tasks = await backend.tasks.list(principal.tenant, {
-        limit,
-        ...(status !== undefined ? { status: status as TaskStatus } : {}),
-        ...(command !== undefined ? { command } : {})
-      })
-      return { status: 200, body: { tasks, count: tasks.length } }
-    }
-  }),
-  route({
-    method: "GET",
-    path: "/v1/codeq/tasks/:id",
-    summary: "Get a task of the caller's tenant",
-    access: { kind: "tenant" },
-    responses: { 200: { description: "the task", schema: TaskJson }, 400: ERR("invalid id"), 404: ERR("no such task in this tenant"), ...AUTH_ERRORS },
-    handle: async ({ principal, params }) => ({ status: 200, body: await backend.tasks.get(principal.tenant, params.id ?? "") })
-  }),
-  route({
-    method: "GET",
-    path: "/v1/codeq/tasks/:id/result",
-    summary: "Get a task's result, optionally waiting for it",
-    access: { kind: "tenant" },
-    query: [{ name: "waitSeconds", type: "integer", description: `long-poll up to this long for the result (clamped to ${MAX_RESULT_WAIT_SECONDS})` }],
-    responses: {
-      200: { description: "the task and its result", schema: GetResultJson },
-      400: ERR("invalid id or waitSeconds"),
-      404: ERR("no such task, or no result (yet)"),
-      ...AUTH_ERRORS
-    },
-    handle: async ({ principal, params, query, signal }) => {
-      const wait = intQuery(query, "waitSeconds", MAX_RESULT_WAIT_SECONDS)
-      const outcome = await awaitResult(backend, principal.tenant, params.id ?? "", wait * 1000, signal)
-      if (outcome.result === undefined) return { status: 404, body: { error: "result not found" } }
-      return { status: 200, body: { task: outcome.task, result: outcome.result } }
-    }
+type BatchItem = { readonly task: unknown } | { readonly error: string; readonly field: string; readonly rule: string }
+
+const itemError = (issue: ValidationIssue): BatchItem => ({ error: issue.message, field: issue.field, rule: issue.rule })
+
+/**
+ * One answer per item, in order: items that break a schema rule are answered with it and never
+ * reach the library; the others are created together, each answered with its task or the rule
+ * the library refused it by.
+ */
+const createBatch = async (backend: HttpBackend, tenant: string, items: ReadonlyArray<unknown>, trace: Context): Promise<ReadonlyArray<BatchItem>> => {
+  const { CreateTaskBody } = requestSchemas(backend.limits)
+  const decoded = items.map((item, i) => decodeEither(CreateTaskBody, item, ["tasks", i]))
+  const valid = decoded.flatMap((d, i) => (Either.isRight(d) ? [{ i, input: createInput(d.right) }] : []))
+  const created = await createTasks(backend.repo, backend.limits, tenant, valid.map((v) => v.input), trace)
+  const byIndex = new Map<number, CreateItemResult>(valid.map((v, k) => [v.i, created[k] as CreateItemResult]))
+  return decoded.map((d, i) => {
+    if (Either.isLeft(d)) return itemError(d.left)
+    const result = byIndex.get(i)
+    if (result === undefined) throw new Error(`batch create lost item ${i}`)
+    return result.ok ? { task: result.task } : itemError({ ...result.error, field: `tasks[${i}].${result.error.field}` })
   })
-]
+}
+
+export const taskRoutes = (backend: HttpBackend): ReadonlyArray<Route> => {
+  const schemas = requestSchemas(backend.limits)
+  return [
+    route({
+      method: "POST",
+      path: "/v1/codeq/tasks",
+      summary: "Create a task",
+      access: { kind: "tenant" },
+      body: schemas.CreateTaskBody,
+      responses: { 202: { description: "the task, stored", schema: TaskJson }, 400: ERR("invalid request"), 413: ERR("body too large"), ...AUTH_ERRORS },
+      handle: async ({ principal, body, trace }) => ({
+        status: 202,
+        body: await createTask(backend.repo, backend.limits, principal.tenant, createInput(body), trace)
+      })
+    }),
+    route({
+      method: "POST",
+      path: "/v1/codeq/tasks/batch",
+      summary: "Create up to 100 tasks; one result per item, in order: the task, or the field and rule an invalid item broke",
+      access: { kind: "tenant" },
+      body: schemas.BatchCreateEnvelope,
+      documentedBody: schemas.BatchCreateBody,
+      responses: {
+        200: { description: "per-item task or error (valid items are created even when others are not)", schema: BatchCreateJson },
+        400: ERR("the body itself is malformed: not an object, no tasks array, or not 1 to 100 items"),
+        413: ERR("body too large"),
+        ...AUTH_ERRORS
+      },
+      handle: async ({ principal, body, trace }) => ({ status: 200, body: { results: await createBatch(backend, principal.tenant, body.tasks, trace) } })
+    }),
+    route({
+      method: "POST",
+      path: "/v1/codeq/tasks/:id/cancel",
+      summary: "Cancel a task that has not ended; a claim in progress is released, and its worker's next call gets 409",
+      access: { kind: "producer" },
+      body: schemas.CancelBody,
+      responses: {
+        200: { description: "the cancelled task", schema: TaskJson },
+        400: ERR("invalid id or reason"),
+        404: ERR("no such task in this tenant"),
+        409: ERR("the task has already ended (reason terminal)"),
+        ...AUTH_ERRORS
+      },
+      handle: async ({ principal, params, body }) => ({
+        status: 200,
+        body: await backend.tasks.cancel(principal.tenant, params.id ?? "", body.reason ?? "cancelled")
+      })
+    }),
+    route({
+      method: "GET",
+      path: "/v1/codeq/tasks",
+      summary: "List the caller's tenant's tasks from the read model, newest first",
+      access: { kind: "tenant" },
+      query: [
+        { name: "status", type: "string", enum: STATUSES, description: "only tasks in this state" },
+        { name: "command", type: "string", description: "only tasks of this command" },
+        { name: "limit", type: "integer", minimum: 1, maximum: MAX_LIST_LIMIT, description: `at most this many (1–${MAX_LIST_LIMIT}, default 100)` }
+      ],
+      responses: { 200: { description: "the tasks", schema: TaskListJson }, 400: ERR("invalid status, command or limit"), ...AUTH_ERRORS },
+      handle: async ({ principal, query }) => {
+        const status = query.get("status") ?? undefined
+        if (status !== undefined && !(STATUSES as ReadonlyArray<string>).includes(status))
+          throw badRequest({ field: "status", rule: "enum", message: `status must be one of ${STATUSES.join(", ")}` })
+        const limit = query.get("limit") === null ? 100 : intQuery(query, "limit", Number.MAX_SAFE_INTEGER)
+        const command = query.get("command") ?? undefined
+        const tasks = await backend.tasks.list(principal.tenant, {
+          limit,
+          ...(status !== undefined ? { status: status as TaskStatus } : {}),
+          ...(command !== undefined ? { command } : {})
+        })
+        return { status: 200, body: { tasks, count: tasks.length } }
+      }
+    }),
+    route({
+      method: "GET",
+      path: "/v1/codeq/tasks/:id",
+      summary: "Get a task of the caller's tenant",
+      access: { kind: "tenant" },
+      responses: { 200: { description: "the task", schema: TaskJson }, 400: ERR("invalid id"), 404: ERR("no such task in this tenant"), ...AUTH_ERRORS },
+      handle: async ({ principal, params }) => ({ status: 200, body: await backend.tasks.get(principal.tenant, params.id ?? "") })
+    }),
+    route({
+      method: "GET",
+      path: "/v1/codeq/tasks/:id/result",
+      summary: "Get a task's result, optionally waiting for it; a task that ended without one is answered at once",
+      access: { kind: "tenant" },
+      query: [
+        { name: "waitSeconds", type: "integer", minimum: 0, description: `long-poll up to this long for the result (clamped to ${MAX_RESULT_WAIT_SECONDS})` }
+      ],
+      responses: {
+        200: { description: "the task and its result: COMPLETED, or FAILED with its error", schema: GetResultJson },
+        400: ERR("invalid id or waitSeconds"),
+        404: ERR("no such task, or no result yet (PENDING or IN_PROGRESS when the wait ended)"),
+        409: ERR("the task ended without a result and never will have one as it stands: reason dead_lettered or cancelled"),
+        ...AUTH_ERRORS
+      },
+      handle: async ({ principal, params, query, signal }) => {
+        const wait = intQuery(query, "waitSeconds", MAX_RESULT_WAIT_SECONDS)
+        const outcome = await awaitResult(backend, principal.tenant, params.id ?? "", wait * 1000, signal)
+        if (outcome.result !== undefined) return { status: 200, body: { task: outcome.task, result: outcome.result } }
+        const status = outcome.task.status
+        if (status === "DEAD_LETTERED" || status === "CANCELLED")
+          throw new HttpError({ status: 409, body: { error: `task ${outcome.task.id} ended ${status} without a result`, reason: status.toLowerCase() } })
+        // codeQ's answer while the task may still produce a result (PENDING or IN_PROGRESS).
+        return { status: 404, body: { error: "result not found" } }
+      }
+    })
+  ]
+}
