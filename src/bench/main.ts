@@ -27,6 +27,13 @@ const BENCHMARKS: ReadonlyMap<string, Benchmark> = new Map([
     }
   ],
   [
+    "replay",
+    {
+      summary: "codeq replay --audit over 10^6 realistic events in a private server: events/s and peak RSS",
+      run: async (argv: ReadonlyArray<string>) => (await import("./replay.js")).runReplayBench(argv)
+    }
+  ],
+  [
     "tracing",
     {
       summary: "tasks/s end to end with tracing disabled against tracing on with the collector down",

@@ -19,6 +19,7 @@ import { Router, type Route } from "./router.js"
 import { adminRoutes } from "./routes/admin.js"
 import { systemRoutes } from "./routes/system.js"
 import { taskRoutes } from "./routes/tasks.js"
+import { traceRoutes } from "./routes/traces.js"
 import { workerRoutes } from "./routes/worker.js"
 
 /** The library the HTTP API is a shell over. `CodeqClient` satisfies it. */
@@ -71,7 +72,7 @@ export const DEFAULT_BODY_LIMIT = 1024 * 1024
 
 export const apiRoutes = (backend: HttpBackend, watch: ConnectionWatch, metrics?: MetricsSource): ReadonlyArray<Route> => {
   const routes: Array<Route> = []
-  routes.push(...systemRoutes(backend, watch, () => routes, metrics), ...workerRoutes(backend), ...taskRoutes(backend), ...adminRoutes(backend))
+  routes.push(...systemRoutes(backend, watch, () => routes, metrics), ...workerRoutes(backend), ...taskRoutes(backend), ...traceRoutes(backend), ...adminRoutes(backend))
   return routes
 }
 

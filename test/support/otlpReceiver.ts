@@ -57,6 +57,10 @@ export interface ReceivedSpan {
   readonly resource: Readonly<Record<string, AttributeValue>>
   readonly start: bigint
   readonly end: bigint
+  /** OTLP status code (0 unset, 1 ok, 2 error) and message. */
+  readonly status: { readonly code: number; readonly message: string | undefined }
+  /** OTLP span flags: W3C trace flags in the low byte, parent-is-remote bits above. */
+  readonly flags: number
 }
 
 /** What the receiver answers: accept, never answer (a stuck collector), or refuse as unavailable. */
@@ -85,6 +89,8 @@ interface WireSpan {
   startTimeUnixNano?: string
   endTimeUnixNano?: string
   attributes?: WireKeyValue[]
+  status?: { code?: number; message?: string }
+  flags?: number
 }
 interface WireRequest {
   resourceSpans?: Array<{ resource?: { attributes?: WireKeyValue[] }; scopeSpans?: Array<{ scope?: { name?: string; version?: string }; spans?: WireSpan[] }> }>
@@ -125,7 +131,9 @@ export const decodeExportRequest = (body: Buffer): ReceivedSpan[] => {
           attributes: attributesOf(span.attributes),
           resource,
           start: BigInt(span.startTimeUnixNano ?? "0"),
-          end: BigInt(span.endTimeUnixNano ?? "0")
+          end: BigInt(span.endTimeUnixNano ?? "0"),
+          status: { code: span.status?.code ?? 0, message: span.status?.message === undefined || span.status.message === "" ? undefined : span.status.message },
+          flags: span.flags ?? 0
         }
       })
     )

@@ -1,0 +1,22 @@
+/**
+ * Replay (DESIGN §7): rebuild, audit and re-export every trace from the event log alone.
+ */
+export { AUDIT_RULES } from "./model.js"
+export type { AuditRule, LogRecord, Problem, ReplayFilter, ReplaySpan, SpanCore, SpanStatusJson, TaskTrace } from "./model.js"
+export { AuditTally, TaskAuditor, auditTask, renderAuditSummary } from "./audit.js"
+export type { Audited, AuditOptions, AuditSummary } from "./audit.js"
+export { replayLog, filterSubjectOf } from "./replay.js"
+export type { ReplayOptions, ReplayProgress, ReplayResult, TraceOf } from "./replay.js"
+export { openSource, wireTargetOf } from "./source.js"
+export type { ReplayConnection } from "./source.js"
+export type { WireTarget } from "./wire.js"
+export { readSubject } from "./direct.js"
+export { TaskAssembler, auditFragment, endsTask, needsPrefix, AUDIT_BODIES } from "./tasks.js"
+export { buildTaskTrace } from "./trace.js"
+export type { Closed, Fragment, TaskAudit, TraceDetail } from "./tasks.js"
+export { rebuildSpans, spanStatusOf, spanKindOf, spanAttributesOf, decodeRecordEvent } from "./spans.js"
+export { jsonLines, renderTree, spanForest, spanJson, traceJson } from "./render.js"
+export type { SpanJson, SpanNode } from "./render.js"
+export { otlpJsonRequest, otlpSpanJson, readableSpanOf, replayResource, SpanShipper } from "./otlp.js"
+export { ProgressBar, progressLine } from "./progress.js"
+export { isoFromNs } from "./core.js"
