@@ -13,37 +13,10 @@ const nats = useNatsServer()
 /** The README's HTTP examples follow this marker, in the next ```sh block. */
 const MARKER = "<!-- codeq:http-examples -->"
 
-/**
- * The examples as proposed for the README, used until the block is pasted there: once README.md
- * has the marker, its block is what runs, so the README cannot drift from the API.
- */
-const PROPOSED = `# 1. Create a task as a producer: 202 and the task as JSON (note its "id").
-curl -sS -w '\\n%{http_code}\\n' -X POST "$CODEQ_URL/v1/codeq/tasks" \\
-  -H "Authorization: Bearer $PRODUCER_TOKEN" \\
-  -H 'Content-Type: application/json' \\
-  -d '{"command":"GENERATE_MASTER","payload":{"jobId":"j-123"},"priority":3}'
-
-# 2. Claim it as a worker: 200 and the task, or 204 if nothing came within waitSeconds.
-curl -sS -w '\\n%{http_code}\\n' -X POST "$CODEQ_URL/v1/codeq/tasks/claim" \\
-  -H "Authorization: Bearer $WORKER_TOKEN" \\
-  -H 'Content-Type: application/json' \\
-  -d '{"commands":["GENERATE_MASTER"],"leaseSeconds":120,"waitSeconds":10}'
-
-# 3. Submit the result (TASK_ID is the "id" from step 1): 200 and the result record.
-curl -sS -w '\\n%{http_code}\\n' -X POST "$CODEQ_URL/v1/codeq/tasks/$TASK_ID/result" \\
-  -H "Authorization: Bearer $WORKER_TOKEN" \\
-  -H 'Content-Type: application/json' \\
-  -d '{"status":"COMPLETED","result":{"ok":true}}'
-
-# 4. Read the result as the producer, waiting up to 5 s for it: 200, {task, result}.
-curl -sS -w '\\n%{http_code}\\n' "$CODEQ_URL/v1/codeq/tasks/$TASK_ID/result?waitSeconds=5" \\
-  -H "Authorization: Bearer $PRODUCER_TOKEN"
-`
-
 const examples = async (): Promise<{ source: string; script: string }> => {
   const readme = await readFile(new URL("../README.md", import.meta.url), "utf8")
   const at = readme.indexOf(MARKER)
-  if (at < 0) return { source: "the proposed block (README.md has no marker yet)", script: PROPOSED }
+  if (at < 0) throw new Error(`README.md has no ${MARKER} block: the examples it shows must be the ones that run`)
   const block = /```sh\n([\s\S]*?)```/.exec(readme.slice(at))
   if (block?.[1] === undefined) throw new Error(`README.md has ${MARKER} but no \`\`\`sh block after it`)
   return { source: "README.md", script: block[1] }

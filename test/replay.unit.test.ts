@@ -35,6 +35,7 @@ const record = (type: string, spanId: string, parent: string | undefined, overri
     spanId,
     traceFlags: 1,
     tracestate: undefined,
+    baggage: undefined,
     parentSpanId: parent,
     spanStart: String(start),
     prevSeq: s - 1,
@@ -82,6 +83,7 @@ describe("records from the log", () => {
         spanId: "aaaaaaaaaaaaaaa2",
         traceFlags: 3,
         tracestate: "foo@=1,bar=2",
+        baggage: undefined,
         parentSpanId: CREATE,
         spanStart: "1700000000000000001",
         prevSeq: 7,
@@ -316,5 +318,49 @@ describe("codeq replay's command line", () => {
       [["extra"], /UsageError: unexpected argument "extra"/]
     ]
     for (const [argv, expected] of cases) expect(error(argv), argv.join(" ")).toMatch(expected)
+  })
+})
+
+describe("the wire reader", () => {
+  /** A scripted peer speaking the server's side of the protocol, writing its bytes in `chunk`-sized pieces. */
+  const peer = async (messages: ReadonlyArray<Buffer>, chunk: number) => {
+    const { createServer } = await import("node:net")
+    const server = createServer((socket) => {
+      socket.write('INFO {"server_id":"scripted","proto":1,"headers":true}\r\n')
+      let served = false
+      socket.on("data", (data: Buffer) => {
+        const text = data.toString("latin1")
+        if (text.includes("PING")) socket.write("PONG\r\n")
+        if (text.includes("PUB $JS.API.CONSUMER.MSG.NEXT.") && !served) {
+          served = true
+          const all = Buffer.concat([...messages.slice(0, 2), Buffer.from("PING\r\n"), ...messages.slice(2)])
+          for (let i = 0; i < all.length; i += chunk) socket.write(all.subarray(i, i + chunk))
+        }
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    return { server, port: (server.address() as { port: number }).port }
+  }
+  const hmsg = (n: number, pending: number, body: string) => {
+    const head = `NATS/1.0\r\nCodeq-Event: TaskClaimed\r\ntraceparent: 00-${TRACE}-${String(n).padStart(16, "a")}-01\r\nCodeq-Parent-Span: ${CREATE}\r\nCodeq-Span-Start: 17000000000000000${String(n).padStart(2, "0")}\r\nNats-Expected-Stream: S\r\nCodeq-Prev-Seq: ${n - 1}\r\n\r\n`
+    const size = Buffer.byteLength(head) + Buffer.byteLength(body)
+    return Buffer.from(`HMSG ${SUBJECT} 1 $JS.ACK.S.C.1.${n}.${n}.17000000000000001${String(n).padStart(2, "0")}.${pending} ${Buffer.byteLength(head)} ${size}\r\n${head}${body}\r\n`)
+  }
+
+  it("cuts messages out of any split of the stream, answers the server's PING, and reads the pending count", async () => {
+    const { WireSource } = await import("../src/replay/wire.js")
+    const bodies = ['{"a":1}', `{"payload":"${"é".repeat(300)}"}`, "{}", '{"b":[1,2,3]}']
+    const messages = bodies.map((body, i) => hmsg(i + 1, bodies.length - 1 - i, body))
+    for (const chunk of [1, 7, 64, 100_000]) {
+      const { server, port } = await peer(messages, chunk)
+      const source = await WireSource.open({ host: "127.0.0.1", port }, { stream: "S", consumer: "C", batch: 100, bodies: "all" })
+      const got: Array<LogRecord> = []
+      while (source.pending !== 0) got.push(...(await source.next(5_000)))
+      await source.close()
+      server.close()
+      expect(got.map((r) => r.seq), `chunks of ${chunk}`).toEqual([1, 2, 3, 4])
+      expect(got.map((r) => r.body)).toEqual(bodies.map((b) => JSON.parse(b) as unknown))
+      expect(got[2]).toMatchObject({ type: "TaskClaimed", spanId: "aaaaaaaaaaaaaaa3", parentSpanId: CREATE, prevSeq: 2, timeNs: "1700000000000000103", spanStart: "1700000000000000003" })
+    }
   })
 })

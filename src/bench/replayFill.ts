@@ -25,7 +25,6 @@ interface Step {
 const TENANTS = ["acme", "globex", "initech", "umbrella"]
 const COMMANDS = ["render", "transcode", "thumbnail", "notify", "export"]
 
-const base = (type: string, taskId: string, tenant: string, at: string) => ({ v: 1, type, taskId, tenant, at })
 
 /** The life of one synthetic task: 3 events mostly, some with heartbeats, retries or webhooks. */
 const lifeOf = (n: number, tenant: string): ReadonlyArray<Step> => {
@@ -36,22 +35,26 @@ const lifeOf = (n: number, tenant: string): ReadonlyArray<Step> => {
   const create: Step = {
     type: "TaskCreated",
     body: (taskId, at) => ({
-      ...base("TaskCreated", taskId, tenant, at),
+      v: 1,
+      type: "TaskCreated",
+      taskId,
+      tenant,
+      at,
       command,
       payload: { jobId: `job-${n}`, input: `s3://bucket/inputs/${n}.mp4`, options: { quality: "high", width: 1920, height: 1080 } },
       priority: n % 10,
-      ...(webhook ? { webhook: `https://hooks.example.com/codeq/${tenant}` } : {}),
+      webhook: webhook ? `https://hooks.example.com/codeq/${tenant}` : undefined,
       maxAttempts: 5
     })
   }
   const claim = (attempt: number): Step => ({
     type: "TaskClaimed",
-    body: (taskId, at) => ({ ...base("TaskClaimed", taskId, tenant, at), attempt, workerId: worker, leaseUntil: lease(at), leaseHandle: `$JS.ACK.CODEQ_CLAIMS.claim_${tenant}_${command}_5.1.${n}.${n}.1700000000000000000.0` })
+    body: (taskId, at) => ({ v: 1, type: "TaskClaimed", taskId, tenant, at, attempt, workerId: worker, leaseUntil: lease(at), leaseHandle: `$JS.ACK.CODEQ_CLAIMS.claim_${tenant}_${command}_5.1.${n}.${n}.1700000000000000000.0` })
   })
-  const heartbeat: Step = { type: "TaskHeartbeat", body: (taskId, at) => ({ ...base("TaskHeartbeat", taskId, tenant, at), workerId: worker, leaseUntil: lease(at) }) }
-  const nack: Step = { type: "TaskNacked", body: (taskId, at) => ({ ...base("TaskNacked", taskId, tenant, at), workerId: worker, reason: "upstream busy", delaySeconds: 5 }) }
-  const complete: Step = { type: "TaskCompleted", body: (taskId, at) => ({ ...base("TaskCompleted", taskId, tenant, at), workerId: worker, result: { ok: true, output: `s3://bucket/outputs/${n}.mp4` } }) }
-  const delivered: Step = { type: "WebhookDelivered", onTerminal: true, body: (taskId, at) => ({ ...base("WebhookDelivered", taskId, tenant, at), attempt: 1, statusCode: 200 }) }
+  const heartbeat: Step = { type: "TaskHeartbeat", body: (taskId, at) => ({ v: 1, type: "TaskHeartbeat", taskId, tenant, at, workerId: worker, leaseUntil: lease(at) }) }
+  const nack: Step = { type: "TaskNacked", body: (taskId, at) => ({ v: 1, type: "TaskNacked", taskId, tenant, at, workerId: worker, reason: "upstream busy", delaySeconds: 5 }) }
+  const complete: Step = { type: "TaskCompleted", body: (taskId, at) => ({ v: 1, type: "TaskCompleted", taskId, tenant, at, workerId: worker, result: { ok: true, output: `s3://bucket/outputs/${n}.mp4` } }) }
+  const delivered: Step = { type: "WebhookDelivered", onTerminal: true, body: (taskId, at) => ({ v: 1, type: "WebhookDelivered", taskId, tenant, at, attempt: 1, statusCode: 200 }) }
   const steps: Array<Step> = [create, claim(1)]
   if (n % 7 === 0) steps.push(heartbeat)
   if (n % 20 === 3) steps.push(nack, claim(2))
@@ -71,7 +74,20 @@ interface Running {
   terminalSpan: string
 }
 
-const hex = (bytes: number) => randomBytes(bytes).toString("hex")
+/**
+ * Random ids without a system call each: a pool of random bytes refilled when used up (ids need
+ * only be unique here, not unpredictable).
+ */
+let pool = randomBytes(64 * 1024)
+let at = 0
+const hex = (bytes: number): string => {
+  if (at + bytes > pool.length) {
+    pool = randomBytes(64 * 1024)
+    at = 0
+  }
+  at += bytes
+  return pool.toString("hex", at - bytes, at)
+}
 
 export interface FillReport {
   readonly events: number

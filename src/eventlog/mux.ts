@@ -8,7 +8,8 @@ import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscrip
 import { publishSoon } from "./outbox.js"
 
 export type MuxReply =
-  | { readonly ok: true; readonly msg: Msg }
+  /** `sentAtMs`: when the request left the client (epoch ms, sub-millisecond precision). */
+  | { readonly ok: true; readonly msg: Msg; readonly sentAtMs: number }
   | { readonly ok: false; readonly reason: "timeout" | "closed"; readonly detail: string }
 
 export interface MuxOptions {
@@ -22,6 +23,7 @@ interface Pending {
   readonly subject: string
   readonly deadline: number
   readonly resolve: (reply: MuxReply) => void
+  sentAtMs: number
 }
 
 export class RequestMux {
@@ -52,9 +54,15 @@ export class RequestMux {
     if (this.closed || this.nc.isClosed()) return { ok: false, reason: "closed", detail: "the connection is closed" }
     const id = this.next++
     return new Promise<MuxReply>((resolve) => {
-      this.pending.set(id, { subject, deadline: Date.now() + this.timeoutMs, resolve })
-      publishSoon(this.nc, subject, data, headers === undefined ? { reply: `${this.inbox}.${id}` } : { reply: `${this.inbox}.${id}`, headers }, (cause) =>
-        this.settle(id, { ok: false, reason: "closed", detail: String(cause) })
+      const entry: Pending = { subject, deadline: Date.now() + this.timeoutMs, resolve, sentAtMs: 0 }
+      this.pending.set(id, entry)
+      publishSoon(
+        this.nc,
+        subject,
+        data,
+        headers === undefined ? { reply: `${this.inbox}.${id}` } : { reply: `${this.inbox}.${id}`, headers },
+        (cause) => this.settle(id, { ok: false, reason: "closed", detail: String(cause) }),
+        () => (entry.sentAtMs = performance.timeOrigin + performance.now())
       )
     })
   }
@@ -87,7 +95,8 @@ export class RequestMux {
   }
 
   private onReply(msg: Msg): void {
-    this.settle(Number(msg.subject.slice(this.inbox.length + 1)), { ok: true, msg })
+    const id = Number(msg.subject.slice(this.inbox.length + 1))
+    this.settle(id, { ok: true, msg, sentAtMs: this.pending.get(id)?.sentAtMs ?? 0 })
   }
 
   private sweep(): void {

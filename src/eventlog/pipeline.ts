@@ -13,7 +13,8 @@ import { ConcurrencyConflict, JS_WRONG_LAST_SEQUENCE, LogError, type AppendError
 
 /** The outcome of one acked publish. */
 export type PublishResult =
-  | { readonly ok: true; readonly seq: number; readonly duplicate: boolean }
+  /** `sentAtMs`: when the publish left the client (epoch ms, sub-ms precision; 0 when unknown). */
+  | { readonly ok: true; readonly seq: number; readonly duplicate: boolean; readonly sentAtMs?: number }
   | { readonly ok: false; readonly error: AppendError }
 
 export interface PipelineOptions {
@@ -49,7 +50,7 @@ export class PipelinedPublisher {
         ok: false,
         error: new LogError({ reason: reply.reason, detail: reply.reason === "timeout" ? `no ack for ${subject} within ${this.mux.timeoutMs} ms` : reply.detail })
       }
-    return interpretAck(subject, expectedSeq, reply.msg)
+    return interpretAck(subject, expectedSeq, reply.msg, reply.sentAtMs)
   }
 
   /** In-flight publishes right now. */
@@ -64,7 +65,7 @@ export class PipelinedPublisher {
 }
 
 /** Translates a JetStream publish ack (or its absence) into our result. */
-const interpretAck = (subject: string, expectedSeq: number | undefined, msg: Msg): PublishResult => {
+const interpretAck = (subject: string, expectedSeq: number | undefined, msg: Msg, sentAtMs: number): PublishResult => {
   if (msg.headers?.code === 503 || (msg.data.length === 0 && msg.headers?.hasError === true))
     return { ok: false, error: new LogError({ reason: "unavailable", detail: `no JetStream responder on ${subject} (streams not provisioned, or a leader election in progress)` }) }
   let ack: PubAckWire
@@ -83,5 +84,5 @@ const interpretAck = (subject: string, expectedSeq: number | undefined, msg: Msg
     }
     return { ok: false, error: new LogError({ reason: "rejected", detail: ack.error.description ?? "publish refused" }) }
   }
-  return { ok: true, seq: ack.seq ?? 0, duplicate: ack.duplicate === true }
+  return { ok: true, seq: ack.seq ?? 0, duplicate: ack.duplicate === true, sentAtMs }
 }

@@ -28,6 +28,8 @@ export interface HttpConfig {
   readonly staticTokens: Redacted.Redacted<ReadonlyArray<StaticTokenConfig>>
   readonly jwt: Option.Option<{ readonly jwksUrl: string; readonly issuer: string; readonly audience: string; readonly clockSkewSeconds: number }>
   readonly rateLimit: Option.Option<RateLimitConfig>
+  /** Jaeger UI base URL: the operator page (/ui) links a task's trace to `<url>/trace/<traceId>`. */
+  readonly uiJaegerUrl: Option.Option<string>
 }
 
 const staticTokens = Config.redacted("CODEQ_HTTP_STATIC_TOKENS").pipe(
@@ -36,7 +38,8 @@ const staticTokens = Config.redacted("CODEQ_HTTP_STATIC_TOKENS").pipe(
     Either.mapBoth(Schema.decodeUnknownEither(StaticTokens, { onExcessProperty: "error" })(Redacted.value(raw)), {
       onLeft: (error) => {
         const [first] = ParseResult.ArrayFormatter.formatErrorSync(error)
-        const where = first === undefined || first.path.length === 0 ? "" : ` (at ${first.path.join(".")}: ${first.message.split("\n")[0]})`
+        // The path only: the message would quote the value, and tokens are secrets.
+        const where = first === undefined || first.path.length === 0 ? "" : ` (at ${first.path.join(".")})`
         return ConfigError.InvalidData(["CODEQ_HTTP_STATIC_TOKENS"], `must be a JSON array of {token (16+ chars), tenant, subject?, role?, scopes?, eventTypes?}${where}`)
       },
       onRight: (tokens) => Redacted.make<ReadonlyArray<StaticTokenConfig>>(tokens)
@@ -72,13 +75,24 @@ const rateLimit = Config.all({
   )
 )
 
+/** An absolute http(s) URL: the page puts it in a link's href, so no other scheme gets there. */
+const isHttpUrl = (value: string): boolean => URL.canParse(value) && ["http:", "https:"].includes(new URL(value).protocol)
+
+const uiJaegerUrl = Config.option(
+  Config.string("CODEQ_UI_JAEGER_URL").pipe(
+    Config.validate({ message: "must be an http(s) URL", validation: isHttpUrl }),
+    Config.withDescription("Jaeger UI base URL; the operator page links each trace to <url>/trace/<traceId>")
+  )
+)
+
 export const HttpConfig: Config.Config<HttpConfig> = Config.all({
   port: Config.port("CODEQ_HTTP_PORT").pipe(Config.withDefault(8080), Config.withDescription("HTTP API port")),
   host: Config.string("CODEQ_HTTP_HOST").pipe(Config.withDefault("0.0.0.0"), Config.withDescription("HTTP API bind address")),
   bodyLimitBytes: Config.integer("CODEQ_HTTP_BODY_LIMIT_BYTES").pipe(Config.validate({ message: "must be an integer from 1024 to 67108864", validation: (n) => n >= 1024 && n <= 64 * 1024 * 1024 }), Config.withDefault(1024 * 1024), Config.withDescription("largest request body accepted (413 beyond)")),
   staticTokens,
   jwt,
-  rateLimit
+  rateLimit,
+  uiJaegerUrl
 })
 
 /** Server options from the config, for `startHttpServer({ ...httpServerOptions(config), client })`. */
@@ -92,6 +106,7 @@ export const httpServerOptions = (config: HttpConfig): Omit<HttpServerOptions, "
     port: config.port,
     host: config.host,
     bodyLimitBytes: config.bodyLimitBytes,
-    ...Option.match(config.rateLimit, { onNone: () => ({}), onSome: (limit) => ({ rateLimit: limit }) })
+    ...Option.match(config.rateLimit, { onNone: () => ({}), onSome: (limit) => ({ rateLimit: limit }) }),
+    ...Option.match(config.uiJaegerUrl, { onNone: () => ({}), onSome: (jaegerUrl) => ({ ui: { jaegerUrl } }) })
   }
 }

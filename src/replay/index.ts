@@ -19,4 +19,4 @@ export { jsonLines, renderTree, spanForest, spanJson, traceJson } from "./render
 export type { SpanJson, SpanNode } from "./render.js"
 export { otlpJsonRequest, otlpSpanJson, readableSpanOf, replayResource, SpanShipper } from "./otlp.js"
 export { ProgressBar, progressLine } from "./progress.js"
-export { isoFromNs } from "./core.js"
+export { isoFromNs, msBetween } from "./core.js"

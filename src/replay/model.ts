@@ -22,6 +22,8 @@ export interface LogRecord {
   /** W3C trace flags as recorded (all eight bits); 0 without a valid traceparent. */
   readonly traceFlags: number
   readonly tracestate: string | undefined
+  /** W3C baggage the create received (on a TaskCreated only). */
+  readonly baggage: string | undefined
   /** `Codeq-Parent-Span`: the writing span's parent span id. */
   readonly parentSpanId: string | undefined
   /** `Codeq-Span-Start`: the writing span's start (epoch ns). */

@@ -155,12 +155,23 @@ export class SpanShipper {
     await this.exporter.shutdown()
   }
 
+  private failuresInARow = 0
+
   private send(spans: Array<ReadableSpan>): Promise<void> {
+    // A collector that refused three batches in a row is taken as down: the rest are counted as
+    // failed at once rather than each waiting out the export timeout.
+    if (this.failuresInARow >= 3) {
+      this.failed += spans.length
+      return Promise.resolve()
+    }
     return new Promise((resolve) =>
       this.exporter.export(spans, (result) => {
-        if (result.code === ExportResultCode.SUCCESS) this.exported += spans.length
-        else {
+        if (result.code === ExportResultCode.SUCCESS) {
+          this.exported += spans.length
+          this.failuresInARow = 0
+        } else {
           this.failed += spans.length
+          this.failuresInARow++
           this.lastError = result.error?.message ?? "export failed"
         }
         resolve()

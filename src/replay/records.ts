@@ -19,6 +19,7 @@ export interface HeaderFields {
   type: string
   traceparent: string | undefined
   tracestate: string | undefined
+  baggage: string | undefined
   parentSpanId: string | undefined
   spanStart: string | undefined
   prevSeq: string | undefined
@@ -30,6 +31,7 @@ const FIELDS: ReadonlyArray<readonly [string, Field]> = [
   [HEADERS.event, "type"],
   [HEADERS.traceparent, "traceparent"],
   [HEADERS.tracestate, "tracestate"],
+  [HEADERS.baggage, "baggage"],
   [HEADERS.parentSpan, "parentSpanId"],
   [HEADERS.spanStart, "spanStart"],
   [HEADERS.prevSeq, "prevSeq"]
@@ -48,7 +50,7 @@ const valueAfter = (text: string, needle: string): string | undefined => {
   return text.slice(from, end)
 }
 
-const emptyFields = (code: number): HeaderFields => ({ code, type: "", traceparent: undefined, tracestate: undefined, parentSpanId: undefined, spanStart: undefined, prevSeq: undefined })
+const emptyFields = (code: number): HeaderFields => ({ code, type: "", traceparent: undefined, tracestate: undefined, baggage: undefined, parentSpanId: undefined, spanStart: undefined, prevSeq: undefined })
 
 // Every header line follows a CRLF (the block starts with the `NATS/1.0` status line).
 
@@ -66,6 +68,7 @@ const parseAnyCase = (text: string, out: HeaderFields): void => {
 const N_EVENT = `\r\n${HEADERS.event}:`
 const N_TRACEPARENT = `\r\n${HEADERS.traceparent}:`
 const N_TRACESTATE = `\r\n${HEADERS.tracestate}:`
+const N_BAGGAGE = `\r\n${HEADERS.baggage}:`
 const N_PARENT = `\r\n${HEADERS.parentSpan}:`
 const N_START = `\r\n${HEADERS.spanStart}:`
 const N_PREV = `\r\n${HEADERS.prevSeq}:`
@@ -77,6 +80,7 @@ export const parseHeaderBlock = (text: string): HeaderFields => {
     type: valueAfter(text, N_EVENT) ?? "",
     traceparent: valueAfter(text, N_TRACEPARENT),
     tracestate: valueAfter(text, N_TRACESTATE),
+    baggage: valueAfter(text, N_BAGGAGE),
     parentSpanId: valueAfter(text, N_PARENT),
     spanStart: valueAfter(text, N_START),
     prevSeq: valueAfter(text, N_PREV)
@@ -200,6 +204,7 @@ export const makeRecord = (seq: number, subject: string, timeNs: string, h: Head
     spanId: valid ? tp.slice(36, 52) : undefined,
     traceFlags: valid ? hexValue(tp.charCodeAt(53)) * 16 + hexValue(tp.charCodeAt(54)) : 0,
     tracestate: h.tracestate,
+    baggage: h.baggage,
     parentSpanId: h.parentSpanId,
     spanStart: h.spanStart,
     prevSeq: Number.isSafeInteger(prev) ? prev : undefined,

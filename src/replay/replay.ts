@@ -71,6 +71,9 @@ const commandOf = (records: ReadonlyArray<LogRecord>): unknown => {
   return typeof body === "object" && body !== null ? (body as { command?: unknown }).command : undefined
 }
 
+/** A source that fails at once: the reader could not be made again yet. */
+const failedSource = (error: unknown): LogSource => ({ pending: undefined, next: () => Promise.reject(error), close: () => Promise.resolve() })
+
 /** Reads the selection and hands each task's trace to `handle` (awaited) as the task ends. */
 export const replayLog = async <D extends TraceDetail>(
   conn: ReplayConnection,
@@ -119,11 +122,15 @@ export const replayLog = async <D extends TraceDetail>(
     if (!needsPrefix(fragment)) return deliver(fragment, [])
     return readEarlier(fragment)
   }
+  // A read of earlier events that fails ends the replay (after the reads in flight), never silently.
+  let contextFailure: unknown
   const readEarlier = async (fragment: Fragment): Promise<void> => {
     while (inflight.size >= (options.contextReads ?? 16)) await Promise.race(inflight)
+    if (contextFailure !== undefined) throw contextFailure
     const first = fragment.records[0]
     const job: Promise<void> = readSubject(conn.nc, stream, fragment.subject, { beforeSeq: first?.seq ?? 0, bodies })
       .then((prefix) => deliver(fragment, prefix))
+      .catch((error: unknown) => void (contextFailure ??= error))
       .finally(() => inflight.delete(job))
     inflight.add(job)
   }
@@ -152,7 +159,12 @@ export const replayLog = async <D extends TraceDetail>(
         await source.close()
         await opened.remove()
         await new Promise((resolve) => setTimeout(resolve, Math.min(10_000, 500 * failures)))
-        opened = await open(position + 1, false)
+        try {
+          opened = await open(position + 1, false)
+        } catch (again) {
+          // Not back yet: the next round fails at once and waits longer.
+          opened = { source: failedSource(again), pendingAtStart: 0, reader: opened.reader, remove: () => Promise.resolve() }
+        }
         source = opened.source
         continue
       }
@@ -176,6 +188,7 @@ export const replayLog = async <D extends TraceDetail>(
     }
     for (const closed of assembler.drain()) await emit(closed)
     await Promise.all(inflight)
+    if (contextFailure !== undefined) throw contextFailure
   } finally {
     options.signal?.removeEventListener("abort", abort)
     await source.close()

@@ -10,7 +10,7 @@ import { SpanKind, SpanStatusCode, type Attributes } from "@opentelemetry/api"
 import { Either, ParseResult, Schema } from "effect"
 import { TaskEvent, evolve, type StoredEvent, type TaskState } from "../domain/events.js"
 import { ATTR } from "../tracing/conventions.js"
-import { spanSpecFor } from "../tracing/transitions.js"
+import { spanSpecFor, spanStatusOf as liveStatusOf } from "../tracing/transitions.js"
 import { spanCoreOf } from "./core.js"
 import type { LogRecord, ReplaySpan, SpanCore, SpanStatusJson } from "./model.js"
 
@@ -32,24 +32,14 @@ export const decodeRecordEvent = (record: LogRecord): TaskEvent | string => {
   return `not a valid ${record.type}: ${issue === undefined ? "invalid" : `${issue.path.join(".") || "body"}: ${issue.message}`}`.slice(0, 300)
 }
 
+const UNSET_STATUS: SpanStatusJson = { code: SpanStatusCode.UNSET }
+
 /**
  * The status of the span that writes `event`: an error for a task that failed, was dead-lettered
  * or rejected, and for a failed webhook attempt (with its failure class, as the live span has).
  */
-export const spanStatusOf = (event: TaskEvent): SpanStatusJson => {
-  switch (event.type) {
-    case "TaskFailed":
-      return { code: SpanStatusCode.ERROR, message: "task failed" }
-    case "TaskDeadLettered":
-      return { code: SpanStatusCode.ERROR, message: `dead-lettered: ${event.reason}` }
-    case "TaskRejected":
-      return { code: SpanStatusCode.ERROR, message: `rejected: ${event.field} ${event.rule}` }
-    case "WebhookFailed":
-      return { code: SpanStatusCode.ERROR, message: event.error }
-    default:
-      return { code: SpanStatusCode.UNSET }
-  }
-}
+/** The live span's status (src/tracing/transitions.ts): replay and live cannot differ. */
+export const spanStatusOf = (event: TaskEvent): SpanStatusJson => liveStatusOf(event)
 
 /** The kind of every transition span: internal, as the live ones are started. */
 export const spanKindOf = (_event: TaskEvent): SpanKind => SpanKind.INTERNAL
@@ -106,6 +96,24 @@ export interface RebuiltSpans {
   readonly state: TaskState | null
 }
 
+/** A span from its core (ids, times) and what the live one was named, tagged and ended with. */
+const spanOf = (core: SpanCore, name: string, scope: string, kind: SpanKind, attributes: Attributes, status: SpanStatusJson): ReplaySpan => ({
+  seq: core.seq,
+  event: core.event,
+  traceId: core.traceId,
+  spanId: core.spanId,
+  traceFlags: core.traceFlags,
+  traceState: core.traceState,
+  parentSpanId: core.parentSpanId,
+  startNs: core.startNs,
+  endNs: core.endNs,
+  name,
+  scope,
+  kind,
+  attributes,
+  status
+})
+
 /** The spans of `records` (one task's events in log order), the task being in `before` first. */
 export const rebuildSpans = (records: ReadonlyArray<LogRecord>, before: TaskState | null): RebuiltSpans => {
   const spans: Array<ReplaySpan> = []
@@ -115,14 +123,21 @@ export const rebuildSpans = (records: ReadonlyArray<LogRecord>, before: TaskStat
   for (const record of records) {
     const core: SpanCore | undefined = spanCoreOf(record)
     const event = decodeRecordEvent(record)
-    if (typeof event === "string") undecodable.push({ seq: record.seq, reason: event })
+    if (typeof event === "string") {
+      undecodable.push({ seq: record.seq, reason: event })
+      if (core === undefined) untraced.push({ seq: record.seq, event: record.type })
+      else {
+        const named = namedOnly(record.type)
+        spans.push(spanOf(core, named.name, named.scope, SpanKind.INTERNAL, {}, UNSET_STATUS))
+      }
+      continue
+    }
     if (core === undefined) untraced.push({ seq: record.seq, event: record.type })
-    else if (typeof event === "string") spans.push({ ...core, ...namedOnly(record.type), kind: SpanKind.INTERNAL, attributes: {}, status: { code: SpanStatusCode.UNSET } })
     else {
       const spec = spanSpecFor(event, state, record.subject)
-      spans.push({ ...core, name: spec.name, scope: spec.tracer, kind: spanKindOf(event), attributes: spanAttributesOf(event, state, record.subject), status: spanStatusOf(event) })
+      spans.push(spanOf(core, spec.name, spec.tracer, spanKindOf(event), spanAttributesOf(event, state, record.subject), spanStatusOf(event)))
     }
-    if (typeof event !== "string") state = evolve(state, storedOf(record, event))
+    state = evolve(state, storedOf(record, event))
   }
   return { spans, untraced, undecodable, state }
 }

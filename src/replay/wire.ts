@@ -14,8 +14,8 @@
 import { connect as tcpConnect, type Socket } from "node:net"
 import { randomBytes } from "node:crypto"
 import type { LogRecord } from "./model.js"
-import { parseHeaderBlock, type AckInfo, type BodyPolicy } from "./records.js"
-import { latin1, recordFromWire } from "./wireRecord.js"
+import { parseHeaderBlock, type BodyPolicy } from "./records.js"
+import { latin1, lengthOfFirst, parseAckBytes, recordFromWire } from "./wireRecord.js"
 
 /** Where and as whom to connect: a server of the cluster, with the URL's user/password or token. */
 export interface WireTarget {
@@ -260,45 +260,4 @@ export class WireSource implements LogSource {
     }
     return start + total + 2
   }
-}
-
-const dots = new Int32Array(16)
-
-/** Bytes the first line or message of b takes (control line, payload, CRLF); -1 when its line is cut. */
-const lengthOfFirst = (b: Buffer): number => {
-  const eol = b.indexOf(CR)
-  if (eol < 0 || eol + 1 >= b.length) return -1
-  if (b[0] !== 0x48 && b[0] !== 0x4d) return eol + 2
-  let total = 0
-  for (let k = eol - 1, m = 1; k > 0 && b[k] !== 32; k--, m *= 10) total += ((b[k] ?? 48) - 48) * m
-  return eol + 2 + total + 2
-}
-
-const digits = (b: Buffer, from: number, to: number): number => {
-  let n = 0
-  for (let i = from; i < to; i++) n = n * 10 + ((b[i] ?? 48) - 48)
-  return n
-}
-
-/**
- * `$JS.ACK.…` in b[from, to) → sequence, timestamp and pending; undefined when it is not an ack
- * subject. Tokens (dot-separated) are located once; no string but the timestamp is made.
- */
-const parseAckBytes = (b: Buffer, from: number, to: number): AckInfo | undefined => {
-  // "$JS.ACK."
-  if (to - from < 8 || b[from] !== 0x24 || b[from + 1] !== 0x4a || b[from + 4] !== 0x41) return undefined
-  let count = 0
-  for (let i = from; i < to && count < dots.length; i++) if (b[i] === 0x2e) dots[count++] = i
-  if (count < 8) return undefined
-  // v1: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> (8 dots); v2 adds a
-  // domain and an account hash before the stream, and a token at the end (11 dots or more).
-  const offset = count >= 11 ? 4 : 2
-  // Token t lies between dot t-1 and dot t (or the end).
-  const seqFrom = (dots[offset + 2] ?? 0) + 1
-  const seqTo = dots[offset + 3] ?? to
-  const tsFrom = (dots[offset + 4] ?? 0) + 1
-  const tsTo = dots[offset + 5] ?? to
-  const pendingFrom = (dots[offset + 5] ?? 0) + 1
-  const pendingTo = offset + 6 < count ? (dots[offset + 6] ?? to) : to
-  return { seq: digits(b, seqFrom, seqTo), timeNs: latin1(b, tsFrom, tsTo), pending: digits(b, pendingFrom, pendingTo) }
 }

@@ -1,12 +1,13 @@
 /**
- * A LogRecord straight from the bytes of a delivered message: the header lines are scanned in
- * place and only the values replay reads become strings. This is the per-event cost of an audit
+ * A LogRecord straight from the bytes of a delivered message — and its ack subject's sequence,
+ * timestamp and pending count: the header lines are scanned in place and only the values replay
+ * reads become strings. This is the per-event cost of an audit
  * (measured: the header block as one string searched six times cost twice as much), so it is
  * written for speed; records.ts has the plain version the nats.js reader and direct gets use.
  */
 import { HEADERS } from "../tracing/conventions.js"
 import type { LogRecord } from "./model.js"
-import { isValidTraceparent, makeRecord, parseHeaderBlock, type BodyPolicy } from "./records.js"
+import { isValidTraceparent, makeRecord, parseHeaderBlock, type AckInfo, type BodyPolicy } from "./records.js"
 
 const CR = 0x0d
 const COLON = 0x3a
@@ -16,6 +17,7 @@ const keyBytes = (key: string): Buffer => Buffer.from(key, "latin1")
 const K_EVENT = keyBytes(HEADERS.event)
 const K_TRACEPARENT = keyBytes(HEADERS.traceparent)
 const K_TRACESTATE = keyBytes(HEADERS.tracestate)
+const K_BAGGAGE = keyBytes(HEADERS.baggage)
 const K_PARENT = keyBytes(HEADERS.parentSpan)
 const K_START = keyBytes(HEADERS.spanStart)
 const K_PREV = keyBytes(HEADERS.prevSeq)
@@ -45,6 +47,7 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
   let type = ""
   let traceparent: string | undefined
   let tracestate: string | undefined
+  let baggage: string | undefined
   let parentSpanId: string | undefined
   let spanStart: string | undefined
   let prevSeq: string | undefined
@@ -67,6 +70,7 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
       if (keyLength === K_EVENT.length && sameKey(b, p, K_EVENT)) type = latin1(b, v, w)
       else if (keyLength === K_TRACEPARENT.length && sameKey(b, p, K_TRACEPARENT)) traceparent = latin1(b, v, w)
       else if (keyLength === K_TRACESTATE.length && sameKey(b, p, K_TRACESTATE)) tracestate = latin1(b, v, w)
+      else if (keyLength === K_BAGGAGE.length && sameKey(b, p, K_BAGGAGE)) baggage = latin1(b, v, w)
       else if (keyLength === K_PARENT.length && sameKey(b, p, K_PARENT)) parentSpanId = latin1(b, v, w)
       else if (keyLength === K_START.length && sameKey(b, p, K_START)) spanStart = latin1(b, v, w)
       else if (keyLength === K_PREV.length && sameKey(b, p, K_PREV)) prevSeq = latin1(b, v, w)
@@ -99,6 +103,7 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
     spanId: tp?.slice(36, 52),
     traceFlags: tp === undefined ? 0 : hexValue(tp.charCodeAt(53)) * 16 + hexValue(tp.charCodeAt(54)),
     tracestate,
+    baggage,
     parentSpanId,
     spanStart,
     prevSeq: Number.isSafeInteger(prev) ? prev : undefined,
@@ -106,4 +111,45 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
     body,
     bodyError
   }
+}
+
+const dots = new Int32Array(16)
+
+/** Bytes the first line or message of b takes (control line, payload, CRLF); -1 when its line is cut. */
+export const lengthOfFirst = (b: Buffer): number => {
+  const eol = b.indexOf(CR)
+  if (eol < 0 || eol + 1 >= b.length) return -1
+  if (b[0] !== 0x48 && b[0] !== 0x4d) return eol + 2
+  let total = 0
+  for (let k = eol - 1, m = 1; k > 0 && b[k] !== 32; k--, m *= 10) total += ((b[k] ?? 48) - 48) * m
+  return eol + 2 + total + 2
+}
+
+const digits = (b: Buffer, from: number, to: number): number => {
+  let n = 0
+  for (let i = from; i < to; i++) n = n * 10 + ((b[i] ?? 48) - 48)
+  return n
+}
+
+/**
+ * `$JS.ACK.…` in b[from, to) → sequence, timestamp and pending; undefined when it is not an ack
+ * subject. Tokens (dot-separated) are located once; no string but the timestamp is made.
+ */
+export const parseAckBytes = (b: Buffer, from: number, to: number): AckInfo | undefined => {
+  // "$JS.ACK."
+  if (to - from < 8 || b[from] !== 0x24 || b[from + 1] !== 0x4a || b[from + 4] !== 0x41) return undefined
+  let count = 0
+  for (let i = from; i < to && count < dots.length; i++) if (b[i] === 0x2e) dots[count++] = i
+  if (count < 8) return undefined
+  // v1: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> (8 dots); v2 adds a
+  // domain and an account hash before the stream, and a token at the end (11 dots or more).
+  const offset = count >= 11 ? 4 : 2
+  // Token t lies between dot t-1 and dot t (or the end).
+  const seqFrom = (dots[offset + 2] ?? 0) + 1
+  const seqTo = dots[offset + 3] ?? to
+  const tsFrom = (dots[offset + 4] ?? 0) + 1
+  const tsTo = dots[offset + 5] ?? to
+  const pendingFrom = (dots[offset + 5] ?? 0) + 1
+  const pendingTo = offset + 6 < count ? (dots[offset + 6] ?? to) : to
+  return { seq: digits(b, seqFrom, seqTo), timeNs: latin1(b, tsFrom, tsTo), pending: digits(b, pendingFrom, pendingTo) }
 }

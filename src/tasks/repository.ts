@@ -16,7 +16,13 @@ import type { PublishResult } from "../eventlog/pipeline.js"
 import { contextFromTraceparent } from "../tracing/codec.js"
 import { hrNow, type Telemetry, type TransitionSpan } from "../tracing/spans.js"
 import { baggageHeaderOf } from "../tracing/propagation.js"
-import { spanSpecFor } from "../tracing/transitions.js"
+import { spanSpecFor, spanStatusOf } from "../tracing/transitions.js"
+
+/** Epoch milliseconds (fractional) as OpenTelemetry HrTime. */
+const hrTimeOf = (ms: number): [number, number] => {
+  const seconds = Math.floor(ms / 1000)
+  return [seconds, Math.min(999_999_999, Math.round((ms - seconds * 1000) * 1e6))]
+}
 
 /** A task's state with the sequence it was read at. */
 export interface Snapshot {
@@ -167,27 +173,41 @@ export class TaskRepository {
     return this.resolve(request, result)
   }
 
-  /** Was `request`'s event stored? Reads the log (retrying while it cannot be read); resends once when it surely was not. */
+  /**
+   * Was `request`'s event stored? Reads the log (retrying while it cannot be read) until the
+   * budget runs out: its own traceparent there means stored; another writer's event there means a
+   * lost race; nothing there means not stored (yet), and it is sent again — a resend that nobody
+   * answers (an election still going on) or that conflicts (the first send landed late) is looked
+   * for again. Never appends twice: every send expects the same sequence.
+   */
   private async resolve(request: AppendRequest, failed: PublishResult & { ok: false }): Promise<PublishResult> {
     this.unknownOutcomes++
-    const read = Effect.tryPromise(() => this.log.readTask(request.tenant, request.taskId, request.expectedSeq + 1)).pipe(
-      Effect.retry(appendRetry(this.resolveUnknownMs)),
-      Effect.option
-    )
-    const after = await Effect.runPromise(read)
-    if (after._tag === "None") return failed
-    const next = after.value.events[0]
-    if (next?.trace?.traceparent === request.trace.traceparent) return { ok: true, seq: next.seq, duplicate: true }
-    // Nothing after the expected sequence: it was not stored, and sending it again is safe.
-    if (failed.error._tag === "LogError" && after.value.version <= request.expectedSeq) {
+    const deadline = Date.now() + this.resolveUnknownMs
+    for (let round = 1; ; round++) {
+      const read = Effect.tryPromise(() => this.log.readTask(request.tenant, request.taskId, request.expectedSeq + 1)).pipe(
+        Effect.retry(appendRetry(Math.max(0, deadline - Date.now()))),
+        Effect.option
+      )
+      const after = await Effect.runPromise(read)
+      if (after._tag === "None") return failed
+      const next = after.value.events[0]
+      if (next?.trace?.traceparent === request.trace.traceparent) return { ok: true, seq: next.seq, duplicate: true }
+      if (after.value.version > request.expectedSeq) {
+        // Another writer's event follows: a lost race, which the caller re-reads and decides again.
+        if (failed.error._tag === "LogError")
+          return { ok: false, error: new ConcurrencyConflict({ subject: eventSubject(this.log.naming, request.tenant, request.taskId), expectedSeq: request.expectedSeq, actualSeq: after.value.version }) }
+        return failed
+      }
+      // Nothing after the expected sequence: it was not stored, and sending it again is safe.
+      if (failed.error._tag !== "LogError" || Date.now() >= deadline) return failed
       this.retriedAppends++
       const again = await this.log.append(request)
-      return again.ok || again.error._tag === "ConcurrencyConflict" ? again : failed
+      if (again.ok) return again
+      // A conflict: maybe the first send, stored late — read again. A refusal or a closed
+      // connection will not change by trying again.
+      if (again.error._tag === "LogError" && (again.error.reason === "rejected" || again.error.reason === "closed")) return again
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * 2 ** round) * (0.5 + Math.random() / 2)))
     }
-    // Another writer's event follows: a lost race, which the caller re-reads and decides again.
-    if (failed.error._tag === "LogError")
-      return { ok: false, error: new ConcurrencyConflict({ subject: eventSubject(this.log.naming, request.tenant, request.taskId), expectedSeq: request.expectedSeq, actualSeq: after.value.version }) }
-    return failed
   }
 
   private async appendAll(
@@ -223,8 +243,12 @@ export class TaskRepository {
         throw result.error
       }
       const stored: StoredEvent = { seq: result.seq, subject, time: new Date(), event, trace: span.trace, prevSeq: snapshot.version }
-      // An explicit end: given a start time, the SDK would take the end from Date.now() (whole ms).
-      span.span.end(hrNow())
+      const status = spanStatusOf(event)
+      if (status.code !== SpanStatusCode.UNSET) span.span.setStatus(status)
+      // The span ends when its event left for the log (the log's timestamp follows within a
+      // moment: replay's end), not when a busy process got round to reading the ack. Explicit:
+      // given a start time, the SDK would take the end from Date.now(), in whole milliseconds.
+      span.span.end(result.sentAtMs !== undefined && result.sentAtMs > 0 ? hrTimeOf(result.sentAtMs) : hrNow())
       snapshot = { state: evolve(snapshot.state, stored), version: result.seq }
       appended.push({ stored, context: span.context })
     }

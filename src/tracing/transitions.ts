@@ -2,7 +2,7 @@
  * Which tracer and span name perform each event, and the low-cardinality `codeq.*` attributes the
  * span carries (DESIGN §6). Never the payload, webhook URL, idempotency key or any secret.
  */
-import type { Attributes } from "@opentelemetry/api"
+import { SpanStatusCode, type Attributes, type SpanStatus } from "@opentelemetry/api"
 import type { TaskEvent, TaskState } from "../domain/events.js"
 import { ATTR, SPANS, TRACERS } from "./conventions.js"
 
@@ -91,4 +91,24 @@ export const spanSpecFor = (event: TaskEvent, state: TaskState | null, subject: 
     return out
   }
   return { tracer, name, attributes }
+}
+
+/**
+ * The status of the span that writes `event`: ERROR for the events that report a failure (a task
+ * failed, dead-lettered or rejected, a webhook that failed), unset otherwise. The live span and
+ * its replay take it from here, so they cannot differ.
+ */
+export const spanStatusOf = (event: TaskEvent): SpanStatus => {
+  switch (event.type) {
+    case "TaskFailed":
+      return { code: SpanStatusCode.ERROR, message: "task failed" }
+    case "TaskDeadLettered":
+      return { code: SpanStatusCode.ERROR, message: `dead-lettered: ${event.reason}` }
+    case "TaskRejected":
+      return { code: SpanStatusCode.ERROR, message: `rejected: ${event.field} ${event.rule}` }
+    case "WebhookFailed":
+      return { code: SpanStatusCode.ERROR, message: event.error }
+    default:
+      return { code: SpanStatusCode.UNSET }
+  }
 }
