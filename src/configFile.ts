@@ -47,7 +47,8 @@ export const CONFIG_KEYS: ReadonlyArray<ConfigKey> = [
   { key: "httpJwtAudience", env: "CODEQ_HTTP_JWT_AUDIENCE" },
   { key: "httpJwtClockSkewSeconds", env: "CODEQ_HTTP_JWT_CLOCK_SKEW_SECONDS" },
   { key: "httpRateLimitRps", env: "CODEQ_HTTP_RATE_LIMIT_RPS" },
-  { key: "httpRateLimitBurst", env: "CODEQ_HTTP_RATE_LIMIT_BURST" }
+  { key: "httpRateLimitBurst", env: "CODEQ_HTTP_RATE_LIMIT_BURST" },
+  { key: "uiJaegerUrl", env: "CODEQ_UI_JAEGER_URL" }
 ]
 
 const byKey = new Map(CONFIG_KEYS.map((k) => [k.key, k]))
