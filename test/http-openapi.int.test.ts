@@ -111,6 +111,7 @@ describe("HTTP API: the OpenAPI document states the server's own ranges", () => 
     "POST /v1/codeq/tasks/{id}/nack": {},
     "POST /v1/codeq/tasks/{id}/cancel": {},
     "POST /v1/codeq/tasks/{id}/result": { status: "FAILED", error: "x", artifacts: [artifact] },
+    "POST /v1/codeq/tasks/lookup": { idempotencyKey: "k" },
     "POST /v1/codeq/tasks/batch/results": { results: [{ taskId: unknownId, status: "FAILED", error: "x", artifacts: [artifact] }] }
   }
 

@@ -12,4 +12,5 @@ export {
 export type { JwtConfig } from "./jwt.js"
 export type { HttpLogEntry } from "./pipeline.js"
 export { openApiDocument } from "./routes/system.js"
+export type { UiOptions } from "./routes/ui.js"
 export { HttpConfig, httpServerOptions } from "./config.js"

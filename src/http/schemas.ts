@@ -106,6 +106,13 @@ const build = (limits: TaskLimits) => {
     reason: Schema.optional(text(1024).annotations({ description: "why, recorded on the TaskCancelled event; default \"cancelled\"" }))
   }).annotations({ identifier: "CancelRequest" })
 
+  const LookupBody = Schema.Struct({
+    idempotencyKey: Schema.String.pipe(
+      Schema.minLength(1, rule("length", "a non-empty string")),
+      Schema.maxLength(256, rule("length", "a string of at most 256 characters"))
+    ).annotations({ description: "the key the task was created with; it is hashed into the task id, never stored, logged or echoed" })
+  }).annotations({ identifier: "LookupRequest" })
+
   const ArtifactIn = Schema.Struct({
     name: Schema.String.pipe(
       Schema.minLength(1, rule("length", "a non-empty string")),
@@ -140,6 +147,7 @@ const build = (limits: TaskLimits) => {
     AbandonBody,
     NackBody,
     CancelBody,
+    LookupBody,
     ArtifactIn,
     SubmitResultBody,
     BatchResultsBody

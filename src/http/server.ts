@@ -20,6 +20,7 @@ import { adminRoutes } from "./routes/admin.js"
 import { systemRoutes } from "./routes/system.js"
 import { taskRoutes } from "./routes/tasks.js"
 import { traceRoutes } from "./routes/traces.js"
+import { uiPageRoutes, uiSessionRoutes, type UiOptions } from "./routes/ui.js"
 import { workerRoutes } from "./routes/worker.js"
 
 /** The library the HTTP API is a shell over. `CodeqClient` satisfies it. */
@@ -50,6 +51,8 @@ export interface HttpServerOptions {
   readonly closeGraceMs?: number
   /** Prometheus text for `GET /metrics` (the broker's metrics); no such route when absent. */
   readonly metrics?: MetricsSource
+  /** The operator page at /ui (always served); its settings, e.g. the Jaeger URL it links to. */
+  readonly ui?: UiOptions
 }
 
 /** Renders the Prometheus exposition. */
@@ -70,9 +73,9 @@ export const DEFAULT_BODY_LIMIT = 1024 * 1024
 
 /** Every route of the API, in match order. */
 
-export const apiRoutes = (backend: HttpBackend, watch: ConnectionWatch, metrics?: MetricsSource): ReadonlyArray<Route> => {
+export const apiRoutes = (backend: HttpBackend, watch: ConnectionWatch, metrics?: MetricsSource, ui?: UiOptions): ReadonlyArray<Route> => {
   const routes: Array<Route> = []
-  routes.push(...systemRoutes(backend, watch, () => routes, metrics), ...workerRoutes(backend), ...taskRoutes(backend), ...traceRoutes(backend), ...adminRoutes(backend))
+  routes.push(...systemRoutes(backend, watch, () => routes, metrics), ...workerRoutes(backend), ...taskRoutes(backend), ...traceRoutes(backend), ...adminRoutes(backend), ...uiSessionRoutes(ui))
   return routes
 }
 
@@ -90,7 +93,8 @@ export const startHttpServer = async (options: HttpServerOptions): Promise<Runni
   const watch = new ConnectionWatch(backend.nc)
   const shutdown = new AbortController()
   const deps = {
-    router: new Router(apiRoutes(backend, watch, options.metrics)),
+    // The operator page's static routes are served beside the API, outside its OpenAPI document.
+    router: new Router([...apiRoutes(backend, watch, options.metrics, options.ui), ...uiPageRoutes()]),
     auth: new Authenticator(options.auth),
     limiter: options.rateLimit === undefined ? undefined : new RateLimiter(options.rateLimit),
     watch,

@@ -193,14 +193,23 @@ export class TaskOperations {
 
   /**
    * Tasks of a tenant from the task-state read model (it may trail the log by the projection's
-   * lag), optionally of one status and command, newest first, at most `limit`.
+   * lag), optionally of one status, command and trace (the trace id of the create's traceparent:
+   * the tasks created under one inbound trace share it), newest first, at most `limit`.
    */
-  async list(tenant: string, filter: { readonly status?: TaskStatus; readonly command?: string; readonly limit?: number } = {}): Promise<ReadonlyArray<TaskView>> {
+  async list(
+    tenant: string,
+    filter: { readonly status?: TaskStatus; readonly command?: string; readonly traceId?: string; readonly limit?: number } = {}
+  ): Promise<ReadonlyArray<TaskView>> {
     const limit = filter.limit ?? 100
     check(checkTenant(tenant), filter.command === undefined ? undefined : checkCommand(filter.command), checkIntRange(limit, "limit", 1, 1000))
     const states = await readAllTaskStates(await this.taskStates(), tenant)
     return [...states.values()]
-      .filter((s) => (filter.status === undefined || s.status === filter.status) && (filter.command === undefined || s.command === filter.command))
+      .filter(
+        (s) =>
+          (filter.status === undefined || s.status === filter.status) &&
+          (filter.command === undefined || s.command === filter.command) &&
+          (filter.traceId === undefined || s.traceParent?.split("-")[1] === filter.traceId)
+      )
       .sort((a, b) => b.createdSeq - a.createdSeq)
       .slice(0, limit)
       .map(toView)

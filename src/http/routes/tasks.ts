@@ -1,6 +1,7 @@
 /**
  * Producer and read routes: create (202), batch create (per-item results), cancel, list tasks
- * (from the task-state read model), GET a task, GET its result with an optional long-poll. All
+ * (from the task-state read model, also by trace id), GET a task, find a task by its idempotency
+ * key, GET its result with an optional long-poll. All
  * tenant-scoped by construction: the tenant is the token's, and a task id is looked up only on
  * that tenant's subject, so another tenant's task is a 404.
  */
@@ -8,6 +9,7 @@ import type { Context } from "@opentelemetry/api"
 import { Either } from "effect"
 import { createTask, createTasks, type CreateItemResult, type CreateTaskInput } from "../../tasks/create.js"
 import type { TaskStatus } from "../../domain/events.js"
+import { idempotentTaskId } from "../../domain/ids.js"
 import type { ValidationIssue } from "../../domain/validation.js"
 import { decodeEither } from "../decode.js"
 import { ErrorBody, HttpError, badRequest } from "../errors.js"
@@ -21,6 +23,9 @@ const STATUSES: ReadonlyArray<TaskStatus> = ["PENDING", "IN_PROGRESS", "COMPLETE
 
 /** Most tasks one `GET /v1/codeq/tasks` lists (the library's bound). */
 const MAX_LIST_LIMIT = 1000
+
+/** A W3C trace id: 32 lowercase hex digits, not all zero. */
+const TRACE_ID = /^(?!0{32})[0-9a-f]{32}$/
 
 const ERR = (description: string) => ({ description, schema: ErrorBody })
 export const AUTH_ERRORS = { 401: ERR("no or invalid token"), 403: ERR("token lacks a scope or a valid tenant"), 429: ERR("rate limited"), 503: ERR("NATS unreachable") }
@@ -131,19 +136,24 @@ export const taskRoutes = (backend: HttpBackend): ReadonlyArray<Route> => {
       query: [
         { name: "status", type: "string", enum: STATUSES, description: "only tasks in this state" },
         { name: "command", type: "string", description: "only tasks of this command" },
+        { name: "traceId", type: "string", description: "only tasks of this trace (32 lowercase hex digits): the trace id of the create's traceparent" },
         { name: "limit", type: "integer", minimum: 1, maximum: MAX_LIST_LIMIT, description: `at most this many (1–${MAX_LIST_LIMIT}, default 100)` }
       ],
-      responses: { 200: { description: "the tasks", schema: TaskListJson }, 400: ERR("invalid status, command or limit"), ...AUTH_ERRORS },
+      responses: { 200: { description: "the tasks", schema: TaskListJson }, 400: ERR("invalid status, command, traceId or limit"), ...AUTH_ERRORS },
       handle: async ({ principal, query }) => {
         const status = query.get("status") ?? undefined
         if (status !== undefined && !(STATUSES as ReadonlyArray<string>).includes(status))
           throw badRequest({ field: "status", rule: "enum", message: `status must be one of ${STATUSES.join(", ")}` })
         const limit = query.get("limit") === null ? 100 : intQuery(query, "limit", Number.MAX_SAFE_INTEGER)
         const command = query.get("command") ?? undefined
+        const traceId = query.get("traceId") ?? undefined
+        if (traceId !== undefined && !TRACE_ID.test(traceId))
+          throw badRequest({ field: "traceId", rule: "pattern", message: "traceId must be 32 lowercase hex digits, not all zero" })
         const tasks = await backend.tasks.list(principal.tenant, {
           limit,
           ...(status !== undefined ? { status: status as TaskStatus } : {}),
-          ...(command !== undefined ? { command } : {})
+          ...(command !== undefined ? { command } : {}),
+          ...(traceId !== undefined ? { traceId } : {})
         })
         return { status: 200, body: { tasks, count: tasks.length } }
       }
@@ -155,6 +165,16 @@ export const taskRoutes = (backend: HttpBackend): ReadonlyArray<Route> => {
       access: { kind: "tenant" },
       responses: { 200: { description: "the task", schema: TaskJson }, 400: ERR("invalid id"), 404: ERR("no such task in this tenant"), ...AUTH_ERRORS },
       handle: async ({ principal, params }) => ({ status: 200, body: await backend.tasks.get(principal.tenant, params.id ?? "") })
+    }),
+    route({
+      method: "POST",
+      path: "/v1/codeq/tasks/lookup",
+      summary: "Find the caller's tenant's task created with an idempotency key (sent in the body, so it stays out of URLs and logs)",
+      access: { kind: "tenant" },
+      body: schemas.LookupBody,
+      responses: { 200: { description: "the task", schema: TaskJson }, 400: ERR("invalid key"), 404: ERR("no task with this key in this tenant"), ...AUTH_ERRORS },
+      // The key names the task id (a UUIDv5 of tenant and key): no index, and no other tenant's task.
+      handle: async ({ principal, body }) => ({ status: 200, body: await backend.tasks.get(principal.tenant, idempotentTaskId(principal.tenant, body.idempotencyKey)) })
     }),
     route({
       method: "GET",
