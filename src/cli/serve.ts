@@ -112,5 +112,17 @@ export const serve = async (argv: ReadonlyArray<string>): Promise<number> => {
     }
     process.on("SIGTERM", () => shutdown("SIGTERM"))
     process.on("SIGINT", () => shutdown("SIGINT"))
+    // WHY: npm 11 does not pass a SIGTERM sent to `npm start` on to its script; it exits and the
+    // broker would live on as an orphan holding its ports. Run by npm, the broker takes the loss
+    // of its parent for the signal (run directly, e.g. under nohup, it keeps running).
+    if (process.env.npm_lifecycle_event !== undefined) {
+      const parent = process.ppid
+      const orphanWatch = setInterval(() => {
+        if (process.ppid === parent) return
+        clearInterval(orphanWatch)
+        shutdown("parent exited")
+      }, 500)
+      orphanWatch.unref()
+    }
   })
 }
