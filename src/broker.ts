@@ -26,6 +26,7 @@ import { JetStreamEventLog } from "./eventlog/jetstream.js"
 import { PipelinedPublisher } from "./eventlog/pipeline.js"
 import { ConnectionWatch, closeConnection } from "./eventlog/connection.js"
 import { log, type Logger } from "./log.js"
+import { ClaimReconciler } from "./claims/reconcile.js"
 
 /** The broker could not start: which step, and why (the message is one line for people). */
 export class BrokerStartError extends Data.TaggedError("BrokerStartError")<{ readonly step: string; readonly cause: unknown }> {
@@ -57,6 +58,8 @@ export interface RunningBroker {
   /** Stops the projections (in-flight work finishes), then closes what the broker opened. */
   stop(): Promise<void>
 }
+
+const rootLogger = log
 
 const openConnection = (config: BrokerConfig, given: NatsConnection | undefined, logger: Logger = log.child({ component: "broker" })) =>
   given !== undefined
@@ -115,6 +118,11 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
       (p) => Effect.promise(() => p.stop())
     )
     started.projections = running
+    // Claim messages a server crash left below a consumer's ack floor (see claims/reconcile.ts).
+    yield* Effect.acquireRelease(
+      Effect.sync(() => new ClaimReconciler(nc, config.naming, { log: (options.logger ?? rootLogger).child({ component: "claims" }) })),
+      (reconciler) => Effect.promise(() => reconciler.stop())
+    )
     yield* Effect.acquireRelease(
       attempt("start the webhook deliveries", () => runWebhookDeliveries(nc, repo, config.webhooks, { connected })),
       (deliveries) => Effect.promise(() => deliveries.stop())

@@ -11,6 +11,11 @@
  *
  * Nothing here decides anything: the log does (lifecycle.ts). A claim the worker will not run is
  * handed back with a nak.
+ *
+ * WHY a watchdog: a pull request lives only in the memory of the consumer's leader. When that
+ * server dies (a cluster node lost, a single server restarted), the request vanishes without a
+ * status, and a lane that waits for its answer would never be pulled again. Long-polls ask for
+ * idle heartbeats, and a request that has been silent too long is taken as lost and sent again.
  */
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "nats"
 import { claimSubject, claimsStream, type Naming } from "../../streams/definitions.js"
@@ -41,11 +46,21 @@ interface Lane {
   sentinel: boolean
   /** No consumer answered: not asked again before this time (ms). */
   retryAt: number
+  /** When the open request was sent or last heard from (a message or a heartbeat), in ms. */
+  heardAt: number
 }
 
 const encoder = new TextEncoder()
 /** A long-poll on a cold lane. */
 const COLD_EXPIRES_MS = 30_000
+/** The server's heartbeat on a long-poll while it has nothing to send. */
+const HEARTBEAT_MS = 2_000
+/**
+ * A long-poll silent this long is lost (its server died); so is a no-wait pull without an answer
+ * (a live leader answers one at once: messages, or 404). Taking a slow one for lost costs a pull.
+ */
+const LOST_LONG_POLL_MS = 2 * HEARTBEAT_MS + 1_000
+const LOST_NO_WAIT_MS = 2_000
 
 export class ClaimFeed {
   private readonly inbox = createInbox()
@@ -59,6 +74,7 @@ export class ClaimFeed {
   private stopped = false
   private waiter: (() => void) | undefined
   private started: Promise<void> | undefined
+  private readonly watchdog: NodeJS.Timeout
 
   constructor(
     private readonly nc: NatsConnection,
@@ -70,11 +86,14 @@ export class ClaimFeed {
     this.stream = claimsStream(naming)
     for (const lane of LANES)
       for (const command of commands) {
-        const l: Lane = { index: this.lanes.length, command, lane, hot: true, open: false, owed: 0, sentinel: false, retryAt: 0 }
+        const l: Lane = { index: this.lanes.length, command, lane, hot: true, open: false, owed: 0, sentinel: false, retryAt: 0, heardAt: 0 }
         this.lanes.push(l)
         this.bySubject.set(claimSubject(naming, tenant, command, lane), l)
       }
     this.sub = nc.subscribe(`${this.inbox}.*`, { callback: (_err, msg) => this.onMessage(msg) })
+    this.watchdog = setInterval(() => this.reopenLost(), 1_000)
+    this.watchdog.unref()
+    void this.followConnection()
   }
 
   /**
@@ -118,7 +137,40 @@ export class ClaimFeed {
   /** Stops and drops the inbox; a claim the server sends after this comes back after its ack wait. */
   close(): void {
     this.stop()
+    clearInterval(this.watchdog)
     this.sub.unsubscribe()
+  }
+
+  /**
+   * Requests that went silent are lost with their server: forget them and pull again (a consumer
+   * that is gone or has no leader answers 503, and is made again then). With `all`, every open
+   * request is lost: the connection moved to another server.
+   */
+  private reopenLost(all = false): void {
+    if (this.stopped || this.started === undefined) return
+    const now = Date.now()
+    let lost = false
+    for (const l of this.lanes) {
+      if (!l.open || (!all && now - l.heardAt <= (l.sentinel ? LOST_LONG_POLL_MS : LOST_NO_WAIT_MS))) continue
+      l.open = false
+      l.owed = 0
+      l.sentinel = false
+      l.hot = true
+      lost = true
+    }
+    if (lost) this.pump()
+  }
+
+  /** A reconnect means the requests sent before it went down with the old server. */
+  private async followConnection(): Promise<void> {
+    try {
+      for await (const status of this.nc.status()) {
+        if (this.stopped) return
+        if (status.type === "reconnect") this.reopenLost(true)
+      }
+    } catch {
+      // The iterator ends with the connection.
+    }
   }
 
   private async ensureConsumers(): Promise<void> {
@@ -168,7 +220,8 @@ export class ClaimFeed {
     l.open = true
     l.owed = batch
     l.sentinel = !noWait
-    const body = noWait ? { batch, no_wait: true } : { batch, expires: COLD_EXPIRES_MS * 1_000_000 }
+    l.heardAt = Date.now()
+    const body = noWait ? { batch, no_wait: true } : { batch, expires: COLD_EXPIRES_MS * 1_000_000, idle_heartbeat: HEARTBEAT_MS * 1_000_000 }
     const durable = `claim-${this.tenant}-${l.command}-${l.lane}`
     publishSoon(this.nc, `$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${durable}`, encoder.encode(JSON.stringify(body)), { reply: `${this.inbox}.${l.index}` })
   }
@@ -182,6 +235,9 @@ export class ClaimFeed {
       return
     }
     const code = msg.headers?.code ?? 0
+    l.heardAt = Date.now()
+    // An idle heartbeat: the long-poll is alive.
+    if (code === 100) return
     if (code !== 0 || msg.reply === undefined) {
       // The request is over (404 nothing, 408 expired, 409 consumer changed): what it owed is void.
       // A pull that came back short means the lane is empty for now.

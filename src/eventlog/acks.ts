@@ -2,9 +2,18 @@
  * Answering a JetStream delivery through its ack subject — from any connection, any process: the
  * subject is the handle, so a claim recorded in the log can be acked, nak'ed or terminated by any
  * broker. Shared by the claim path and the projection pull loop.
+ *
+ * WHY naks and terms are confirmed: an answer is handled by the consumer's leader only. Sent while
+ * the consumer has no leader (a cluster node lost, a server restarting), it is dropped without a
+ * word, and the message comes back only after the consumer's ack wait — a claim handed back with
+ * a 1 s nak after a failed append then waits 30 s, a nack's or abandon's delay is lost. So an
+ * answer that sets when the message comes back (nak) or ends it (term) asks the leader to confirm
+ * it, and is sent again until it does, within the ack wait. A plain ack is not: if it is lost the
+ * message comes back later and its claimer finds the task ended in the log and acks it again.
  */
 import { nanos, type NatsConnection } from "nats"
 import { redeliveryDelayMs } from "../domain/delays.js"
+import { RequestMux } from "./mux.js"
 import { publishSoon } from "./outbox.js"
 
 /**
@@ -15,9 +24,40 @@ export type DeliveryAnswer = "ack" | "wpi" | "term" | { readonly nakDelayMs: num
 
 const encoder = new TextEncoder()
 
+/** How long a confirmed answer waits for each confirmation, and for all of them. */
+const CONFIRM_TIMEOUT_MS = 2_000
+const CONFIRM_DEADLINE_MS = 30_000
+
+const confirmers = new WeakMap<NatsConnection, RequestMux>()
+
+const confirmerOf = (nc: NatsConnection): RequestMux => {
+  let mux = confirmers.get(nc)
+  if (mux === undefined) {
+    mux = new RequestMux(nc, { timeoutMs: CONFIRM_TIMEOUT_MS })
+    confirmers.set(nc, mux)
+  }
+  return mux
+}
+
+/** Sends `body` until the consumer's leader confirms it, the deadline passes or the connection closes. */
+const sendConfirmed = async (nc: NatsConnection, ackSubject: string, body: Uint8Array): Promise<void> => {
+  const mux = confirmerOf(nc)
+  const deadline = Date.now() + CONFIRM_DEADLINE_MS
+  for (let attempt = 1; ; attempt++) {
+    const reply = await mux.request(ackSubject, body)
+    if (!reply.ok && reply.reason === "closed") return
+    // 503: no leader listens on the ack subject right now (the answer was dropped).
+    if (reply.ok && reply.msg.headers?.code !== 503) return
+    if (Date.now() >= deadline || nc.isClosed()) return
+    const pauseMs = Math.min(1_000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2)
+    await new Promise((resolve) => setTimeout(resolve, pauseMs).unref())
+  }
+}
+
 export const answerDelivery = (nc: NatsConnection, ackSubject: string, how: DeliveryAnswer): void => {
-  const body = how === "ack" ? "+ACK" : how === "wpi" ? "+WPI" : how === "term" ? "+TERM" : `-NAK ${JSON.stringify({ delay: nanos(redeliveryDelayMs(how.nakDelayMs)) })}`
-  publishSoon(nc, ackSubject, encoder.encode(body))
+  if (how === "ack" || how === "wpi") return publishSoon(nc, ackSubject, encoder.encode(how === "ack" ? "+ACK" : "+WPI"))
+  const body = how === "term" ? "+TERM" : `-NAK ${JSON.stringify({ delay: nanos(redeliveryDelayMs(how.nakDelayMs)) })}`
+  void sendConfirmed(nc, ackSubject, encoder.encode(body)).catch(() => undefined)
 }
 
 /**

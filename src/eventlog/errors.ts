@@ -47,3 +47,10 @@ export type AppendError = ConcurrencyConflict | LogError
 
 /** JetStream's API error code for a failed `Nats-Expected-Last-Subject-Sequence` check. */
 export const JS_WRONG_LAST_SEQUENCE = 10071
+
+/** JetStream's API error code for a consumer that does not exist. */
+export const JS_CONSUMER_NOT_FOUND = 10014
+
+/** Whether a JetStream API error says the consumer does not exist. */
+export const isConsumerNotFound = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && (error as { api_error?: { err_code?: number } }).api_error?.err_code === JS_CONSUMER_NOT_FOUND

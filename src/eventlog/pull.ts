@@ -10,6 +10,7 @@
  */
 import { createInbox, nanos, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "nats"
 import { answerDelivery, parseAckSubject, type DeliveryAnswer } from "./acks.js"
+import { isConsumerNotFound } from "./errors.js"
 
 /** One delivery of a stream message to a consumer, and how to answer it. */
 export interface Delivery {
@@ -38,6 +39,14 @@ export class ConsumerGone extends Error {}
 
 const encoder = new TextEncoder()
 
+/**
+ * A request the server has not ended this long after its expiry is lost. WHY the consumer is then
+ * looked up: a pull on a consumer that no longer exists (an ephemeral one after a server restart)
+ * is not refused — the server's JetStream API subscription takes the request and drops it — so
+ * silence is the only sign, and asking for the consumer tells a lost request from a lost consumer.
+ */
+const LOST_REQUEST_GRACE_MS = 1_000
+
 export class PullSession {
   private readonly inbox = createInbox()
   private readonly sub: Subscription
@@ -48,6 +57,7 @@ export class PullSession {
   private received = 0
   private stopped = false
   private gone: ConsumerGone | undefined
+  private checking = false
   private wake: (() => void) | undefined
 
   constructor(
@@ -126,8 +136,12 @@ export class PullSession {
 
   private refill(): void {
     if (this.stopped || this.gone !== undefined) return
-    // A request the server never ended (it restarted, the status was lost) is given up on.
-    if (this.requestOpen && Date.now() - this.requestedAt > this.expiresMs + 5_000) this.requestOpen = false
+    // A request the server never ended (it restarted, the status was lost) is given up on, and
+    // the consumer looked up: gone, it is made again by the caller.
+    if (this.requestOpen && Date.now() - this.requestedAt > this.expiresMs + LOST_REQUEST_GRACE_MS) {
+      this.requestOpen = false
+      void this.checkConsumer()
+    }
     if (this.requestOpen || this.queue.length > this.options.batch / 2) return
     this.requestOpen = true
     this.requestedAt = Date.now()
@@ -137,6 +151,22 @@ export class PullSession {
       encoder.encode(JSON.stringify({ batch: this.options.batch, expires: nanos(this.expiresMs) })),
       { reply: this.inbox }
     )
+  }
+
+  private async checkConsumer(): Promise<void> {
+    if (this.checking) return
+    this.checking = true
+    try {
+      const jsm = await this.nc.jetstreamManager({ checkAPI: false })
+      await jsm.consumers.info(this.stream, this.consumer)
+    } catch (error) {
+      if (isConsumerNotFound(error) && this.gone === undefined) {
+        this.gone = new ConsumerGone(`consumer ${this.consumer} on ${this.stream} no longer exists`)
+        this.signal()
+      }
+    } finally {
+      this.checking = false
+    }
   }
 
   private onMessage(msg: Msg): void {
