@@ -12,7 +12,7 @@ import { HttpConfig, httpServerOptions, startHttpServer } from "../http/index.js
 import { log as logger } from "../log.js"
 import { CodeqClient } from "../sdk/client.js"
 import { setupTracing } from "../tracing/setup.js"
-import { closeConnection } from "../eventlog/connection.js"
+import { ConnectionWatch, closeConnection } from "../eventlog/connection.js"
 import { EXIT, parse, type CommandSpec } from "./args.js"
 import { connectForCommand, StartError } from "./connect.js"
 
@@ -56,8 +56,13 @@ export const serve = async (argv: ReadonlyArray<string>): Promise<number> => {
     dataDir: process.env.CODEQ_DATA_DIR ?? ".codeq/nats"
   })
   if (connection.embedded !== undefined) logger.info({ nats: connection.url, store: connection.embedded.storeDir }, "nothing answered at NATS_URL: started an embedded nats-server -js")
+  // Whether the server is there right now (the broker's own watch logs the changes). WHY: a drain
+  // needs the server; with NATS down, "not closed" is not "connected", and a drain would hold a
+  // SIGTERM for its whole timeout.
+  const watch = new ConnectionWatch(connection.nc)
   const stopNats = async () => {
-    await closeConnection(connection.nc, !connection.nc.isClosed())
+    watch.stop()
+    await closeConnection(connection.nc, watch.connected)
     await connection.embedded?.stop()
   }
   let broker
