@@ -97,12 +97,56 @@ export interface ConnectOptions {
   readonly embed?: boolean
   /** Where the embedded server keeps its data. Default `./.codeq/nats`. */
   readonly dataDir?: string
+  /**
+   * Keep trying, once a second, while nothing answers (refused, timed out, no such host) instead
+   * of failing: `onWaiting` hears the reason once, and an abort ends the wait with a StartError.
+   */
+  readonly wait?: { readonly signal: AbortSignal; readonly onWaiting: (reason: string) => void }
+}
+
+/** A connect failure that may end by itself: the server is not up yet, or not reachable yet. */
+const TRANSIENT = new Set(["CONNECTION_REFUSED", "TIMEOUT", "ENOTFOUND", "EAI_AGAIN", "ECONNRESET"])
+
+/** Tries `open` once a second until it connects and JetStream answers, or the wait is aborted. */
+const connectWhenUp = async (
+  url: string,
+  open: () => Promise<NatsConnection>,
+  first: unknown,
+  wait: NonNullable<ConnectOptions["wait"]>
+): Promise<CommandConnection> => {
+  wait.onWaiting(describeConnectError(url, first))
+  for (;;) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 1_000)
+      wait.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true })
+    })
+    if (wait.signal.aborted) throw new StartError(`stopped while waiting for NATS at ${url}`)
+    const opening = open()
+    // An attempt can take seconds to fail; a stop does not wait for it (nor keeps what it opens).
+    const stopped = new Promise<"stopped">((resolve) => wait.signal.addEventListener("abort", () => resolve("stopped"), { once: true }))
+    const nc = await Promise.race([opening, stopped]).catch((error: unknown) => {
+      if (!TRANSIENT.has(codeOf(error))) throw new StartError(describeConnectError(url, error))
+      return undefined
+    })
+    if (nc === "stopped") {
+      void opening.then((late) => late.close(), () => undefined)
+      throw new StartError(`stopped while waiting for NATS at ${url}`)
+    }
+    if (nc === undefined) continue
+    try {
+      await nc.jetstreamManager()
+      return { nc, url, embedded: undefined }
+    } catch {
+      // Up but JetStream is not ready yet (a cluster still electing): try again.
+      await nc.close().catch(() => undefined)
+    }
+  }
 }
 
 /** Connects to `url` (comma-separated servers), checks that JetStream is on, or explains why not. */
 export const connectForCommand = async (url: string, options: ConnectOptions): Promise<CommandConnection> => {
   const servers = url.split(",").map((s) => s.trim()).filter((s) => s !== "")
-  const open = (to: ReadonlyArray<string>) => connect({ servers: [...to], name: options.name, noAsyncTraces: true, maxReconnectAttempts: -1, timeout: 3_000 })
+  const open = (to: ReadonlyArray<string> = servers) => connect({ servers: [...to], name: options.name, noAsyncTraces: true, maxReconnectAttempts: -1, timeout: 3_000 })
   let embedded: EmbeddedServer | undefined
   let nc: NatsConnection
   try {
@@ -110,7 +154,9 @@ export const connectForCommand = async (url: string, options: ConnectOptions): P
   } catch (error) {
     const only = servers.length === 1 ? parseUrl(servers[0] ?? "") : undefined
     const local = only !== undefined && LOCAL_HOSTS.has(only.hostname) && only.username === "" && only.password === ""
-    if (!(options.embed === true && local && codeOf(error) === "CONNECTION_REFUSED")) throw new StartError(describeConnectError(url, error))
+    const embed = options.embed === true && local && codeOf(error) === "CONNECTION_REFUSED"
+    if (!embed && options.wait !== undefined && TRANSIENT.has(codeOf(error))) return connectWhenUp(url, open, error, options.wait)
+    if (!embed) throw new StartError(describeConnectError(url, error))
     embedded = await startEmbeddedServer(Number(only.port || 4222), resolve(options.dataDir ?? ".codeq/nats"))
     try {
       nc = await open([embedded.url])

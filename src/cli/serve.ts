@@ -13,6 +13,7 @@ import { log as logger } from "../log.js"
 import { CodeqClient } from "../sdk/client.js"
 import { setupTracing } from "../tracing/setup.js"
 import { ConnectionWatch, closeConnection } from "../eventlog/connection.js"
+import { createServer } from "node:http"
 import { EXIT, parse, type CommandSpec } from "./args.js"
 import { connectForCommand, StartError } from "./connect.js"
 
@@ -37,6 +38,34 @@ const hasAuth = (variables: ReadonlyMap<string, string>) => {
   return (tokens !== undefined && tokens.trim() !== "[]" && tokens.trim() !== "") || variables.has("CODEQ_HTTP_JWKS_URL")
 }
 
+interface StandIn {
+  close(): Promise<void>
+}
+
+/**
+ * The HTTP port while NATS does not answer yet: `/healthz` 200 (the process is alive), every other
+ * path 503 with `Retry-After`, so an orchestrator keeps the broker out of rotation instead of
+ * restarting it, and a client retries. Closed, connections and all, before the API takes the port.
+ */
+const standIn = (host: string, port: number): Promise<StandIn> =>
+  new Promise((resolve, reject) => {
+    const server = createServer((req, res) => {
+      const alive = req.url === "/healthz"
+      res.writeHead(alive ? 200 : 503, { "Content-Type": "application/json", ...(alive ? {} : { "Retry-After": "2" }) })
+      res.end(JSON.stringify(alive ? { status: "ok" } : { error: "the event log is unavailable: waiting for NATS", retryable: true }))
+    })
+    server.once("error", reject)
+    server.listen(port, host, () =>
+      resolve({
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done())
+            server.closeAllConnections()
+          })
+      })
+    )
+  })
+
 export const serve = async (argv: ReadonlyArray<string>): Promise<number> => {
   const parsed = parse(SERVE, argv)
   if (parsed === undefined) return EXIT.ok
@@ -50,11 +79,39 @@ export const serve = async (argv: ReadonlyArray<string>): Promise<number> => {
   const httpConfig = await loadConfig(HttpConfig, variables)
   // Tracing first: spans take their provider when the broker's components are built.
   const tracing = setupTracing(config.tracing)
-  const connection = await connectForCommand(config.natsUrl, {
-    name: "codeq-broker",
-    embed: process.env.CODEQ_EMBEDDED_NATS !== "false",
-    dataDir: process.env.CODEQ_DATA_DIR ?? ".codeq/nats"
-  })
+  // Until NATS answers, a stand-in on the HTTP port says so (see standIn below); SIGTERM or SIGINT
+  // while waiting ends the wait and exits.
+  const waiting = new AbortController()
+  const stopWaiting = () => waiting.abort()
+  process.once("SIGTERM", stopWaiting)
+  process.once("SIGINT", stopWaiting)
+  let stand: Promise<StandIn | undefined> | undefined
+  let connection
+  try {
+    connection = await connectForCommand(config.natsUrl, {
+      name: "codeq-broker",
+      embed: process.env.CODEQ_EMBEDDED_NATS !== "false",
+      dataDir: process.env.CODEQ_DATA_DIR ?? ".codeq/nats",
+      wait: {
+        signal: waiting.signal,
+        onWaiting: (reason) => {
+          logger.warn({ reason }, "NATS does not answer yet: waiting for it (HTTP answers 503 until then)")
+          stand = standIn(httpConfig.host, httpConfig.port).catch((error: unknown) => {
+            logger.warn({ error: String(error) }, "cannot serve HTTP while waiting for NATS")
+            return undefined
+          })
+        }
+      }
+    })
+  } catch (error) {
+    await (await stand)?.close()
+    if (waiting.signal.aborted) return EXIT.ok
+    throw error
+  } finally {
+    process.off("SIGTERM", stopWaiting)
+    process.off("SIGINT", stopWaiting)
+  }
+  await (await stand)?.close()
   if (connection.embedded !== undefined) logger.info({ nats: connection.url, store: connection.embedded.storeDir }, "nothing answered at NATS_URL: started an embedded nats-server -js")
   // Whether the server is there right now (the broker's own watch logs the changes). WHY: a drain
   // needs the server; with NATS down, "not closed" is not "connected", and a drain would hold a

@@ -411,7 +411,7 @@ describe("processes killed mid-work", () => {
     }
   })
 
-  it("NATS unreachable: serve without NATS exits 1 naming the URL and serves once a nats-server is there; under an outage /readyz and the API answer 503 with Retry-After, it serves again when NATS is back, and SIGTERM with NATS down exits within 2 s", async () => {
+  it("NATS unreachable: serve without NATS waits for it, alive but answering 503 with Retry-After, and serves once a nats-server is there; under an outage /readyz and the API answer 503 with Retry-After, it serves again when NATS is back, and SIGTERM with NATS down exits within 2 s", async () => {
     const COMMAND = "proc-nats"
     const naming = freshNaming()
     const natsPort = await freePort()
@@ -430,21 +430,33 @@ describe("processes killed mid-work", () => {
       expect(result.status).toBe(200)
     }
 
-    // 1. Nothing listens at NATS_URL and no embedded server may be started.
-    const refusedAt = Date.now()
-    const refused = spawnCodeq(["serve"], env)
-    const refusedExit = await within(refused.exit, 15_000, "serve without NATS to exit")
-    const refusedMs = refusedExit.at - refusedAt
-    expect(refusedExit.code).toBe(1)
-    expect(refused.lines.join("\n")).toContain(`codeq: nothing answers at ${natsUrl} (connection refused)`)
-    await expect(fetch(`${base}/readyz`)).rejects.toThrow()
-
-    // 2. A nats-server appears on that port: serve starts and serves.
-    const nats = await startNatsServer({ ownServer: true, port: natsPort })
-    closers.push(() => nats.stop())
+    // 1. Nothing listens at NATS_URL and no embedded server may be started: serve waits, alive
+    //    (/healthz 200) and not ready (/readyz and the API 503 with Retry-After).
     const broker = spawnCodeq(["serve"], env)
+    const nats = await (async () => {
+      try {
+        const waitingHealth = await waitFor(async () => (await fetch(`${base}/healthz`).catch(() => undefined))?.status === 200, { timeoutMs: 15_000, what: "serve to answer /healthz while it waits for NATS" })
+        expect(waitingHealth).toBe(true)
+        const waitingReady = await fetch(`${base}/readyz`)
+        expect(waitingReady.status).toBe(503)
+        expect(waitingReady.headers.get("retry-after")).toBe("2")
+        const waitingCreate = await httpCall(base, "POST", "/v1/codeq/tasks", TOKENS.producer, body("waiting"))
+        expect(waitingCreate.status).toBe(503)
+        expect(waitingCreate.headers.get("retry-after")).toBe("2")
+        expect(broker.lines.join("\n")).toContain(`nothing answers at ${natsUrl} (connection refused)`)
+        // 2. A nats-server appears on that port: the broker connects and serves.
+        const server = await startNatsServer({ ownServer: true, port: natsPort })
+        closers.push(() => server.stop())
+        return server
+      } catch (error) {
+        await broker.kill("SIGKILL")
+        throw error
+      }
+    })()
+    const appearedAt = Date.now()
     try {
       await ready(base, broker)
+      const servingMs = Date.now() - appearedAt
       const before = await httpCreate(base, ledger, body("before"))
       await work(before)
 
@@ -491,7 +503,7 @@ describe("processes killed mid-work", () => {
       const accounting = await accountFromLog(client.log, nc, TENANT, ledger, { faultAt })
       console.log(
         renderAccounting("NATS unreachable at start, then lost and back under a running codeq serve", accounting, {
-          "serve with nothing at NATS_URL": `exit ${refusedExit.code} after ${seconds(refusedMs)}: ${refused.lines.find((line) => line.startsWith("codeq:")) ?? "(no message)"}`,
+          "serve with nothing at NATS_URL": `waited: /healthz 200, /readyz and creates 503 with Retry-After; ready ${seconds(servingMs)} after a nats-server appeared`,
           "NATS killed under the broker": `/readyz 503 (Retry-After ${notReady.headers.get("retry-after")}) after ${seconds(notReadyMs)}; create 503 (Retry-After ${refusedCreate.headers.get("retry-after")}) in ${refusedCreateMs} ms`,
           "NATS back": `/readyz 200 ${seconds(readyAgainMs)} after the restart; the create sent again with its key was taken (retries ${ledger.createRetries})`,
           "SIGTERM with NATS down": `exit ${stopped.code ?? stopped.signal} in ${stopMs} ms`,
