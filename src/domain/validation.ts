@@ -88,6 +88,17 @@ export const checkShortString = (value: unknown, field: string, max: number): Va
     ? undefined
     : issue(field, "length", `${field} must be a non-empty string of at most ${max} characters`)
 
+/** A lone UTF-16 surrogate: half of a character, which UTF-8 cannot encode. */
+const LONE_SURROGATE = /\p{Cs}/u
+
+/**
+ * An idempotency key: a non-empty string of at most `max` characters, well-formed Unicode. A lone
+ * surrogate would be hashed as U+FFFD (UTF-8 cannot encode it), so distinct keys would name one task.
+ */
+export const checkIdempotencyKey = (value: unknown, field = "idempotencyKey", max = 256): ValidationIssue | undefined =>
+  checkShortString(value, field, max) ??
+  (LONE_SURROGATE.test(value as string) ? issue(field, "unicode", `${field} must be well-formed Unicode (no lone surrogate)`) : undefined)
+
 /** Serialises a payload and checks its size; returns the JSON or the broken rule. */
 export const checkPayload = (
   payload: unknown,

@@ -84,8 +84,16 @@ const scopesOf = (claims: JWTPayload): Array<string> => {
   return out
 }
 
-const stringsOf = (value: unknown): ReadonlyArray<string> | undefined =>
-  Array.isArray(value) ? value.filter((s): s is string => typeof s === "string") : undefined
+/**
+ * The commands a token may claim. A malformed restriction is refused rather than read as none:
+ * a string or an object in `eventTypes` would otherwise let the token claim every command.
+ */
+const eventTypesOf = (value: unknown): ReadonlyArray<string> | undefined => {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value) || !value.every((s): s is string => typeof s === "string"))
+    throw forbidden("the token's eventTypes claim is malformed: it must be an array of command names", "event_type")
+  return value
+}
 
 const withRole = (role: string, scopes: Iterable<string>): ReadonlySet<string> => {
   const set = new Set(scopes)
@@ -136,7 +144,7 @@ export class Authenticator {
       subject: typeof claims.sub === "string" && claims.sub !== "" ? claims.sub : undefined,
       role,
       scopes: withRole(role, scopesOf(claims)),
-      eventTypes: stringsOf(claims.eventTypes),
+      eventTypes: eventTypesOf(claims.eventTypes),
       key: `jwt:${hash.toString("hex")}`
     }
   }

@@ -58,8 +58,14 @@ const firstIssue = (issue: ParseResult.ParseIssue, path: ReadonlyArray<PropertyK
       return firstIssue(issue.issue, path)
     case "Missing":
       return { field, rule: "required", message: `${name} is required` }
-    case "Unexpected":
+    case "Unexpected": {
+      // An empty key names no field: report the object it is in.
+      if (path[path.length - 1] === "") {
+        const parent = fieldOf(path.slice(0, -1))
+        return { field: parent || "body", rule: "unknown", message: `unknown field "" (an empty key) in ${parent || "the request body"}` }
+      }
       return { field, rule: "unknown", message: `unknown field ${field}` }
+    }
     case "Type":
       if (field === "") return { field: "body", rule: "type", message: "the request body must be a JSON object" }
       return { field, rule: "type", message: `${name} must be ${describe(issue.ast)}` }
@@ -113,7 +119,7 @@ export const requireJsonContentType = (req: IncomingMessage): void => {
 export const readBody = (req: IncomingMessage, limit: number): Promise<Buffer> =>
   new Promise((resolve, reject) => {
     const tooLarge = () =>
-      new HttpError({ status: 413, body: { error: `the request body exceeds the limit of ${limit} bytes`, rule: "max_bytes" } })
+      new HttpError({ status: 413, body: { error: `the request body exceeds the limit of ${limit} bytes`, field: "body", rule: "max_bytes" } })
     const declared = Number(req.headers["content-length"] ?? NaN)
     if (Number.isFinite(declared) && declared > limit) {
       req.resume()
@@ -141,9 +147,21 @@ export const readBody = (req: IncomingMessage, limit: number): Promise<Buffer> =
     })
   })
 
+/**
+ * Strict UTF-8: JSON text must be UTF-8 (RFC 8259 §8.1). A lenient decode would turn invalid
+ * bytes into U+FFFD and store something other than what the client sent, without telling it.
+ * The BOM is kept, so a body starting with one is refused by JSON.parse as before.
+ */
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+
 /** Parses a body as JSON; an empty body is `{}` (every field optional routes accept it). */
 export const parseJson = (body: Buffer): unknown => {
-  const text = body.toString("utf8")
+  let text: string
+  try {
+    text = UTF8.decode(body)
+  } catch (cause) {
+    throw new HttpError({ status: 400, body: { error: "the request body is not valid UTF-8", field: "body", rule: "utf8" }, cause })
+  }
   if (text.trim() === "") return {}
   try {
     return JSON.parse(text) as unknown

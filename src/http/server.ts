@@ -5,7 +5,9 @@
  * the NATS connection makes requests fail fast with 503 while it is down instead of waiting out
  * an ack timeout.
  */
-import { createServer, type Server } from "node:http"
+import { setMaxListeners } from "node:events"
+import { STATUS_CODES, createServer, type Server } from "node:http"
+import type { Duplex } from "node:stream"
 import { ConnectionWatch } from "../eventlog/connection.js"
 import type { AddressInfo } from "node:net"
 import type { NatsConnection } from "nats"
@@ -79,6 +81,51 @@ export const apiRoutes = (backend: HttpBackend, watch: ConnectionWatch, metrics?
   return routes
 }
 
+/** What a request Node's HTTP parser refused broke: status, the part at fault, and a sentence. */
+const parseFailure = (code: string | undefined): { readonly status: number; readonly field: string; readonly error: string } => {
+  switch (code) {
+    case "HPE_HEADER_OVERFLOW":
+      return { status: 431, field: "headers", error: "the request headers are too large" }
+    case "HPE_CHUNK_EXTENSIONS_OVERFLOW":
+      return { status: 413, field: "Transfer-Encoding", error: "the request's chunk extensions are too large" }
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return { status: 408, field: "body", error: "the request did not arrive in time" }
+    case "HPE_INVALID_CONTENT_LENGTH":
+    case "HPE_UNEXPECTED_CONTENT_LENGTH":
+      return { status: 400, field: "Content-Length", error: "the request's Content-Length is invalid (or conflicts with Transfer-Encoding)" }
+    case "HPE_INVALID_TRANSFER_ENCODING":
+    case "HPE_INVALID_CHUNK_SIZE":
+    case "HPE_STRICT":
+      return { status: 400, field: "Transfer-Encoding", error: "the request's chunked body is malformed" }
+    case "HPE_INVALID_EOF_STATE":
+      return { status: 400, field: "Content-Length", error: "the connection ended before the body its Content-Length announced" }
+    case "HPE_INVALID_HEADER_TOKEN":
+    case "HPE_LF_EXPECTED":
+    case "HPE_CR_EXPECTED":
+      return { status: 400, field: "headers", error: "the request headers are malformed" }
+    default:
+      return { status: 400, field: "request", error: "the request is not well-formed HTTP/1.1" }
+  }
+}
+
+/**
+ * Answers a request the HTTP parser refused (a wrong Content-Length, a malformed chunk, bytes
+ * after a body) with the API's JSON error shape instead of Node's bare status line, then closes
+ * the connection: what follows the broken request on it cannot be trusted.
+ */
+const answerParseFailure = (error: NodeJS.ErrnoException, socket: Duplex): void => {
+  // Like Node's default: write only on a socket nothing was written to yet.
+  if (error.code === "ECONNRESET" || !socket.writable || ("bytesWritten" in socket && socket.bytesWritten !== 0)) {
+    socket.destroy()
+    return
+  }
+  const failure = parseFailure(error.code)
+  const body = JSON.stringify({ error: failure.error, field: failure.field, rule: "http" })
+  socket.end(
+    `HTTP/1.1 ${failure.status} ${STATUS_CODES[failure.status] ?? ""}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`
+  )
+}
+
 const listen = (server: Server, port: number, host: string): Promise<AddressInfo> =>
   new Promise((resolve, reject) => {
     server.once("error", reject)
@@ -92,6 +139,8 @@ export const startHttpServer = async (options: HttpServerOptions): Promise<Runni
   const backend = options.client
   const watch = new ConnectionWatch(backend.nc)
   const shutdown = new AbortController()
+  // Every request in flight listens for the shutdown: many at once are expected, not a leak.
+  setMaxListeners(0, shutdown.signal)
   const deps = {
     // The operator page's static routes are served beside the API, outside its OpenAPI document.
     router: new Router([...apiRoutes(backend, watch, options.metrics, options.ui), ...uiPageRoutes()]),
@@ -109,6 +158,7 @@ export const startHttpServer = async (options: HttpServerOptions): Promise<Runni
       if (!res.headersSent) res.destroy()
     })
   })
+  server.on("clientError", answerParseFailure)
   // Long-polls hold requests for up to 60 s; keep-alive connections may idle a little longer.
   server.requestTimeout = 120_000
   server.keepAliveTimeout = 65_000

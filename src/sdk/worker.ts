@@ -108,6 +108,8 @@ export class Worker {
   /** Processes tasks of `commands` until `stop()`; resolves when in-flight handlers are done. */
   run(commands: ReadonlyArray<string>, handler: Handler, options: RunOptions = {}): Promise<void> {
     if (this.running !== undefined) throw new Error("this worker is already running")
+    // From JavaScript anything may come: a string would pass as its characters.
+    if (!Array.isArray(commands)) throw new ValidationError({ field: "commands", rule: "type", message: "commands must be an array of commands" })
     for (const command of commands) {
       const issue = checkCommand(command, "commands")
       if (issue !== undefined) throw new ValidationError(issue)

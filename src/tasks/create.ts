@@ -8,11 +8,11 @@ import type { CreateTask } from "../domain/decide.js"
 import { hashIdempotencyKey, idempotentTaskId, newTaskId } from "../domain/ids.js"
 import {
   checkCommand,
+  checkIdempotencyKey,
   checkIntRange,
   checkNotAfter,
   checkNumberRange,
   checkPayload,
-  checkShortString,
   checkTenant,
   checkTimestamp,
   checkWebhook,
@@ -70,7 +70,8 @@ export const validateCreate = (
   }
   if (typeof input !== "object" || input === null) fail({ field: "body", rule: "object", message: "a task must be an object" })
   const unknownField = Object.keys(input).find((key) => !KNOWN_FIELDS.has(key))
-  if (unknownField !== undefined) fail({ field: unknownField, rule: "unknown", message: `unknown field ${unknownField}` })
+  // An empty key names no field: the task object itself is at fault.
+  if (unknownField !== undefined) fail({ field: unknownField === "" ? "body" : unknownField, rule: "unknown", message: `unknown field ${unknownField === "" ? '"" (an empty key)' : unknownField}` })
   const issue = firstIssue(
     checkTenant(tenant),
     checkCommand(input.command),
@@ -80,7 +81,7 @@ export const validateCreate = (
     input.runAt === undefined ? undefined : checkTimestamp(input.runAt, "runAt") ?? checkNotAfter(input.runAt, "runAt", limits.maxDelaySeconds),
     input.delaySeconds === undefined ? undefined : checkNumberRange(input.delaySeconds, "delaySeconds", 0, limits.maxDelaySeconds),
     input.leaseSeconds === undefined ? undefined : checkIntRange(input.leaseSeconds, "leaseSeconds", 1, limits.maxLeaseSeconds),
-    input.idempotencyKey === undefined ? undefined : checkShortString(input.idempotencyKey, "idempotencyKey", 256)
+    input.idempotencyKey === undefined ? undefined : checkIdempotencyKey(input.idempotencyKey)
   )
   if (issue !== undefined) fail(issue)
   const payload = checkPayload(input.payload, limits.maxPayloadBytes)

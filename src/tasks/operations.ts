@@ -112,6 +112,8 @@ export class TaskOperations {
    * `waitSeconds` for the first and returns what came with it.
    */
   async claimMany(tenant: string, commands: ReadonlyArray<string>, request: ClaimRequest, count: number, signal?: AbortSignal): Promise<ReadonlyArray<ClaimedTask>> {
+    // From JavaScript anything may come: a string would pass as its characters.
+    if (!Array.isArray(commands)) throw new ValidationError({ field: "commands", rule: "type", message: "commands must be an array of commands" })
     check(
       checkTenant(tenant),
       checkWorkerId(request.workerId),

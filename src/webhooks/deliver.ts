@@ -39,16 +39,51 @@ export type DeliveryOutcome =
   | { readonly delivered: false; readonly statusCode?: number; readonly error: "status" | "timeout" | "refused" | "dns" | "blocked_destination" | "network"; readonly permanent: boolean }
 
 const blocked = new BlockList()
-for (const [net, prefix] of [["0.0.0.0", 8], ["10.0.0.0", 8], ["100.64.0.0", 10], ["127.0.0.0", 8], ["169.254.0.0", 16], ["172.16.0.0", 12], ["192.168.0.0", 16], ["224.0.0.0", 4], ["240.0.0.0", 4]] as const)
+// 192.0.0.0/24: IETF protocol assignments; 198.18.0.0/15: benchmarking (RFC 6890).
+for (const [net, prefix] of [["0.0.0.0", 8], ["10.0.0.0", 8], ["100.64.0.0", 10], ["127.0.0.0", 8], ["169.254.0.0", 16], ["172.16.0.0", 12], ["192.0.0.0", 24], ["192.168.0.0", 16], ["198.18.0.0", 15], ["224.0.0.0", 4], ["240.0.0.0", 4]] as const)
   blocked.addSubnet(net, prefix, "ipv4")
-for (const [net, prefix] of [["::", 128], ["::1", 128], ["fc00::", 7], ["fe80::", 10], ["ff00::", 8]] as const) blocked.addSubnet(net, prefix, "ipv6")
+// fec0::/10: deprecated site-local (still routed inside some networks); 64:ff9b:1::/48: local-use
+// NAT64 (RFC 8215), whose translation is the local network's choice; 100::/64: discard-only.
+for (const [net, prefix] of [["::", 128], ["::1", 128], ["fc00::", 7], ["fe80::", 10], ["fec0::", 10], ["ff00::", 8], ["64:ff9b:1::", 48], ["100::", 64]] as const) blocked.addSubnet(net, prefix, "ipv6")
+
+/** The eight 16-bit groups of a valid IPv6 address (a trailing dotted quad becomes two groups). */
+const ipv6Groups = (address: string): ReadonlyArray<number> => {
+  const text = address.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_, a: string, b: string, c: string, d: string) =>
+    `${((Number(a) << 8) | Number(b)).toString(16)}:${((Number(c) << 8) | Number(d)).toString(16)}`
+  )
+  const [head = "", tail] = text.split("::")
+  const parse = (part: string) => (part === "" ? [] : part.split(":").map((group) => parseInt(group, 16)))
+  const before = parse(head)
+  const after = tail === undefined ? [] : parse(tail)
+  return [...before, ...Array<number>(8 - before.length - after.length).fill(0), ...after]
+}
+
+const ipv4Of = (high: number, low: number): string => `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`
+
+/**
+ * The IPv4 address an IPv6 address stands for, where a gateway would take the connection to it:
+ * NAT64 (64:ff9b::/96), IPv4-compatible (::/96, deprecated but still parsed) and 6to4
+ * (2002::/16). IPv4-mapped (::ffff:0:0/96) is checked by the block list itself.
+ */
+const embeddedIpv4 = (address: string): string | undefined => {
+  const g = ipv6Groups(address)
+  const zeros = (from: number, to: number) => g.slice(from, to).every((group) => group === 0)
+  if (g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6)) return ipv4Of(g[6] ?? 0, g[7] ?? 0)
+  if (zeros(0, 6)) return ipv4Of(g[6] ?? 0, g[7] ?? 0)
+  if (g[0] === 0x2002) return ipv4Of(g[1] ?? 0, g[2] ?? 0)
+  return undefined
+}
 
 /** True for addresses a webhook must not reach by default. */
 export const isPrivateAddress = (address: string): boolean => {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1]
   if (mapped !== undefined) return blocked.check(mapped, "ipv4")
   const family = isIP(address)
-  return family === 4 ? blocked.check(address, "ipv4") : family === 6 ? blocked.check(address, "ipv6") : true
+  if (family === 4) return blocked.check(address, "ipv4")
+  if (family !== 6) return true
+  if (blocked.check(address, "ipv6")) return true
+  const embedded = embeddedIpv4(address)
+  return embedded !== undefined && blocked.check(embedded, "ipv4")
 }
 
 /** The guard refused every address of the destination; permanent. */

@@ -10,7 +10,7 @@ import { Either } from "effect"
 import { createTask, createTasks, type CreateItemResult, type CreateTaskInput } from "../../tasks/create.js"
 import type { TaskStatus } from "../../domain/events.js"
 import { idempotentTaskId } from "../../domain/ids.js"
-import type { ValidationIssue } from "../../domain/validation.js"
+import { checkIdempotencyKey, type ValidationIssue } from "../../domain/validation.js"
 import { decodeEither } from "../decode.js"
 import { ErrorBody, HttpError, badRequest } from "../errors.js"
 import type { HttpBackend } from "../server.js"
@@ -174,7 +174,11 @@ export const taskRoutes = (backend: HttpBackend): ReadonlyArray<Route> => {
       body: schemas.LookupBody,
       responses: { 200: { description: "the task", schema: TaskJson }, 400: ERR("invalid key"), 404: ERR("no task with this key in this tenant"), ...AUTH_ERRORS },
       // The key names the task id (a UUIDv5 of tenant and key): no index, and no other tenant's task.
-      handle: async ({ principal, body }) => ({ status: 200, body: await backend.tasks.get(principal.tenant, idempotentTaskId(principal.tenant, body.idempotencyKey)) })
+      handle: async ({ principal, body }) => {
+        const issue = checkIdempotencyKey(body.idempotencyKey)
+        if (issue !== undefined) throw badRequest(issue)
+        return { status: 200, body: await backend.tasks.get(principal.tenant, idempotentTaskId(principal.tenant, body.idempotencyKey)) }
+      }
     }),
     route({
       method: "GET",
