@@ -98,3 +98,14 @@ export const toHttpError = (error: unknown): HttpError => {
   }
   return new HttpError({ status: 500, body: { error: "internal error" }, cause: error })
 }
+
+/** An OpenAPI response of the error body. */
+export const errorResponse = (description: string) => ({ description, schema: ErrorBody })
+
+/** The answers every authenticated route may give. */
+export const AUTH_ERRORS = {
+  401: errorResponse("no or invalid token"),
+  403: errorResponse("token lacks a scope or a valid tenant"),
+  429: errorResponse("rate limited"),
+  503: errorResponse("NATS unreachable")
+}

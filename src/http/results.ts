@@ -12,7 +12,7 @@ import type { LeaseOutcome } from "../tasks/lifecycle.js"
 import type { TaskLimits } from "../tasks/limits.js"
 import { toView, type TaskView } from "../tasks/view.js"
 import { badRequest } from "./errors.js"
-import type { HttpBackend } from "./server.js"
+import type { HttpBackend } from "./backend.js"
 import type { ArtifactIn, SubmitResultBody } from "./schemas.js"
 
 export interface ResultRecord {

@@ -10,11 +10,7 @@ import { STATUS_CODES, createServer, type Server } from "node:http"
 import type { Duplex } from "node:stream"
 import { ConnectionWatch } from "../eventlog/connection.js"
 import type { AddressInfo } from "node:net"
-import type { NatsConnection } from "nats"
-import type { Naming } from "../../streams/definitions.js"
-import type { TaskLimits } from "../tasks/limits.js"
-import type { TaskOperations } from "../tasks/operations.js"
-import type { TaskRepository } from "../tasks/repository.js"
+import type { HttpBackend, MetricsSource } from "./backend.js"
 import { Authenticator, RateLimiter, type AuthConfig, type RateLimitConfig } from "./auth.js"
 import { handleRequest, type HttpLogEntry } from "./pipeline.js"
 import { Router, type Route } from "./router.js"
@@ -24,15 +20,6 @@ import { taskRoutes } from "./routes/tasks.js"
 import { traceRoutes } from "./routes/traces.js"
 import { uiPageRoutes, uiSessionRoutes, type UiOptions } from "./routes/ui.js"
 import { workerRoutes } from "./routes/worker.js"
-
-/** The library the HTTP API is a shell over. `CodeqClient` satisfies it. */
-export interface HttpBackend {
-  readonly nc: NatsConnection
-  readonly repo: TaskRepository
-  readonly tasks: TaskOperations
-  readonly limits: TaskLimits
-  readonly naming: Naming
-}
 
 export interface HttpServerOptions {
   /** The library to serve: a `CodeqClient`, or its parts. */
@@ -57,12 +44,6 @@ export interface HttpServerOptions {
   readonly ui?: UiOptions
 }
 
-/** Renders the Prometheus exposition. */
-export interface MetricsSource {
-  readonly contentType: string
-  render(): Promise<string>
-}
-
 export interface RunningHttpServer {
   /** e.g. http://127.0.0.1:8080 */
   readonly url: string
@@ -72,6 +53,8 @@ export interface RunningHttpServer {
 }
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024
+
+export type { HttpBackend, MetricsSource } from "./backend.js"
 
 /** Every route of the API, in match order. */
 

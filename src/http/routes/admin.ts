@@ -9,10 +9,10 @@
 import { checkCommand } from "../../domain/validation.js"
 import { ValidationError } from "../../tasks/errors.js"
 import { ErrorBody, HttpError, badRequest } from "../errors.js"
-import type { HttpBackend } from "../server.js"
+import type { HttpBackend } from "../backend.js"
 import { CommandQueueJson, DeadLettersJson, PurgedJson, QueueOverviewJson, TaskJson } from "../responses.js"
 import { route, type Route } from "../router.js"
-import { AUTH_ERRORS } from "./tasks.js"
+import { AUTH_ERRORS } from "../errors.js"
 
 const ERR = (description: string) => ({ description, schema: ErrorBody })
 const ADMIN = { kind: "admin" } as const

@@ -12,7 +12,7 @@ import { ErrorBody, RETRY_AFTER_SECONDS } from "../errors.js"
 import { HealthJson } from "../responses.js"
 import { route, type Route } from "../router.js"
 import type { ConnectionWatch } from "../../eventlog/connection.js"
-import type { HttpBackend, MetricsSource } from "../server.js"
+import type { HttpBackend, MetricsSource } from "../backend.js"
 
 export type Readiness = { readonly ready: true } | { readonly ready: false; readonly error: string }
 

@@ -12,8 +12,8 @@ import type { TaskStatus } from "../../domain/events.js"
 import { idempotentTaskId } from "../../domain/ids.js"
 import { checkIdempotencyKey, type ValidationIssue } from "../../domain/validation.js"
 import { decodeEither } from "../decode.js"
-import { ErrorBody, HttpError, badRequest } from "../errors.js"
-import type { HttpBackend } from "../server.js"
+import { AUTH_ERRORS, HttpError, badRequest, errorResponse } from "../errors.js"
+import type { HttpBackend } from "../backend.js"
 import { BatchCreateJson, GetResultJson, TaskJson, TaskListJson } from "../responses.js"
 import { awaitResult } from "../results.js"
 import { route, type Route } from "../router.js"
@@ -27,8 +27,7 @@ const MAX_LIST_LIMIT = 1000
 /** A W3C trace id: 32 lowercase hex digits, not all zero. */
 const TRACE_ID = /^(?!0{32})[0-9a-f]{32}$/
 
-const ERR = (description: string) => ({ description, schema: ErrorBody })
-export const AUTH_ERRORS = { 401: ERR("no or invalid token"), 403: ERR("token lacks a scope or a valid tenant"), 429: ERR("rate limited"), 503: ERR("NATS unreachable") }
+const ERR = errorResponse
 
 /**
  * codeQ's request as the library's input. codeQ treats zero and empty values as "not given"

@@ -12,8 +12,8 @@ import { buildTaskTrace, endsTask, isoFromNs, readSubject, traceJson, type LogRe
 import { ADMIN_SCOPE, type Principal } from "../auth.js"
 import { ErrorBody, HttpError, badRequest } from "../errors.js"
 import { route, type Route } from "../router.js"
-import type { HttpBackend } from "../server.js"
-import { AUTH_ERRORS } from "./tasks.js"
+import type { HttpBackend } from "../backend.js"
+import { AUTH_ERRORS } from "../errors.js"
 
 const ERR = (description: string) => ({ description, schema: ErrorBody })
 const Nanos = Schema.String.annotations({ description: "Unix epoch nanoseconds, decimal" })

@@ -15,7 +15,7 @@ import { ADMIN_SCOPE } from "../auth.js"
 import type { Reply, Route } from "../router.js"
 import { route } from "../router.js"
 import { PAGE_CSS, PAGE_HTML } from "../uiPage.js"
-import { AUTH_ERRORS } from "./tasks.js"
+import { AUTH_ERRORS } from "../errors.js"
 
 /** Settings of the operator page. */
 export interface UiOptions {

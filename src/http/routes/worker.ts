@@ -11,8 +11,8 @@ import { AbandonJson, BatchClaimJson, BatchResultsJson, HeartbeatJson, NackJson,
 import { outcomeOfResult, resultRecordOf } from "../results.js"
 import { route, type Route } from "../router.js"
 import { MAX_CLAIM_WAIT_SECONDS, requestSchemas } from "../schemas.js"
-import type { HttpBackend } from "../server.js"
-import { AUTH_ERRORS } from "./tasks.js"
+import type { HttpBackend } from "../backend.js"
+import { AUTH_ERRORS } from "../errors.js"
 
 const ERR = (description: string) => ({ description, schema: ErrorBody })
 const LEASE_ERRORS = { 400: ERR("invalid request"), 404: ERR("no such task in this tenant"), 409: ERR("lease lost or task not in progress"), ...AUTH_ERRORS }
