@@ -6,14 +6,32 @@
  * that lost the lease (paused, partitioned) cannot move the position: its next write fails and it
  * stops. A broker that stops cleanly gives the lease up at once; one that dies loses it when it
  * runs out, and a standby takes over from the saved position.
+ *
+ * WHY a presence subject: a broker that is killed holds the lease until it runs out, and nothing
+ * is dispatched meanwhile. Every broker answers on a subject of its own for as long as its
+ * connection lives, and the lease names it: a standby that finds nobody answering there (the
+ * server says "no responders" the moment the holder's connection is gone) takes over at once
+ * instead of waiting out the lease. The compare-and-set on the revision still fences a holder
+ * that was only cut off for a moment: its next renewal fails and it stops.
  */
-import type { KV } from "nats"
+import { ErrorCode, type KV, type NatsConnection, type Subscription } from "nats"
 
 interface LeaderEntry {
   readonly holder: string
   /** Epoch ms after which another broker may take over. */
   readonly until: number
+  /** Where the holder answers while its connection lives. */
+  readonly presence?: string
 }
+
+/** A broker's presence: answered by its own connection, looked for by the others. */
+export interface Presence {
+  readonly nc: NatsConnection
+  readonly subject: string
+}
+
+/** The presence subject of `holder` under `subjectRoot` (outside every stream's subjects). */
+export const presenceSubject = (subjectRoot: string, holder: string): string => `${subjectRoot}.presence.projections.${holder.replace(/[^A-Za-z0-9_-]/g, "_")}`
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
@@ -33,16 +51,41 @@ const isLive = (entry: { readonly operation: string } | null): entry is { readon
 export class ProjectionLeadership {
   private leaderRevision = 0
   private positionRevision = 0
+  private readonly answering: Subscription | undefined
 
   constructor(
     private readonly kv: KV,
     readonly holder: string,
-    private readonly ttlMs = 15_000
-  ) {}
+    private readonly ttlMs = 15_000,
+    private readonly presence?: Presence
+  ) {
+    this.answering = presence?.nc.subscribe(presence.subject, { callback: (_err, msg) => msg.respond() })
+  }
+
+  /** Stops answering on the presence subject (the broker is going). */
+  close(): void {
+    this.answering?.unsubscribe()
+  }
+
+  private entry(): Uint8Array {
+    const entry: LeaderEntry = { holder: this.holder, until: Date.now() + this.ttlMs, ...(this.presence !== undefined ? { presence: this.presence.subject } : {}) }
+    return encoder.encode(JSON.stringify(entry))
+  }
+
+  /** Whether nobody answers on `subject` any more: its connection is gone. A slow answer is not. */
+  private async gone(subject: string): Promise<boolean> {
+    if (this.presence === undefined) return false
+    try {
+      await this.presence.nc.request(subject, undefined, { timeout: 1_000 })
+      return false
+    } catch (error) {
+      return (error as { code?: string }).code === ErrorCode.NoResponders
+    }
+  }
 
   /** Takes the lease if nobody holds it or it has run out; true when this broker now holds it. */
   async tryAcquire(): Promise<boolean> {
-    const value = encoder.encode(JSON.stringify({ holder: this.holder, until: Date.now() + this.ttlMs } satisfies LeaderEntry))
+    const value = this.entry()
     const current = await this.kv.get("leader")
     try {
       if (!isLive(current)) {
@@ -50,7 +93,9 @@ export class ProjectionLeadership {
         return true
       }
       const entry = parse<LeaderEntry>(current.value)
-      if (entry !== undefined && entry.holder !== this.holder && entry.until > Date.now()) return false
+      if (entry !== undefined && entry.holder !== this.holder && entry.until > Date.now()) {
+        if (entry.presence === undefined || !(await this.gone(entry.presence))) return false
+      }
       this.leaderRevision = await this.kv.update("leader", value, current.revision)
       return true
     } catch {
@@ -61,7 +106,7 @@ export class ProjectionLeadership {
 
   /** Extends the lease; false when it was lost (another broker holds it now). */
   async renew(): Promise<boolean> {
-    const value = encoder.encode(JSON.stringify({ holder: this.holder, until: Date.now() + this.ttlMs } satisfies LeaderEntry))
+    const value = this.entry()
     try {
       this.leaderRevision = await this.kv.update("leader", value, this.leaderRevision)
       return true

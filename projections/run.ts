@@ -9,7 +9,7 @@ import type { EventLog } from "../src/eventlog/EventLog.js"
 import { log } from "../src/log.js"
 import { eventsStream, type Naming } from "../streams/definitions.js"
 import { TaskDocs, type TaskDocsOptions } from "./docs.js"
-import { ProjectionLeadership } from "./leadership.js"
+import { ProjectionLeadership, presenceSubject } from "./leadership.js"
 import { ProjectionRuntime, type RuntimeHooks, type Sink } from "./runtime.js"
 import type { PipelinedKv } from "../src/eventlog/kv.js"
 
@@ -41,7 +41,10 @@ export interface RunningProjections {
 }
 
 export const startProjections = (setup: ProjectionsSetup): RunningProjections => {
-  const leadership = new ProjectionLeadership(setup.leases, setup.holder, setup.leaseTtlMs ?? 15_000)
+  const leadership = new ProjectionLeadership(setup.leases, setup.holder, setup.leaseTtlMs ?? 15_000, {
+    nc: setup.nc,
+    subject: presenceSubject(setup.naming.subjectRoot, setup.holder)
+  })
   const renewEveryMs = (setup.leaseTtlMs ?? 15_000) / 3
   const connected = setup.connected ?? (() => true)
   let runtime: ProjectionRuntime | undefined
@@ -97,6 +100,7 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
       }
       if (!stopping) await pause(1_000)
     }
+    leadership.close()
   })()
 
   return {

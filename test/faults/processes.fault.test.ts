@@ -228,12 +228,10 @@ describe("processes killed mid-work", () => {
     const RACING = 20
     const WHILE_DOWN = 20
     const COMMAND = "proc-broker"
-    // WHY a longer lease here: a broker killed while it leads the projections keeps their lease
-    // (15 s, projections/run.ts) until it runs out, and no broker dispatches meanwhile — tasks
-    // created then wait up to ~15 s for their first claim, longer than a 5 s lease plus 5 s.
-    // The stall gets its own bound below.
-    const leaseSeconds = 15
-    const PROJECTIONS_LEASE_TTL_MS = 15_000
+    // A broker killed while it leads the projections keeps their lease until it runs out, but a
+    // standby finds nobody answering on the holder's presence subject and takes over at once
+    // (projections/leadership.ts): tasks wait no longer than their lease plus 5 s.
+    const leaseSeconds = LEASE_SECONDS
     const naming = freshNaming()
     // Answers take 0.1-1 s, so that POSTs are in flight when the broker dies.
     const receiver = await WebhookReceiver.start({ delayMs: (n) => 100 + (n % 10) * 100 })
@@ -308,12 +306,11 @@ describe("processes killed mid-work", () => {
           "broker A": `${killed.signal ?? `exit ${killed.code}`} with ${postsInFlight} webhook POSTs in flight and ${deliveredAtKill} webhooks recorded delivered; broker B ready ${seconds(downMs)} later`,
           "creates": `${FIRST} before the kill, ${RACING} over HTTP racing it, ${WHILE_DOWN} into the log while no broker ran`,
           "webhooks": `POSTs received ${receiver.received.length} for ${seen.size} deliveries (sent again after the kill: ${repeated}); WebhookDelivered once per task: ${ids.length - problems.length} of ${ids.length}; last delivered ${seconds(lastDeliveredAt - faultAt)} after the kill`,
-          "dispatch stalled": `${seconds(accounting.longestWaitMs)} at most (the dead broker's projections lease, TTL ${seconds(PROJECTIONS_LEASE_TTL_MS)}, had to run out)`,
+          "dispatch stalled": `${seconds(accounting.longestWaitMs)} at most`,
           "slowest task": slowestOf(accounting)
         })
       )
       expectAccounted(accounting, FIRST + RACING + WHILE_DOWN, (leaseSeconds + 5) * 1000)
-      expect(accounting.longestWaitMs, slowestOf(accounting)).toBeLessThanOrEqual(PROJECTIONS_LEASE_TTL_MS + 5_000)
       expect(ledger.acked.size).toBe(FIRST + RACING + WHILE_DOWN)
       expect(postsInFlight).toBeGreaterThanOrEqual(1)
       expect(problems).toEqual([])
