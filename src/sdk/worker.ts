@@ -210,19 +210,28 @@ export class Worker {
       // A result the log could not take is sent again until the lease would end: leaving it
       // would hold the task for the whole lease and then run it a second time.
       const leaseEnd = Date.now() + lease.leaseSeconds * 1000
-      await Effect.runPromise(
-        Effect.tryPromise({
-          try: () =>
-            settleLease(
-              this.repo,
-              this.settle,
-              { tenant: lease.tenant, taskId: lease.taskId, lease: { workerId: this.workerId, attempt: lease.attempt }, known },
-              result,
-              this.backoff
-            ),
-          catch: (cause) => cause
-        }).pipe(Effect.retry({ schedule: SETTLE_RETRY, while: (error) => error instanceof LogError && error.reason !== "closed" && Date.now() < leaseEnd && !this.nc.isClosed() }))
-      )
+      const settleOnce = () =>
+        settleLease(
+          this.repo,
+          this.settle,
+          { tenant: lease.tenant, taskId: lease.taskId, lease: { workerId: this.workerId, attempt: lease.attempt }, known },
+          result,
+          this.backoff
+        )
+      const again = (error: unknown) => error instanceof LogError && error.reason !== "closed" && Date.now() < leaseEnd && !this.nc.isClosed()
+      // The plain call first: the Effect with its retry schedule runs only when a settle failed
+      // (a fiber per task costs the worker about a tenth of its CPU).
+      await settleOnce().catch((error: unknown) => {
+        if (!again(error)) throw error
+        // The failure just seen is the schedule's first: the next try waits its first delay.
+        let seen: { readonly error: unknown } | undefined = { error }
+        const attempt = Effect.suspend(() => {
+          const failed = seen
+          seen = undefined
+          return failed !== undefined ? Effect.fail(failed.error) : Effect.tryPromise({ try: settleOnce, catch: (cause) => cause })
+        })
+        return Effect.runPromise(attempt.pipe(Effect.retry({ schedule: SETTLE_RETRY, while: again })))
+      })
     } catch (error) {
       // LeaseLost: someone else holds the task now; the log refused us and that is the end of it.
       if (!(error instanceof LeaseLost)) this.report(error, taskId)
