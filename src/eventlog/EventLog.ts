@@ -5,7 +5,7 @@
  */
 import type { EventTrace, StoredEvent, TaskEvent } from "../domain/events.js"
 import type { Naming } from "../../streams/definitions.js"
-import type { PublishResult } from "./pipeline.js"
+import type { AppendError } from "./errors.js"
 
 export interface AppendRequest {
   readonly tenant: string
@@ -16,6 +16,15 @@ export interface AppendRequest {
   /** The subject's last sequence this write was decided on; 0 for a create. */
   readonly expectedSeq: number
 }
+
+/**
+ * The outcome of one append: the sequence the log stored the event at, or why it did not. A
+ * ConcurrencyConflict means nothing was stored; a LogError says whether it may have been.
+ */
+export type AppendResult =
+  /** `sentAtMs`: when the append left the process (epoch ms, sub-ms precision; 0 when unknown). */
+  | { readonly ok: true; readonly seq: number; readonly duplicate: boolean; readonly sentAtMs?: number }
+  | { readonly ok: false; readonly error: AppendError }
 
 /** A task's events in log order. */
 export interface TaskHistory {
@@ -28,6 +37,6 @@ export interface TaskHistory {
 
 export interface EventLog {
   readonly naming: Naming
-  append(request: AppendRequest): Promise<PublishResult>
+  append(request: AppendRequest): Promise<AppendResult>
   readTask(tenant: string, taskId: string, fromSeq?: number): Promise<TaskHistory>
 }

@@ -10,8 +10,8 @@ import { HEADERS } from "../tracing/conventions.js"
 import { writeTraceHeaders } from "../tracing/codec.js"
 import { decodeEvent, encodeEvent, type RawEvent } from "./codec.js"
 import { LogError } from "./errors.js"
-import type { AppendRequest, EventLog, TaskHistory } from "./EventLog.js"
-import { PipelinedPublisher, type PipelineOptions, type PublishResult } from "./pipeline.js"
+import type { AppendRequest, AppendResult, EventLog, TaskHistory } from "./EventLog.js"
+import { PipelinedPublisher, type PipelineOptions } from "./pipeline.js"
 
 const encoder = new TextEncoder()
 
@@ -45,7 +45,7 @@ export class JetStreamEventLog implements EventLog {
     return new JetStreamEventLog(nc, new PipelinedPublisher(nc, options), naming)
   }
 
-  append(request: AppendRequest): Promise<PublishResult> {
+  append(request: AppendRequest): Promise<AppendResult> {
     const h = headers()
     h.set(HEADERS.event, request.event.type)
     writeTraceHeaders(request.trace, (key, value) => h.set(key, value))

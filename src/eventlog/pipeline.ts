@@ -9,13 +9,11 @@
  */
 import type { Msg, MsgHdrs, NatsConnection } from "nats"
 import { RequestMux } from "./mux.js"
-import { ConcurrencyConflict, JS_WRONG_LAST_SEQUENCE, LogError, type AppendError } from "./errors.js"
+import { ConcurrencyConflict, JS_WRONG_LAST_SEQUENCE, LogError } from "./errors.js"
+import type { AppendResult } from "./EventLog.js"
 
-/** The outcome of one acked publish. */
-export type PublishResult =
-  /** `sentAtMs`: when the publish left the client (epoch ms, sub-ms precision; 0 when unknown). */
-  | { readonly ok: true; readonly seq: number; readonly duplicate: boolean; readonly sentAtMs?: number }
-  | { readonly ok: false; readonly error: AppendError }
+/** The outcome of one acked publish: the port's append result (the log's appends are publishes). */
+export type PublishResult = AppendResult
 
 export interface PipelineOptions {
   /** How long to wait for each ack before reporting a timeout. Default 5 s. */

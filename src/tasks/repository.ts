@@ -12,7 +12,7 @@ import { evolve, fold, type StoredEvent, type TaskState } from "../domain/events
 import { eventSubject } from "../../streams/definitions.js"
 import type { AppendRequest, EventLog } from "../eventlog/EventLog.js"
 import { ConcurrencyConflict, type AppendError } from "../eventlog/errors.js"
-import type { PublishResult } from "../eventlog/pipeline.js"
+import type { AppendResult } from "../eventlog/EventLog.js"
 import { contextFromTraceparent } from "../tracing/codec.js"
 import { hrNow, type Telemetry, type TransitionSpan } from "../tracing/spans.js"
 import { baggageHeaderOf } from "../tracing/propagation.js"
@@ -154,11 +154,11 @@ export class TaskRepository {
    * would have stored carries this span's traceparent, unique to this attempt, so finding it
    * there means it was stored — the append succeeded, whatever the ack said.
    */
-  private async append(request: AppendRequest): Promise<PublishResult> {
+  private async append(request: AppendRequest): Promise<AppendResult> {
     const first = await this.log.append(request)
     // A first send that lost its race lost it to someone else: the caller re-reads and decides.
     if (first.ok || first.error._tag === "ConcurrencyConflict") return first
-    let result: PublishResult = first
+    let result: AppendResult = first
     if (retryable(first.error, request) && this.appendRetryMs > 0) {
       const again = Effect.promise(() => {
         this.retriedAppends++
@@ -180,7 +180,7 @@ export class TaskRepository {
    * answers (an election still going on) or that conflicts (the first send landed late) is looked
    * for again. Never appends twice: every send expects the same sequence.
    */
-  private async resolve(request: AppendRequest, failed: PublishResult & { ok: false }): Promise<PublishResult> {
+  private async resolve(request: AppendRequest, failed: AppendResult & { ok: false }): Promise<AppendResult> {
     this.unknownOutcomes++
     const deadline = Date.now() + this.resolveUnknownMs
     for (let round = 1; ; round++) {

@@ -1,0 +1,120 @@
+/**
+ * The EventLog in memory, held to the JetStream adapter's contract (test/support/eventLogContract.ts
+ * runs against both): one sequence across every subject, starting at 1 and never reused; an append
+ * stored only when its subject's last sequence is the expected one, else a ConcurrencyConflict
+ * naming the actual one; events kept as the bytes and headers JetStream would keep and read back
+ * through the same codec, so trace headers, `prevSeq` and undecodable messages come back alike.
+ * For unit tests and anything else that needs the log without a server; nothing outlives the
+ * process.
+ */
+import { DEFAULT_NAMING, eventSubject, type Naming } from "../../streams/definitions.js"
+import type { StoredEvent } from "../domain/events.js"
+import { HEADERS } from "../tracing/conventions.js"
+import { writeTraceHeaders } from "../tracing/codec.js"
+import { decodeEvent, encodeEvent, type RawEvent } from "./codec.js"
+import { ConcurrencyConflict, LogError } from "./errors.js"
+import type { AppendRequest, AppendResult, EventLog, TaskHistory } from "./EventLog.js"
+
+interface StoredMessage {
+  readonly seq: number
+  readonly subject: string
+  readonly time: Date
+  readonly data: Uint8Array
+  readonly headers: ReadonlyMap<string, string>
+}
+
+const rawOf = (msg: StoredMessage): RawEvent => ({
+  seq: msg.seq,
+  subject: msg.subject,
+  time: msg.time,
+  data: msg.data,
+  header: (key) => msg.headers.get(key)
+})
+
+/**
+ * Whether JetStream would take `subject` as one literal subject. An empty token is no subject at
+ * all, and a `*` or `>` token is read there as a wildcard (an append on it is checked against,
+ * and a read returns, other tasks' events): refused here rather than imitated.
+ */
+const isLiteralSubject = (subject: string): boolean =>
+  subject.split(".").every((token) => token !== "" && token !== "*" && token !== ">" && !/\s/.test(token))
+
+const nowMs = () => performance.timeOrigin + performance.now()
+
+export class InMemoryEventLog implements EventLog {
+  private readonly bySubject = new Map<string, Array<StoredMessage>>()
+  private readonly prefix: string
+  private lastSeq = 0
+  private closed = false
+
+  constructor(readonly naming: Naming = DEFAULT_NAMING) {
+    this.prefix = `${naming.subjectRoot}.evt.`
+  }
+
+  /** Never rejects: the check and the store happen in one turn, so racing appends are serialised. */
+  async append(request: AppendRequest): Promise<AppendResult> {
+    const subject = eventSubject(this.naming, request.tenant, request.taskId)
+    if (this.closed) return { ok: false, error: new LogError({ reason: "closed", detail: "the connection is closed" }) }
+    if (!isLiteralSubject(subject)) return { ok: false, error: new LogError({ reason: "rejected", detail: `not a literal subject: ${subject}` }) }
+    const sentAtMs = nowMs()
+    let data: Uint8Array
+    try {
+      data = encodeEvent(request.event)
+    } catch (cause) {
+      return { ok: false, error: new LogError({ reason: "rejected", detail: `the event does not encode: ${String(cause)}`, cause }) }
+    }
+    const actual = this.bySubject.get(subject)?.at(-1)?.seq ?? 0
+    if (actual !== request.expectedSeq)
+      return { ok: false, error: new ConcurrencyConflict({ subject, expectedSeq: request.expectedSeq, actualSeq: actual }) }
+    const headers = new Map<string, string>([[HEADERS.event, request.event.type]])
+    writeTraceHeaders(request.trace, (key, value) => headers.set(key, value))
+    headers.set(HEADERS.prevSeq, String(request.expectedSeq))
+    return { ok: true, seq: this.store(subject, data, headers), duplicate: false, sentAtMs }
+  }
+
+  async readTask(tenant: string, taskId: string, fromSeq = 0): Promise<TaskHistory> {
+    const subject = eventSubject(this.naming, tenant, taskId)
+    if (this.closed) throw new LogError({ reason: "read_failed", detail: `reading ${subject}: closed` })
+    // JetStream's direct get takes the start in JSON: a non-finite one goes as null (from the
+    // start); a negative or fractional one is a malformed request.
+    const from = Number.isFinite(fromSeq) ? fromSeq : 0
+    if (from < 0 || !Number.isInteger(from)) throw new LogError({ reason: "read_failed", detail: `reading ${subject}: malformed request (from sequence ${fromSeq})` })
+    if (!isLiteralSubject(subject)) throw new LogError({ reason: "read_failed", detail: `reading ${subject}: not a literal subject` })
+    const events: Array<StoredEvent> = []
+    const undecodable: Array<{ seq: number; reason: string }> = []
+    let version = 0
+    for (const msg of this.bySubject.get(subject) ?? []) {
+      if (msg.seq < from) continue
+      version = msg.seq
+      const decoded = decodeEvent(rawOf(msg))
+      if (decoded.ok) events.push(decoded.stored)
+      else undecodable.push({ seq: decoded.seq, reason: decoded.reason })
+    }
+    return { events, version, undecodable }
+  }
+
+  /**
+   * Stores bytes on a subject as a publisher outside the port would: no expected-sequence check,
+   * the headers as given (none by default). A subject outside the event log has nobody to answer,
+   * as on JetStream. For tests of foreign or damaged messages.
+   */
+  publishRaw(subject: string, data: Uint8Array, headers: Readonly<Record<string, string>> = {}): AppendResult {
+    if (this.closed) return { ok: false, error: new LogError({ reason: "closed", detail: "the connection is closed" }) }
+    if (!subject.startsWith(this.prefix) || !isLiteralSubject(subject))
+      return { ok: false, error: new LogError({ reason: "unavailable", detail: `no event log takes ${subject}` }) }
+    return { ok: true, seq: this.store(subject, data.slice(), new Map(Object.entries(headers))), duplicate: false, sentAtMs: nowMs() }
+  }
+
+  /** Later appends resolve to LogError `closed` and reads reject with `read_failed`, as on JetStream. */
+  close(): void {
+    this.closed = true
+  }
+
+  private store(subject: string, data: Uint8Array, headers: ReadonlyMap<string, string>): number {
+    const msg: StoredMessage = { seq: ++this.lastSeq, subject, time: new Date(), data, headers }
+    const messages = this.bySubject.get(subject)
+    if (messages === undefined) this.bySubject.set(subject, [msg])
+    else messages.push(msg)
+    return msg.seq
+  }
+}
