@@ -38,6 +38,7 @@ const record = (type: string, spanId: string, parent: string | undefined, overri
     baggage: undefined,
     parentSpanId: parent,
     spanStart: String(start),
+    spanEnd: undefined,
     prevSeq: s - 1,
     timeNs: String(end),
     body: undefined,

@@ -139,6 +139,8 @@ export interface EventTrace {
   readonly parentSpanId: string | undefined
   /** Start of the writing span, unix epoch nanoseconds as a decimal string. */
   readonly spanStart: string | undefined
+  /** End of the writing span (`Codeq-Span-End`), unix epoch nanoseconds; absent on older events. */
+  readonly spanEnd?: string
   /** W3C baggage of the create's context (TaskCreated only), for the webhook. */
   readonly baggage?: string
 }

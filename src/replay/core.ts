@@ -22,7 +22,8 @@ export const spanCoreOf = (record: LogRecord): SpanCore | undefined => {
     traceState: record.tracestate,
     parentSpanId: parent,
     startNs: start,
-    endNs: record.timeNs
+    // The span's own end when the event says it (and it is not before the start), else the log's time.
+    endNs: record.spanEnd !== undefined && isNanos(record.spanEnd) && compareNs(record.spanEnd, start) >= 0 ? record.spanEnd : record.timeNs
   }
 }
 

@@ -28,6 +28,8 @@ export interface LogRecord {
   readonly parentSpanId: string | undefined
   /** `Codeq-Span-Start`: the writing span's start (epoch ns). */
   readonly spanStart: string | undefined
+  /** `Codeq-Span-End`: the writing span's end (epoch ns); absent on events written before it. */
+  readonly spanEnd: string | undefined
   /** `Codeq-Prev-Seq`: the task's previous event this one was appended after. */
   readonly prevSeq: number | undefined
   /** The log timestamp (epoch ns): the writing span's end. */

@@ -22,6 +22,7 @@ export interface HeaderFields {
   baggage: string | undefined
   parentSpanId: string | undefined
   spanStart: string | undefined
+  spanEnd: string | undefined
   prevSeq: string | undefined
 }
 
@@ -34,6 +35,7 @@ const FIELDS: ReadonlyArray<readonly [string, Field]> = [
   [HEADERS.baggage, "baggage"],
   [HEADERS.parentSpan, "parentSpanId"],
   [HEADERS.spanStart, "spanStart"],
+  [HEADERS.spanEnd, "spanEnd"],
   [HEADERS.prevSeq, "prevSeq"]
 ]
 const BY_LOWER: ReadonlyMap<string, Field> = new Map(FIELDS.map(([name, field]) => [name.toLowerCase(), field]))
@@ -50,7 +52,7 @@ const valueAfter = (text: string, needle: string): string | undefined => {
   return text.slice(from, end)
 }
 
-const emptyFields = (code: number): HeaderFields => ({ code, type: "", traceparent: undefined, tracestate: undefined, baggage: undefined, parentSpanId: undefined, spanStart: undefined, prevSeq: undefined })
+const emptyFields = (code: number): HeaderFields => ({ code, type: "", traceparent: undefined, tracestate: undefined, baggage: undefined, parentSpanId: undefined, spanStart: undefined, spanEnd: undefined, prevSeq: undefined })
 
 // Every header line follows a CRLF (the block starts with the `NATS/1.0` status line).
 
@@ -71,6 +73,7 @@ const N_TRACESTATE = `\r\n${HEADERS.tracestate}:`
 const N_BAGGAGE = `\r\n${HEADERS.baggage}:`
 const N_PARENT = `\r\n${HEADERS.parentSpan}:`
 const N_START = `\r\n${HEADERS.spanStart}:`
+const N_END = `\r\n${HEADERS.spanEnd}:`
 const N_PREV = `\r\n${HEADERS.prevSeq}:`
 
 /** Parses a NATS header block (`NATS/1.0[ code text]\r\nKey: value\r\n…`). */
@@ -83,6 +86,7 @@ export const parseHeaderBlock = (text: string): HeaderFields => {
     baggage: valueAfter(text, N_BAGGAGE),
     parentSpanId: valueAfter(text, N_PARENT),
     spanStart: valueAfter(text, N_START),
+    spanEnd: valueAfter(text, N_END),
     prevSeq: valueAfter(text, N_PREV)
   }
   if (out.type === "" || out.traceparent === undefined) parseAnyCase(text, out)
@@ -207,6 +211,7 @@ export const makeRecord = (seq: number, subject: string, timeNs: string, h: Head
     baggage: h.baggage,
     parentSpanId: h.parentSpanId,
     spanStart: h.spanStart,
+    spanEnd: h.spanEnd,
     prevSeq: Number.isSafeInteger(prev) ? prev : undefined,
     timeNs,
     body,

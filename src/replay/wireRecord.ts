@@ -20,6 +20,7 @@ const K_TRACESTATE = keyBytes(HEADERS.tracestate)
 const K_BAGGAGE = keyBytes(HEADERS.baggage)
 const K_PARENT = keyBytes(HEADERS.parentSpan)
 const K_START = keyBytes(HEADERS.spanStart)
+const K_END = keyBytes(HEADERS.spanEnd)
 const K_PREV = keyBytes(HEADERS.prevSeq)
 
 const sameKey = (b: Buffer, from: number, key: Buffer): boolean => {
@@ -50,6 +51,7 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
   let baggage: string | undefined
   let parentSpanId: string | undefined
   let spanStart: string | undefined
+  let spanEnd: string | undefined
   let prevSeq: string | undefined
   let odd = false
   // Skip the status line (NATS/1.0); then one "Key: value" per line until the blank one.
@@ -73,6 +75,7 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
       else if (keyLength === K_BAGGAGE.length && sameKey(b, p, K_BAGGAGE)) baggage = latin1(b, v, w)
       else if (keyLength === K_PARENT.length && sameKey(b, p, K_PARENT)) parentSpanId = latin1(b, v, w)
       else if (keyLength === K_START.length && sameKey(b, p, K_START)) spanStart = latin1(b, v, w)
+      else if (keyLength === K_END.length && sameKey(b, p, K_END)) spanEnd = latin1(b, v, w)
       else if (keyLength === K_PREV.length && sameKey(b, p, K_PREV)) prevSeq = latin1(b, v, w)
       else if (b[p] !== 0x4e /* N: the server's own Nats-… headers */) odd = true
     }
@@ -106,6 +109,7 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
     baggage,
     parentSpanId,
     spanStart,
+    spanEnd,
     prevSeq: Number.isSafeInteger(prev) ? prev : undefined,
     timeNs,
     body,

@@ -12,16 +12,10 @@ import { evolve, fold, type StoredEvent, type TaskState } from "../domain/events
 import { eventSubject } from "../../streams/definitions.js"
 import type { AppendRequest, AppendResult, EventLog } from "../eventlog/EventLog.js"
 import { ConcurrencyConflict, type AppendError } from "../eventlog/errors.js"
-import { contextFromTraceparent } from "../tracing/codec.js"
+import { contextFromTraceparent, spanStartNow } from "../tracing/codec.js"
 import { hrNow, type Telemetry, type TransitionSpan } from "../tracing/spans.js"
 import { baggageHeaderOf } from "../tracing/propagation.js"
 import { spanSpecFor, spanStatusOf } from "../tracing/transitions.js"
-
-/** Epoch milliseconds (fractional) as OpenTelemetry HrTime. */
-const hrTimeOf = (ms: number): [number, number] => {
-  const seconds = Math.floor(ms / 1000)
-  return [seconds, Math.min(999_999_999, Math.round((ms - seconds * 1000) * 1e6))]
-}
 
 /** A task's state with the sequence it was read at. */
 export interface Snapshot {
@@ -230,7 +224,12 @@ export class TaskRepository {
       const baggage = event.type === "TaskCreated" ? baggageHeaderOf(parent) : undefined
       const span = openSpan ?? this.telemetry.startTransition(spec.tracer, spec.name, parent, spec.attributes, baggage)
       if (openSpan?.span.isRecording() === true) openSpan.span.setAttributes(spec.attributes())
-      const result = await this.append({ tenant, taskId, event, trace: span.trace, expectedSeq: snapshot.version })
+      // The span ends as its event is handed to the log, and the event says when (Codeq-Span-End):
+      // replay rebuilds that end exactly. Explicit: given a start time, the SDK would take the end
+      // from Date.now(), in whole milliseconds.
+      const end = spanStartNow()
+      const trace = { ...span.trace, spanEnd: end.nanos }
+      const result = await this.append({ tenant, taskId, event, trace, expectedSeq: snapshot.version })
       if (!result.ok) {
         if (result.error instanceof ConcurrencyConflict) {
           // This span wrote nothing: it is left unended so it is never exported, keeping the
@@ -241,13 +240,10 @@ export class TaskRepository {
         span.span.end(hrNow())
         throw result.error
       }
-      const stored: StoredEvent = { seq: result.seq, subject, time: new Date(), event, trace: span.trace, prevSeq: snapshot.version }
+      const stored: StoredEvent = { seq: result.seq, subject, time: new Date(), event, trace, prevSeq: snapshot.version }
       const status = spanStatusOf(event)
       if (status.code !== SpanStatusCode.UNSET) span.span.setStatus(status)
-      // The span ends when its event left for the log (the log's timestamp follows within a
-      // moment: replay's end), not when a busy process got round to reading the ack. Explicit:
-      // given a start time, the SDK would take the end from Date.now(), in whole milliseconds.
-      span.span.end(result.sentAtMs !== undefined && result.sentAtMs > 0 ? hrTimeOf(result.sentAtMs) : hrNow())
+      span.span.end(end.hr)
       snapshot = { state: evolve(snapshot.state, stored), version: result.seq }
       appended.push({ stored, context: span.context })
     }

@@ -78,6 +78,7 @@ export const writeTraceHeaders = (trace: EventTrace, set: (key: string, value: s
   if (trace.baggage !== undefined) set(HEADERS.baggage, trace.baggage)
   if (trace.parentSpanId !== undefined) set(HEADERS.parentSpan, trace.parentSpanId)
   if (trace.spanStart !== undefined) set(HEADERS.spanStart, trace.spanStart)
+  if (trace.spanEnd !== undefined) set(HEADERS.spanEnd, trace.spanEnd)
 }
 
 /** Reads an event's trace from a header getter; undefined without a traceparent. */
@@ -86,11 +87,13 @@ export const readTraceHeaders = (get: (key: string) => string | undefined): Even
   if (traceparent === undefined || traceparent === "") return undefined
   const blankToUndefined = (value: string | undefined) => (value === undefined || value === "" ? undefined : value)
   const baggage = blankToUndefined(get(HEADERS.baggage))
+  const spanEnd = blankToUndefined(get(HEADERS.spanEnd))
   return {
     traceparent,
     tracestate: blankToUndefined(get(HEADERS.tracestate)),
     parentSpanId: blankToUndefined(get(HEADERS.parentSpan)),
     spanStart: blankToUndefined(get(HEADERS.spanStart)),
+    ...(spanEnd !== undefined ? { spanEnd } : {}),
     ...(baggage !== undefined ? { baggage } : {})
   }
 }

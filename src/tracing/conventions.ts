@@ -61,6 +61,12 @@ export const HEADERS = {
   baggage: "baggage",
   parentSpan: "Codeq-Parent-Span",
   spanStart: "Codeq-Span-Start",
+  /**
+   * End of the writing span, unix epoch nanoseconds: stamped as the event is handed to the log and
+   * given to the live span as its end, so replay rebuilds the end exactly (older events without
+   * it end at the log's timestamp).
+   */
+  spanEnd: "Codeq-Span-End",
   /** The task's event sequence this event was appended after: lets readers detect gaps. */
   prevSeq: "Codeq-Prev-Seq"
 } as const
