@@ -22,8 +22,7 @@ export interface AppendRequest {
  * ConcurrencyConflict means nothing was stored; a LogError says whether it may have been.
  */
 export type AppendResult =
-  /** `sentAtMs`: when the append left the process (epoch ms, sub-ms precision; 0 when unknown). */
-  | { readonly ok: true; readonly seq: number; readonly duplicate: boolean; readonly sentAtMs?: number }
+  | { readonly ok: true; readonly seq: number; readonly duplicate: boolean }
   | { readonly ok: false; readonly error: AppendError }
 
 /** A task's events in log order. */

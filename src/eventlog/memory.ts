@@ -39,7 +39,6 @@ const rawOf = (msg: StoredMessage): RawEvent => ({
 const isLiteralSubject = (subject: string): boolean =>
   subject.split(".").every((token) => token !== "" && token !== "*" && token !== ">" && !/\s/.test(token))
 
-const nowMs = () => performance.timeOrigin + performance.now()
 
 export class InMemoryEventLog implements EventLog {
   private readonly bySubject = new Map<string, Array<StoredMessage>>()
@@ -56,7 +55,6 @@ export class InMemoryEventLog implements EventLog {
     const subject = eventSubject(this.naming, request.tenant, request.taskId)
     if (this.closed) return { ok: false, error: new LogError({ reason: "closed", detail: "the connection is closed" }) }
     if (!isLiteralSubject(subject)) return { ok: false, error: new LogError({ reason: "rejected", detail: `not a literal subject: ${subject}` }) }
-    const sentAtMs = nowMs()
     let data: Uint8Array
     try {
       data = encodeEvent(request.event)
@@ -69,7 +67,7 @@ export class InMemoryEventLog implements EventLog {
     const headers = new Map<string, string>([[HEADERS.event, request.event.type]])
     writeTraceHeaders(request.trace, (key, value) => headers.set(key, value))
     headers.set(HEADERS.prevSeq, String(request.expectedSeq))
-    return { ok: true, seq: this.store(subject, data, headers), duplicate: false, sentAtMs }
+    return { ok: true, seq: this.store(subject, data, headers), duplicate: false }
   }
 
   async readTask(tenant: string, taskId: string, fromSeq = 0): Promise<TaskHistory> {
@@ -102,7 +100,7 @@ export class InMemoryEventLog implements EventLog {
     if (this.closed) return { ok: false, error: new LogError({ reason: "closed", detail: "the connection is closed" }) }
     if (!subject.startsWith(this.prefix) || !isLiteralSubject(subject))
       return { ok: false, error: new LogError({ reason: "unavailable", detail: `no event log takes ${subject}` }) }
-    return { ok: true, seq: this.store(subject, data.slice(), new Map(Object.entries(headers))), duplicate: false, sentAtMs: nowMs() }
+    return { ok: true, seq: this.store(subject, data.slice(), new Map(Object.entries(headers))), duplicate: false }
   }
 
   /** Later appends resolve to LogError `closed` and reads reject with `read_failed`, as on JetStream. */

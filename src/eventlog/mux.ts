@@ -8,8 +8,7 @@ import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscrip
 import { publishSoon } from "./outbox.js"
 
 export type MuxReply =
-  /** `sentAtMs`: when the request left the client (epoch ms, sub-millisecond precision). */
-  | { readonly ok: true; readonly msg: Msg; readonly sentAtMs: number }
+  | { readonly ok: true; readonly msg: Msg }
   | { readonly ok: false; readonly reason: "timeout" | "closed"; readonly detail: string }
 
 export interface MuxOptions {
@@ -23,7 +22,6 @@ interface Pending {
   readonly subject: string
   readonly deadline: number
   readonly resolve: (reply: MuxReply) => void
-  sentAtMs: number
 }
 
 export class RequestMux {
@@ -54,15 +52,13 @@ export class RequestMux {
     if (this.closed || this.nc.isClosed()) return { ok: false, reason: "closed", detail: "the connection is closed" }
     const id = this.next++
     return new Promise<MuxReply>((resolve) => {
-      const entry: Pending = { subject, deadline: Date.now() + this.timeoutMs, resolve, sentAtMs: 0 }
-      this.pending.set(id, entry)
+      this.pending.set(id, { subject, deadline: Date.now() + this.timeoutMs, resolve })
       publishSoon(
         this.nc,
         subject,
         data,
         headers === undefined ? { reply: `${this.inbox}.${id}` } : { reply: `${this.inbox}.${id}`, headers },
-        (cause) => this.settle(id, { ok: false, reason: "closed", detail: String(cause) }),
-        () => (entry.sentAtMs = performance.timeOrigin + performance.now())
+        (cause) => this.settle(id, { ok: false, reason: "closed", detail: String(cause) })
       )
     })
   }
@@ -96,7 +92,7 @@ export class RequestMux {
 
   private onReply(msg: Msg): void {
     const id = Number(msg.subject.slice(this.inbox.length + 1))
-    this.settle(id, { ok: true, msg, sentAtMs: this.pending.get(id)?.sentAtMs ?? 0 })
+    this.settle(id, { ok: true, msg })
   }
 
   private sweep(): void {

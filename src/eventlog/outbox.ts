@@ -15,7 +15,6 @@ interface Queued {
   readonly data: Uint8Array
   readonly options: PublishOptions | undefined
   readonly onError: ((error: unknown) => void) | undefined
-  readonly onSent: (() => void) | undefined
 }
 
 class Outbox {
@@ -24,8 +23,8 @@ class Outbox {
 
   constructor(private readonly nc: NatsConnection) {}
 
-  publish(subject: string, data: Uint8Array, options?: PublishOptions, onError?: (error: unknown) => void, onSent?: () => void): void {
-    this.queue.push({ subject, data, options, onError, onSent })
+  publish(subject: string, data: Uint8Array, options?: PublishOptions, onError?: (error: unknown) => void): void {
+    this.queue.push({ subject, data, options, onError })
     if (this.scheduled) return
     this.scheduled = true
     setImmediate(this.flush)
@@ -35,10 +34,9 @@ class Outbox {
     this.scheduled = false
     const queue = this.queue
     this.queue = []
-    for (const { subject, data, options, onError, onSent } of queue) {
+    for (const { subject, data, options, onError } of queue) {
       try {
         this.nc.publish(subject, data, options)
-        onSent?.()
       } catch (error) {
         // The connection is closed or draining: whoever waits for an answer is told.
         onError?.(error)
@@ -51,20 +49,19 @@ const outboxes = new WeakMap<NatsConnection, Outbox>()
 
 /**
  * Publishes on `nc` at the end of this turn, together with every other publish of the turn;
- * `onSent` is called as it goes out, `onError` when it cannot.
+ * `onError` is called when it cannot go out.
  */
 export const publishSoon = (
   nc: NatsConnection,
   subject: string,
   data: Uint8Array,
   options?: PublishOptions,
-  onError?: (error: unknown) => void,
-  onSent?: () => void
+  onError?: (error: unknown) => void
 ): void => {
   let outbox = outboxes.get(nc)
   if (outbox === undefined) {
     outbox = new Outbox(nc)
     outboxes.set(nc, outbox)
   }
-  outbox.publish(subject, data, options, onError, onSent)
+  outbox.publish(subject, data, options, onError)
 }

@@ -48,7 +48,7 @@ export class PipelinedPublisher {
         ok: false,
         error: new LogError({ reason: reply.reason, detail: reply.reason === "timeout" ? `no ack for ${subject} within ${this.mux.timeoutMs} ms` : reply.detail })
       }
-    return interpretAck(subject, expectedSeq, reply.msg, reply.sentAtMs)
+    return interpretAck(subject, expectedSeq, reply.msg)
   }
 
   /** In-flight publishes right now. */
@@ -63,7 +63,7 @@ export class PipelinedPublisher {
 }
 
 /** Translates a JetStream publish ack (or its absence) into our result. */
-const interpretAck = (subject: string, expectedSeq: number | undefined, msg: Msg, sentAtMs: number): PublishResult => {
+const interpretAck = (subject: string, expectedSeq: number | undefined, msg: Msg): PublishResult => {
   if (msg.headers?.code === 503 || (msg.data.length === 0 && msg.headers?.hasError === true))
     return { ok: false, error: new LogError({ reason: "unavailable", detail: `no JetStream responder on ${subject} (streams not provisioned, or a leader election in progress)` }) }
   let ack: PubAckWire
@@ -82,5 +82,5 @@ const interpretAck = (subject: string, expectedSeq: number | undefined, msg: Msg
     }
     return { ok: false, error: new LogError({ reason: "rejected", detail: ack.error.description ?? "publish refused" }) }
   }
-  return { ok: true, seq: ack.seq ?? 0, duplicate: ack.duplicate === true, sentAtMs }
+  return { ok: true, seq: ack.seq ?? 0, duplicate: ack.duplicate === true }
 }
