@@ -10,6 +10,7 @@ import { EventFeed } from "../src/eventlog/feed.js"
 import type { EventLog } from "../src/eventlog/EventLog.js"
 import { PipelinedKv } from "../src/eventlog/kv.js"
 import { PipelinedPublisher } from "../src/eventlog/pipeline.js"
+import { isStreamNotFound } from "../src/eventlog/errors.js"
 import { deadLetterBucket, eventsStream, taskStateBucket, type Naming } from "../streams/definitions.js"
 import { deadLetters } from "./deadLetters.js"
 import { TaskDocs } from "./docs.js"
@@ -25,8 +26,6 @@ export interface RebuildProgress {
   readonly total: number
 }
 
-const isNotFound = (error: unknown) => /not found/i.test(String(error))
-
 /** Rebuilds `name` and resolves with the number of events replayed. Stop the brokers first. */
 export const rebuildProjectionState = async (
   nc: NatsConnection,
@@ -40,7 +39,7 @@ export const rebuildProjectionState = async (
   const jsm = await nc.jetstreamManager()
   const bucket = target.bucket(naming)
   await jsm.streams.delete(`KV_${bucket}`).catch((error: unknown) => {
-    if (!isNotFound(error)) throw error
+    if (!isStreamNotFound(error)) throw error
   })
   const kv = await nc.jetstream().views.kv(bucket, { replicas: options.replicas ?? 1 })
   // The fold reads task-state documents it does not hold; while dead-letters is rebuilt they come

@@ -18,6 +18,7 @@ import { AckPolicy, DeliverPolicy, headers, nanos, type NatsConnection } from "n
 import { TERMINAL, fold, type StoredEvent } from "../src/domain/events.js"
 import type { PipelinedPublisher } from "../src/eventlog/pipeline.js"
 import { PullSession, type Delivery } from "../src/eventlog/pull.js"
+import { isConsumerExists } from "../src/eventlog/errors.js"
 import { log } from "../src/log.js"
 import type { TaskRepository } from "../src/tasks/repository.js"
 import { contextFromTraceparent, parseTraceparent } from "../src/tracing/codec.js"
@@ -173,7 +174,7 @@ export const runWebhookDeliveries = async (
     max_deliver: -1
   }
   await jsm.consumers.add(stream, config).catch(async (error: unknown) => {
-    if (!/already|exists|in use/i.test(String(error))) throw error
+    if (!isConsumerExists(error)) throw error
     await jsm.consumers.update(stream, WEBHOOK_CONSUMER, config)
   })
   const concurrency = options.concurrency ?? 64

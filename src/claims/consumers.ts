@@ -4,6 +4,7 @@
  * that claims from it, created on demand and removed by the server when unused.
  */
 import { AckPolicy, DeliverPolicy, nanos, type JetStreamManager } from "nats"
+import { isConsumerExists } from "../eventlog/errors.js"
 import { claimSubject, claimsStream, type Naming } from "../../streams/definitions.js"
 
 export const claimConsumerName = (tenant: string, command: string, lane: number) => `claim-${tenant}-${command}-${lane}`
@@ -39,7 +40,7 @@ export const ensureClaimConsumer = async (
   try {
     await jsm.consumers.add(claimsStream(naming), config)
   } catch (error) {
-    if (!/already|exists|in use/i.test(String(error))) throw error
+    if (!isConsumerExists(error)) throw error
     await jsm.consumers.update(claimsStream(naming), name, config)
   }
   return name

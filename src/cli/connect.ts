@@ -12,6 +12,7 @@ import { mkdir } from "node:fs/promises"
 import { resolve } from "node:path"
 import { connect, type NatsConnection } from "nats"
 import { findNatsServerBinary, waitForNatsReady } from "../testing/natsServer.js"
+import { isJetStreamDisabled } from "../eventlog/errors.js"
 
 /** A start-up failure with a one-line explanation; the CLI prints `codeq: <message>` and exits 1. */
 export class StartError extends Error {
@@ -171,7 +172,7 @@ export const connectForCommand = async (url: string, options: ConnectOptions): P
     await nc.close().catch(() => undefined)
     await embedded?.stop()
     throw new StartError(
-      codeOf(error) === "503" || /jetstream not enabled/i.test(String(error))
+      isJetStreamDisabled(error)
         ? `the NATS server at ${url} runs without JetStream; start it with -js (or enable jetstream in its config)`
         : `JetStream at ${url} does not answer: ${error instanceof Error ? error.message : String(error)}`
     )

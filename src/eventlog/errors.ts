@@ -50,7 +50,33 @@ export const JS_WRONG_LAST_SEQUENCE = 10071
 
 /** JetStream's API error code for a consumer that does not exist. */
 export const JS_CONSUMER_NOT_FOUND = 10014
+/** JetStream's API error code for a stream that does not exist. */
+export const JS_STREAM_NOT_FOUND = 10059
+/** Codes for a consumer that exists already (name in use, exists and active, exists with other settings). */
+const JS_CONSUMER_EXISTS: ReadonlySet<number> = new Set([10013, 10105, 10148])
+
+/**
+ * The JetStream API error code an error carries, if any. Every JetStream answer codeq tells
+ * apart is told apart here, by code, so no other module matches error messages.
+ */
+export const jetStreamCode = (error: unknown): number | undefined =>
+  typeof error === "object" && error !== null ? (error as { api_error?: { err_code?: number } }).api_error?.err_code : undefined
 
 /** Whether a JetStream API error says the consumer does not exist. */
-export const isConsumerNotFound = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && (error as { api_error?: { err_code?: number } }).api_error?.err_code === JS_CONSUMER_NOT_FOUND
+export const isConsumerNotFound = (error: unknown): boolean => jetStreamCode(error) === JS_CONSUMER_NOT_FOUND
+
+/** Whether a JetStream API error says the stream (or key-value bucket) does not exist. */
+export const isStreamNotFound = (error: unknown): boolean => jetStreamCode(error) === JS_STREAM_NOT_FOUND
+
+/**
+ * Whether adding a consumer failed because it exists (with other settings): update it instead.
+ * Servers before the codes above answered in words only, hence the message as a fallback.
+ */
+export const isConsumerExists = (error: unknown): boolean => {
+  const code = jetStreamCode(error)
+  return code !== undefined ? JS_CONSUMER_EXISTS.has(code) : /already|exists|in use/i.test(String(error))
+}
+
+/** Whether the server runs without JetStream (no JetStream API answers, or it says so). */
+export const isJetStreamDisabled = (error: unknown): boolean =>
+  (typeof error === "object" && error !== null && (error as { code?: unknown }).code === "503") || /jetstream not enabled/i.test(String(error))

@@ -12,6 +12,7 @@ import { ErrorBody, RETRY_AFTER_SECONDS } from "../errors.js"
 import { HealthJson } from "../responses.js"
 import { route, type Route } from "../router.js"
 import type { ConnectionWatch } from "../../eventlog/connection.js"
+import { isStreamNotFound } from "../../eventlog/errors.js"
 import type { HttpBackend, MetricsSource } from "../backend.js"
 
 export type Readiness = { readonly ready: true } | { readonly ready: false; readonly error: string }
@@ -25,7 +26,7 @@ export const checkReadiness = async (backend: HttpBackend, watch: ConnectionWatc
       try {
         await jsm.streams.info(stream)
       } catch (error) {
-        return { ready: false, error: /not found/i.test(String(error)) ? `stream ${stream} does not exist` : `stream ${stream} cannot be read` }
+        return { ready: false, error: isStreamNotFound(error) ? `stream ${stream} does not exist` : `stream ${stream} cannot be read` }
       }
     }
     return { ready: true }
