@@ -2,44 +2,22 @@
  * The `codeq` binary as operators run it (dist/src/cli/main.js, built by the global setup), against
  * a real nats-server: every command, its --help, its errors and exit codes.
  */
-import { execFile, spawn } from "node:child_process"
+import { spawn } from "node:child_process"
 import { mkdtemp, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { CodeqClient } from "../src/sdk/client.js"
 import { startBroker, type RunningBroker } from "../src/broker.js"
+import { CODEQ_BIN, codeqEnv, runCodeq, type CodeqRun } from "./support/cli.js"
 import { brokerConfig, freshNaming, projectionsCaughtUp, useNatsServer, waitFor } from "./support/harness.js"
 
 const nats = useNatsServer()
 const naming = freshNaming()
-const BIN = "dist/src/cli/main.js"
+const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => codeqEnv(nats.url(), naming, extra)
+const codeq = (args: ReadonlyArray<string>, extra: Record<string, string> = {}): Promise<CodeqRun> => runCodeq(args, env(extra))
 
-interface Run {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
-  PATH: process.env.PATH ?? "",
-  HOME: process.env.HOME ?? "",
-  NATS_URL: nats.url(),
-  CODEQ_STREAM_PREFIX: naming.streamPrefix,
-  CODEQ_SUBJECT_ROOT: naming.subjectRoot,
-  LOG_LEVEL: "warn",
-  ...extra
-})
-
-const codeq = (args: ReadonlyArray<string>, extra: Record<string, string> = {}): Promise<Run> =>
-  new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { env: env(extra), timeout: 60_000 }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === "number" ? error.code : 1
-      resolve({ code, stdout, stderr })
-    })
-  })
-
-const json = <T>(run: Run): T => {
+const json = <T>(run: CodeqRun): T => {
   expect(run.stderr).toBe("")
   expect(run.code).toBe(0)
   return JSON.parse(run.stdout) as T
@@ -100,7 +78,7 @@ describe("codeq, the command line", () => {
 
   it("runs an example worker that completes tasks, and stops on SIGTERM", async () => {
     const created = json<{ id: string }>(await codeq(["tasks", "create", "--tenant", "acme", "--command", "cli-work", "--json"]))
-    const child = spawn(process.execPath, [BIN, "worker", "--tenant", "acme", "--command", "cli-work", "--concurrency", "2"], { env: env(), stdio: "ignore" })
+    const child = spawn(process.execPath, [CODEQ_BIN, "worker", "--tenant", "acme", "--command", "cli-work", "--concurrency", "2"], { env: env(), stdio: "ignore" })
     try {
       await waitFor(async () => (await client.tasks.get("acme", created.id)).status === "COMPLETED", { what: "the worker to complete the task" })
       const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))

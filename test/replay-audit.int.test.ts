@@ -5,7 +5,7 @@
  * SIGINT; and selections (trace, command, tenant, a window that starts mid-task) that read only
  * what they name without false alarms.
  */
-import { execFile, spawn } from "node:child_process"
+import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { headers } from "nats"
@@ -13,27 +13,15 @@ import { startBroker, type RunningBroker } from "../src/broker.js"
 import { replayLog, wireTargetOf, type Problem, type ReplayFilter } from "../src/replay/index.js"
 import { CodeqClient } from "../src/sdk/client.js"
 import { eventSubject } from "../streams/definitions.js"
+import { CODEQ_BIN, codeqEnv, runCodeq, type CodeqRun } from "./support/cli.js"
 import { brokerConfig, freshNaming, useNatsServer, waitFor } from "./support/harness.js"
 
 const nats = useNatsServer()
 const naming = freshNaming()
 const TENANT = "acme"
 
-interface Run {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-const env = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NATS_URL: nats.url(), CODEQ_STREAM_PREFIX: naming.streamPrefix, CODEQ_SUBJECT_ROOT: naming.subjectRoot })
-
-/** The built `codeq` binary (the global setup builds dist/). */
-const codeq = (args: ReadonlyArray<string>): Promise<Run> =>
-  new Promise((resolve) => {
-    execFile(process.execPath, ["dist/src/cli/main.js", "replay", ...args], { env: env(), timeout: 60_000 }, (error, stdout, stderr) =>
-      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
-    )
-  })
+/** `codeq replay <args>` through the built binary. */
+const codeq = (args: ReadonlyArray<string>): Promise<CodeqRun> => runCodeq(["replay", ...args], codeqEnv(nats.url(), naming))
 
 describe("replay --audit", () => {
   let broker: RunningBroker
@@ -131,7 +119,7 @@ describe("replay --audit", () => {
   })
 
   it("keeps auditing new events with --follow until SIGINT, then prints the summary", async () => {
-    const child = spawn(process.execPath, ["dist/src/cli/main.js", "replay", "--audit", "--follow", "--tenant", "follow-t"], { env: env(), stdio: ["ignore", "pipe", "pipe"] })
+    const child = spawn(process.execPath, [CODEQ_BIN, "replay", "--audit", "--follow", "--tenant", "follow-t"], { env: codeqEnv(nats.url(), naming), stdio: ["ignore", "pipe", "pipe"] })
     let stdout = ""
     child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()))
     const exited = new Promise<number>((resolve) => child.on("exit", (code) => resolve(code ?? -1)))

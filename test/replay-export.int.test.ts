@@ -4,7 +4,6 @@
  * (the real binary) delivers those spans to an OTLP receiver with their original ids, parents and
  * times. The OTLP/JSON output carries the same spans in the JSON mapping.
  */
-import { execFile } from "node:child_process"
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -14,6 +13,7 @@ import { CodeqClient } from "../src/sdk/client.js"
 import { fail, type Worker } from "../src/sdk/worker.js"
 import { setupTracing, type TracingHandle } from "../src/tracing/setup.js"
 import { brokerConfig, freshNaming, useNatsServer, waitFor } from "./support/harness.js"
+import { codeqEnv, runCodeq, type CodeqRun } from "./support/cli.js"
 import { startOtlpReceiver, type OtlpReceiver } from "./support/otlpReceiver.js"
 
 const nats = useNatsServer()
@@ -21,20 +21,9 @@ const naming = freshNaming()
 const quiet = { warn: () => undefined, info: () => undefined }
 const TENANT = "acme"
 
-interface Run {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-/** The built `codeq` binary (the global setup builds dist/), pointed at this file's streams. */
-const codeq = (args: ReadonlyArray<string>): Promise<Run> =>
-  new Promise((resolve) => {
-    const env = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", NATS_URL: nats.url(), CODEQ_STREAM_PREFIX: naming.streamPrefix, CODEQ_SUBJECT_ROOT: naming.subjectRoot, OTEL_SERVICE_NAME: "codeq-restored" }
-    execFile(process.execPath, ["dist/src/cli/main.js", "replay", ...args], { env, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
-      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : 1, stdout, stderr })
-    )
-  })
+/** `codeq replay <args>` through the built binary, naming its exported service. */
+const codeq = (args: ReadonlyArray<string>): Promise<CodeqRun> =>
+  runCodeq(["replay", ...args], codeqEnv(nats.url(), naming, { OTEL_SERVICE_NAME: "codeq-restored" }))
 
 describe("replay restores the traces the sampler dropped", () => {
   let live: OtlpReceiver

@@ -27,6 +27,7 @@ import { startHttpServer, type RunningHttpServer } from "../src/http/index.js"
 import { CodeqClient } from "../src/sdk/client.js"
 import { freePort } from "../src/testing/natsServer.js"
 import { BlockedDestination, DEFAULT_WEBHOOK_SETTINGS, deliverWebhook, guardedLookup, isPrivateAddress, type Resolver } from "../src/webhooks/deliver.js"
+import { CODEQ_BIN, codeqEnv } from "./support/cli.js"
 import { brokerConfig, freshNaming, useNatsServer, waitFor } from "./support/harness.js"
 import { STATIC_TOKENS, apiClient, startIdentityProvider, type ApiCall, type ApiResponse, type TestIdentityProvider } from "./support/jwks.js"
 import { startOtlpReceiver, type OtlpReceiver } from "./support/otlpReceiver.js"
@@ -404,14 +405,9 @@ describe("no payload, result, webhook URL, idempotency key, token or secret in s
     })
     const hookPort = await listen(hooks)
     const port = await freePort()
-    child = spawn(process.execPath, ["dist/src/cli/main.js", "serve"], {
-      env: {
-        PATH: process.env.PATH ?? "",
-        HOME: process.env.HOME ?? "",
-        NATS_URL: nats.url(),
+    child = spawn(process.execPath, [CODEQ_BIN, "serve"], {
+      env: codeqEnv(nats.url(), naming, {
         LOG_LEVEL: "debug",
-        CODEQ_STREAM_PREFIX: naming.streamPrefix,
-        CODEQ_SUBJECT_ROOT: naming.subjectRoot,
         CODEQ_HTTP_PORT: String(port),
         CODEQ_HTTP_HOST: "127.0.0.1",
         CODEQ_HTTP_STATIC_TOKENS: JSON.stringify([
@@ -428,7 +424,7 @@ describe("no payload, result, webhook URL, idempotency key, token or secret in s
         CODEQ_WEBHOOK_HMAC_SECRET: secrets.hmacSecret,
         CODEQ_WEBHOOK_ALLOW_PRIVATE_NETWORKS: "true",
         CODEQ_WEBHOOK_MAX_ATTEMPTS: "1"
-      },
+      }),
       stdio: ["ignore", "pipe", "pipe"]
     })
     child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()))

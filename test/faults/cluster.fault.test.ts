@@ -38,16 +38,7 @@ describe("a 3-node cluster losing a node mid-run", () => {
       const workerClient = await CodeqClient.connect({ connection: workerNc, naming })
       const ledger = new Ledger()
       const worker = workerClient.worker("acme", { workerId: `cluster-${role}`, leaseSeconds: LEASE_SECONDS })
-      const running = worker.run(
-        [COMMAND],
-        async (task) => {
-          ledger.handlerStarted(task.id)
-          await new Promise((resolve) => setTimeout(resolve, 10))
-          ledger.handlerFinished(task.id)
-          return { ok: true }
-        },
-        { concurrency: 16 }
-      )
+      const running = worker.run([COMMAND], ledger.handler(10), { concurrency: 16 })
       let faultAt = Number.POSITIVE_INFINITY
       let victim = -1
       try {

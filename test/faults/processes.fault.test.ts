@@ -22,7 +22,7 @@ import { freePort, startNatsServer, type NatsServerHandle } from "../../src/test
 import type { Naming } from "../../streams/definitions.js"
 import { Ledger, accountFromLog, describeFate, produce, renderAccounting, type Accounting } from "../support/accounting.js"
 import { brokerConfig, freshNaming, provision, waitFor } from "../support/harness.js"
-import { WebhookReceiver, codeqEnv, ensureBuilt, httpCall, killChildren, logLines, spawnCodeq, type CodeqChild } from "./processes.support.js"
+import { WebhookReceiver, codeqEnv, httpCall, killChildren, logLines, spawnCodeq, type CodeqChild } from "./processes.support.js"
 
 const TENANT = "acme"
 const LEASE_SECONDS = 5
@@ -37,9 +37,8 @@ const STATIC_TOKENS = JSON.stringify([
 let server: NatsServerHandle
 const closers: Array<() => Promise<unknown>> = []
 beforeAll(async () => {
-  ensureBuilt()
   server = await startNatsServer({ ownServer: true })
-}, 120_000)
+})
 afterAll(async () => {
   await killChildren()
   for (const close of closers.reverse()) await close().catch(() => undefined)
@@ -247,15 +246,7 @@ describe("processes killed mid-work", () => {
     const client = await clientOf(nc, naming)
     const ledger = new Ledger()
     const worker = client.worker(TENANT, { workerId: "sdk-worker" })
-    const running = worker.run(
-      [COMMAND],
-      async (task) => {
-        ledger.handlerStarted(task.id)
-        ledger.handlerFinished(task.id)
-        return { ok: true }
-      },
-      { concurrency: 8 }
-    )
+    const running = worker.run([COMMAND], ledger.handler(), { concurrency: 8 })
     const input = (i: number, key: string) => ({ command: COMMAND, payload: { i }, webhook: receiver.url, leaseSeconds, idempotencyKey: key })
     let brokerB: CodeqChild | undefined
     try {
@@ -344,15 +335,7 @@ describe("processes killed mid-work", () => {
     const client = await clientOf(nc, naming)
     const ledger = new Ledger()
     const worker = client.worker(TENANT, { workerId: "sdk-worker" })
-    const running = worker.run(
-      [COMMAND],
-      async (task) => {
-        ledger.handlerStarted(task.id)
-        ledger.handlerFinished(task.id)
-        return { ok: true }
-      },
-      { concurrency: 8 }
-    )
+    const running = worker.run([COMMAND], ledger.handler(), { concurrency: 8 })
     try {
       await produce(client.producer(TENANT), ledger, TASKS, (i) => ({ command: COMMAND, payload: { i }, webhook: receiver.url, leaseSeconds: LEASE_SECONDS }))
       const ids = [...ledger.acked.keys()]

@@ -1,56 +1,17 @@
 /**
- * What the process fault tests need around the real `codeq` binary: a fresh build of dist/ when
- * the sources are newer, `codeq` commands as child processes (their output kept line by line, and
+ * What the process fault tests need around the real `codeq` binary (dist/, built by the global
+ * setup): `codeq` commands as child processes (their output kept line by line, and
  * killed by the test that started them), a webhook receiver on loopback that can stop listening
  * and come back on the same port, and one-call HTTP helpers. Loopback only, everywhere.
  */
-import { execFileSync, spawn, type ChildProcess } from "node:child_process"
-import { existsSync, readdirSync, statSync } from "node:fs"
+import { spawn, type ChildProcess } from "node:child_process"
 import { createServer, type Server } from "node:http"
-import { join } from "node:path"
 import { createInterface } from "node:readline"
 import { freePort } from "../../src/testing/natsServer.js"
-import type { Naming } from "../../streams/definitions.js"
+import { CODEQ_BIN } from "../support/cli.js"
 
-export const BIN = "dist/src/cli/main.js"
 
-const newestMtime = (dir: string): number => {
-  let newest = 0
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name)
-    if (entry.isDirectory()) newest = Math.max(newest, newestMtime(path))
-    else if (entry.name.endsWith(".ts")) newest = Math.max(newest, statSync(path).mtimeMs)
-  }
-  return newest
-}
-
-/**
- * Builds dist/ (as the main suite's global setup does) unless it is newer than every source. A
- * build that reports type errors still emits; the binary is used when it exists.
- */
-export const ensureBuilt = (): void => {
-  const built = existsSync(BIN) ? statSync(BIN).mtimeMs : 0
-  const newest = Math.max(...["src", "projections", "streams"].map(newestMtime))
-  if (built > newest) return
-  try {
-    execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.build.json"], { stdio: "inherit" })
-  } catch (error) {
-    if (!existsSync(BIN)) throw error
-    console.warn(`tsc reported errors; running the emitted ${BIN} anyway`)
-  }
-}
-
-/** The environment of a codeq child: only what the test names, never this process's NATS_URL. */
-export const codeqEnv = (natsUrl: string, naming: Naming, extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({
-  PATH: process.env.PATH ?? "",
-  HOME: process.env.HOME ?? "",
-  NATS_URL: natsUrl,
-  CODEQ_EMBEDDED_NATS: "false",
-  CODEQ_STREAM_PREFIX: naming.streamPrefix,
-  CODEQ_SUBJECT_ROOT: naming.subjectRoot,
-  LOG_LEVEL: "warn",
-  ...extra
-})
+export { codeqEnv } from "../support/cli.js"
 
 export interface ChildExit {
   readonly code: number | null
@@ -73,7 +34,7 @@ const running = new Set<CodeqChild>()
 
 /** Runs `node dist/src/cli/main.js <args>`; `onLine` sees each output line as it comes. */
 export const spawnCodeq = (args: ReadonlyArray<string>, env: NodeJS.ProcessEnv, onLine?: (line: string) => void): CodeqChild => {
-  const proc = spawn(process.execPath, [BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
+  const proc = spawn(process.execPath, [CODEQ_BIN, ...args], { env, stdio: ["ignore", "pipe", "pipe"] })
   const lines: Array<string> = []
   for (const stream of [proc.stdout, proc.stderr]) {
     createInterface({ input: stream }).on("line", (line) => {

@@ -43,16 +43,7 @@ describe("a single nats-server SIGKILLed mid-run", () => {
     const workerClient = await CodeqClient.connect({ connection: workerNc, naming, closeConnection: true })
     const ledger = new Ledger()
     const worker = workerClient.worker("acme", { workerId: "crash-worker", leaseSeconds: LEASE_SECONDS, ackWaitMs: ACK_WAIT_MS })
-    const running = worker.run(
-      [COMMAND],
-      async (task) => {
-        ledger.handlerStarted(task.id)
-        await new Promise((resolve) => setTimeout(resolve, 10))
-        ledger.handlerFinished(task.id)
-        return { ok: true }
-      },
-      { concurrency: 16 }
-    )
+    const running = worker.run([COMMAND], ledger.handler(10), { concurrency: 16 })
     let faultAt = Number.POSITIVE_INFINITY
     try {
       const producing = produce(producerClient.producer("acme"), ledger, TASKS, () => ({ command: COMMAND, payload: { n: 1 } }), { concurrency: 4 })

@@ -32,6 +32,16 @@ export class Ledger {
     this.handled.set(taskId, (this.handled.get(taskId) ?? 0) + 1)
   }
 
+  /** A handler that records its runs here; it holds each task `workMs` (work in flight at a fault). */
+  handler(workMs = 0): (task: { readonly id: string }) => Promise<{ readonly ok: true }> {
+    return async (task) => {
+      this.handlerStarted(task.id)
+      if (workMs > 0) await new Promise((resolve) => setTimeout(resolve, workMs))
+      this.handlerFinished(task.id)
+      return { ok: true }
+    }
+  }
+
   /** Tasks whose handler returned a result more than once. */
   get handledTwice(): number {
     return [...this.handled.values()].filter((n) => n > 1).length
