@@ -20,7 +20,7 @@ interface LeaderEntry {
   readonly holder: string
   /** Epoch ms after which another broker may take over. */
   readonly until: number
-  /** Where the holder answers while its connection lives. */
+  /** Where the holder answers while its connection lives (absent in a lease an older broker wrote). */
   readonly presence?: string
 }
 
@@ -51,30 +51,29 @@ const isLive = (entry: { readonly operation: string } | null): entry is { readon
 export class ProjectionLeadership {
   private leaderRevision = 0
   private positionRevision = 0
-  private readonly answering: Subscription | undefined
+  private readonly answering: Subscription
 
   constructor(
     private readonly kv: KV,
     readonly holder: string,
-    private readonly ttlMs = 15_000,
-    private readonly presence?: Presence
+    private readonly presence: Presence,
+    private readonly ttlMs = 15_000
   ) {
-    this.answering = presence?.nc.subscribe(presence.subject, { callback: (_err, msg) => msg.respond() })
+    this.answering = presence.nc.subscribe(presence.subject, { callback: (_err, msg) => msg.respond() })
   }
 
   /** Stops answering on the presence subject (the broker is going). */
   close(): void {
-    this.answering?.unsubscribe()
+    this.answering.unsubscribe()
   }
 
   private entry(): Uint8Array {
-    const entry: LeaderEntry = { holder: this.holder, until: Date.now() + this.ttlMs, ...(this.presence !== undefined ? { presence: this.presence.subject } : {}) }
+    const entry: LeaderEntry = { holder: this.holder, until: Date.now() + this.ttlMs, presence: this.presence.subject }
     return encoder.encode(JSON.stringify(entry))
   }
 
   /** Whether nobody answers on `subject` any more: its connection is gone. A slow answer is not. */
   private async gone(subject: string): Promise<boolean> {
-    if (this.presence === undefined) return false
     try {
       await this.presence.nc.request(subject, undefined, { timeout: 1_000 })
       return false

@@ -41,10 +41,12 @@ export interface RunningProjections {
 }
 
 export const startProjections = (setup: ProjectionsSetup): RunningProjections => {
-  const leadership = new ProjectionLeadership(setup.leases, setup.holder, setup.leaseTtlMs ?? 15_000, {
-    nc: setup.nc,
-    subject: presenceSubject(setup.naming.subjectRoot, setup.holder)
-  })
+  const leadership = new ProjectionLeadership(
+    setup.leases,
+    setup.holder,
+    { nc: setup.nc, subject: presenceSubject(setup.naming.subjectRoot, setup.holder) },
+    setup.leaseTtlMs ?? 15_000
+  )
   const renewEveryMs = (setup.leaseTtlMs ?? 15_000) / 3
   const connected = setup.connected ?? (() => true)
   let runtime: ProjectionRuntime | undefined

@@ -20,6 +20,7 @@
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "nats"
 import { claimSubject, claimsStream, type Naming } from "../../streams/definitions.js"
 import { answerDelivery, parseAckSubject } from "../eventlog/acks.js"
+import { onReconnect } from "../eventlog/connection.js"
 import { publishSoon } from "../eventlog/outbox.js"
 import { ensureClaimConsumer } from "./consumers.js"
 import { LANES, type ClaimDelivery } from "./source.js"
@@ -93,7 +94,8 @@ export class ClaimFeed {
     this.sub = nc.subscribe(`${this.inbox}.*`, { callback: (_err, msg) => this.onMessage(msg) })
     this.watchdog = setInterval(() => this.reopenLost(), 1_000)
     this.watchdog.unref()
-    void this.followConnection()
+    // A reconnect means the requests sent before it went down with the old server.
+    onReconnect(nc, () => this.reopenLost(true), () => this.stopped)
   }
 
   /**
@@ -159,18 +161,6 @@ export class ClaimFeed {
       lost = true
     }
     if (lost) this.pump()
-  }
-
-  /** A reconnect means the requests sent before it went down with the old server. */
-  private async followConnection(): Promise<void> {
-    try {
-      for await (const status of this.nc.status()) {
-        if (this.stopped) return
-        if (status.type === "reconnect") this.reopenLost(true)
-      }
-    } catch {
-      // The iterator ends with the connection.
-    }
   }
 
   private async ensureConsumers(): Promise<void> {

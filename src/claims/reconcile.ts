@@ -11,6 +11,7 @@
  */
 import type { NatsConnection } from "nats"
 import { claimsStream, type Naming } from "../../streams/definitions.js"
+import { onReconnect } from "../eventlog/connection.js"
 import type { Logger } from "../log.js"
 
 export interface ReconcileResult {
@@ -68,7 +69,7 @@ export class ClaimReconciler {
   ) {
     this.timer = setInterval(() => this.pass(), options.everyMs ?? 15_000)
     this.timer.unref()
-    void this.follow()
+    onReconnect(nc, () => this.afterReconnect(), () => this.stopped)
   }
 
   async stop(): Promise<void> {
@@ -94,20 +95,12 @@ export class ClaimReconciler {
     return this.running
   }
 
-  private async follow(): Promise<void> {
-    try {
-      for await (const status of this.nc.status()) {
-        if (this.stopped) return
-        if (status.type !== "reconnect") continue
-        const t = setTimeout(() => {
-          this.pending.delete(t)
-          void this.pass()
-        }, this.options.afterReconnectMs ?? 3_000)
-        t.unref()
-        this.pending.add(t)
-      }
-    } catch {
-      // The iterator ends with the connection.
-    }
+  private afterReconnect(): void {
+    const t = setTimeout(() => {
+      this.pending.delete(t)
+      void this.pass()
+    }, this.options.afterReconnectMs ?? 3_000)
+    t.unref()
+    this.pending.add(t)
   }
 }

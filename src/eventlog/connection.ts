@@ -81,3 +81,20 @@ export const closeConnection = async (nc: NatsConnection, connected: boolean, ti
   }
   await nc.close().catch(() => undefined)
 }
+
+/**
+ * Calls `listener` after each reconnect of `nc` until `stopped()` says so or the connection
+ * closes. After a reconnect the old server's subscriptions' pull requests and answers are gone.
+ */
+export const onReconnect = (nc: NatsConnection, listener: () => void, stopped: () => boolean): void => {
+  void (async () => {
+    try {
+      for await (const status of nc.status()) {
+        if (stopped()) return
+        if (status.type === "reconnect") listener()
+      }
+    } catch {
+      // The iterator ends with the connection.
+    }
+  })()
+}
