@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startBroker } from "../../src/broker.js"
 import { CodeqClient } from "../../src/sdk/client.js"
 import { eventsStream } from "../../streams/definitions.js"
-import { Ledger, accountFromLog, describeFate, produce, renderAccounting } from "../support/accounting.js"
+import { Ledger, accountFromLog, describeFate, produce, renderAccounting, settled } from "../support/accounting.js"
 import { startNatsCluster, type NatsCluster } from "../support/cluster.js"
 import { brokerConfig, freshNaming, waitFor } from "../support/harness.js"
 
@@ -54,13 +54,7 @@ describe("a 3-node cluster losing a node mid-run", () => {
         await waitFor(() => ledger.handled.size >= handledAtKill + 30, { timeoutMs: 30_000, what: "work to go on without the node" })
         await cluster.restart(victim)
         await producing
-        await waitFor(
-          async () => {
-            const histories = await Promise.all([...ledger.acked.keys()].map((id) => producerClient.log.readTask("acme", id)))
-            return histories.every((h) => h.events.some((e) => e.event.type === "TaskCompleted"))
-          },
-          { timeoutMs: (LEASE_SECONDS + 40) * 1000, intervalMs: 500, what: "every task to complete" }
-        ).catch(() => undefined)
+        await settled(producerClient.log, "acme", ledger, (LEASE_SECONDS + 40) * 1000)
         const accounting = await accountFromLog(producerClient.log, producerNc, "acme", ledger, { faultAt })
         console.log(
           renderAccounting(`cluster node killed (${role}: n${victim})`, accounting, {

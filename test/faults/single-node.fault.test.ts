@@ -10,7 +10,7 @@ import { startBroker } from "../../src/broker.js"
 import { CodeqClient } from "../../src/sdk/client.js"
 import { startNatsServer, type NatsServerHandle } from "../../src/testing/natsServer.js"
 import { claimsStream } from "../../streams/definitions.js"
-import { Ledger, accountFromLog, describeFate, produce, renderAccounting } from "../support/accounting.js"
+import { Ledger, accountFromLog, describeFate, produce, renderAccounting, settled } from "../support/accounting.js"
 import { brokerConfig, freshNaming, provision, waitFor } from "../support/harness.js"
 
 const TASKS = 300
@@ -52,13 +52,7 @@ describe("a single nats-server SIGKILLed mid-run", () => {
       faultAt = Date.now()
       await server.restart()
       await producing
-      await waitFor(
-        async () => {
-          const histories = await Promise.all([...ledger.acked.keys()].map((id) => producerClient.log.readTask("acme", id)))
-          return histories.every((h) => h.events.some((e) => e.event.type === "TaskCompleted"))
-        },
-        { timeoutMs: (LEASE_SECONDS + 40) * 1000, intervalMs: 500, what: "every task to complete" }
-      ).catch(() => undefined)
+      await settled(producerClient.log, "acme", ledger, (LEASE_SECONDS + 40) * 1000)
       const jsm = await producerNc.jetstreamManager()
       // Every claim message is answered once its task has ended: none may stay behind.
       const claimsLeft = await waitFor(async () => ((await jsm.streams.info(claimsStream(naming))).state.messages === 0 ? 0 : undefined), {

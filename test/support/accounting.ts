@@ -9,6 +9,7 @@ import type { EventLog } from "../../src/eventlog/EventLog.js"
 import type { Producer } from "../../src/sdk/producer.js"
 import type { CreateTaskInput } from "../../src/tasks/create.js"
 import type { NatsConnection } from "nats"
+import { waitFor } from "./harness.js"
 import { eventSubjects, eventsStream, parseEventSubject, type Naming } from "../../streams/definitions.js"
 
 const TERMINAL = new Set(["TaskCompleted", "TaskFailed", "TaskDeadLettered", "TaskCancelled"])
@@ -205,6 +206,20 @@ export const accountFromLog = async (
 }
 
 /** The accounting as the block a test prints. */
+/**
+ * Waits, up to `timeoutMs`, until every task the ledger saw acknowledged has a TaskCompleted in
+ * the log; returns either way — the accounting that follows says what did not.
+ */
+export const settled = async (log: EventLog, tenant: string, ledger: Ledger, timeoutMs: number): Promise<void> => {
+  await waitFor(
+    async () => {
+      const histories = await Promise.all([...ledger.acked.keys()].map((id) => log.readTask(tenant, id)))
+      return histories.every((h) => h.events.some((e) => e.event.type === "TaskCompleted"))
+    },
+    { timeoutMs, intervalMs: 500, what: "every task to complete" }
+  ).catch(() => undefined)
+}
+
 export const renderAccounting = (title: string, a: Accounting, extra: Record<string, string | number> = {}): string =>
   [
     `── fault accounting: ${title}`,
