@@ -6,16 +6,7 @@
 import type { KV } from "nats"
 import { deadLetterKey } from "../streams/definitions.js"
 import type { Sink } from "./runtime.js"
-
-/** One dead-letter entry as listed to operators. */
-export interface DeadLetterEntry {
-  readonly taskId: string
-  readonly tenant: string
-  readonly command: string
-  readonly reason: string
-  readonly attempts: number
-  readonly deadLetteredAt: string
-}
+import type { DeadLetterEntry } from "../src/tasks/view.js"
 
 const encoder = new TextEncoder()
 

@@ -6,7 +6,7 @@
  * Publishes leave in log order, so a lane stays FIFO; a failed one is retried until it is stored.
  */
 import { Duration, Effect, Schedule } from "effect"
-import { claimOfCreate, claimPublication, type ClaimMessage } from "../src/claims/message.js"
+import { claimOfCreate, claimPublication, type ClaimMessage } from "../src/eventlog/claims/message.js"
 import type { PipelinedPublisher, PublishResult } from "../src/eventlog/pipeline.js"
 import type { Naming } from "../streams/definitions.js"
 import type { Change } from "./docs.js"

@@ -6,7 +6,7 @@
 import type { KV, NatsConnection } from "nats"
 import { EventFeed } from "../src/eventlog/feed.js"
 import type { EventLog } from "../src/eventlog/EventLog.js"
-import { log } from "../src/log.js"
+import { log } from "../src/log/log.js"
 import { eventsStream, type Naming } from "../streams/definitions.js"
 import { TaskDocs, type TaskDocsOptions } from "./docs.js"
 import { ProjectionLeadership, presenceSubject } from "./leadership.js"

@@ -18,7 +18,8 @@ import type { StoredEvent } from "../src/domain/events.js"
 import { decodeEvent, type RawEvent } from "../src/eventlog/codec.js"
 import type { EventFeed } from "../src/eventlog/feed.js"
 import { HEADERS } from "../src/tracing/conventions.js"
-import { log, withTrace } from "../src/log.js"
+import { log } from "../src/log/log.js"
+import { withTrace } from "../src/tracing/logFields.js"
 import type { Change, TaskDocs } from "./docs.js"
 
 /** One projection's reaction to the log: a sink of the folded changes. */

@@ -21,12 +21,12 @@ import { deadLetterBucket, projectionsBucket, streamDefinitions, taskStateBucket
 import { provisionStreams } from "../streams/provision.js"
 import { BrokerMetrics } from "./metrics/metrics.js"
 import { PipelinedKv } from "./eventlog/kv.js"
-import type { BrokerConfig } from "./config.js"
+import type { BrokerConfig } from "./config/config.js"
 import { JetStreamEventLog } from "./eventlog/jetstream.js"
 import { PipelinedPublisher } from "./eventlog/pipeline.js"
 import { ConnectionWatch, closeConnection } from "./eventlog/connection.js"
-import { log, type Logger } from "./log.js"
-import { ClaimReconciler } from "./claims/reconcile.js"
+import { log, type Logger } from "./log/log.js"
+import { ClaimReconciler } from "./eventlog/claims/reconcile.js"
 
 /** The broker could not start: which step, and why (the message is one line for people). */
 export class BrokerStartError extends Data.TaggedError("BrokerStartError")<{ readonly step: string; readonly cause: unknown }> {

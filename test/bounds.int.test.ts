@@ -10,8 +10,8 @@ import { startNatsServer, freePort, type NatsServerHandle } from "../src/testing
 import { CodeqClient } from "../src/sdk/client.js"
 import { answerDelivery } from "../src/eventlog/acks.js"
 import { ClaimCapacity, ValidationError } from "../src/tasks/errors.js"
-import { ClaimSource } from "../src/claims/source.js"
-import { LaneWatch } from "../src/claims/laneWatch.js"
+import { ClaimSource } from "../src/eventlog/claims/source.js"
+import { LaneWatch } from "../src/eventlog/claims/laneWatch.js"
 import { claimSubject, claimsStream } from "../streams/definitions.js"
 import { freshNaming, provision, waitFor } from "./support/harness.js"
 

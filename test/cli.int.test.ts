@@ -38,7 +38,7 @@ describe("codeq, the command line", () => {
   it("lists its commands, and answers an unknown command, flag or action with exit 2 and one line", async () => {
     const help = await codeq(["--help"])
     expect(help.code).toBe(0)
-    for (const command of ["serve", "worker", "tasks", "dlq", "queues", "replay", "streams", "projections", "config", "bench"]) expect(help.stdout).toContain(`  ${command}`)
+    for (const command of ["serve", "worker", "tasks", "dlq", "queues", "replay", "streams", "projections", "config"]) expect(help.stdout).toContain(`  ${command}`)
     for (const args of [["frobnicate"], ["tasks", "list", "--tenant", "acme", "--bogus"], ["tasks", "explode", "--tenant", "acme"], ["tasks", "list"], ["tasks", "list", "--tenant", "acme", "--limit", "5000"]]) {
       const run = await codeq(args)
       expect(run.code, args.join(" ")).toBe(2)

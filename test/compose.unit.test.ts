@@ -15,7 +15,7 @@ import { ConfigProvider, Effect, Redacted } from "effect"
 import ts from "typescript"
 import { describe, expect, it } from "vitest"
 import { parse } from "yaml"
-import { BrokerConfig } from "../src/config.js"
+import { BrokerConfig } from "../src/config/config.js"
 import { TENANT_PATTERN } from "../src/domain/validation.js"
 import { HttpConfig } from "../src/http/config.js"
 import { resolveTracingConfig } from "../src/tracing/config.js"
@@ -79,13 +79,13 @@ const decode = <A>(config: Effect.Effect<A, unknown>, env: Record<string, string
 /** Files under a directory, recursively. */
 const walk = (dir: string): ReadonlyArray<string> =>
   readdirSync(join(root, dir), { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() ? walk(join(dir, entry.name)) : [join(dir, entry.name)]))
-const sources = walk("src").filter((file) => file.endsWith(".ts") && !/^src\/(bench|testing)\//.test(file))
+const sources = walk("src").filter((file) => file.endsWith(".ts") && !/^src\/testing\//.test(file))
 /** Every environment variable the broker's code reads: `Config.xxx("NAME"` and `process.env.NAME`. */
 const variablesTheCodeReads = new Set(
   sources.flatMap((file) => [...read(file).matchAll(/Config\.\w+\(\s*"([A-Z][A-Z0-9_]*)"|process\.env\.([A-Z][A-Z0-9_]*)/g)].map((m) => m[1] ?? m[2] ?? ""))
 )
 /** The HTTP routes the server registers. */
-const routes = new Set(walk("src/http/routes").flatMap((file) => [...read(file).matchAll(/path: "([^"]+)"/g)].map((m) => m[1])))
+const routes = new Set(walk("src/http").filter((file) => file.endsWith("Routes.ts")).flatMap((file) => [...read(file).matchAll(/path: "([^"]+)"/g)].map((m) => m[1])))
 
 describe("compose.yaml", () => {
   it("has three NATS nodes, Jaeger, the broker and the example worker, and nothing else", () => {

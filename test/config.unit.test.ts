@@ -1,5 +1,5 @@
 /**
- * The configuration's one list of keys (src/configFile.ts) held to the README's table, to the
+ * The configuration's one list of keys (src/config/configFile.ts) held to the README's table, to the
  * variables the Effect Configs read, and the file loader's rules: unknown keys refused, the
  * environment over the file, bad values named with key, value and rule, secrets masked.
  */
@@ -7,8 +7,8 @@ import { mkdtemp, readFile, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
-import { BrokerConfig } from "../src/config.js"
-import { CONFIG_KEYS, ConfigurationError, effectiveVariables, loadConfig, printableConfig, readConfigFile } from "../src/configFile.js"
+import { BrokerConfig } from "../src/config/config.js"
+import { CONFIG_KEYS, ConfigurationError, effectiveVariables, loadConfig, printableConfig, readConfigFile } from "../src/config/configFile.js"
 import { HttpConfig } from "../src/http/config.js"
 
 const readmeKeys = async (): Promise<Array<{ key: string; env: string }>> => {
@@ -30,7 +30,7 @@ const readmeKeys = async (): Promise<Array<{ key: string; env: string }>> => {
 
 const variablesReadByCode = async (): Promise<Set<string>> => {
   const names = new Set<string>()
-  for (const file of ["../src/config.ts", "../src/http/config.ts"]) {
+  for (const file of ["../src/config/config.ts", "../src/http/config.ts"]) {
     const text = await readFile(new URL(file, import.meta.url), "utf8")
     for (const m of text.matchAll(/Config\.(?:string|integer|number|boolean|port|redacted|url|duration)\("([A-Z_]+)"/g)) names.add(m[1] ?? "")
   }

@@ -4,7 +4,7 @@
  */
 import { afterAll, describe, expect, it } from "vitest"
 import { startBroker, type RunningBroker } from "../src/broker.js"
-import { createLogger } from "../src/log.js"
+import { createLogger } from "../src/log/log.js"
 import { brokerConfig, freshNaming, useNatsServer, waitFor } from "./support/harness.js"
 
 const nats = useNatsServer({ ownServer: true })

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { startBroker } from "../src/broker.js"
-import { decodeClaim } from "../src/claims/message.js"
+import { decodeClaim } from "../src/eventlog/claims/message.js"
 import { CodeqClient } from "../src/sdk/client.js"
 import { claimsStream, projectionsBucket } from "../streams/definitions.js"
 import type { RunningBroker } from "../src/broker.js"

@@ -7,7 +7,7 @@ import { ClaimCapacity } from "../src/tasks/errors.js"
 import { RateLimiter, claimableCommands, tenantOf, workerIdOf, type Principal } from "../src/http/auth.js"
 import { decodeWith } from "../src/http/decode.js"
 import { Router, route } from "../src/http/router.js"
-import { openApiDocument } from "../src/http/routes/system.js"
+import { openApiDocument } from "../src/http/systemRoutes.js"
 import { BatchCreateBody, CreateTaskBody, SubmitResultBody } from "../src/http/schemas.js"
 
 const refusal = (run: () => unknown): HttpError => {

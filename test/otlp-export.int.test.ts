@@ -5,7 +5,8 @@
  */
 import { ROOT_CONTEXT, context, trace } from "@opentelemetry/api"
 import { afterEach, beforeEach, describe, expect, it } from "vitest"
-import { createLogger, withTrace } from "../src/log.js"
+import { createLogger } from "../src/log/log.js"
+import { withTrace } from "../src/tracing/logFields.js"
 import type { TracingConfigInput, TracingEnv } from "../src/tracing/config.js"
 import { ATTR, SPANS, TRACERS } from "../src/tracing/conventions.js"
 import type { TracingLogger } from "../src/tracing/export.js"

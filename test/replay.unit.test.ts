@@ -10,9 +10,9 @@ import { auditTask } from "../src/replay/audit.js"
 import type { LogRecord, ReplaySpan, TaskTrace } from "../src/replay/model.js"
 import { otlpJsonRequest, readableSpanOf, replayResource } from "../src/replay/otlp.js"
 import { progressLine } from "../src/replay/progress.js"
-import { headerFieldsOf, makeRecord, nsFromRfc3339, parseAck, parseHeaderBlock, parseTraceparent } from "../src/replay/records.js"
+import { headerFieldsOf, makeRecord, nsFromRfc3339, parseAck, parseHeaderBlock, parseTraceparent } from "../src/eventlog/window/records.js"
 import { renderTree, spanForest } from "../src/replay/render.js"
-import { recordFromWire } from "../src/replay/wireRecord.js"
+import { recordFromWire } from "../src/eventlog/window/wireRecord.js"
 import { parseReplayArgs } from "../src/cli/replayArgs.js"
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -349,7 +349,7 @@ describe("the wire reader", () => {
   }
 
   it("cuts messages out of any split of the stream, answers the server's PING, and reads the pending count", async () => {
-    const { WireSource } = await import("../src/replay/wire.js")
+    const { WireSource } = await import("../src/eventlog/window/wire.js")
     const bodies = ['{"a":1}', `{"payload":"${"é".repeat(300)}"}`, "{}", '{"b":[1,2,3]}']
     const messages = bodies.map((body, i) => hmsg(i + 1, bodies.length - 1 - i, body))
     for (const chunk of [1, 7, 64, 100_000]) {

@@ -4,7 +4,8 @@
  */
 import { ROOT_CONTEXT, TraceFlags, trace, type SpanContext } from "@opentelemetry/api"
 import { describe, expect, it } from "vitest"
-import { createLogger, traceFields, withTrace } from "../src/log.js"
+import { createLogger } from "../src/log/log.js"
+import { traceFields, withTrace } from "../src/tracing/logFields.js"
 
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 const SPAN_ID = "00f067aa0ba902b7"

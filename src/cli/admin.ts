@@ -2,8 +2,8 @@
  * Operator commands: `streams apply|show`, `projections rebuild <name>`, `config print`. Each a
  * thin shell over the library: provisioning, the rebuild, the config registry.
  */
-import { BrokerConfig } from "../config.js"
-import { effectiveVariables, loadConfig, printableConfig } from "../configFile.js"
+import { BrokerConfig } from "../config/config.js"
+import { effectiveVariables, loadConfig, printableConfig } from "../config/configFile.js"
 import { JetStreamEventLog } from "../eventlog/jetstream.js"
 import { closeConnection } from "../eventlog/connection.js"
 import { streamDefinitions } from "../../streams/definitions.js"

@@ -19,7 +19,6 @@ commands:
   streams <action>       apply or show the streams
   projections rebuild    fold the log into a derived projection again
   config print           the effective configuration, secrets masked
-  bench <name>           benchmarks (append, tracing, e2e, ...)
 
 configuration: environment variables, or a YAML file named by CODEQ_CONFIG (see README)
 exit codes: 0 done, 1 failed, 2 wrong usage, 3 problems found (replay --audit)`
@@ -27,8 +26,8 @@ exit codes: 0 done, 1 failed, 2 wrong usage, 3 problems found (replay --audit)`
 /** A client for one command, on a connection it owns (closed with the client). Loaded lazily: `--help` starts fast. */
 const openClient = async (): Promise<CodeqClient> => {
   const [{ BrokerConfig }, { effectiveVariables, loadConfig }, { connectForCommand }, { CodeqClient }] = await Promise.all([
-    import("../config.js"),
-    import("../configFile.js"),
+    import("../config/config.js"),
+    import("../config/configFile.js"),
     import("./connect.js"),
     import("../sdk/client.js")
   ])
@@ -58,11 +57,6 @@ const main = async (argv: ReadonlyArray<string>): Promise<number> => {
       return (await import("./replay.js")).replay(rest)
     case "config":
       return (await import("./admin.js")).configCommand(rest)
-    case "bench": {
-      process.argv = [process.argv[0] ?? "node", "codeq-bench", ...rest]
-      await import("../bench/main.js")
-      return EXIT.ok
-    }
     case undefined:
     case "help":
     case "--help":

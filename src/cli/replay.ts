@@ -5,8 +5,8 @@
  * problems, 130 interrupted (unless following, where SIGINT is how a run ends).
  */
 import { once } from "node:events"
-import { BrokerConfig } from "../config.js"
-import { effectiveVariables, loadConfig } from "../configFile.js"
+import { BrokerConfig } from "../config/config.js"
+import { effectiveVariables, loadConfig } from "../config/configFile.js"
 import { closeConnection } from "../eventlog/connection.js"
 import { resolveTracingConfig, TRACING_DEFAULTS } from "../tracing/config.js"
 import { otlpGrpcExporter } from "../tracing/setup.js"

@@ -5,11 +5,11 @@
  * development tokens below on 127.0.0.1 only; without `--dev` and without authentication every
  * call is 401 and the broker says so at start.
  */
-import { BrokerConfig } from "../config.js"
-import { effectiveVariables, loadConfig } from "../configFile.js"
+import { BrokerConfig } from "../config/config.js"
+import { effectiveVariables, loadConfig } from "../config/configFile.js"
 import { startBroker } from "../broker.js"
 import { HttpConfig, httpServerOptions, startHttpServer } from "../http/index.js"
-import { log as logger } from "../log.js"
+import { log as logger } from "../log/log.js"
 import { CodeqClient } from "../sdk/client.js"
 import { setupTracing } from "../tracing/setup.js"
 import { ConnectionWatch, closeConnection } from "../eventlog/connection.js"

@@ -4,10 +4,10 @@
  * watch a task go from create to webhook, and its trace in a tracing UI. Runs until SIGTERM/SIGINT,
  * then lets running handlers finish and settle.
  */
-import { BrokerConfig } from "../config.js"
-import { effectiveVariables, loadConfig } from "../configFile.js"
+import { BrokerConfig } from "../config/config.js"
+import { effectiveVariables, loadConfig } from "../config/configFile.js"
 import { closeConnection } from "../eventlog/connection.js"
-import { log } from "../log.js"
+import { log } from "../log/log.js"
 import { CodeqClient } from "../sdk/client.js"
 import { setupTracing } from "../tracing/setup.js"
 import { EXIT, integerFlag, optionalString, parse, required, type CommandSpec } from "./args.js"

@@ -3,7 +3,7 @@
  * a drain needs the server, so with the server gone a connection is closed at once.
  */
 import type { NatsConnection, Status } from "nats"
-import type { Logger } from "../log.js"
+import type { Logger } from "../log/log.js"
 
 export interface ConnectionWatchOptions {
   /**

@@ -11,6 +11,6 @@ export {
 } from "./auth.js"
 export type { JwtConfig } from "./jwt.js"
 export type { HttpLogEntry } from "./pipeline.js"
-export { openApiDocument } from "./routes/system.js"
-export type { UiOptions } from "./routes/ui.js"
+export { openApiDocument } from "./systemRoutes.js"
+export type { UiOptions } from "./uiRoutes.js"
 export { HttpConfig, httpServerOptions } from "./config.js"

@@ -14,12 +14,12 @@ import type { HttpBackend, MetricsSource } from "./backend.js"
 import { Authenticator, RateLimiter, type AuthConfig, type RateLimitConfig } from "./auth.js"
 import { handleRequest, type HttpLogEntry } from "./pipeline.js"
 import { Router, type Route } from "./router.js"
-import { adminRoutes } from "./routes/admin.js"
-import { systemRoutes } from "./routes/system.js"
-import { taskRoutes } from "./routes/tasks.js"
-import { traceRoutes } from "./routes/traces.js"
-import { uiPageRoutes, uiSessionRoutes, type UiOptions } from "./routes/ui.js"
-import { workerRoutes } from "./routes/worker.js"
+import { adminRoutes } from "./adminRoutes.js"
+import { systemRoutes } from "./systemRoutes.js"
+import { taskRoutes } from "./tasksRoutes.js"
+import { traceRoutes } from "./tracesRoutes.js"
+import { uiPageRoutes, uiSessionRoutes, type UiOptions } from "./uiRoutes.js"
+import { workerRoutes } from "./workerRoutes.js"
 
 export interface HttpServerOptions {
   /** The library to serve: a `CodeqClient`, or its parts. */

@@ -10,7 +10,7 @@
 import type { AuditRule, LogRecord, Problem } from "./model.js"
 import { AUDIT_RULES } from "./model.js"
 import { compareNs, msBetween } from "./core.js"
-import { isNanos, isSpanId, taskOfSubject } from "./records.js"
+import { isNanos, isSpanId, taskOfSubject } from "../eventlog/window/records.js"
 
 /** Events that end a task's run and whose span a webhook is parented on. */
 export const WEBHOOK_TERMINALS: ReadonlySet<string> = new Set(["TaskCompleted", "TaskFailed", "TaskDeadLettered"])

@@ -3,7 +3,7 @@
  */
 import type { HrTime } from "@opentelemetry/api"
 import type { LogRecord, SpanCore } from "./model.js"
-import { isNanos, isSpanId } from "./records.js"
+import { isNanos, isSpanId } from "../eventlog/window/records.js"
 
 /**
  * The span that wrote `record`, from its headers; undefined without a valid traceparent. A span

@@ -7,41 +7,7 @@
 import type { Attributes, SpanKind, SpanStatusCode } from "@opentelemetry/api"
 import type { TaskStatus } from "../domain/events.js"
 
-/** One event of the log as replay reads it. */
-export interface LogRecord {
-  /** Stream sequence. */
-  readonly seq: number
-  /** `<root>.evt.<tenant>.<taskId>`: the task's subject (see `taskOfSubject`). */
-  readonly subject: string
-  /** The `Codeq-Event` header; "" when absent. */
-  readonly type: string
-  readonly traceparent: string | undefined
-  /** From the traceparent; undefined when it is missing or invalid. */
-  readonly traceId: string | undefined
-  readonly spanId: string | undefined
-  /** W3C trace flags as recorded (all eight bits); 0 without a valid traceparent. */
-  readonly traceFlags: number
-  readonly tracestate: string | undefined
-  /** W3C baggage the create received (on a TaskCreated only). */
-  readonly baggage: string | undefined
-  /** `Codeq-Parent-Span`: the writing span's parent span id. */
-  readonly parentSpanId: string | undefined
-  /** `Codeq-Span-Start`: the writing span's start (epoch ns). */
-  readonly spanStart: string | undefined
-  /** `Codeq-Span-End`: the writing span's end (epoch ns); absent on events written before it. */
-  readonly spanEnd: string | undefined
-  /** `Codeq-Prev-Seq`: the task's previous event this one was appended after. */
-  readonly prevSeq: number | undefined
-  /** The log timestamp (epoch ns): the writing span's end. */
-  readonly timeNs: string
-  /**
-   * The body parsed as JSON when the reader kept it (every body when spans are rebuilt; only the
-   * bodies that decide a task's end when auditing), else undefined.
-   */
-  readonly body: unknown
-  /** Why the body could not be parsed, when it could not. */
-  readonly bodyError: string | undefined
-}
+export type { LogRecord } from "../eventlog/window/records.js"
 
 /** The ids and times of the span that wrote one event: what an audit checks. */
 export interface SpanCore {

@@ -8,12 +8,12 @@ import { eventSubject, eventSubjects, type Naming } from "../../streams/definiti
 import { eventsStream } from "../../streams/definitions.js"
 import type { AuditOptions } from "./audit.js"
 import { compareNs, nsFromMs } from "./core.js"
-import { readSubject } from "./direct.js"
+import { readSubject } from "../eventlog/window/direct.js"
 import type { LogRecord, ReplayFilter, TaskTrace } from "./model.js"
-import type { BodyPolicy } from "./records.js"
-import { openSource, type ReplayConnection } from "./source.js"
+import type { BodyPolicy } from "../eventlog/window/records.js"
+import { openSource, type ReplayConnection } from "../eventlog/window/source.js"
 import { AUDIT_BODIES, TaskAssembler, auditFragment, needsPrefix, type Closed, type Fragment, type TaskAudit, type TraceDetail } from "./tasks.js"
-import type { LogSource } from "./wire.js"
+import type { LogSource } from "../eventlog/window/wire.js"
 
 export interface ReplayOptions<D extends TraceDetail = TraceDetail> {
   readonly filter?: ReplayFilter

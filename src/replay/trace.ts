@@ -4,7 +4,7 @@
  */
 import type { AuditOptions } from "./audit.js"
 import type { LogRecord, ReplaySpan, TaskTrace } from "./model.js"
-import { taskOfSubject } from "./records.js"
+import { taskOfSubject } from "../eventlog/window/records.js"
 import { foldRecords, rebuildSpans } from "./spans.js"
 import { auditFragment, createOf, type Fragment } from "./tasks.js"
 

@@ -13,7 +13,7 @@ import { Telemetry } from "../tracing/spans.js"
 import { Producer } from "./producer.js"
 import { Worker, type WorkerOptions } from "./worker.js"
 import { TaskOperations, type ClaimSourcePoolOptions } from "../tasks/operations.js"
-import { LaneWatch } from "../claims/laneWatch.js"
+import { LaneWatch } from "../eventlog/claims/laneWatch.js"
 
 export interface CodeqClientOptions {
   /** NATS server URL(s). Default `NATS_URL` or nats://127.0.0.1:4222. */

@@ -48,3 +48,13 @@ export const toView = (s: TaskState): TaskView => {
   if (s.artifacts !== undefined) view.artifacts = s.artifacts
   return view
 }
+
+/** One dead-letter entry as listed to operators. */
+export interface DeadLetterEntry {
+  readonly taskId: string
+  readonly tenant: string
+  readonly command: string
+  readonly reason: string
+  readonly attempts: number
+  readonly deadLetteredAt: string
+}

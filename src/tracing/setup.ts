@@ -20,7 +20,7 @@ import {
   type SpanExporter
 } from "@opentelemetry/sdk-trace-base"
 import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions"
-import { log } from "../log.js"
+import { log } from "../log/log.js"
 import { resolveTracingConfig, type TracingConfig, type TracingConfigInput, type TracingEnv } from "./config.js"
 import { DroppingExporter, FailOpenExporter, safeLog, type ExportCounters, type TracingLogger } from "./export.js"
 import { installPropagation } from "./propagation.js"

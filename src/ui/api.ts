@@ -7,9 +7,9 @@
  *
  * The response types are the server's own (type-only imports: nothing of the server is loaded).
  */
-import type { DeadLetterEntry } from "../../projections/deadLetters.js"
-import type { TaskEventsJson, TaskTraceJson } from "../http/routes/traces.js"
-import type { UiSession } from "../http/routes/ui.js"
+import type { DeadLetterEntry } from "../tasks/view.js"
+import type { TaskEventsJson, TaskTraceJson } from "../http/tracesRoutes.js"
+import type { UiSession } from "../http/uiRoutes.js"
 import type { QueueOverview } from "../tasks/queues.js"
 import type { TaskView } from "../tasks/view.js"
 

@@ -10,7 +10,7 @@ import { startNatsServer, type NatsServerHandle } from "../../src/testing/natsSe
 import { claimsStream, eventsStream, streamDefinitions, type Naming } from "../../streams/definitions.js"
 import { provisionStreams } from "../../streams/provision.js"
 import { DEFAULT_STREAM_SETTINGS } from "../../streams/definitions.js"
-import type { BrokerConfig } from "../../src/config.js"
+import type { BrokerConfig } from "../../src/config/config.js"
 import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from "../../src/webhooks/deliver.js"
 
 /** Starts a nats-server before the file's tests and stops it after; returns an accessor. */

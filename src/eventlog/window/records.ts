@@ -1,0 +1,267 @@
+/**
+ * Turning what the server sends into LogRecords, cheaply: replay reads a million events in
+ * seconds, so a header block is searched for the few headers replay reads (no header object, no
+ * map), the traceparent is checked by hand, and a body is parsed only when it is needed.
+ */
+import type { MsgHdrs } from "nats"
+import { HEADERS } from "../../tracing/conventions.js"
+
+/** One event of the log as replay reads it. */
+export interface LogRecord {
+  /** Stream sequence. */
+  readonly seq: number
+  /** `<root>.evt.<tenant>.<taskId>`: the task's subject (see `taskOfSubject`). */
+  readonly subject: string
+  /** The `Codeq-Event` header; "" when absent. */
+  readonly type: string
+  readonly traceparent: string | undefined
+  /** From the traceparent; undefined when it is missing or invalid. */
+  readonly traceId: string | undefined
+  readonly spanId: string | undefined
+  /** W3C trace flags as recorded (all eight bits); 0 without a valid traceparent. */
+  readonly traceFlags: number
+  readonly tracestate: string | undefined
+  /** W3C baggage the create received (on a TaskCreated only). */
+  readonly baggage: string | undefined
+  /** `Codeq-Parent-Span`: the writing span's parent span id. */
+  readonly parentSpanId: string | undefined
+  /** `Codeq-Span-Start`: the writing span's start (epoch ns). */
+  readonly spanStart: string | undefined
+  /** `Codeq-Span-End`: the writing span's end (epoch ns); absent on events written before it. */
+  readonly spanEnd: string | undefined
+  /** `Codeq-Prev-Seq`: the task's previous event this one was appended after. */
+  readonly prevSeq: number | undefined
+  /** The log timestamp (epoch ns): the writing span's end. */
+  readonly timeNs: string
+  /**
+   * The body parsed as JSON when the reader kept it (every body when spans are rebuilt; only the
+   * bodies that decide a task's end when auditing), else undefined.
+   */
+  readonly body: unknown
+  /** Why the body could not be parsed, when it could not. */
+  readonly bodyError: string | undefined
+}
+
+
+/**
+ * Which bodies to parse: all (rebuilding spans), or those the predicate asks for — given the
+ * event type and the raw body, b[from, to) — when only the trace headers matter (an audit).
+ */
+export type BodyPolicy = "all" | ((type: string, b: Uint8Array, from: number, to: number) => boolean)
+
+/** The headers replay reads, and the status code of a status message (404, 408, …). */
+export interface HeaderFields {
+  code: number
+  type: string
+  traceparent: string | undefined
+  tracestate: string | undefined
+  baggage: string | undefined
+  parentSpanId: string | undefined
+  spanStart: string | undefined
+  spanEnd: string | undefined
+  prevSeq: string | undefined
+}
+
+type Field = Exclude<keyof HeaderFields, "code">
+
+const FIELDS: ReadonlyArray<readonly [string, Field]> = [
+  [HEADERS.event, "type"],
+  [HEADERS.traceparent, "traceparent"],
+  [HEADERS.tracestate, "tracestate"],
+  [HEADERS.baggage, "baggage"],
+  [HEADERS.parentSpan, "parentSpanId"],
+  [HEADERS.spanStart, "spanStart"],
+  [HEADERS.spanEnd, "spanEnd"],
+  [HEADERS.prevSeq, "prevSeq"]
+]
+const BY_LOWER: ReadonlyMap<string, Field> = new Map(FIELDS.map(([name, field]) => [name.toLowerCase(), field]))
+
+/** The value after `needle` up to the end of its line, blanks trimmed; undefined when absent. */
+const valueAfter = (text: string, needle: string): string | undefined => {
+  const at = text.indexOf(needle)
+  if (at < 0) return undefined
+  let from = at + needle.length
+  let end = text.indexOf("\r", from)
+  if (end < 0) end = text.length
+  while (from < end && text.charCodeAt(from) === 32) from++
+  while (end > from && text.charCodeAt(end - 1) === 32) end--
+  return text.slice(from, end)
+}
+
+const emptyFields = (code: number): HeaderFields => ({ code, type: "", traceparent: undefined, tracestate: undefined, baggage: undefined, parentSpanId: undefined, spanStart: undefined, spanEnd: undefined, prevSeq: undefined })
+
+// Every header line follows a CRLF (the block starts with the `NATS/1.0` status line).
+
+/** Header names are case-insensitive on the wire: the slow way, for a block spelled otherwise. */
+const parseAnyCase = (text: string, out: HeaderFields): void => {
+  for (const line of text.split("\r\n").slice(1)) {
+    const colon = line.indexOf(":")
+    if (colon <= 0) continue
+    const field = BY_LOWER.get(line.slice(0, colon).trim().toLowerCase())
+    if (field !== undefined && out[field] === undefined) out[field] = line.slice(colon + 1).trim()
+    if (field === "type" && out.type === "") out.type = line.slice(colon + 1).trim()
+  }
+}
+
+const N_EVENT = `\r\n${HEADERS.event}:`
+const N_TRACEPARENT = `\r\n${HEADERS.traceparent}:`
+const N_TRACESTATE = `\r\n${HEADERS.tracestate}:`
+const N_BAGGAGE = `\r\n${HEADERS.baggage}:`
+const N_PARENT = `\r\n${HEADERS.parentSpan}:`
+const N_START = `\r\n${HEADERS.spanStart}:`
+const N_END = `\r\n${HEADERS.spanEnd}:`
+const N_PREV = `\r\n${HEADERS.prevSeq}:`
+
+/** Parses a NATS header block (`NATS/1.0[ code text]\r\nKey: value\r\n…`). */
+export const parseHeaderBlock = (text: string): HeaderFields => {
+  const out: HeaderFields = {
+    code: text.charCodeAt(8) === 32 ? Number.parseInt(text.slice(9, 12), 10) || 0 : 0,
+    type: valueAfter(text, N_EVENT) ?? "",
+    traceparent: valueAfter(text, N_TRACEPARENT),
+    tracestate: valueAfter(text, N_TRACESTATE),
+    baggage: valueAfter(text, N_BAGGAGE),
+    parentSpanId: valueAfter(text, N_PARENT),
+    spanStart: valueAfter(text, N_START),
+    spanEnd: valueAfter(text, N_END),
+    prevSeq: valueAfter(text, N_PREV)
+  }
+  if (out.type === "" || out.traceparent === undefined) parseAnyCase(text, out)
+  return out
+}
+
+/** The same fields from a nats.js header object (the fallback reader and direct gets). */
+export const headerFieldsOf = (headers: MsgHdrs | undefined): HeaderFields => {
+  const out = emptyFields(headers?.code ?? 0)
+  if (headers === undefined) return out
+  for (const [key, values] of headers) {
+    const field = BY_LOWER.get(key.toLowerCase())
+    const value = values[0]
+    if (field !== undefined && value !== undefined) out[field] = value.trim()
+  }
+  return out
+}
+
+/** What an ack subject says about a delivery. */
+export interface AckInfo {
+  readonly seq: number
+  readonly timeNs: string
+  /** Messages of the consumer still to deliver after this one. */
+  readonly pending: number
+}
+
+/**
+ * Parses `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` (or the v2 form
+ * with domain and account hash, and a trailing token); undefined when it is not one.
+ */
+export const parseAck = (subject: string): AckInfo | undefined => {
+  const t = subject.split(".")
+  if (t.length < 9 || t[0] !== "$JS" || t[1] !== "ACK") return undefined
+  const offset = t.length >= 12 ? 4 : 2
+  const seq = Number(t[offset + 3])
+  const timeNs = t[offset + 5] ?? ""
+  const pending = Number(t[offset + 6])
+  if (!Number.isSafeInteger(seq) || !isNanos(timeNs)) return undefined
+  return { seq, timeNs, pending: Number.isSafeInteger(pending) ? pending : 0 }
+}
+
+/** `<root>.evt.<tenant>.<taskId>` → tenant and task id (the last two tokens). */
+export const taskOfSubject = (subject: string): { readonly tenant: string; readonly taskId: string } => {
+  const last = subject.lastIndexOf(".")
+  const before = subject.lastIndexOf(".", last - 1)
+  return { tenant: subject.slice(before + 1, last), taskId: subject.slice(last + 1) }
+}
+
+const isLowerHex = (s: string, from: number, to: number): boolean => {
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i)
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false
+  }
+  return true
+}
+
+const allZero = (s: string, from: number, to: number): boolean => {
+  for (let i = from; i < to; i++) if (s.charCodeAt(i) !== 48) return false
+  return true
+}
+
+/** A 16-hex-digit span id, not all zero. */
+export const isSpanId = (s: string): boolean => s.length === 16 && isLowerHex(s, 0, 16) && !allZero(s, 0, 16)
+
+/** An epoch-ns decimal string. */
+export const isNanos = (s: string): boolean => {
+  if (s.length === 0 || s.length > 20) return false
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 48 || c > 57) return false
+  }
+  return true
+}
+
+/**
+ * Whether a traceparent is valid W3C: `vv-<32 hex>-<16 hex>-ff`, version ff refused, version 00
+ * exactly 55 characters (later versions may carry more after a dash), ids not all zero.
+ */
+export const isValidTraceparent = (value: string | undefined): value is string => {
+  if (value === undefined || value.length < 55) return false
+  if (value.charCodeAt(2) !== 45 || value.charCodeAt(35) !== 45 || value.charCodeAt(52) !== 45) return false
+  if (!isLowerHex(value, 0, 2) || !isLowerHex(value, 3, 35) || !isLowerHex(value, 36, 52) || !isLowerHex(value, 53, 55)) return false
+  const ff = value.charCodeAt(0) === 102 && value.charCodeAt(1) === 102
+  const v00 = value.charCodeAt(0) === 48 && value.charCodeAt(1) === 48
+  if (ff || (value.length > 55 && (v00 || value.charCodeAt(55) !== 45))) return false
+  return !allZero(value, 3, 35) && !allZero(value, 36, 52)
+}
+
+const hexValue = (c: number): number => (c <= 57 ? c - 48 : c - 87)
+
+/** Trace id, span id and flags of a traceparent; undefined when invalid. */
+export const parseTraceparent = (value: string | undefined): { readonly traceId: string; readonly spanId: string; readonly flags: number } | undefined =>
+  isValidTraceparent(value) ? { traceId: value.slice(3, 35), spanId: value.slice(36, 52), flags: hexValue(value.charCodeAt(53)) * 16 + hexValue(value.charCodeAt(54)) } : undefined
+
+const decoder = new TextDecoder()
+
+/** Builds a record; parses the body as JSON when the policy wants it. */
+export const makeRecord = (seq: number, subject: string, timeNs: string, h: HeaderFields, data: Uint8Array, bodies: BodyPolicy): LogRecord => {
+  let body: unknown = undefined
+  let bodyError: string | undefined = undefined
+  // Without the header, the body says which event this is: it is read whatever the policy.
+  if (bodies === "all" || h.type === "" || bodies(h.type, data, 0, data.length)) {
+    try {
+      body = JSON.parse(decoder.decode(data))
+    } catch {
+      bodyError = "body is not JSON"
+    }
+  }
+  const prev = h.prevSeq === undefined ? Number.NaN : Number(h.prevSeq)
+  const type = h.type !== "" ? h.type : typeof body === "object" && body !== null && "type" in body && typeof body.type === "string" ? body.type : ""
+  const tp = h.traceparent
+  const valid = isValidTraceparent(tp)
+  return {
+    seq,
+    subject,
+    type,
+    traceparent: tp,
+    traceId: valid ? tp.slice(3, 35) : undefined,
+    spanId: valid ? tp.slice(36, 52) : undefined,
+    traceFlags: valid ? hexValue(tp.charCodeAt(53)) * 16 + hexValue(tp.charCodeAt(54)) : 0,
+    tracestate: h.tracestate,
+    baggage: h.baggage,
+    parentSpanId: h.parentSpanId,
+    spanStart: h.spanStart,
+    spanEnd: h.spanEnd,
+    prevSeq: Number.isSafeInteger(prev) ? prev : undefined,
+    timeNs,
+    body,
+    bodyError
+  }
+}
+
+const RFC3339 = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/
+
+/** `2024-05-01T12:00:00.123456789Z` (the server's `Nats-Time-Stamp`) → epoch ns; undefined when malformed. */
+export const nsFromRfc3339 = (text: string): string | undefined => {
+  const m = RFC3339.exec(text.trim())
+  if (m === null) return undefined
+  const ms = Date.parse(`${m[1]}${m[3]}`)
+  if (!Number.isFinite(ms)) return undefined
+  return `${Math.floor(ms / 1000)}${(m[2] ?? "").padEnd(9, "0")}`
+}

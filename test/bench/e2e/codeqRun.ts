@@ -1,0 +1,202 @@
+/**
+ * One codeq run, end to end from the outside: a private nats-server, `codeq serve`, a producer
+ * process and W worker processes (SDK or HTTP), the server's counters before and after, the
+ * broker's RSS, the catch-up of its projections, and — for the latency run — the log read back.
+ *
+ * The clock: the run starts at the producer's first create call and ends at the last event the
+ * log stored (the last TaskCompleted; read from the events stream's state once the workers have
+ * stopped), both wall time on one machine. Catch-up is measured from that same end.
+ */
+import { join } from "node:path"
+import { connect } from "nats"
+import { eventsStream } from "../../../streams/definitions.js"
+import type { LoadConfig } from "./ipc.js"
+import { lastStoredAt, readLogLatency, type LogLatency } from "./latency.js"
+import { driveLoad, type ExactlyOnce } from "./load.js"
+import { delta, projectionLag, scaled, serverSnapshot, trafficPerTask, waitForCatchUp, type CatchUp, type Counters, type Traffic } from "./monitor.js"
+import type { E2eOptions, VariantName } from "./options.js"
+import { ProcessGroup, RssSampler } from "./processes.js"
+import { COMMAND, startCodeqStack, startPrivateNats, TENANT, type PrivateNats } from "./stack.js"
+
+/** The name `codeq serve` gives its NATS connection (src/broker.ts). */
+export const BROKER_CONNECTION = "codeq-broker"
+const SCRAPE_SAMPLES = 3
+
+export interface CodeqSpec {
+  readonly variant: VariantName
+  readonly round: number
+  readonly via: "sdk" | "http"
+  readonly tasks: number
+  /** Fixed creation rate (tasks/s), 0 for as fast as possible. */
+  readonly rate: number
+  readonly tracing: boolean
+  readonly readLatency: boolean
+}
+
+export interface CodeqRunResult {
+  readonly system: "codeq"
+  readonly variant: VariantName
+  readonly round: number
+  readonly via: "sdk" | "http"
+  readonly tasks: number
+  readonly rate: number
+  readonly tracing: boolean
+  readonly clean: boolean
+  readonly check: ExactlyOnce
+  readonly stalled: boolean
+  readonly firstCreateAt: number
+  readonly lastCompletionAt: number
+  readonly lastCompletionFrom: "log" | "workers"
+  readonly elapsedMs: number
+  readonly tasksPerSec: number
+  readonly catchUp: CatchUp & { readonly caughtUp: boolean; readonly delayMs: number | undefined; readonly tasksPerSec: number | undefined; readonly timeoutS: number }
+  readonly traffic: { readonly atCompletion: Traffic; readonly withCatchUp: Traffic; readonly scrapeCost: Counters }
+  readonly rss: { readonly startBytes: number; readonly peakBytes: number; readonly endBytes: number; readonly afterCatchUpBytes: number | undefined } | undefined
+  readonly latency: LogLatency | undefined
+  readonly spans: { readonly received: number; readonly perTask: number } | undefined
+  readonly errors: ReadonlyArray<string>
+}
+
+export interface RunContext {
+  readonly options: E2eOptions
+  readonly logDir: string
+}
+
+const loadConfig = (options: E2eOptions, spec: CodeqSpec, nats: PrivateNats, extra: Partial<LoadConfig>): LoadConfig => ({
+  via: spec.via,
+  role: "worker",
+  connectionName: "worker",
+  tenant: TENANT,
+  command: COMMAND,
+  payloadBytes: options.payload,
+  tasks: spec.tasks,
+  batch: spec.rate > 0 ? Math.max(1, Math.min(options.batch, Math.ceil(spec.rate / 100))) : options.batch,
+  inflight: options.httpInflight,
+  rate: spec.rate,
+  concurrency: spec.via === "sdk" ? options.concurrency : options.httpClaimers,
+  natsUrl: nats.url,
+  naming: { streamPrefix: "", subjectRoot: "" },
+  tracing: undefined,
+  httpUrl: "",
+  token: "",
+  queue: "",
+  redis: options.redis,
+  ...extra
+})
+
+export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqRunResult> => {
+  const { options } = ctx
+  const label = `r${spec.round}-${spec.variant}`
+  const group = new ProcessGroup()
+  const receiver = spec.tracing ? await (await import("../../support/otlpReceiver.js")).startOtlpReceiver() : undefined
+  let nats: PrivateNats | undefined
+  let sampler: RssSampler | undefined
+  const scrapes: { scrapes: number; cancelled?: boolean } = { scrapes: 0 }
+  try {
+    const privateNats = await startPrivateNats()
+    nats = privateNats
+    const stack = await startCodeqStack(privateNats, { group, logDir: ctx.logDir, label, workers: options.workers, otlpEndpoint: receiver?.endpoint })
+    sampler = new RssSampler(stack.broker.pid)
+    const common = { naming: stack.naming, httpUrl: stack.httpUrl, tracing: receiver === undefined ? undefined : { endpoint: receiver.endpoint } }
+    const workers = stack.workerTokens.map((token, i) =>
+      group.fork("./worker.ts", loadConfig(options, spec, privateNats, { ...common, role: "worker", connectionName: `worker-${i + 1}`, token }), {
+        name: `worker-${i + 1}`,
+        logFile: join(ctx.logDir, `${label}-worker-${i + 1}.log`)
+      })
+    )
+    const producer = group.fork("./producer.ts", loadConfig(options, spec, privateNats, { ...common, role: "producer", connectionName: "producer", token: stack.producerToken }), {
+      name: "producer",
+      logFile: join(ctx.logDir, `${label}-producer.log`)
+    })
+    await Promise.all([producer, ...workers].map((proc) => proc.waitFor("ready", 60_000)))
+
+    // What one /metrics scrape costs the broker at the server, measured on the idle broker.
+    const idle = await serverSnapshot(privateNats.monitorUrl)
+    for (let i = 0; i < SCRAPE_SAMPLES; i++) await projectionLag(stack.httpUrl)
+    const scrapeCost = scaled(delta(idle, await serverSnapshot(privateNats.monitorUrl)).byName.get(BROKER_CONNECTION) ?? { inMsgs: 0, outMsgs: 0, inBytes: 0, outBytes: 0 }, 1 / SCRAPE_SAMPLES)
+
+    const before = await serverSnapshot(privateNats.monitorUrl)
+    const rssStart = (await sampler.sample()) ?? 0
+    let catchUp: Promise<CatchUp> | undefined
+    const outcome = await driveLoad(producer, workers, {
+      expected: spec.tasks,
+      stallMs: options.stallTimeoutS * 1000,
+      watch: [stack.broker],
+      onAllDone: () => (catchUp = waitForCatchUp(stack.httpUrl, options.catchupPollMs, Date.now() + options.catchupTimeoutS * 1000, scrapes))
+    })
+    const scrapesAtCompletion = scrapes.scrapes
+    const atCompletion = await serverSnapshot(privateNats.monitorUrl)
+    const rssEnd = (await sampler.sample()) ?? 0
+    const rssPeak = sampler.peak(before.at) ?? rssEnd
+    const settled = await (catchUp ?? waitForCatchUp(stack.httpUrl, options.catchupPollMs, Date.now(), scrapes))
+    const afterCatchUp = await serverSnapshot(privateNats.monitorUrl)
+    const rssAfter = await sampler.sample()
+    sampler.stop()
+
+    const admin = await connect({ servers: privateNats.url, name: "bench-admin", noAsyncTraces: true })
+    let logEnd: number | undefined
+    let latency: LogLatency | undefined
+    try {
+      logEnd = await lastStoredAt(admin, eventsStream(stack.naming))
+      if (spec.readLatency) latency = await readLogLatency(admin, eventsStream(stack.naming), stack.naming.subjectRoot, options.latencyWarmupS * 1000)
+    } finally {
+      await admin.close()
+    }
+
+    const firstCreateAt = outcome.producer?.firstAt ?? 0
+    const lastCompletionAt = logEnd ?? outcome.workersLastAt
+    const elapsedMs = Math.max(1, lastCompletionAt - firstCreateAt)
+    // Tasks completed (at least once): the created count in a clean run, less in a run that lost some.
+    const tasks = outcome.check.created - outcome.check.lost
+    const perTask = Math.max(1, tasks)
+    const deduct = (n: number) => ({ name: BROKER_CONNECTION, counters: scaled(scrapeCost, n) })
+    const caughtUpAt = settled.caughtUpAt
+    const delayMs = caughtUpAt === undefined ? undefined : Math.max(0, caughtUpAt - lastCompletionAt)
+
+    let spans: CodeqRunResult["spans"]
+    if (receiver !== undefined) {
+      // The broker flushes its spans on SIGTERM; the producer and workers did when they stopped.
+      await stack.broker.kill(8_000)
+      spans = { received: receiver.spans().length, perTask: receiver.spans().length / perTask }
+    }
+    return {
+      system: "codeq",
+      variant: spec.variant,
+      round: spec.round,
+      via: spec.via,
+      tasks: spec.tasks,
+      rate: spec.rate,
+      tracing: spec.tracing,
+      clean: outcome.check.clean && !outcome.stalled,
+      check: outcome.check,
+      stalled: outcome.stalled,
+      firstCreateAt,
+      lastCompletionAt,
+      lastCompletionFrom: logEnd === undefined ? "workers" : "log",
+      elapsedMs,
+      tasksPerSec: (tasks * 1000) / elapsedMs,
+      catchUp: {
+        ...settled,
+        caughtUp: caughtUpAt !== undefined,
+        delayMs,
+        tasksPerSec: caughtUpAt === undefined ? undefined : (tasks * 1000) / Math.max(1, caughtUpAt - firstCreateAt),
+        timeoutS: options.catchupTimeoutS
+      },
+      traffic: {
+        atCompletion: trafficPerTask(before, atCompletion, perTask, [], deduct(scrapesAtCompletion)),
+        withCatchUp: trafficPerTask(before, afterCatchUp, perTask, [], deduct(settled.scrapes)),
+        scrapeCost
+      },
+      rss: { startBytes: rssStart, peakBytes: rssPeak, endBytes: rssEnd, afterCatchUpBytes: rssAfter },
+      latency,
+      spans,
+      errors: outcome.errors
+    }
+  } finally {
+    scrapes.cancelled = true
+    sampler?.stop()
+    await group.killAll()
+    await receiver?.stop()
+    await nats?.stop()
+  }
+}
