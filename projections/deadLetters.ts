@@ -3,14 +3,14 @@
  * `<tenant>.<command>.<taskId>`, so the queue of one tenant and command lists without scanning the
  * log. A requeue or a purge removes the entry. Replaying the log rebuilds it exactly.
  */
-import type { KV } from "nats"
+import type { Bucket } from "../src/eventlog/kv.js"
 import { deadLetterKey } from "../streams/definitions.js"
 import type { Sink } from "./runtime.js"
 import type { DeadLetterEntry } from "../src/tasks/view.js"
 
 const encoder = new TextEncoder()
 
-export const deadLetters = (kv: KV): Sink => ({
+export const deadLetters = (kv: Bucket): Sink => ({
   name: "dead-letters",
   apply: ({ stored, after }) => {
     const e = stored.event

@@ -14,7 +14,8 @@
  * instead of waiting out the lease. The compare-and-set on the revision still fences a holder
  * that was only cut off for a moment: its next renewal fails and it stops.
  */
-import { ErrorCode, type KV, type NatsConnection, type Subscription } from "nats"
+import { answerPresence, isAbsent, type Connection } from "../src/eventlog/connection.js"
+import type { Bucket } from "../src/eventlog/kv.js"
 
 interface LeaderEntry {
   readonly holder: string
@@ -26,7 +27,7 @@ interface LeaderEntry {
 
 /** A broker's presence: answered by its own connection, looked for by the others. */
 export interface Presence {
-  readonly nc: NatsConnection
+  readonly nc: Connection
   readonly subject: string
 }
 
@@ -51,35 +52,25 @@ const isLive = (entry: { readonly operation: string } | null): entry is { readon
 export class ProjectionLeadership {
   private leaderRevision = 0
   private positionRevision = 0
-  private readonly answering: Subscription
+  private readonly stopAnswering: () => void
 
   constructor(
-    private readonly kv: KV,
+    private readonly kv: Bucket,
     readonly holder: string,
     private readonly presence: Presence,
     private readonly ttlMs = 15_000
   ) {
-    this.answering = presence.nc.subscribe(presence.subject, { callback: (_err, msg) => msg.respond() })
+    this.stopAnswering = answerPresence(presence.nc, presence.subject)
   }
 
   /** Stops answering on the presence subject (the broker is going). */
   close(): void {
-    this.answering.unsubscribe()
+    this.stopAnswering()
   }
 
   private entry(): Uint8Array {
     const entry: LeaderEntry = { holder: this.holder, until: Date.now() + this.ttlMs, presence: this.presence.subject }
     return encoder.encode(JSON.stringify(entry))
-  }
-
-  /** Whether nobody answers on `subject` any more: its connection is gone. A slow answer is not. */
-  private async gone(subject: string): Promise<boolean> {
-    try {
-      await this.presence.nc.request(subject, undefined, { timeout: 1_000 })
-      return false
-    } catch (error) {
-      return (error as { code?: string }).code === ErrorCode.NoResponders
-    }
   }
 
   /** Takes the lease if nobody holds it or it has run out; true when this broker now holds it. */
@@ -93,7 +84,7 @@ export class ProjectionLeadership {
       }
       const entry = parse<LeaderEntry>(current.value)
       if (entry !== undefined && entry.holder !== this.holder && entry.until > Date.now()) {
-        if (entry.presence === undefined || !(await this.gone(entry.presence))) return false
+        if (entry.presence === undefined || !(await isAbsent(this.presence.nc, entry.presence))) return false
       }
       this.leaderRevision = await this.kv.update("leader", value, current.revision)
       return true
@@ -134,7 +125,7 @@ export class ProjectionLeadership {
   }
 
   /** The saved position as any broker reads it (for the lag of a standby's metrics). */
-  static async savedPosition(kv: KV): Promise<number> {
+  static async savedPosition(kv: Bucket): Promise<number> {
     const current = await kv.get("position")
     return isLive(current) ? (parse<{ seq: number }>(current.value)?.seq ?? 0) : 0
   }

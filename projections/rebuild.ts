@@ -5,12 +5,12 @@
  * projection's writes switched on. Only projections whose state is derived and idempotent can be
  * rebuilt (task-state, dead-letters); the dispatcher and webhooks act on the world and are not.
  */
-import type { NatsConnection } from "nats"
 import { EventFeed } from "../src/eventlog/feed.js"
 import type { EventLog } from "../src/eventlog/EventLog.js"
-import { PipelinedKv } from "../src/eventlog/kv.js"
+import { PipelinedKv, deleteBucket, openBucket } from "../src/eventlog/kv.js"
+import type { Connection } from "../src/eventlog/connection.js"
+import { lastSequence } from "../src/eventlog/streams.js"
 import { PipelinedPublisher } from "../src/eventlog/pipeline.js"
-import { isStreamNotFound } from "../src/eventlog/errors.js"
 import { deadLetterBucket, eventsStream, taskStateBucket, type Naming } from "../streams/definitions.js"
 import { deadLetters } from "./deadLetters.js"
 import { TaskDocs } from "./docs.js"
@@ -28,7 +28,7 @@ export interface RebuildProgress {
 
 /** Rebuilds `name` and resolves with the number of events replayed. Stop the brokers first. */
 export const rebuildProjectionState = async (
-  nc: NatsConnection,
+  nc: Connection,
   log: EventLog,
   name: string,
   options: { readonly replicas?: number; readonly onProgress?: (progress: RebuildProgress) => void } = {}
@@ -36,16 +36,13 @@ export const rebuildProjectionState = async (
   const target = REBUILDABLE[name]
   if (target === undefined) throw new Error(`projection ${name} cannot be rebuilt; rebuildable: ${Object.keys(REBUILDABLE).join(", ")}`)
   const naming = log.naming
-  const jsm = await nc.jetstreamManager()
   const bucket = target.bucket(naming)
-  await jsm.streams.delete(`KV_${bucket}`).catch((error: unknown) => {
-    if (!isStreamNotFound(error)) throw error
-  })
-  const kv = await nc.jetstream().views.kv(bucket, { replicas: options.replicas ?? 1 })
+  await deleteBucket(nc, bucket)
+  const kv = await openBucket(nc, bucket, options.replicas ?? 1)
   // The fold reads task-state documents it does not hold; while dead-letters is rebuilt they come
   // from the live bucket, which is only read.
-  await nc.jetstream().views.kv(taskStateBucket(naming), { replicas: options.replicas ?? 1 })
-  const total = (await jsm.streams.info(eventsStream(naming))).state.last_seq
+  await openBucket(nc, taskStateBucket(naming), options.replicas ?? 1)
+  const total = await lastSequence(nc, eventsStream(naming))
   const publisher = new PipelinedPublisher(nc)
   let handled = 0
   let report = 0

@@ -3,7 +3,6 @@
  * (leadership.ts), then fold the log from the saved position on, until stopped or the lease is
  * lost. Every broker calls this; one at a time does the work.
  */
-import type { KV, NatsConnection } from "nats"
 import { EventFeed } from "../src/eventlog/feed.js"
 import type { EventLog } from "../src/eventlog/EventLog.js"
 import { log } from "../src/log/log.js"
@@ -11,14 +10,16 @@ import { eventsStream, type Naming } from "../streams/definitions.js"
 import { TaskDocs, type TaskDocsOptions } from "./docs.js"
 import { ProjectionLeadership, presenceSubject } from "./leadership.js"
 import { ProjectionRuntime, type RuntimeHooks, type Sink } from "./runtime.js"
-import type { PipelinedKv } from "../src/eventlog/kv.js"
+import type { Bucket, PipelinedKv } from "../src/eventlog/kv.js"
+import type { Connection } from "../src/eventlog/connection.js"
+import { lastSequence } from "../src/eventlog/streams.js"
 
 export interface ProjectionsSetup extends RuntimeHooks {
-  readonly nc: NatsConnection
+  readonly nc: Connection
   readonly naming: Naming
   readonly log: EventLog
   /** The projections bucket (lease and position). */
-  readonly leases: KV
+  readonly leases: Bucket
   /** The task-state bucket, read and written through the request mux. */
   readonly taskState: PipelinedKv
   /** The sinks of one leadership term (made afresh each time this broker takes over). */
@@ -65,7 +66,7 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
   const lead = async (): Promise<void> => {
     const from = (await leadership.position()) + 1
     // What the log held before this term may have been folded into the bucket by another one.
-    const horizon = (await (await setup.nc.jetstreamManager({ checkAPI: false })).streams.info(eventsStream(setup.naming))).state.last_seq
+    const horizon = await lastSequence(setup.nc, eventsStream(setup.naming))
     const feed = new EventFeed(setup.nc, setup.naming, { fromSeq: from })
     const docs = new TaskDocs(setup.taskState, setup.log, { ...setup.docs, replayHorizon: horizon })
     const sinks = setup.sinks()

@@ -14,11 +14,11 @@
  * A POST is at least once: a broker killed between the POST and the outcome's append sends it again.
  */
 import { SpanStatusCode, trace } from "@opentelemetry/api"
-import { AckPolicy, DeliverPolicy, headers, nanos, type NatsConnection } from "nats"
 import { TERMINAL, fold, type StoredEvent } from "../src/domain/events.js"
-import type { PipelinedPublisher } from "../src/eventlog/pipeline.js"
+import { dedupHeaders, type PipelinedPublisher } from "../src/eventlog/pipeline.js"
+import type { Connection } from "../src/eventlog/connection.js"
+import { ensureWorkConsumer } from "../src/eventlog/streams.js"
 import { PullSession, type Delivery } from "../src/eventlog/pull.js"
-import { isConsumerExists } from "../src/eventlog/errors.js"
 import { log } from "../src/log/log.js"
 import type { TaskRepository } from "../src/tasks/repository.js"
 import { contextFromTraceparent, parseTraceparent } from "../src/tracing/codec.js"
@@ -50,9 +50,7 @@ export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming): Si
     apply: ({ stored, after }) => {
       if (!TERMINAL_EVENTS.has(stored.event.type) || after === null || after.webhook === undefined || after.webhookDelivered) return undefined
       const job: WebhookJob = { tenant: stored.event.tenant, taskId: stored.event.taskId, seq: stored.seq }
-      const h = headers()
-      h.set("Nats-Msg-Id", `hook.${job.tenant}.${job.taskId}.${job.seq}`)
-      h.set("Nats-Expected-Stream", webhooksStream(naming))
+      const h = dedupHeaders(`hook.${job.tenant}.${job.taskId}.${job.seq}`, webhooksStream(naming))
       const publish = () => publisher.publish(webhookJobSubject(naming, job.tenant), encoder.encode(JSON.stringify(job)), h)
       return Effect.runPromise(
         Effect.promise(publish).pipe(
@@ -155,7 +153,7 @@ const parseJob = (delivery: Delivery): WebhookJob | undefined => {
 
 /** Delivers the outbox's jobs, up to `concurrency` at once, until stopped. */
 export const runWebhookDeliveries = async (
-  nc: NatsConnection,
+  nc: Connection,
   repo: TaskRepository,
   settings: WebhookSettings,
   options: { readonly concurrency?: number; readonly connected?: () => boolean } = {}
@@ -163,20 +161,8 @@ export const runWebhookDeliveries = async (
   const connected = options.connected ?? (() => true)
   const naming = repo.log.naming
   const stream = webhooksStream(naming)
-  const jsm = await nc.jetstreamManager()
-  const config = {
-    durable_name: WEBHOOK_CONSUMER,
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.All,
-    // An attempt takes at most the connect and response timeouts, plus the log reads and append.
-    ack_wait: nanos(settings.connectTimeoutMs + settings.responseTimeoutMs + 5_000),
-    max_ack_pending: 10_000,
-    max_deliver: -1
-  }
-  await jsm.consumers.add(stream, config).catch(async (error: unknown) => {
-    if (!isConsumerExists(error)) throw error
-    await jsm.consumers.update(stream, WEBHOOK_CONSUMER, config)
-  })
+  // An attempt takes at most the connect and response timeouts, plus the log reads and append.
+  await ensureWorkConsumer(nc, stream, WEBHOOK_CONSUMER, { ackWaitMs: settings.connectTimeoutMs + settings.responseTimeoutMs + 5_000, maxAckPending: 10_000 })
   const concurrency = options.concurrency ?? 64
   const session = new PullSession(nc, stream, WEBHOOK_CONSUMER, { batch: concurrency, expiresMs: 1_000 })
   const inflight = new Set<Promise<void>>()

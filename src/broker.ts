@@ -7,7 +7,6 @@
 import { hostname } from "node:os"
 import { randomUUID } from "node:crypto"
 import { Cause, Data, Effect, Exit, Scope } from "effect"
-import { connect, type NatsConnection } from "nats"
 import type { TracerProvider } from "@opentelemetry/api"
 import { dispatcher } from "../projections/dispatcher.js"
 import { deadLetters } from "../projections/deadLetters.js"
@@ -18,13 +17,13 @@ import { runWebhookDeliveries, webhookOutbox } from "../projections/webhooks.js"
 import { TaskRepository } from "./tasks/repository.js"
 import { Telemetry } from "./tracing/spans.js"
 import { deadLetterBucket, projectionsBucket, streamDefinitions, taskStateBucket } from "../streams/definitions.js"
-import { provisionStreams } from "../streams/provision.js"
+import { provisionStreams } from "./eventlog/provision.js"
 import { BrokerMetrics } from "./metrics/metrics.js"
-import { PipelinedKv } from "./eventlog/kv.js"
+import { PipelinedKv, openBucket } from "./eventlog/kv.js"
 import type { BrokerConfig } from "./config/config.js"
 import { JetStreamEventLog } from "./eventlog/jetstream.js"
 import { PipelinedPublisher } from "./eventlog/pipeline.js"
-import { ConnectionWatch, closeConnection } from "./eventlog/connection.js"
+import { ConnectionWatch, checkJetStream, closeConnection, openConnection as connectTo, type Connection } from "./eventlog/connection.js"
 import { log, type Logger } from "./log/log.js"
 import { ClaimReconciler } from "./eventlog/claims/reconcile.js"
 
@@ -40,7 +39,7 @@ const attempt = <A>(step: string, run: () => Promise<A>) => Effect.tryPromise({ 
 
 export interface BrokerOptions extends RuntimeHooks {
   /** Use this connection instead of opening one (left open on stop). */
-  readonly connection?: NatsConnection
+  readonly connection?: Connection
   /** Spans of the broker's own transitions (webhooks); default the global provider. */
   readonly tracerProvider?: TracerProvider
   /** Failed span exports so far, for `codeq_trace_export_failures_total`. */
@@ -52,7 +51,7 @@ export interface BrokerOptions extends RuntimeHooks {
 }
 
 export interface RunningBroker {
-  readonly nc: NatsConnection
+  readonly nc: Connection
   readonly metrics: BrokerMetrics
   readonly projections: RunningProjections
   /** Stops the projections (in-flight work finishes), then closes what the broker opened. */
@@ -61,12 +60,12 @@ export interface RunningBroker {
 
 const rootLogger = log
 
-const openConnection = (config: BrokerConfig, given: NatsConnection | undefined, logger: Logger = log.child({ component: "broker" })) =>
+const openConnection = (config: BrokerConfig, given: Connection | undefined, logger: Logger = log.child({ component: "broker" })) =>
   given !== undefined
     ? Effect.succeed({ nc: given, watch: new ConnectionWatch(given, { log: logger }) })
     : Effect.acquireRelease(
         attempt(`connect to NATS at ${config.natsUrl}`, async () => {
-          const nc = await connect({ servers: config.natsUrl.split(","), noAsyncTraces: true, maxReconnectAttempts: -1, name: "codeq-broker" })
+          const nc = await connectTo({ servers: config.natsUrl.split(","), name: "codeq-broker" })
           return { nc, watch: new ConnectionWatch(nc, { log: logger }) }
         }),
         ({ nc, watch }) => Effect.promise(() => closeConnection(nc, watch.connected))
@@ -77,8 +76,8 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
   Effect.gen(function* () {
     const { nc, watch } = yield* openConnection(config, options.connection, options.logger)
     const connected = () => watch.connected
-    const jsm = yield* attempt("reach JetStream (is the server started with -js?)", () => nc.jetstreamManager())
-    yield* attempt("provision the streams", () => provisionStreams(jsm, streamDefinitions(config.naming, config.streams)))
+    yield* attempt("reach JetStream (is the server started with -js?)", () => checkJetStream(nc))
+    yield* attempt("provision the streams", () => provisionStreams(nc, streamDefinitions(config.naming, config.streams)))
     // Claims, webhook jobs and read-model writes: pipelined on one inbox of their own.
     const publisher = yield* Effect.acquireRelease(
       Effect.sync(() => new PipelinedPublisher(nc)),
@@ -88,7 +87,7 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
       Effect.sync(() => JetStreamEventLog.connect(nc, config.naming)),
       (eventLog) => Effect.sync(() => eventLog.close())
     )
-    const kv = (bucket: string) => attempt(`open the key-value bucket ${bucket}`, () => nc.jetstream().views.kv(bucket, { replicas: config.streams.replicas }))
+    const kv = (bucket: string) => attempt(`open the key-value bucket ${bucket}`, () => openBucket(nc, bucket, config.streams.replicas))
     const dlq = yield* kv(deadLetterBucket(config.naming))
     const leases = yield* kv(projectionsBucket(config.naming))
     yield* kv(taskStateBucket(config.naming))

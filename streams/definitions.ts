@@ -2,7 +2,6 @@
  * The streams codeq runs on, declared as data (DESIGN §2, §3). Provisioning applies them; the
  * broker, the SDK and the CLI derive every stream name and subject from `Naming`.
  */
-import { DiscardPolicy, RetentionPolicy, StorageType, nanos, type StreamConfig } from "nats"
 
 /** How streams and subjects are named. Defaults follow DESIGN §2; tests may isolate with others. */
 export interface Naming {
@@ -53,20 +52,29 @@ export const DEFAULT_STREAM_SETTINGS: StreamSettings = { replicas: 1, maxAgeSeco
 /** Settings a stream cannot change once created: a difference means the stream must be rebuilt. */
 export const IMMUTABLE_FIELDS = ["retention", "storage"] as const
 
-export type StreamDefinition = Pick<
-  StreamConfig,
-  | "name"
-  | "subjects"
-  | "retention"
-  | "storage"
-  | "num_replicas"
-  | "max_age"
-  | "max_bytes"
-  | "discard"
-  | "allow_direct"
-  | "duplicate_window"
-  | "description"
->
+/**
+ * A stream as data, in the server's own field names and units (durations in nanoseconds), so a
+ * definition compares field by field with what the server reports. `src/eventlog/provision.ts`
+ * applies it.
+ */
+export interface StreamDefinition {
+  readonly name: string
+  readonly description: string
+  readonly subjects: ReadonlyArray<string>
+  /** `limits`: a log kept by age and size; `workqueue`: a message goes once acknowledged. */
+  readonly retention: "limits" | "workqueue"
+  readonly storage: "file" | "memory"
+  readonly num_replicas: number
+  /** Nanoseconds; 0 keeps messages forever. */
+  readonly max_age: number
+  readonly max_bytes: number
+  readonly discard: "old" | "new"
+  readonly allow_direct: boolean
+  /** Nanoseconds a message id is remembered for deduplication. */
+  readonly duplicate_window: number
+}
+
+const nanos = (ms: number) => ms * 1_000_000
 
 export const streamDefinitions = (
   n: Naming = DEFAULT_NAMING,
@@ -76,12 +84,12 @@ export const streamDefinitions = (
     name: eventsStream(n),
     description: "codeq task events: the log every other structure is derived from",
     subjects: [`${n.subjectRoot}.evt.>`],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
+    retention: "limits",
+    storage: "file",
     num_replicas: s.replicas,
     max_age: nanos(s.maxAgeSeconds * 1000),
     max_bytes: s.maxBytes,
-    discard: DiscardPolicy.Old,
+    discard: "old",
     allow_direct: true,
     duplicate_window: nanos(120_000)
   },
@@ -89,12 +97,12 @@ export const streamDefinitions = (
     name: claimsStream(n),
     description: "codeq claim messages: the work queue workers pull from",
     subjects: [`${n.subjectRoot}.claim.>`],
-    retention: RetentionPolicy.Workqueue,
-    storage: StorageType.File,
+    retention: "workqueue",
+    storage: "file",
     num_replicas: s.replicas,
     max_age: 0,
     max_bytes: -1,
-    discard: DiscardPolicy.Old,
+    discard: "old",
     allow_direct: false,
     duplicate_window: nanos(s.claimDedupSeconds * 1000)
   },
@@ -102,12 +110,12 @@ export const streamDefinitions = (
     name: webhooksStream(n),
     description: "codeq webhook outbox: deliveries still to make, derived from the log's terminal events",
     subjects: [`${n.subjectRoot}.hook.>`],
-    retention: RetentionPolicy.Workqueue,
-    storage: StorageType.File,
+    retention: "workqueue",
+    storage: "file",
     num_replicas: s.replicas,
     max_age: 0,
     max_bytes: -1,
-    discard: DiscardPolicy.Old,
+    discard: "old",
     allow_direct: false,
     duplicate_window: nanos(s.claimDedupSeconds * 1000)
   }

@@ -7,7 +7,7 @@ import { effectiveVariables, loadConfig, printableConfig } from "../config/confi
 import { JetStreamEventLog } from "../eventlog/jetstream.js"
 import { closeConnection } from "../eventlog/connection.js"
 import { streamDefinitions } from "../../streams/definitions.js"
-import { provisionStreams } from "../../streams/provision.js"
+import { describeStreams, provisionStreams } from "../eventlog/provision.js"
 import { rebuildProjectionState, REBUILDABLE } from "../../projections/rebuild.js"
 import { EXIT, UsageError, parse, table, type CommandSpec } from "./args.js"
 import { connectForCommand } from "./connect.js"
@@ -47,13 +47,12 @@ export const streams = async (argv: ReadonlyArray<string>): Promise<number> => {
   const config = await loadConfig(BrokerConfig, await effectiveVariables())
   const { nc } = await connectForCommand(config.natsUrl, { name: "codeq-cli" })
   try {
-    const jsm = await nc.jetstreamManager()
     const definitions = streamDefinitions(config.naming, config.streams)
     if (action === "apply") {
-      const outcomes = await provisionStreams(jsm, definitions)
+      const outcomes = await provisionStreams(nc, definitions)
       process.stdout.write(`${parsed.flags.json === true ? JSON.stringify(outcomes, null, 2) : table(outcomes, ["stream", "action"])}\n`)
     } else {
-      const infos = await Promise.all(definitions.map((d) => jsm.streams.info(d.name)))
+      const infos = await describeStreams(nc, definitions.map((d) => d.name))
       if (parsed.flags.json === true) process.stdout.write(`${JSON.stringify(infos.map((i) => ({ config: i.config, state: i.state })), null, 2)}\n`)
       else
         process.stdout.write(

@@ -10,9 +10,9 @@
 import { spawn, type ChildProcess } from "node:child_process"
 import { mkdir } from "node:fs/promises"
 import { resolve } from "node:path"
-import { connect, type NatsConnection } from "nats"
 import { findNatsServerBinary, waitForNatsReady } from "../testing/natsServer.js"
 import { isJetStreamDisabled } from "../eventlog/errors.js"
+import { checkJetStream, openConnection, type Connection } from "../eventlog/connection.js"
 
 /** A start-up failure with a one-line explanation; the CLI prints `codeq: <message>` and exits 1. */
 export class StartError extends Error {
@@ -27,7 +27,7 @@ export interface EmbeddedServer {
 }
 
 export interface CommandConnection {
-  readonly nc: NatsConnection
+  readonly nc: Connection
   readonly url: string
   /** Set when this process started the server it is connected to. */
   readonly embedded: EmbeddedServer | undefined
@@ -111,7 +111,7 @@ const TRANSIENT = new Set(["CONNECTION_REFUSED", "TIMEOUT", "ENOTFOUND", "EAI_AG
 /** Tries `open` once a second until it connects and JetStream answers, or the wait is aborted. */
 const connectWhenUp = async (
   url: string,
-  open: () => Promise<NatsConnection>,
+  open: () => Promise<Connection>,
   first: unknown,
   wait: NonNullable<ConnectOptions["wait"]>
 ): Promise<CommandConnection> => {
@@ -135,7 +135,7 @@ const connectWhenUp = async (
     }
     if (nc === undefined) continue
     try {
-      await nc.jetstreamManager()
+      await checkJetStream(nc)
       return { nc, url, embedded: undefined }
     } catch {
       // Up but JetStream is not ready yet (a cluster still electing): try again.
@@ -147,9 +147,9 @@ const connectWhenUp = async (
 /** Connects to `url` (comma-separated servers), checks that JetStream is on, or explains why not. */
 export const connectForCommand = async (url: string, options: ConnectOptions): Promise<CommandConnection> => {
   const servers = url.split(",").map((s) => s.trim()).filter((s) => s !== "")
-  const open = (to: ReadonlyArray<string> = servers) => connect({ servers: [...to], name: options.name, noAsyncTraces: true, maxReconnectAttempts: -1, timeout: 3_000 })
+  const open = (to: ReadonlyArray<string> = servers) => openConnection({ servers: to, name: options.name, timeoutMs: 3_000 })
   let embedded: EmbeddedServer | undefined
-  let nc: NatsConnection
+  let nc: Connection
   try {
     nc = await open(servers)
   } catch (error) {
@@ -167,7 +167,7 @@ export const connectForCommand = async (url: string, options: ConnectOptions): P
     }
   }
   try {
-    await nc.jetstreamManager()
+    await checkJetStream(nc)
   } catch (error) {
     await nc.close().catch(() => undefined)
     await embedded?.stop()

@@ -1,9 +1,65 @@
 /**
- * The state of a NATS connection as its status events tell it, and closing it without hanging:
- * a drain needs the server, so with the server gone a connection is closed at once.
+ * The NATS connection: opening it (the one place codeq connects), its state as its status events
+ * tell it, and closing it without hanging: a drain needs the server, so with the server gone a
+ * connection is closed at once. Outside `src/eventlog` a connection is a handle passed back in.
  */
-import type { NatsConnection, Status } from "nats"
+import { ErrorCode, connect, type NatsConnection, type Status } from "nats"
 import type { Logger } from "../log/log.js"
+
+/** An open connection to NATS; everything that speaks JetStream over it lives in `src/eventlog`. */
+export type Connection = NatsConnection
+
+export interface OpenOptions {
+  /** One URL, or several of one cluster. */
+  readonly servers: string | ReadonlyArray<string>
+  /** The name the server shows for this client. */
+  readonly name?: string
+  /** How long the first connect may take (nats.js's default otherwise). */
+  readonly timeoutMs?: number
+}
+
+/** Connects, reconnecting for ever once connected (a broker outlives server restarts). */
+export const openConnection = (options: OpenOptions): Promise<Connection> =>
+  connect({
+    servers: typeof options.servers === "string" ? options.servers : [...options.servers],
+    noAsyncTraces: true,
+    maxReconnectAttempts: -1,
+    ...(options.name !== undefined ? { name: options.name } : {}),
+    ...(options.timeoutMs !== undefined ? { timeout: options.timeoutMs } : {})
+  })
+
+/** Rejects when the server does not run JetStream (see `isJetStreamDisabled`) or does not answer. */
+export const checkJetStream = async (conn: Connection, timeoutMs?: number): Promise<void> => {
+  await conn.jetstreamManager(timeoutMs === undefined ? {} : { timeout: timeoutMs })
+}
+
+/**
+ * Calls `wake` on every message published on `subject` (a task's events, say) until the returned
+ * function is called. Core NATS: nothing is stored, a message sent while nobody listens is gone.
+ */
+export const wakeOnSubject = (conn: Connection, subject: string, wake: () => void): (() => void) => {
+  const sub = conn.subscribe(subject, { callback: () => wake() })
+  return () => sub.unsubscribe()
+}
+
+/** Answers every request on `subject` for as long as the connection lives; the function stops it. */
+export const answerPresence = (conn: Connection, subject: string): (() => void) => {
+  const sub = conn.subscribe(subject, { callback: (_err, msg) => msg.respond() })
+  return () => sub.unsubscribe()
+}
+
+/**
+ * Whether nobody answers on `subject` any more: the server says "no responders" the moment the
+ * answering connection is gone. A slow answer is not absence.
+ */
+export const isAbsent = async (conn: Connection, subject: string, timeoutMs = 1_000): Promise<boolean> => {
+  try {
+    await conn.request(subject, undefined, { timeout: timeoutMs })
+    return false
+  } catch (error) {
+    return (error as { code?: string }).code === ErrorCode.NoResponders
+  }
+}
 
 export interface ConnectionWatchOptions {
   /**

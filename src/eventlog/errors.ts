@@ -5,6 +5,7 @@
  * that never comes is a timeout whose outcome is unknown.
  */
 import { Data } from "effect"
+import { NatsError } from "nats"
 
 /** Another writer appended to the task first: re-read and decide again, or report a conflict. */
 export class ConcurrencyConflict extends Data.TaggedError("ConcurrencyConflict")<{
@@ -80,3 +81,18 @@ export const isConsumerExists = (error: unknown): boolean => {
 /** Whether the server runs without JetStream (no JetStream API answers, or it says so). */
 export const isJetStreamDisabled = (error: unknown): boolean =>
   (typeof error === "object" && error !== null && (error as { code?: unknown }).code === "503") || /jetstream not enabled/i.test(String(error))
+
+/** NATS client error codes that mean "the server cannot be reached right now". */
+const UNREACHABLE: ReadonlySet<string> = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_DRAINING",
+  "CONNECTION_REFUSED",
+  "CONNECTION_TIMEOUT",
+  "DISCONNECT",
+  "TIMEOUT",
+  "503",
+  "CANCELLED"
+])
+
+/** Whether a NATS client error says the server cannot be reached right now (try again later). */
+export const isServerUnreachable = (error: unknown): boolean => error instanceof NatsError && UNREACHABLE.has(error.code)

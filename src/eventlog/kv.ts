@@ -9,8 +9,9 @@
  * nats.js readers see the same data.
  */
 import { headers } from "nats"
+import type { Connection } from "./connection.js"
 import { publishSoon } from "./outbox.js"
-import { ConcurrencyConflict } from "./errors.js"
+import { ConcurrencyConflict, isStreamNotFound } from "./errors.js"
 import type { PipelinedPublisher } from "./pipeline.js"
 
 /** The key the barrier writes; not a tenant's key (tenants start with a lowercase letter). */
@@ -19,6 +20,35 @@ export const KV_BARRIER_KEY = "_codeq.barrier"
 export interface KvEntry {
   readonly value: Uint8Array
   readonly revision: number
+}
+
+/**
+ * A key-value bucket as the read models use it: the subset of nats.js's bucket they call, so they
+ * depend on this port and not on the client.
+ */
+export interface Bucket {
+  /** The entry (a deleted key comes back with operation `DEL` or `PURGE`), or null when never written. */
+  get(key: string): Promise<(KvEntry & { readonly operation: string }) | null>
+  put(key: string, value: Uint8Array): Promise<number>
+  /** Writes only if the key does not exist; rejects otherwise. */
+  create(key: string, value: Uint8Array): Promise<number>
+  /** Writes only if the key is at `revision`; rejects otherwise. */
+  update(key: string, value: Uint8Array, revision: number): Promise<number>
+  delete(key: string, options?: { readonly previousSeq?: number }): Promise<void>
+  /** The keys matching `filter` (NATS wildcards), every key without one. */
+  keys(filter?: string): Promise<AsyncIterable<string>>
+}
+
+/** Opens (creating when missing) the bucket `name` with `replicas` (default 1). */
+export const openBucket = (conn: Connection, name: string, replicas?: number): Promise<Bucket> =>
+  conn.jetstream().views.kv(name, replicas === undefined ? {} : { replicas })
+
+/** Deletes the bucket `name` with everything in it; nothing when it does not exist. */
+export const deleteBucket = async (conn: Connection, name: string): Promise<void> => {
+  const jsm = await conn.jetstreamManager()
+  await jsm.streams.delete(`KV_${name}`).catch((error: unknown) => {
+    if (!isStreamNotFound(error)) throw error
+  })
 }
 
 const encoder = new TextEncoder()

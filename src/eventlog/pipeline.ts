@@ -7,7 +7,7 @@
  *
  * Order: publishes leave the connection in call order, so the server stores them in that order.
  */
-import type { Msg, MsgHdrs, NatsConnection } from "nats"
+import { headers, type Msg, type MsgHdrs, type NatsConnection } from "nats"
 import { RequestMux } from "./mux.js"
 import { ConcurrencyConflict, JS_WRONG_LAST_SEQUENCE, LogError } from "./errors.js"
 import type { AppendResult } from "./EventLog.js"
@@ -83,4 +83,15 @@ const interpretAck = (subject: string, expectedSeq: number | undefined, msg: Msg
     return { ok: false, error: new LogError({ reason: "rejected", detail: ack.error.description ?? "publish refused" }) }
   }
   return { ok: true, seq: ack.seq ?? 0, duplicate: ack.duplicate === true }
+}
+
+/**
+ * Headers of a publish the stream stores once per `msgId` (within its duplicate window), and only
+ * into `expectedStream` when named.
+ */
+export const dedupHeaders = (msgId: string, expectedStream?: string): MsgHdrs => {
+  const h = headers()
+  h.set("Nats-Msg-Id", msgId)
+  if (expectedStream !== undefined) h.set("Nats-Expected-Stream", expectedStream)
+  return h
 }

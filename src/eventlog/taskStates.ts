@@ -4,6 +4,7 @@
  * log by the projection's lag; GET of one task reads the log itself.
  */
 import type { KV } from "nats"
+import type { Connection } from "./connection.js"
 import type { TaskState } from "../domain/events.js"
 import { taskStateKey } from "../../streams/definitions.js"
 
@@ -52,5 +53,32 @@ export const scanTaskStates = async (kv: KV, tenant: string, visit: (state: Task
   for await (const entry of watch) {
     if (entry.operation !== "PUT" || entry.value.length === 0) continue
     visit(JSON.parse(decoder.decode(entry.value)) as TaskState)
+  }
+}
+
+/** The task-state bucket of one deployment, opened on first use and kept. */
+export class TaskStateReader {
+  private kv: Promise<KV> | undefined
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly bucket: string
+  ) {}
+
+  private open(): Promise<KV> {
+    this.kv ??= this.conn.jetstream().views.kv(this.bucket)
+    return this.kv
+  }
+
+  async read(tenant: string, taskId: string): Promise<TaskState | null> {
+    return readTaskState(await this.open(), tenant, taskId)
+  }
+
+  async readAll(tenant?: string): Promise<Map<string, TaskState>> {
+    return readAllTaskStates(await this.open(), tenant)
+  }
+
+  async scan(tenant: string, visit: (state: TaskState) => void): Promise<void> {
+    return scanTaskStates(await this.open(), tenant, visit)
   }
 }

@@ -2,7 +2,7 @@
  * What the HTTP layer needs from the rest: the library it is a shell over, and the metrics it
  * renders. Routes depend on these and not on the server that mounts them.
  */
-import type { NatsConnection } from "nats"
+import type { Connection } from "../eventlog/connection.js"
 import type { Naming } from "../../streams/definitions.js"
 import type { TaskLimits } from "../tasks/limits.js"
 import type { TaskOperations } from "../tasks/operations.js"
@@ -10,7 +10,7 @@ import type { TaskRepository } from "../tasks/repository.js"
 
 /** The library the HTTP API is a shell over. `CodeqClient` satisfies it. */
 export interface HttpBackend {
-  readonly nc: NatsConnection
+  readonly nc: Connection
   readonly repo: TaskRepository
   readonly tasks: TaskOperations
   readonly limits: TaskLimits

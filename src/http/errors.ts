@@ -5,9 +5,8 @@
  * subject, connection detail) reaches the client on a 500.
  */
 import { Data, Schema } from "effect"
-import { NatsError } from "nats"
 import type { ValidationIssue } from "../domain/validation.js"
-import { ConcurrencyConflict, LogError } from "../eventlog/errors.js"
+import { ConcurrencyConflict, LogError, isServerUnreachable, isStreamNotFound } from "../eventlog/errors.js"
 import { ClaimCapacity, InvalidTransition, LeaseLost, TaskNotFound, ValidationError } from "../tasks/errors.js"
 
 /** The body of every error response. */
@@ -50,25 +49,9 @@ export const RETRY_AFTER_SECONDS = 2
 export const unavailable = (error: string, cause?: unknown): HttpError =>
   new HttpError({ status: 503, body: { error }, headers: { "Retry-After": String(RETRY_AFTER_SECONDS) }, cause })
 
-/** NATS client error codes that mean "the server cannot be reached right now". */
-const UNREACHABLE = new Set([
-  "CONNECTION_CLOSED",
-  "CONNECTION_DRAINING",
-  "CONNECTION_REFUSED",
-  "CONNECTION_TIMEOUT",
-  "DISCONNECT",
-  "TIMEOUT",
-  "503",
-  "CANCELLED"
-])
-
-/** JetStream API error code for "stream not found". */
-const JS_STREAM_NOT_FOUND = 10059
-
 const fromNats = (error: Error): HttpError | undefined => {
-  if (!(error instanceof NatsError)) return undefined
-  if (error.api_error?.err_code === JS_STREAM_NOT_FOUND) return unavailable("the codeq streams are not provisioned", error)
-  if (UNREACHABLE.has(error.code)) return unavailable("NATS is unreachable", error)
+  if (isStreamNotFound(error)) return unavailable("the codeq streams are not provisioned", error)
+  if (isServerUnreachable(error)) return unavailable("NATS is unreachable", error)
   return undefined
 }
 

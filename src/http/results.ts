@@ -13,6 +13,7 @@ import type { TaskLimits } from "../tasks/limits.js"
 import { toView, type TaskView } from "../tasks/view.js"
 import { badRequest } from "./errors.js"
 import type { HttpBackend } from "./backend.js"
+import { wakeOnSubject } from "../eventlog/connection.js"
 import type { ArtifactIn, SubmitResultBody } from "./schemas.js"
 
 export interface ResultRecord {
@@ -67,7 +68,7 @@ export const awaitResult = async (backend: HttpBackend, tenant: string, taskId: 
   if (waitMs <= 0) return read(backend, tenant, taskId)
   const deadline = Date.now() + waitMs
   let wake: (() => void) | undefined
-  const sub = backend.nc.subscribe(eventSubject(backend.naming, tenant, taskId), { callback: () => wake?.() })
+  const unwatch = wakeOnSubject(backend.nc, eventSubject(backend.naming, tenant, taskId), () => wake?.())
   try {
     for (;;) {
       const outcome = await read(backend, tenant, taskId)
@@ -86,7 +87,7 @@ export const awaitResult = async (backend: HttpBackend, tenant: string, taskId: 
       })
     }
   } finally {
-    sub.unsubscribe()
+    unwatch()
   }
 }
 

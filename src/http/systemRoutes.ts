@@ -12,7 +12,7 @@ import { ErrorBody, RETRY_AFTER_SECONDS } from "./errors.js"
 import { HealthJson } from "./responses.js"
 import { route, type Route } from "./router.js"
 import type { ConnectionWatch } from "../eventlog/connection.js"
-import { isStreamNotFound } from "../eventlog/errors.js"
+import { checkStreams } from "../eventlog/streams.js"
 import type { HttpBackend, MetricsSource } from "./backend.js"
 
 export type Readiness = { readonly ready: true } | { readonly ready: false; readonly error: string }
@@ -20,19 +20,7 @@ export type Readiness = { readonly ready: true } | { readonly ready: false; read
 /** Ready when NATS answers and both codeq streams exist (within `timeoutMs`). */
 export const checkReadiness = async (backend: HttpBackend, watch: ConnectionWatch, timeoutMs = 2_000): Promise<Readiness> => {
   if (!watch.connected) return { ready: false, error: "NATS is not connected" }
-  try {
-    const jsm = await backend.nc.jetstreamManager({ timeout: timeoutMs, checkAPI: false })
-    for (const stream of [eventsStream(backend.naming), claimsStream(backend.naming)]) {
-      try {
-        await jsm.streams.info(stream)
-      } catch (error) {
-        return { ready: false, error: isStreamNotFound(error) ? `stream ${stream} does not exist` : `stream ${stream} cannot be read` }
-      }
-    }
-    return { ready: true }
-  } catch {
-    return { ready: false, error: "JetStream does not answer" }
-  }
+  return checkStreams(backend.nc, [eventsStream(backend.naming), claimsStream(backend.naming)], timeoutMs)
 }
 
 type Json = Record<string, unknown>

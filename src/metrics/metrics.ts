@@ -7,7 +7,9 @@
  * `nodejs_heap_size_used_bytes`, …), unprefixed so stock Node.js dashboards and alerts work.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client"
-import type { KV, NatsConnection } from "nats"
+import type { Connection } from "../eventlog/connection.js"
+import type { Bucket } from "../eventlog/kv.js"
+import { lastSequence, subjectCounts } from "../eventlog/streams.js"
 import { claimSubjects, claimsStream, eventsStream, type Naming } from "../../streams/definitions.js"
 
 export const PROJECTIONS = ["dispatcher", "dead-letters", "task-state", "webhooks", "metrics"] as const
@@ -51,9 +53,9 @@ export class BrokerMetrics {
   private readonly exposition = Registry.merge([this.registry, processRegistry()])
 
   constructor(
-    private readonly nc: NatsConnection,
+    private readonly nc: Connection,
     private readonly naming: Naming,
-    private readonly dlq: KV | undefined,
+    private readonly dlq: Bucket | undefined,
     private readonly traceExportFailures: () => number = () => 0,
     /** Per projection, the sequence up to which every event is done. */
     private readonly projectionPositions: () => Promise<ReadonlyMap<string, number>> = () => Promise.resolve(new Map())
@@ -70,10 +72,9 @@ export class BrokerMetrics {
   }
 
   private async collect(): Promise<void> {
-    const jsm = await this.nc.jetstreamManager({ checkAPI: false })
-    const claims = await jsm.streams.info(claimsStream(this.naming), { subjects_filter: claimSubjects(this.naming) })
+    const claims = await subjectCounts(this.nc, claimsStream(this.naming), claimSubjects(this.naming))
     this.depth.reset()
-    for (const [subject, count] of Object.entries(claims.state.subjects ?? {})) {
+    for (const [subject, count] of Object.entries(claims)) {
       const [, , tenant = "", command = "", lane = ""] = subject.split(".")
       this.depth.set({ tenant, command, lane }, count)
     }
@@ -89,7 +90,7 @@ export class BrokerMetrics {
         this.dlqDepth.set({ tenant, command }, count)
       }
     }
-    const last = (await jsm.streams.info(eventsStream(this.naming))).state.last_seq
+    const last = await lastSequence(this.nc, eventsStream(this.naming))
     const positions = await this.projectionPositions()
     for (const projection of PROJECTIONS) {
       const position = positions.get(projection)

@@ -2,7 +2,7 @@
  * The NATS-native SDK entry point: one connection, the event log on it, and factories for
  * producers and workers of a tenant. Everything the HTTP API does goes through the same calls.
  */
-import { connect, type NatsConnection } from "nats"
+import { openConnection, type Connection } from "../eventlog/connection.js"
 import type { TracerProvider } from "@opentelemetry/api"
 import { DEFAULT_NAMING, type Naming } from "../../streams/definitions.js"
 import { DEFAULT_BACKOFF, type BackoffSettings } from "../domain/backoff.js"
@@ -19,7 +19,7 @@ export interface CodeqClientOptions {
   /** NATS server URL(s). Default `NATS_URL` or nats://127.0.0.1:4222. */
   readonly servers?: string | ReadonlyArray<string>
   /** Use this connection instead of opening one; `close()` leaves it open unless `closeConnection`. */
-  readonly connection?: NatsConnection
+  readonly connection?: Connection
   /** With `connection`: close it too on `close()`. */
   readonly closeConnection?: boolean
   readonly naming?: Naming
@@ -47,7 +47,7 @@ export interface CodeqClientOptions {
 /** A connection to codeq over NATS. */
 export class CodeqClient {
   private constructor(
-    readonly nc: NatsConnection,
+    readonly nc: Connection,
     readonly log: JetStreamEventLog,
     readonly repo: TaskRepository,
     readonly limits: TaskLimits,
@@ -69,7 +69,7 @@ export class CodeqClient {
     const servers = options.servers ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222"
     const nc =
       options.connection ??
-      (await connect({ servers: typeof servers === "string" ? servers : [...servers], noAsyncTraces: true, maxReconnectAttempts: -1 }))
+      (await openConnection({ servers }))
     const log = JetStreamEventLog.connect(nc, options.naming ?? DEFAULT_NAMING, options.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: options.ackTimeoutMs })
     const repo = new TaskRepository(log, new Telemetry(options.tracerProvider), {
       ...(options.appendRetryMs !== undefined ? { appendRetryMs: options.appendRetryMs } : {}),

@@ -11,7 +11,7 @@ import { randomUUID } from "node:crypto"
 import { SpanStatusCode, trace, type Context } from "@opentelemetry/api"
 import { Duration, Effect, Schedule } from "effect"
 import { LogError } from "../eventlog/errors.js"
-import type { NatsConnection } from "nats"
+import type { Connection } from "../eventlog/connection.js"
 import type { BackoffSettings } from "../domain/backoff.js"
 import { checkCommand, checkIntRange, checkTenant, checkWorkerId, firstIssue } from "../domain/validation.js"
 import { answerDelivery } from "../eventlog/acks.js"
@@ -84,7 +84,7 @@ export class Worker {
   private readonly settle: Settle
 
   constructor(
-    private readonly nc: NatsConnection,
+    private readonly nc: Connection,
     private readonly repo: TaskRepository,
     private readonly limits: TaskLimits,
     private readonly backoff: BackoffSettings,

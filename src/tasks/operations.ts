@@ -3,7 +3,8 @@
  * long-poll), heartbeat, results, nack, abandon, cancel, and the dead-letter queue. One instance
  * per connection; it holds nothing a restart would lose (claim sources are caches).
  */
-import type { KV, NatsConnection } from "nats"
+import type { Connection } from "../eventlog/connection.js"
+import { openBucket, type Bucket } from "../eventlog/kv.js"
 import type { BackoffSettings } from "../domain/backoff.js"
 import type { LeaseRef } from "../domain/decide.js"
 import { checkCommand, checkIntRange, checkTaskId, checkTenant, checkWorkerId, firstIssue, type ValidationIssue } from "../domain/validation.js"
@@ -11,7 +12,7 @@ import { answerDelivery } from "../eventlog/acks.js"
 import { ClaimSource, type ClaimSourceOptions } from "../eventlog/claims/source.js"
 import type { LaneWatch } from "../eventlog/claims/laneWatch.js"
 import { deadLetterBucket, deadLetterKey, taskStateBucket } from "../../streams/definitions.js"
-import { readAllTaskStates, scanTaskStates } from "../eventlog/taskStates.js"
+import { TaskStateReader } from "../eventlog/taskStates.js"
 import type { DeadLetterEntry } from "./view.js"
 import { ClaimCapacity, InvalidTransition, TaskNotFound, ValidationError } from "./errors.js"
 import {
@@ -75,11 +76,11 @@ export class TaskOperations {
   private readonly sourceIdleMs: number
   private readonly maxSourcesPerTenant: number
   private readonly held: HeldLeases
-  private dlq: Promise<KV> | undefined
-  private tasksKv: Promise<KV> | undefined
+  private dlq: Promise<Bucket> | undefined
+  private readonly taskStates: TaskStateReader
 
   constructor(
-    private readonly nc: NatsConnection,
+    private readonly nc: Connection,
     readonly repo: TaskRepository,
     readonly limits: TaskLimits,
     readonly backoff: BackoffSettings,
@@ -88,6 +89,7 @@ export class TaskOperations {
   ) {
     this.settle = (subject, how) => answerDelivery(nc, subject, how)
     this.held = new HeldLeases(this.settle)
+    this.taskStates = new TaskStateReader(nc, taskStateBucket(repo.log.naming))
     this.sourceIdleMs = sourceOptions.sourceIdleMs ?? 120_000
     this.maxSourcesPerTenant = sourceOptions.maxSourcesPerTenant ?? 64
     // Any HTTP client can name a new set of commands: sources unused for a while are closed.
@@ -204,7 +206,7 @@ export class TaskOperations {
   ): Promise<ReadonlyArray<TaskView>> {
     const limit = filter.limit ?? 100
     check(checkTenant(tenant), filter.command === undefined ? undefined : checkCommand(filter.command), checkIntRange(limit, "limit", 1, 1000))
-    const states = await readAllTaskStates(await this.taskStates(), tenant)
+    const states = await this.taskStates.readAll(tenant)
     return [...states.values()]
       .filter(
         (s) =>
@@ -236,13 +238,8 @@ export class TaskOperations {
 
   private async tally(tenant: string, command?: string): Promise<QueueTally> {
     const tally = new QueueTally(new Date(), command)
-    await scanTaskStates(await this.taskStates(), tenant, (state) => tally.add(state))
+    await this.taskStates.scan(tenant, (state) => tally.add(state))
     return tally
-  }
-
-  private taskStates(): Promise<KV> {
-    this.tasksKv ??= this.nc.jetstream().views.kv(taskStateBucket(this.repo.log.naming))
-    return this.tasksKv
   }
 
   /** Dead-lettered tasks of a tenant, optionally of one command, oldest first. */
@@ -317,8 +314,8 @@ export class TaskOperations {
     this.sources.delete(victim[0])
   }
 
-  private deadLetterIndex(): Promise<KV> {
-    this.dlq ??= this.nc.jetstream().views.kv(deadLetterBucket(this.repo.log.naming))
+  private deadLetterIndex(): Promise<Bucket> {
+    this.dlq ??= openBucket(this.nc, deadLetterBucket(this.repo.log.naming))
     return this.dlq
   }
 }

@@ -12,7 +12,7 @@ import { cpus } from "node:os"
 import { parseArgs } from "node:util"
 import { connect, type NatsConnection } from "nats"
 import { eventsStream, streamDefinitions, type Naming } from "../../streams/definitions.js"
-import { provisionStream } from "../../streams/provision.js"
+import { provisionStream } from "../../src/eventlog/provision.js"
 import { startNatsServer, type NatsServerHandle } from "../../src/testing/natsServer.js"
 import { buildReport, renderReport, type AppendConfig, type VariantRuns } from "./appendReport.js"
 import { createVariants, type Variant } from "./appendVariants.js"
@@ -142,7 +142,7 @@ export const runAppend = async (argv: ReadonlyArray<string>): Promise<number> =>
     admin = await connect({ servers: url, name: "codeq-bench-admin", noAsyncTraces: true })
     const definition = streamDefinitions(naming).find((d) => d.name === stream)
     if (definition === undefined) throw new Error(`no definition for ${stream}`)
-    await provisionStream(await admin.jetstreamManager(), definition)
+    await provisionStream(admin, definition)
     variants = await createVariants({ url, naming, ...config })
     const results = await measure(admin, stream, variants, config)
     const report = buildReport(

@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import { connect } from "nats"
 import { streamDefinitions, type Naming } from "../../streams/definitions.js"
-import { provisionStreams } from "../../streams/provision.js"
+import { provisionStreams } from "../../src/eventlog/provision.js"
 import { startNatsServer, type NatsServerHandle } from "../../src/testing/natsServer.js"
 import { fillEventLog } from "./replayFill.js"
 import type { ChildReport } from "./replayChild.js"
@@ -105,7 +105,7 @@ export const runReplayBench = async (argv: ReadonlyArray<string>): Promise<numbe
       const id = randomBytes(3).toString("hex")
       naming = { streamPrefix: `BENCH${id.toUpperCase()}`, subjectRoot: `bench${id}` }
       const nc = await connect({ servers: natsUrl, noAsyncTraces: true })
-      await provisionStreams(await nc.jetstreamManager(), streamDefinitions(naming))
+      await provisionStreams(nc, streamDefinitions(naming))
       const tty = process.stderr.isTTY === true
       const fill = await fillEventLog(nc, naming, events, (done) => {
         if (tty) process.stderr.write(`\rfilling: ${done.toLocaleString("en-US")}/${events.toLocaleString("en-US")} events`)

@@ -12,7 +12,7 @@ import { join } from "node:path"
 import { connect, type ConnectionOptions, type NatsConnection } from "nats"
 import { findNatsServerBinary, freePort, waitForNatsReady } from "../../src/testing/natsServer.js"
 import { DEFAULT_STREAM_SETTINGS, streamDefinitions, type Naming, type StreamSettings } from "../../streams/definitions.js"
-import { provisionStreams } from "../../streams/provision.js"
+import { provisionStreams } from "../../src/eventlog/provision.js"
 import { waitFor } from "./harness.js"
 
 export interface ClusterNode {
@@ -187,7 +187,7 @@ export const startNatsCluster = async (options: { readonly size?: number; readon
     },
     provision: (naming) =>
       withAdmin(async (nc) => {
-        await provisionStreams(await nc.jetstreamManager(), streamDefinitions(naming, { ...DEFAULT_STREAM_SETTINGS, replicas: size }))
+        await provisionStreams(nc, streamDefinitions(naming, { ...DEFAULT_STREAM_SETTINGS, replicas: size }))
       }),
     kill,
     restart: async (index) => {

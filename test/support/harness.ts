@@ -8,7 +8,7 @@ import { connect, type NatsConnection } from "nats"
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base"
 import { startNatsServer, type NatsServerHandle } from "../../src/testing/natsServer.js"
 import { claimsStream, eventsStream, streamDefinitions, type Naming } from "../../streams/definitions.js"
-import { provisionStreams } from "../../streams/provision.js"
+import { provisionStreams } from "../../src/eventlog/provision.js"
 import { DEFAULT_STREAM_SETTINGS } from "../../streams/definitions.js"
 import type { BrokerConfig } from "../../src/config/config.js"
 import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from "../../src/webhooks/deliver.js"
@@ -47,7 +47,7 @@ export const freshNaming = (): Naming => {
 }
 
 export const provision = async (nc: NatsConnection, naming: Naming) => {
-  await provisionStreams(await nc.jetstreamManager(), streamDefinitions(naming))
+  await provisionStreams(nc, streamDefinitions(naming))
 }
 
 export const brokerConfig = (url: string, naming: Naming, webhooks: Partial<WebhookSettings> = {}): BrokerConfig => ({

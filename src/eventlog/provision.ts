@@ -3,8 +3,10 @@
  * stream can change in place, and refuses an existing stream whose immutable settings differ,
  * saying what differs (a work queue cannot become a log, and file storage cannot become memory).
  */
-import type { JetStreamManager, StreamInfo } from "nats"
-import { IMMUTABLE_FIELDS, type StreamDefinition } from "./definitions.js"
+import { DiscardPolicy, RetentionPolicy, StorageType, type StreamConfig, type StreamInfo } from "nats"
+import { IMMUTABLE_FIELDS, type StreamDefinition } from "../../streams/definitions.js"
+import type { Connection } from "./connection.js"
+import { isStreamNotFound } from "./errors.js"
 
 export type ProvisionAction = "created" | "updated" | "unchanged"
 
@@ -42,8 +44,14 @@ const MUTABLE_FIELDS = [
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a ?? null) === JSON.stringify(b ?? null)
 
-const isNotFound = (error: unknown) =>
-  error instanceof Error && /stream not found/i.test(error.message)
+/** The definition in nats.js's types (its enums are the server's strings). */
+const toConfig = (d: StreamDefinition): Partial<StreamConfig> & { name: string } => ({
+  ...d,
+  subjects: [...d.subjects],
+  retention: d.retention === "limits" ? RetentionPolicy.Limits : RetentionPolicy.Workqueue,
+  storage: d.storage === "file" ? StorageType.File : StorageType.Memory,
+  discard: d.discard === "old" ? DiscardPolicy.Old : DiscardPolicy.New
+})
 
 /** Compares an existing stream with its definition. */
 export const diffStream = (
@@ -56,28 +64,38 @@ export const diffStream = (
   changed: MUTABLE_FIELDS.filter((field) => !same(existing[field], wanted[field]))
 })
 
-export const provisionStream = async (jsm: JetStreamManager, wanted: StreamDefinition): Promise<ProvisionOutcome> => {
+export const provisionStream = async (conn: Connection, wanted: StreamDefinition): Promise<ProvisionOutcome> => {
+  const jsm = await conn.jetstreamManager()
   let info: StreamInfo
   try {
     info = await jsm.streams.info(wanted.name)
   } catch (error) {
-    if (!isNotFound(error)) throw error
-    await jsm.streams.add({ ...wanted })
+    if (!isStreamNotFound(error)) throw error
+    await jsm.streams.add(toConfig(wanted))
     return { stream: wanted.name, action: "created", changed: [] }
   }
   const { incompatible, changed } = diffStream(info.config, wanted)
   if (incompatible.length > 0) throw new IncompatibleStreamError(wanted.name, incompatible)
   if (changed.length === 0) return { stream: wanted.name, action: "unchanged", changed }
-  await jsm.streams.update(wanted.name, { ...info.config, ...wanted })
+  await jsm.streams.update(wanted.name, { ...info.config, ...toConfig(wanted) })
   return { stream: wanted.name, action: "updated", changed }
 }
 
 /** Applies every definition in order. */
 export const provisionStreams = async (
-  jsm: JetStreamManager,
+  conn: Connection,
   definitions: ReadonlyArray<StreamDefinition>
 ): Promise<ReadonlyArray<ProvisionOutcome>> => {
   const outcomes: Array<ProvisionOutcome> = []
-  for (const definition of definitions) outcomes.push(await provisionStream(jsm, definition))
+  for (const definition of definitions) outcomes.push(await provisionStream(conn, definition))
   return outcomes
+}
+
+/** Each stream's settings and state as the server reports them (`codeq streams show`). */
+export const describeStreams = async (conn: Connection, names: ReadonlyArray<string>): Promise<ReadonlyArray<Pick<StreamInfo, "config" | "state">>> => {
+  const jsm = await conn.jetstreamManager()
+  return Promise.all(names.map(async (name) => {
+    const { config, state } = await jsm.streams.info(name)
+    return { config, state }
+  }))
 }

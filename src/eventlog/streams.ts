@@ -1,0 +1,63 @@
+/**
+ * What the rest of codeq asks of a stream: where it ends, how many messages each subject holds,
+ * whether it can be read, and a durable work consumer on it. JetStream's answers stay in here.
+ */
+import { AckPolicy, DeliverPolicy, nanos } from "nats"
+import type { Connection } from "./connection.js"
+import { isConsumerExists, isStreamNotFound } from "./errors.js"
+
+/** The stream's last sequence (0 when empty). */
+export const lastSequence = async (conn: Connection, stream: string): Promise<number> =>
+  (await (await conn.jetstreamManager({ checkAPI: false })).streams.info(stream)).state.last_seq
+
+/** Messages held per subject matching `filter` (subjects without messages are absent). */
+export const subjectCounts = async (conn: Connection, stream: string, filter: string): Promise<Readonly<Record<string, number>>> => {
+  const jsm = await conn.jetstreamManager({ checkAPI: false })
+  return (await jsm.streams.info(stream, { subjects_filter: filter })).state.subjects ?? {}
+}
+
+export type StreamsReadiness = { readonly ready: true } | { readonly ready: false; readonly error: string }
+
+/** Whether JetStream answers within `timeoutMs` and every one of `streams` exists and can be read. */
+export const checkStreams = async (conn: Connection, streams: ReadonlyArray<string>, timeoutMs: number): Promise<StreamsReadiness> => {
+  try {
+    const jsm = await conn.jetstreamManager({ timeout: timeoutMs, checkAPI: false })
+    for (const stream of streams) {
+      try {
+        await jsm.streams.info(stream)
+      } catch (error) {
+        return { ready: false, error: isStreamNotFound(error) ? `stream ${stream} does not exist` : `stream ${stream} cannot be read` }
+      }
+    }
+    return { ready: true }
+  } catch {
+    return { ready: false, error: "JetStream does not answer" }
+  }
+}
+
+export interface WorkConsumerSettings {
+  /** How long a delivered message stays hidden without an answer. */
+  readonly ackWaitMs: number
+  /** Deliveries without an answer at once, at most. */
+  readonly maxAckPending: number
+}
+
+/**
+ * Creates the durable pull consumer `name` on `stream` (every message, explicit acks, redelivered
+ * without limit), or brings an existing one to these settings.
+ */
+export const ensureWorkConsumer = async (conn: Connection, stream: string, name: string, settings: WorkConsumerSettings): Promise<void> => {
+  const jsm = await conn.jetstreamManager()
+  const config = {
+    durable_name: name,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: nanos(settings.ackWaitMs),
+    max_ack_pending: settings.maxAckPending,
+    max_deliver: -1
+  }
+  await jsm.consumers.add(stream, config).catch(async (error: unknown) => {
+    if (!isConsumerExists(error)) throw error
+    await jsm.consumers.update(stream, name, config)
+  })
+}
