@@ -21,6 +21,7 @@ import { HEADERS } from "../src/tracing/conventions.js"
 import { log } from "../src/log/log.js"
 import { withTrace } from "../src/tracing/logFields.js"
 import type { Change, TaskDocs } from "./docs.js"
+import { retryingPromise, type Attempted } from "../src/domain/retry.js"
 
 /** One projection's reaction to the log: a sink of the folded changes. */
 export interface Sink {
@@ -149,15 +150,21 @@ export class ProjectionRuntime {
   }
 
   private async loop(): Promise<void> {
+    const read = () => this.feed.next(this.tickMs)
+    // Read again after a failure (READ_RETRY), still flushing the coalesced writes meanwhile.
+    const again = (attempt: Attempted<Array<RawEvent>>): boolean => {
+      if (attempt.ok || this.stopping) return false
+      log.warn({ error: KNOWN_FAILURE(attempt.error) }, "projection runtime: reading the log failed; retrying")
+      this.maybeTick()
+      return true
+    }
     while (!this.stopping) {
-      let raws: Array<RawEvent> = []
-      try {
-        raws = await this.feed.next(this.tickMs)
-        if (raws.length > 0) await this.handle(raws)
-      } catch (error) {
-        log.warn({ error: KNOWN_FAILURE(error) }, "projection runtime: reading the log failed; retrying")
-        await Effect.runPromise(Effect.sleep(Duration.millis(500)))
-      }
+      // The plain call first; the retry schedule runs only after a read failed.
+      const raws = await read()
+        .catch((error: unknown) => (again({ ok: false, error }) ? retryingPromise(read, again, READ_RETRY) : []))
+        .catch((): Array<RawEvent> => [])
+      // Rejects only when stopping (a failed read of documents is retried inside).
+      if (raws.length > 0) await this.handle(raws).catch((error: unknown) => log.warn({ error: KNOWN_FAILURE(error) }, "projection runtime: a batch was left for the next run"))
       this.maybeTick()
     }
     if (this.abandoned) return void (await this.feed.close(false))

@@ -29,7 +29,11 @@ import { DELIVERY_ID_HEADER, deliverWebhook, deliveryId, webhookBackoffSeconds, 
 import { webhookJobSubject, webhooksStream, type Naming } from "../streams/definitions.js"
 import { DISPATCH_RETRY } from "./dispatcher.js"
 import type { Sink } from "./runtime.js"
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
+import { backoff, retryingPromise } from "../src/domain/retry.js"
+
+/** Reading the outbox again after a failure: 100 ms doubling to 1 s (a stop waits at most that), jittered. */
+const OUTBOX_READ_RETRY = backoff(Duration.millis(100), Duration.seconds(1))
 
 /** A delivery to make: the task and the sequence of the terminal event it reports. */
 export interface WebhookJob {
@@ -192,14 +196,16 @@ export const runWebhookDeliveries = async (
         await Promise.race(inflight)
         continue
       }
-      let got: Array<Delivery>
-      try {
-        got = await session.take(concurrency - inflight.size, 1_000)
-      } catch (error) {
-        log.warn({ error: String(error) }, "webhook outbox cannot be read; retrying")
-        await new Promise((resolve) => setTimeout(resolve, 1_000))
-        continue
-      }
+      const take = () => session.take(concurrency - inflight.size, 1_000)
+      const got = await retryingPromise(
+        take,
+        (attempt) => {
+          if (attempt.ok || stopping) return false
+          log.warn({ error: String(attempt.error) }, "webhook outbox cannot be read; retrying")
+          return true
+        },
+        OUTBOX_READ_RETRY
+      ).catch((): Array<Delivery> => [])
       for (const delivery of got) {
         const job: Promise<void> = handle(delivery).finally(() => inflight.delete(job))
         inflight.add(job)

@@ -6,7 +6,7 @@
  */
 import { hostname } from "node:os"
 import { randomUUID } from "node:crypto"
-import { Cause, Data, Effect, Exit, Scope } from "effect"
+import { Cause, Data, Effect, Exit, Layer, Scope } from "effect"
 import type { TracerProvider } from "@opentelemetry/api"
 import { dispatcher } from "../projections/dispatcher.js"
 import { deadLetters } from "../projections/deadLetters.js"
@@ -14,16 +14,14 @@ import { metricsProjection } from "../projections/metrics.js"
 import { startProjections, type RunningProjections } from "../projections/run.js"
 import type { RuntimeHooks } from "../projections/runtime.js"
 import { runWebhookDeliveries, webhookOutbox } from "../projections/webhooks.js"
-import { TaskRepository } from "./tasks/repository.js"
-import { Telemetry } from "./tracing/spans.js"
 import { deadLetterBucket, projectionsBucket, streamDefinitions, taskStateBucket } from "../streams/definitions.js"
 import { provisionStreams } from "./eventlog/provision.js"
 import { BrokerMetrics } from "./metrics/metrics.js"
 import { PipelinedKv, openBucket } from "./eventlog/kv.js"
 import type { BrokerConfig } from "./config/config.js"
-import { JetStreamEventLog } from "./eventlog/jetstream.js"
 import { PipelinedPublisher } from "./eventlog/pipeline.js"
-import { ConnectionWatch, checkJetStream, closeConnection, openConnection as connectTo, type Connection } from "./eventlog/connection.js"
+import { checkJetStream, type Connection } from "./eventlog/connection.js"
+import { Log, Nats, Repository, Settings, jetStreamLogLayer, natsLayer, repositoryLayer, settingsLayer, tracingLayer } from "./services/services.js"
 import { log, type Logger } from "./log/log.js"
 import { ClaimReconciler } from "./eventlog/claims/reconcile.js"
 
@@ -60,21 +58,26 @@ export interface RunningBroker {
 
 const rootLogger = log
 
-const openConnection = (config: BrokerConfig, given: Connection | undefined, logger: Logger = log.child({ component: "broker" })) =>
-  given !== undefined
-    ? Effect.succeed({ nc: given, watch: new ConnectionWatch(given, { log: logger }) })
-    : Effect.acquireRelease(
-        attempt(`connect to NATS at ${config.natsUrl}`, async () => {
-          const nc = await connectTo({ servers: config.natsUrl.split(","), name: "codeq-broker" })
-          return { nc, watch: new ConnectionWatch(nc, { log: logger }) }
-        }),
-        ({ nc, watch }) => Effect.promise(() => closeConnection(nc, watch.connected))
-      )
+/**
+ * What a broker runs on: its configuration, the connection (opened, or the one given, left open),
+ * the JetStream event log on it, telemetry and the task repository.
+ */
+export const brokerLayer = (config: BrokerConfig, options: Pick<BrokerOptions, "connection" | "tracerProvider" | "logger"> = {}) => {
+  const nats = natsLayer({
+    servers: config.natsUrl.split(","),
+    name: "codeq-broker",
+    log: options.logger ?? log.child({ component: "broker" }),
+    ...(options.connection !== undefined ? { given: options.connection } : {})
+  }).pipe(Layer.mapError((failed) => new BrokerStartError({ step: `connect to NATS at ${config.natsUrl}`, cause: failed.cause })))
+  const logs = jetStreamLogLayer(config.naming).pipe(Layer.provideMerge(nats))
+  return repositoryLayer().pipe(Layer.provideMerge(Layer.merge(logs, tracingLayer(options.tracerProvider))), Layer.merge(settingsLayer(config)))
+}
 
-/** The broker as a scoped Effect: what it runs is stopped when the scope closes. */
-export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {}) =>
+/** The broker as a scoped Effect on its services: what it runs is stopped when the scope closes. */
+export const brokerProgram = (options: BrokerOptions = {}) =>
   Effect.gen(function* () {
-    const { nc, watch } = yield* openConnection(config, options.connection, options.logger)
+    const config = yield* Settings
+    const { nc, watch } = yield* Nats
     const connected = () => watch.connected
     yield* attempt("reach JetStream (is the server started with -js?)", () => checkJetStream(nc))
     yield* attempt("provision the streams", () => provisionStreams(nc, streamDefinitions(config.naming, config.streams)))
@@ -83,10 +86,7 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
       Effect.sync(() => new PipelinedPublisher(nc)),
       (p) => Effect.sync(() => p.close())
     )
-    const log = yield* Effect.acquireRelease(
-      Effect.sync(() => JetStreamEventLog.connect(nc, config.naming)),
-      (eventLog) => Effect.sync(() => eventLog.close())
-    )
+    const log = yield* Log
     const kv = (bucket: string) => attempt(`open the key-value bucket ${bucket}`, () => openBucket(nc, bucket, config.streams.replicas))
     const dlq = yield* kv(deadLetterBucket(config.naming))
     const leases = yield* kv(projectionsBucket(config.naming))
@@ -94,7 +94,7 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
     // The metrics read the projections' positions, and the projections count into the metrics.
     const started: { projections?: RunningProjections } = {}
     const metrics = new BrokerMetrics(nc, config.naming, dlq, options.traceExportFailures, () => started.projections?.positions() ?? Promise.resolve(new Map()))
-    const repo = new TaskRepository(log, new Telemetry(options.tracerProvider))
+    const repo = yield* Repository
     const running = yield* Effect.acquireRelease(
       Effect.sync(() =>
         startProjections({
@@ -132,7 +132,13 @@ export const brokerProgram = (config: BrokerConfig, options: BrokerOptions = {})
 /** Starts a broker and returns a handle to stop it (for the CLI and tests). */
 export const startBroker = async (config: BrokerConfig, options: BrokerOptions = {}): Promise<RunningBroker> => {
   const scope = Effect.runSync(Scope.make())
-  const exit = await Effect.runPromiseExit(brokerProgram(config, options).pipe(Scope.extend(scope)))
+  // The layer is built in the broker's scope (not the program's), so its connection and log live
+  // until `stop` closes that scope — after everything the program started is stopped.
+  const program = Effect.gen(function* () {
+    const services = yield* Layer.build(brokerLayer(config, options))
+    return yield* brokerProgram(options).pipe(Effect.provide(services))
+  })
+  const exit = await Effect.runPromiseExit(program.pipe(Scope.extend(scope)))
   if (Exit.isFailure(exit)) {
     await Effect.runPromise(Scope.close(scope, Exit.void))
     // The typed failure itself (BrokerStartError), not Effect's wrapper around it.

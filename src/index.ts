@@ -20,7 +20,24 @@ export { ValidationError, TaskNotFound, LeaseLost, InvalidTransition, type TaskO
 export { ConcurrencyConflict, LogError, type AppendError, type LogErrorReason } from "./eventlog/errors.js"
 export type { TaskEvent, TaskEventType, TaskState, TaskStatus, StoredEvent, EventTrace } from "./domain/events.js"
 export type { BackoffPolicy, BackoffSettings } from "./domain/backoff.js"
-export { startBroker, brokerProgram, type RunningBroker, type BrokerOptions } from "./broker.js"
+export { startBroker, brokerProgram, brokerLayer, type RunningBroker, type BrokerOptions } from "./broker.js"
+export {
+  Nats,
+  Log,
+  JetStreamLog,
+  Tracing,
+  Repository,
+  Settings,
+  ConnectFailed,
+  natsLayer,
+  jetStreamLogLayer,
+  memoryLogLayer,
+  tracingLayer,
+  repositoryLayer,
+  settingsLayer,
+  type LiveConnection,
+  type NatsLayerOptions
+} from "./services/services.js"
 export type { BrokerConfig } from "./config/config.js"
 export { DEFAULT_NAMING, type Naming, type StreamSettings } from "../streams/definitions.js"
 export { startHttpServer, HttpConfig, httpServerOptions, type HttpServerOptions, type RunningHttpServer } from "./http/index.js"

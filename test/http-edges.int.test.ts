@@ -71,16 +71,17 @@ describe("HTTP API: cancel, results that will not come, partial batches, media t
     const dead = await create({ command: cmd, maxAttempts: 1 })
     await claim(cmd)
     expect((await call("POST", `/v1/codeq/tasks/${dead.id}/nack`, { token: worker, body: { reason: "poison" } })).json.status).toBe("dlq")
-    const deadRead = await timed(() => call("GET", `/v1/codeq/tasks/${dead.id}/result?waitSeconds=10`, { token: producer }))
+    const deadRead = await timed(() => call("GET", `/v1/codeq/tasks/${dead.id}/result?waitSeconds=30`, { token: producer }))
     expect(deadRead.value).toMatchObject({ status: 409, json: { reason: "dead_lettered" } })
     expect(String(deadRead.value.json.error)).toMatch(/ended DEAD_LETTERED without a result/)
-    expect(deadRead.ms).toBeLessThan(3_000)
+    // At once rather than after the 30 s wait: a bound with a wide margin, not a latency claim.
+    expect(deadRead.ms).toBeLessThan(10_000)
 
     const cancelled = await create({ command: cmd })
     await cancel(cancelled.id)
-    const cancelledRead = await timed(() => call("GET", `/v1/codeq/tasks/${cancelled.id}/result?waitSeconds=10`, { token: producer }))
+    const cancelledRead = await timed(() => call("GET", `/v1/codeq/tasks/${cancelled.id}/result?waitSeconds=30`, { token: producer }))
     expect(cancelledRead.value).toMatchObject({ status: 409, json: { reason: "cancelled" } })
-    expect(cancelledRead.ms).toBeLessThan(3_000)
+    expect(cancelledRead.ms).toBeLessThan(10_000)
     // Without a wait too.
     expect((await call("GET", `/v1/codeq/tasks/${cancelled.id}/result`, { token: producer })).json.reason).toBe("cancelled")
   })
@@ -89,20 +90,21 @@ describe("HTTP API: cancel, results that will not come, partial batches, media t
     const cmd = command()
     const dying = await create({ command: cmd, maxAttempts: 1 })
     await claim(cmd)
-    const waiting = timed(() => call("GET", `/v1/codeq/tasks/${dying.id}/result?waitSeconds=20`, { token: producer }))
+    const waiting = timed(() => call("GET", `/v1/codeq/tasks/${dying.id}/result?waitSeconds=60`, { token: producer }))
     await new Promise((resolve) => setTimeout(resolve, 300))
     await call("POST", `/v1/codeq/tasks/${dying.id}/nack`, { token: worker, body: {} })
     const woke = await waiting
     expect(woke.value).toMatchObject({ status: 409, json: { reason: "dead_lettered" } })
-    expect(woke.ms).toBeLessThan(5_000)
+    // Ended by the task's end, not by the 60 s wait.
+    expect(woke.ms).toBeLessThan(20_000)
 
     const pending = await create({ command: cmd })
-    const waitingCancel = timed(() => call("GET", `/v1/codeq/tasks/${pending.id}/result?waitSeconds=20`, { token: producer }))
+    const waitingCancel = timed(() => call("GET", `/v1/codeq/tasks/${pending.id}/result?waitSeconds=60`, { token: producer }))
     await new Promise((resolve) => setTimeout(resolve, 300))
     await cancel(pending.id)
     const wokeCancel = await waitingCancel
     expect(wokeCancel.value).toMatchObject({ status: 409, json: { reason: "cancelled" } })
-    expect(wokeCancel.ms).toBeLessThan(5_000)
+    expect(wokeCancel.ms).toBeLessThan(20_000)
 
     const failing = await create({ command: cmd })
     await claim(cmd)

@@ -67,8 +67,9 @@ describe("HTTP API: the task cycle, endpoint by endpoint", () => {
     expect(claimed.status).toBe(200)
     expect(claimed.json).toMatchObject({ id: task.id, status: "IN_PROGRESS", workerId: "acme-worker-1", attempts: 1 })
     expect(claimed.json.traceParent).toBe(task.traceParent)
-    // Woken by the dispatch notification, not by the 1 s idle rescan (the 100 ms figure is measured above).
-    expect(wokeAfter).toBeLessThan(900)
+    // Answered when the work came, not when the 20 s wait ran out: a bound with margin, not a
+    // latency claim (create→claimed latency is measured by `npm run bench -- e2e`).
+    expect(wokeAfter).toBeLessThan(10_000)
 
     const before = Date.now()
     const none = await claim([command()], { waitSeconds: 1 })

@@ -158,7 +158,9 @@ describe("leases, retries and scheduling", () => {
     const [claim] = await eventsOf(task.id, "TaskClaimed")
     const claimedAt = Date.parse(claim?.at ?? "")
     expect(claimedAt).toBeGreaterThanOrEqual(runAt)
-    expect(claimedAt - runAt).toBeLessThan(1_500)
+    // Handed out once due, not held until the claim's 10 s wait ran out (7 s after runAt): a bound
+    // with margin; how soon after runAt is a latency, measured by the benchmarks.
+    expect(claimedAt - runAt).toBeLessThan(5_000)
   })
 
   it("hands 100 tasks over priorities 0-9 to one worker highest priority first, FIFO within a priority", async () => {

@@ -12,6 +12,8 @@ import { createTask } from "../src/tasks/create.js"
 import { DEFAULT_LIMITS } from "../src/tasks/limits.js"
 import { TaskRepository, type ApplyOutcome } from "../src/tasks/repository.js"
 import { Telemetry } from "../src/tracing/spans.js"
+import { ConcurrencyConflict } from "../src/eventlog/errors.js"
+import type { AppendRequest, AppendResult, EventLog } from "../src/eventlog/EventLog.js"
 
 const TENANT = "acme"
 const T0 = new Date("2026-01-05T10:00:00.000Z")
@@ -118,5 +120,29 @@ describe("the task repository over the in-memory event log", () => {
     const outcome = await repo.apply(TENANT, taskId, create(taskId), { now: () => later(1), known: { state: null, version: 0 } })
     expect(outcome).toMatchObject({ ok: false, rejection: { reason: "already_exists" }, snapshot: { version: 1, state: { status: "PENDING" } } })
     expect((await log.readTask(TENANT, taskId)).version).toBe(1)
+  })
+
+  it("re-reads and decides again after each lost race, up to maxConflictRetries, then rejects with the ConcurrencyConflict", async () => {
+    const memory = new InMemoryEventLog({ streamPrefix: "REPO", subjectRoot: "repo" })
+    const taskId = randomUUID()
+    await new TaskRepository(memory, new Telemetry()).apply(TENANT, taskId, create(taskId), { now: () => T0 })
+    // A task someone always gets to first: every append after the create loses its race.
+    const counts = { appends: 0, reads: 0 }
+    const hot: EventLog = {
+      naming: memory.naming,
+      append: async (request: AppendRequest): Promise<AppendResult> => {
+        counts.appends++
+        return { ok: false, error: new ConcurrencyConflict({ subject: `repo.evt.${TENANT}.${taskId}`, expectedSeq: request.expectedSeq, actualSeq: request.expectedSeq + 1 }) }
+      },
+      readTask: (tenant, id, fromSeq) => {
+        counts.reads++
+        return memory.readTask(tenant, id, fromSeq)
+      }
+    }
+    const repo = new TaskRepository(hot, new Telemetry(), { maxConflictRetries: 3 })
+    const rejected = await repo.apply(TENANT, taskId, claim(taskId, "w1"), { now: () => later(1) }).catch((e: unknown) => e)
+    expect(rejected).toBeInstanceOf(ConcurrencyConflict)
+    // The first try and three more, each after reading the task again.
+    expect(counts).toEqual({ appends: 4, reads: 4 })
   })
 })

@@ -1,6 +1,8 @@
 /**
  * `codeq serve` as a real process, tracing to a real OTLP gRPC receiver: SIGTERM in the middle of
- * 200 tasks in flight over HTTP. The process must exit 0 within 6 s, and every task that finished
+ * 200 tasks in flight over HTTP. The process must exit 0 — within 10 s: the span flush has a 5 s
+ * deadline (DESIGN §6), so a process that waits on anything else (a long-poll, a lost server) is
+ * caught, with margin for a loaded machine — and every task that finished
  * must have all its spans at the receiver (drain HTTP, stop consumers, then flush — in that order).
  */
 import { describe, expect, it } from "vitest"
@@ -16,7 +18,7 @@ const PRODUCER = "shutdown-producer-token"
 const WORKER = "shutdown-worker-token"
 
 describe("codeq serve on SIGTERM", () => {
-  it("exits 0 within 6 s during 200 in-flight tasks, and the receiver has every span of every finished task", async () => {
+  it("exits 0 within 10 s during 200 in-flight tasks, and the receiver has every span of every finished task", async () => {
     const receiver = await startOtlpReceiver()
     const naming = freshNaming()
     const port = await freePort()
@@ -71,7 +73,7 @@ describe("codeq serve on SIGTERM", () => {
       const tookMs = Date.now() - signalledAt
       await Promise.all(runs)
       expect(code).toBe(0)
-      expect(tookMs).toBeLessThan(6_000)
+      expect(tookMs).toBeLessThan(10_000)
 
       const client = await CodeqClient.connect({ servers: nats.url(), naming })
       const finishedHistories = []

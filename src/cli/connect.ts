@@ -13,6 +13,8 @@ import { resolve } from "node:path"
 import { findNatsServerBinary, waitForNatsReady } from "../testing/natsServer.js"
 import { isJetStreamDisabled } from "../eventlog/errors.js"
 import { checkJetStream, openConnection, type Connection } from "../eventlog/connection.js"
+import { Duration, Schedule } from "effect"
+import { RetryAborted, retryingPromise } from "../domain/retry.js"
 
 /** A start-up failure with a one-line explanation; the CLI prints `codeq: <message>` and exits 1. */
 export class StartError extends Error {
@@ -108,6 +110,9 @@ export interface ConnectOptions {
 /** A connect failure that may end by itself: the server is not up yet, or not reachable yet. */
 const TRANSIENT = new Set(["CONNECTION_REFUSED", "TIMEOUT", "ENOTFOUND", "EAI_AGAIN", "ECONNRESET"])
 
+/** Waiting for a server that is not up yet: a try a second, for as long as the caller waits. */
+const WAIT_FOR_NATS = Schedule.spaced(Duration.seconds(1))
+
 /** Tries `open` once a second until it connects and JetStream answers, or the wait is aborted. */
 const connectWhenUp = async (
   url: string,
@@ -116,12 +121,10 @@ const connectWhenUp = async (
   wait: NonNullable<ConnectOptions["wait"]>
 ): Promise<CommandConnection> => {
   wait.onWaiting(describeConnectError(url, first))
-  for (;;) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 1_000)
-      wait.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true })
-    })
-    if (wait.signal.aborted) throw new StartError(`stopped while waiting for NATS at ${url}`)
+  const stoppedWaiting = () => new StartError(`stopped while waiting for NATS at ${url}`)
+  // One try: the connection once JetStream answers, undefined while the server is not up yet.
+  const once = async (): Promise<CommandConnection | undefined> => {
+    if (wait.signal.aborted) throw stoppedWaiting()
     const opening = open()
     // An attempt can take seconds to fail; a stop does not wait for it (nor keeps what it opens).
     const stopped = new Promise<"stopped">((resolve) => wait.signal.addEventListener("abort", () => resolve("stopped"), { once: true }))
@@ -131,17 +134,23 @@ const connectWhenUp = async (
     })
     if (nc === "stopped") {
       void opening.then((late) => late.close(), () => undefined)
-      throw new StartError(`stopped while waiting for NATS at ${url}`)
+      throw stoppedWaiting()
     }
-    if (nc === undefined) continue
+    if (nc === undefined) return undefined
     try {
       await checkJetStream(nc)
       return { nc, url, embedded: undefined }
     } catch {
       // Up but JetStream is not ready yet (a cluster still electing): try again.
       await nc.close().catch(() => undefined)
+      return undefined
     }
   }
+  const up = await retryingPromise(once, (attempt) => attempt.ok && attempt.value === undefined, WAIT_FOR_NATS, wait.signal).catch((error: unknown) => {
+    throw error instanceof RetryAborted ? stoppedWaiting() : error
+  })
+  if (up === undefined) throw stoppedWaiting()
+  return up
 }
 
 /** Connects to `url` (comma-separated servers), checks that JetStream is on, or explains why not. */

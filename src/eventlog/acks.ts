@@ -15,6 +15,8 @@ import { nanos, type NatsConnection } from "nats"
 import { redeliveryDelayMs } from "../domain/delays.js"
 import { RequestMux } from "./mux.js"
 import { publishSoon } from "./outbox.js"
+import { Duration } from "effect"
+import { backoff, retryingPromise } from "../domain/retry.js"
 
 /**
  * How a delivery is answered: ack, in progress, terminate, or nak with a redelivery delay (clamped
@@ -39,19 +41,19 @@ const confirmerOf = (nc: NatsConnection): RequestMux => {
   return mux
 }
 
+/** Sending a nak or term again until confirmed: 200 ms doubling to 1 s, jittered, within CONFIRM_DEADLINE_MS. */
+const CONFIRM_RETRY = backoff(Duration.millis(200), Duration.seconds(1))
+
 /** Sends `body` until the consumer's leader confirms it, the deadline passes or the connection closes. */
 const sendConfirmed = async (nc: NatsConnection, ackSubject: string, body: Uint8Array): Promise<void> => {
   const mux = confirmerOf(nc)
   const deadline = Date.now() + CONFIRM_DEADLINE_MS
-  for (let attempt = 1; ; attempt++) {
-    const reply = await mux.request(ackSubject, body)
-    if (!reply.ok && reply.reason === "closed") return
-    // 503: no leader listens on the ack subject right now (the answer was dropped).
-    if (reply.ok && reply.msg.headers?.code !== 503) return
-    if (Date.now() >= deadline || nc.isClosed()) return
-    const pauseMs = Math.min(1_000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2)
-    await new Promise((resolve) => setTimeout(resolve, pauseMs).unref())
-  }
+  const send = () => mux.request(ackSubject, body)
+  // Confirmed, or nobody to confirm it (closed): done. 503: no leader listens on the ack subject
+  // right now (the answer was dropped): send again.
+  const confirmed = (reply: Awaited<ReturnType<typeof send>>) => (reply.ok ? reply.msg.headers?.code !== 503 : reply.reason === "closed")
+  if (confirmed(await send())) return
+  await retryingPromise(send, (attempt) => attempt.ok && !confirmed(attempt.value) && Date.now() < deadline && !nc.isClosed(), CONFIRM_RETRY)
 }
 
 export const answerDelivery = (nc: NatsConnection, ackSubject: string, how: DeliveryAnswer): void => {

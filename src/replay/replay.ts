@@ -14,6 +14,11 @@ import type { BodyPolicy } from "../eventlog/window/records.js"
 import { openSource, type ReplayConnection } from "../eventlog/window/source.js"
 import { AUDIT_BODIES, TaskAssembler, auditFragment, needsPrefix, type Closed, type Fragment, type TaskAudit, type TraceDetail } from "./tasks.js"
 import type { LogSource } from "../eventlog/window/wire.js"
+import { Duration, Schedule } from "effect"
+import { RetryAborted, retryingPromise } from "../domain/retry.js"
+
+/** Opening the log again after the server went away: 500 ms more each time, at most 10 s apart. */
+const REOPEN = Schedule.union(Schedule.linear(Duration.millis(500)), Schedule.spaced(Duration.seconds(10)))
 
 export interface ReplayOptions<D extends TraceDetail = TraceDetail> {
   readonly filter?: ReplayFilter
@@ -71,8 +76,6 @@ const commandOf = (records: ReadonlyArray<LogRecord>): unknown => {
   return typeof body === "object" && body !== null ? (body as { command?: unknown }).command : undefined
 }
 
-/** A source that fails at once: the reader could not be made again yet. */
-const failedSource = (error: unknown): LogSource => ({ pending: undefined, next: () => Promise.reject(error), close: () => Promise.resolve() })
 
 /** Reads the selection and hands each task's trace to `handle` (awaited) as the task ends. */
 export const replayLog = async <D extends TraceDetail>(
@@ -158,13 +161,15 @@ export const replayLog = async <D extends TraceDetail>(
         if (++failures > (options.follow ? Number.POSITIVE_INFINITY : 3)) throw error
         await source.close()
         await opened.remove()
-        await new Promise((resolve) => setTimeout(resolve, Math.min(10_000, 500 * failures)))
-        try {
-          opened = await open(position + 1, false)
-        } catch (again) {
-          // Not back yet: the next round fails at once and waits longer.
-          opened = { source: failedSource(again), pendingAtStart: 0, reader: opened.reader, remove: () => Promise.resolve() }
-        }
+        // Open again from where we are, as often as REOPEN allows (for ever when following).
+        const reopen = () => open(position + 1, false)
+        const schedule = options.follow ? REOPEN : REOPEN.pipe(Schedule.intersect(Schedule.recurs(3)))
+        const reopened = await retryingPromise(reopen, (attempt) => !attempt.ok && !aborted(), schedule, options.signal).catch((again: unknown) => {
+          if (again instanceof RetryAborted) return undefined
+          throw again
+        })
+        if (reopened === undefined) break
+        opened = reopened
         source = opened.source
         continue
       }

@@ -2,14 +2,15 @@
  * The NATS-native SDK entry point: one connection, the event log on it, and factories for
  * producers and workers of a tenant. Everything the HTTP API does goes through the same calls.
  */
-import { openConnection, type Connection } from "../eventlog/connection.js"
+import { Cause, Effect, Exit, Layer, ManagedRuntime } from "effect"
+import type { Connection } from "../eventlog/connection.js"
+import { ConnectFailed, JetStreamLog, Nats, Repository, jetStreamLogLayer, natsLayer, repositoryLayer, tracingLayer } from "../services/services.js"
 import type { TracerProvider } from "@opentelemetry/api"
 import { DEFAULT_NAMING, type Naming } from "../../streams/definitions.js"
 import { DEFAULT_BACKOFF, type BackoffSettings } from "../domain/backoff.js"
-import { JetStreamEventLog } from "../eventlog/jetstream.js"
-import { TaskRepository } from "../tasks/repository.js"
+import type { JetStreamEventLog } from "../eventlog/jetstream.js"
+import type { TaskRepository } from "../tasks/repository.js"
 import { DEFAULT_LIMITS, type TaskLimits } from "../tasks/limits.js"
-import { Telemetry } from "../tracing/spans.js"
 import { Producer } from "./producer.js"
 import { Worker, type WorkerOptions } from "./worker.js"
 import { TaskOperations, type ClaimSourcePoolOptions } from "../tasks/operations.js"
@@ -44,6 +45,21 @@ export interface CodeqClientOptions {
   readonly claimSources?: ClaimSourcePoolOptions
 }
 
+/** The client's services: the connection (its own, or the one given), the log on it, telemetry, the repository. */
+const clientLayer = (options: CodeqClientOptions) => {
+  const servers = options.servers ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222"
+  const nats = natsLayer({
+    servers,
+    ...(options.connection !== undefined ? { given: options.connection, closeGiven: options.closeConnection === true } : {})
+  })
+  const logs = jetStreamLogLayer(options.naming ?? DEFAULT_NAMING, options.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: options.ackTimeoutMs }).pipe(Layer.provideMerge(nats))
+  const repository = repositoryLayer({
+    ...(options.appendRetryMs !== undefined ? { appendRetryMs: options.appendRetryMs } : {}),
+    ...(options.resolveUnknownMs !== undefined ? { resolveUnknownMs: options.resolveUnknownMs } : {})
+  })
+  return repository.pipe(Layer.provideMerge(Layer.merge(logs, tracingLayer(options.tracerProvider))))
+}
+
 /** A connection to codeq over NATS. */
 export class CodeqClient {
   private constructor(
@@ -52,7 +68,8 @@ export class CodeqClient {
     readonly repo: TaskRepository,
     readonly limits: TaskLimits,
     readonly backoff: BackoffSettings,
-    private readonly ownsConnection: boolean,
+    /** Releases what `connect` built (the log, then the connection it owns). */
+    private readonly runtime: { dispose(): Promise<void> },
     claimSources: ClaimSourcePoolOptions
   ) {
     this.lanes = new LaneWatch(nc, log.naming)
@@ -65,17 +82,20 @@ export class CodeqClient {
   /** Operations by task id: claim, heartbeat, results, nack, abandon, cancel, dead letters. */
   readonly tasks: TaskOperations
 
+  /**
+   * Connects (or takes `connection`) and builds the client's services from their layers; `close`
+   * releases them. Rejects with the client's own connect error when NATS cannot be reached.
+   */
   static async connect(options: CodeqClientOptions = {}): Promise<CodeqClient> {
-    const servers = options.servers ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222"
-    const nc =
-      options.connection ??
-      (await openConnection({ servers }))
-    const log = JetStreamEventLog.connect(nc, options.naming ?? DEFAULT_NAMING, options.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: options.ackTimeoutMs })
-    const repo = new TaskRepository(log, new Telemetry(options.tracerProvider), {
-      ...(options.appendRetryMs !== undefined ? { appendRetryMs: options.appendRetryMs } : {}),
-      ...(options.resolveUnknownMs !== undefined ? { resolveUnknownMs: options.resolveUnknownMs } : {})
-    })
-    return new CodeqClient(nc, log, repo, { ...DEFAULT_LIMITS, ...options.limits }, { ...DEFAULT_BACKOFF, ...options.backoff }, options.connection === undefined || options.closeConnection === true, options.claimSources ?? {})
+    const runtime = ManagedRuntime.make(clientLayer(options))
+    const exit = await runtime.runPromiseExit(Effect.all({ nats: Nats, log: JetStreamLog, repo: Repository }))
+    if (Exit.isFailure(exit)) {
+      await runtime.dispose()
+      const failure = Cause.squash(exit.cause)
+      throw failure instanceof ConnectFailed ? failure.cause : failure
+    }
+    const { nats, log, repo } = exit.value
+    return new CodeqClient(nats.nc, log, repo, { ...DEFAULT_LIMITS, ...options.limits }, { ...DEFAULT_BACKOFF, ...options.backoff }, runtime, options.claimSources ?? {})
   }
 
   get naming(): Naming {
@@ -90,11 +110,10 @@ export class CodeqClient {
     return new Worker(this.nc, this.repo, this.limits, this.backoff, tenant, options)
   }
 
-  /** Stops the publisher and, when the client opened it, drains the connection. */
+  /** Stops the publisher and, when the client opened it (or `closeConnection`), drains the connection. */
   async close(): Promise<void> {
     this.tasks.close()
     this.lanes.close()
-    this.log.close()
-    if (this.ownsConnection && !this.nc.isClosed()) await this.nc.drain()
+    await this.runtime.dispose()
   }
 }

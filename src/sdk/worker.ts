@@ -10,6 +10,7 @@ import { hostname } from "node:os"
 import { randomUUID } from "node:crypto"
 import { SpanStatusCode, trace, type Context } from "@opentelemetry/api"
 import { Duration, Effect, Schedule } from "effect"
+import { backoff, retryingPromise, type Attempted } from "../domain/retry.js"
 import { LogError } from "../eventlog/errors.js"
 import type { Connection } from "../eventlog/connection.js"
 import type { BackoffSettings } from "../domain/backoff.js"
@@ -30,6 +31,9 @@ import { log } from "../log/log.js"
 const OUTCOME = Symbol("codeq.outcome")
 
 /** Sending a result again after the log failed: jittered, from 200 ms up to 5 s apart. */
+/** Taking the next claim again after the feed failed: 100 ms doubling to 1 s, jittered. */
+export const TAKE_RETRY = backoff(Duration.millis(100), Duration.seconds(1))
+
 export const SETTLE_RETRY = Schedule.union(Schedule.exponential(Duration.millis(200), 2), Schedule.spaced(Duration.seconds(5))).pipe(Schedule.jittered)
 
 /** An explicit handler outcome. Build with `complete`, `fail`, `nack` or `abandon`. */
@@ -138,14 +142,17 @@ export class Worker {
           await Promise.race(inflight)
           continue
         }
-        let delivery: ClaimDelivery | undefined
-        try {
-          delivery = await feed.take()
-        } catch (error) {
-          this.report(error, undefined)
-          await new Promise((resolve) => setTimeout(resolve, 500))
-          continue
+        const signal = this.abort.signal
+        const retry = (attempt: Attempted<ClaimDelivery | undefined>) => {
+          if (attempt.ok || signal.aborted) return false
+          this.report(attempt.error, undefined)
+          return true
         }
+        // The plain call first; the retry schedule runs only after the feed failed.
+        const delivery = await feed
+          .take()
+          .catch((error: unknown) => (retry({ ok: false, error }) ? retryingPromise(() => feed.take(), retry, TAKE_RETRY) : undefined))
+          .catch((): undefined => undefined)
         if (delivery === undefined) break
         const job: Promise<void> = this.process(delivery, handler).finally(() => {
           inflight.delete(job)

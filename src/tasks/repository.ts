@@ -6,6 +6,7 @@
  */
 import { ROOT_CONTEXT, SpanStatusCode, type Context } from "@opentelemetry/api"
 import { Duration, Effect, Schedule } from "effect"
+import { backoff, retryingPromise } from "../domain/retry.js"
 import type { TaskCommand, Rejection } from "../domain/decide.js"
 import { decide } from "../domain/decide.js"
 import { evolve, fold, type StoredEvent, type TaskState } from "../domain/events.js"
@@ -59,6 +60,9 @@ export interface ApplyOptions {
  */
 export const appendRetry = (budgetMs: number) =>
   Schedule.exponential(Duration.millis(50), 2).pipe(Schedule.jittered, Schedule.upTo(Duration.millis(budgetMs)))
+
+/** Looking again for an append whose outcome is unknown: 100 ms doubling to 1 s, jittered (the budget is the caller's). */
+export const RESOLVE_RETRY = backoff(Duration.millis(100), Duration.seconds(1))
 
 /**
  * An append that may be sent again: nobody answered (a leader election, nothing stored), or a
@@ -124,21 +128,29 @@ export class TaskRepository {
     options: ApplyOptions = {}
   ): Promise<ApplyOutcome> {
     const clock = options.now ?? (() => new Date())
-    let snapshot = options.known ?? (await this.load(tenant, taskId))
     const appended: Array<AppliedEvent> = []
-    let before = snapshot
-    for (let round = 0; ; round++) {
+    // The snapshot the last append started from (what a caller compares the outcome with).
+    let before: Snapshot | undefined
+    // One round: decide against `snapshot` and append; a lost race ends it with the conflict.
+    const round = async (snapshot: Snapshot): Promise<ApplyOutcome | ConcurrencyConflict> => {
       const decision = decide(snapshot.state, command(clock(), snapshot.state))
       if (decision._tag === "Rejection")
-        return appended.length > 0 ? { ok: true, snapshot, before, appended } : { ok: false, rejection: decision, snapshot }
+        return appended.length > 0 ? { ok: true, snapshot, before: before ?? snapshot, appended } : { ok: false, rejection: decision, snapshot }
       before = snapshot
       const result = await this.appendAll(tenant, taskId, snapshot, decision.events, options.parent, options.span)
-      snapshot = result.snapshot
       appended.push(...result.appended)
-      if (result.conflict === undefined) return { ok: true, snapshot, before, appended }
-      if (round >= this.maxConflictRetries) throw result.conflict
-      snapshot = await this.load(tenant, taskId)
+      return result.conflict ?? { ok: true, snapshot: result.snapshot, before: snapshot, appended }
     }
+    const first = await round(options.known ?? (await this.load(tenant, taskId)))
+    if (!(first instanceof ConcurrencyConflict)) return first
+    // Lost the race: re-read and decide again, at once, up to maxConflictRetries times.
+    const outcome = await retryingPromise(
+      async () => round(await this.load(tenant, taskId)),
+      (attempt) => attempt.ok && attempt.value instanceof ConcurrencyConflict,
+      Schedule.recurs(Math.max(0, this.maxConflictRetries - 1))
+    )
+    if (outcome instanceof ConcurrencyConflict) throw outcome
+    return outcome
   }
 
   /**
@@ -176,7 +188,8 @@ export class TaskRepository {
   private async resolve(request: AppendRequest, failed: AppendResult & { ok: false }): Promise<AppendResult> {
     this.unknownOutcomes++
     const deadline = Date.now() + this.resolveUnknownMs
-    for (let round = 1; ; round++) {
+    // One look: the outcome when the log tells it, undefined when the resend found nothing yet.
+    const look = async (): Promise<AppendResult | undefined> => {
       const read = Effect.tryPromise(() => this.log.readTask(request.tenant, request.taskId, request.expectedSeq + 1)).pipe(
         Effect.retry(appendRetry(Math.max(0, deadline - Date.now()))),
         Effect.option
@@ -199,8 +212,10 @@ export class TaskRepository {
       // A conflict: maybe the first send, stored late — read again. A refusal or a closed
       // connection will not change by trying again.
       if (again.error._tag === "LogError" && (again.error.reason === "rejected" || again.error.reason === "closed")) return again
-      await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * 2 ** round) * (0.5 + Math.random() / 2)))
+      return undefined
     }
+    const outcome = await retryingPromise(look, (attempt) => attempt.ok && attempt.value === undefined && Date.now() < deadline, RESOLVE_RETRY)
+    return outcome ?? failed
   }
 
   private async appendAll(
