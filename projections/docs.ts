@@ -19,7 +19,7 @@
  */
 import { TERMINAL, evolve, fold, type StoredEvent, type TaskState } from "../src/domain/events.js"
 import type { EventLog } from "../src/eventlog/EventLog.js"
-import type { PipelinedKv } from "../src/eventlog/kv.js"
+import type { DocumentStore } from "../src/eventlog/kv.js"
 import { taskStateKey } from "../streams/definitions.js"
 
 /** What one event did to its task, as the sinks see it. */
@@ -66,7 +66,7 @@ export class TaskDocs {
   private writes = 0
 
   constructor(
-    private readonly kv: PipelinedKv,
+    private readonly kv: DocumentStore,
     private readonly log: EventLog,
     options: TaskDocsOptions = {}
   ) {

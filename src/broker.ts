@@ -117,7 +117,7 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
       (p) => Effect.promise(() => p.stop())
     )
     started.projections = running
-    // Claim messages a server crash left below a consumer's ack floor (see claims/reconcile.ts).
+    // Claim messages a server crash left below a consumer's ack floor (see eventlog/claims/reconcile.ts).
     yield* Effect.acquireRelease(
       Effect.sync(() => new ClaimReconciler(nc, config.naming, { log: (options.logger ?? rootLogger).child({ component: "claims" }) })),
       (reconciler) => Effect.promise(() => reconciler.stop())

@@ -3,7 +3,7 @@
  * every key has one environment variable, and a variable that is set wins over the file. The
  * registry below is the one list of keys — the loader, `codeq config print` and a test that holds
  * the README's configuration table to it all read it. Values are validated by the Effect Configs
- * that read them (src/config.ts, src/http/config.ts); a bad one stops the start with one line
+ * that read them (src/config/config.ts, src/http/config.ts); a bad one stops the start with one line
  * naming the key, the value and the rule.
  */
 import { readFile } from "node:fs/promises"

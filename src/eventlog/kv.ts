@@ -39,6 +39,16 @@ export interface Bucket {
   keys(filter?: string): Promise<AsyncIterable<string>>
 }
 
+/**
+ * A read model's documents as their one writer uses them: reads, puts that are not answered one by
+ * one, and a barrier that resolves once every put before it is stored (PipelinedKv on JetStream).
+ */
+export interface DocumentStore {
+  get(key: string): Promise<KvEntry | null>
+  putUnacked(key: string, value: Uint8Array): void
+  barrier(): Promise<void>
+}
+
 /** Opens (creating when missing) the bucket `name` with `replicas` (default 1). */
 export const openBucket = (conn: Connection, name: string, replicas?: number): Promise<Bucket> =>
   conn.jetstream().views.kv(name, replicas === undefined ? {} : { replicas })
@@ -53,7 +63,7 @@ export const deleteBucket = async (conn: Connection, name: string): Promise<void
 
 const encoder = new TextEncoder()
 
-export class PipelinedKv {
+export class PipelinedKv implements DocumentStore {
   private readonly stream: string
 
   constructor(

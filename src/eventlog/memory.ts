@@ -14,6 +14,7 @@ import { writeTraceHeaders } from "../tracing/codec.js"
 import { decodeEvent, encodeEvent, type RawEvent } from "./codec.js"
 import { ConcurrencyConflict, LogError } from "./errors.js"
 import type { AppendRequest, AppendResult, EventLog, TaskHistory } from "./EventLog.js"
+import type { Bucket, DocumentStore, KvEntry } from "./kv.js"
 
 interface StoredMessage {
   readonly seq: number
@@ -103,6 +104,16 @@ export class InMemoryEventLog implements EventLog {
     return { ok: true, seq: this.store(subject, data.slice(), new Map(Object.entries(headers))), duplicate: false }
   }
 
+  /** Every decodable event of the log from `fromSeq` on, in sequence order: what a projection's feed reads. */
+  events(fromSeq = 1): ReadonlyArray<StoredEvent> {
+    const all = [...this.bySubject.values()].flat().filter((msg) => msg.seq >= fromSeq)
+    all.sort((a, b) => a.seq - b.seq)
+    return all.flatMap((msg) => {
+      const decoded = decodeEvent(rawOf(msg))
+      return decoded.ok ? [decoded.stored] : []
+    })
+  }
+
   /** Later appends resolve to LogError `closed` and reads reject with `read_failed`, as on JetStream. */
   close(): void {
     this.closed = true
@@ -114,5 +125,74 @@ export class InMemoryEventLog implements EventLog {
     if (messages === undefined) this.bySubject.set(subject, [msg])
     else messages.push(msg)
     return msg.seq
+  }
+}
+
+/** A subject pattern's tokens (`*` one token, `>` the rest) matched against a key. */
+const matchesFilter = (filter: string, key: string): boolean => {
+  const want = filter.split(".")
+  const have = key.split(".")
+  for (let i = 0; i < want.length; i++) {
+    if (want[i] === ">") return have.length > i
+    if (want[i] !== "*" && want[i] !== have[i]) return false
+  }
+  return want.length === have.length
+}
+
+/**
+ * A key-value bucket in memory, as a read model's port sees it (Bucket, and DocumentStore for the
+ * task-state fold): revisions from one counter, compare-and-set on them, deletes kept as `DEL`
+ * entries, `keys` without the deleted ones. For unit tests of projections and their sinks.
+ */
+export class InMemoryBucket implements Bucket, DocumentStore {
+  private readonly entries = new Map<string, KvEntry & { readonly operation: string }>()
+  private revision = 0
+
+  async get(key: string): Promise<(KvEntry & { readonly operation: string }) | null> {
+    return this.entries.get(key) ?? null
+  }
+
+  /** The live entries' values by key (deleted ones left out). */
+  values(): ReadonlyMap<string, Uint8Array> {
+    return new Map([...this.entries].filter(([, e]) => e.operation === "PUT").map(([k, e]) => [k, e.value]))
+  }
+
+  async put(key: string, value: Uint8Array): Promise<number> {
+    return this.set(key, value, "PUT")
+  }
+
+  async create(key: string, value: Uint8Array): Promise<number> {
+    const current = this.entries.get(key)
+    if (current !== undefined && current.operation === "PUT") throw new Error(`wrong last sequence: ${key} exists`)
+    return this.set(key, value, "PUT")
+  }
+
+  async update(key: string, value: Uint8Array, revision: number): Promise<number> {
+    if ((this.entries.get(key)?.revision ?? 0) !== revision) throw new Error(`wrong last sequence: ${key} is not at ${revision}`)
+    return this.set(key, value, "PUT")
+  }
+
+  async delete(key: string, options: { readonly previousSeq?: number } = {}): Promise<void> {
+    if (options.previousSeq !== undefined && (this.entries.get(key)?.revision ?? 0) !== options.previousSeq) throw new Error(`wrong last sequence: ${key}`)
+    this.set(key, new Uint8Array(), "DEL")
+  }
+
+  async keys(filter = ">"): Promise<AsyncIterable<string>> {
+    const keys = [...this.entries].filter(([key, e]) => e.operation === "PUT" && matchesFilter(filter, key)).map(([key]) => key)
+    return (async function* () {
+      yield* keys
+    })()
+  }
+
+  putUnacked(key: string, value: Uint8Array): void {
+    this.set(key, value, "PUT")
+  }
+
+  async barrier(): Promise<void> {}
+
+  private set(key: string, value: Uint8Array, operation: string): number {
+    this.revision++
+    this.entries.set(key, { value: value.slice(), revision: this.revision, operation })
+    return this.revision
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Structured JSON logs (DESIGN §6). Every line about a request or an event carries `trace_id`,
  * `span_id` and `traceparent`, so a log line and a span are mechanically joinable: filter the
- * trace backend by the line's trace_id, or the logs by a span's.
+ * trace backend by the line's trace_id, or the logs by a span's. The fields come from
+ * `withTrace` (src/tracing/logFields.ts); this module knows nothing of traces.
  *
  * Logs say what a step was doing, never what it was carrying: payloads, results, URLs,
  * idempotency keys, credentials and tokens are censored by path before a line is written.

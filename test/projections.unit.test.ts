@@ -1,0 +1,106 @@
+/**
+ * The projections as a fold plus sinks, without a server: events the repository appends to the
+ * in-memory log are folded by TaskDocs (the task-state projection) into an in-memory bucket, and
+ * the dead-letters sink keeps its index in another — the same code the broker runs over JetStream.
+ */
+import { randomUUID } from "node:crypto"
+import { describe, expect, it } from "vitest"
+import type { TaskCommand } from "../src/domain/decide.js"
+import { fold, type StoredEvent, type TaskState } from "../src/domain/events.js"
+import { InMemoryBucket, InMemoryEventLog } from "../src/eventlog/memory.js"
+import { TaskRepository } from "../src/tasks/repository.js"
+import { Telemetry } from "../src/tracing/spans.js"
+import { TaskDocs, type Change } from "../projections/docs.js"
+import { deadLetters } from "../projections/deadLetters.js"
+import { deadLetterKey, taskStateKey } from "../streams/definitions.js"
+
+const TENANT = "acme"
+const naming = { streamPrefix: "PROJ", subjectRoot: "proj" }
+const decoder = new TextDecoder()
+const T0 = new Date("2026-01-05T10:00:00.000Z")
+const at = (seconds: number) => () => new Date(T0.getTime() + seconds * 1000)
+
+const create = (taskId: string, maxAttempts = 3) => (now: Date): TaskCommand => ({ type: "CreateTask", taskId, tenant: TENANT, now, command: "resize", payload: { n: 1 }, priority: 0, maxAttempts })
+const claim = (taskId: string, workerId: string) => (now: Date): TaskCommand => ({ type: "ClaimTask", taskId, tenant: TENANT, now, workerId, leaseSeconds: 30, leaseHandle: `h-${workerId}` })
+const complete = (taskId: string, workerId: string) => (now: Date): TaskCommand => ({ type: "CompleteTask", taskId, tenant: TENANT, now, workerId, result: { ok: true } })
+const nack = (taskId: string, workerId: string) => (now: Date): TaskCommand => ({ type: "NackTask", taskId, tenant: TENANT, now, workerId, delaySeconds: 0, reason: "poison" })
+const requeue = (taskId: string) => (now: Date): TaskCommand => ({ type: "RequeueTask", taskId, tenant: TENANT, now, reason: "operator" })
+
+/** Folds `events` the way the runtime does: prepare the batch, then apply each in order through the sinks. */
+const project = async (docs: TaskDocs, sinks: ReadonlyArray<{ apply(change: Change): Promise<unknown> | undefined }>, events: ReadonlyArray<StoredEvent>) => {
+  await docs.prepare(events)
+  const changes: Array<Change> = []
+  for (const stored of events) {
+    const change = docs.apply(stored)
+    changes.push(change)
+    for (const sink of sinks) await sink.apply(change)
+  }
+  return changes
+}
+
+const documentOf = (bucket: InMemoryBucket, taskId: string): TaskState | undefined => {
+  const value = bucket.values().get(taskStateKey(TENANT, taskId))
+  return value === undefined ? undefined : (JSON.parse(decoder.decode(value)) as TaskState)
+}
+
+describe("projections over the in-memory log and buckets", () => {
+  it("folds every task to the state its history folds to, writes it, and indexes dead letters until requeued", async () => {
+    const log = new InMemoryEventLog(naming)
+    const repo = new TaskRepository(log, new Telemetry())
+    const [done, dead, waiting] = [randomUUID(), randomUUID(), randomUUID()]
+    await repo.apply(TENANT, done, create(done), { now: at(0) })
+    await repo.apply(TENANT, dead, create(dead, 1), { now: at(0) })
+    await repo.apply(TENANT, waiting, create(waiting), { now: at(0) })
+    await repo.apply(TENANT, done, claim(done, "w1"), { now: at(1) })
+    await repo.apply(TENANT, done, complete(done, "w1"), { now: at(2) })
+    await repo.apply(TENANT, dead, claim(dead, "w2"), { now: at(1) })
+    await repo.apply(TENANT, dead, nack(dead, "w2"), { now: at(2) })
+
+    const states = new InMemoryBucket()
+    const index = new InMemoryBucket()
+    const docs = new TaskDocs(states, log)
+    const changes = await project(docs, [deadLetters(index)], log.events())
+    expect(changes.map((c) => c.stored.event.type)).toEqual(log.events().map((e) => e.event.type))
+    expect(changes.every((c) => !c.replayed)).toBe(true)
+    await docs.flush(true)
+    for (const id of [done, dead, waiting]) {
+      const folded = fold((await log.readTask(TENANT, id)).events)
+      expect(docs.stateOf(TENANT, id)).toEqual(folded)
+      expect(documentOf(states, id)).toEqual(folded)
+    }
+    expect(documentOf(states, done)?.status).toBe("COMPLETED")
+    expect(documentOf(states, dead)?.status).toBe("DEAD_LETTERED")
+    expect([...index.values().keys()]).toEqual([deadLetterKey(TENANT, "resize", dead)])
+    expect(JSON.parse(decoder.decode(index.values().get(deadLetterKey(TENANT, "resize", dead))))).toMatchObject({ taskId: dead, reason: "max_attempts", attempts: 1 })
+
+    // A requeue removes the entry; the fold goes on from where it was.
+    const position = log.events().at(-1)?.seq ?? 0
+    await repo.apply(TENANT, dead, requeue(dead), { now: at(3) })
+    await project(docs, [deadLetters(index)], log.events(position + 1))
+    expect(index.values().size).toBe(0)
+    expect(docs.stateOf(TENANT, dead)?.status).toBe("PENDING")
+  })
+
+  it("a second fold over the same log (a restart) changes nothing and writes no task back to an older state", async () => {
+    const log = new InMemoryEventLog(naming)
+    const repo = new TaskRepository(log, new Telemetry())
+    const id = randomUUID()
+    await repo.apply(TENANT, id, create(id), { now: at(0) })
+    await repo.apply(TENANT, id, claim(id, "w1"), { now: at(1) })
+    await repo.apply(TENANT, id, complete(id, "w1"), { now: at(2) })
+    const states = new InMemoryBucket()
+    const first = new TaskDocs(states, log)
+    await project(first, [], log.events())
+    await first.flush(true)
+    const written = documentOf(states, id)
+    expect(written?.status).toBe("COMPLETED")
+
+    // A new broker replays the log from the start: everything up to the horizon may be in the bucket.
+    const again = new TaskDocs(states, log, { replayHorizon: log.events().at(-1)?.seq ?? 0 })
+    const changes = await project(again, [], log.events())
+    expect(changes.every((c) => c.replayed)).toBe(true)
+    await again.flush(true)
+    expect(again.written).toBe(0)
+    expect(documentOf(states, id)).toEqual(written)
+  })
+})
