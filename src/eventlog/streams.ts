@@ -2,7 +2,7 @@
  * What the rest of codeq asks of a stream: where it ends, how many messages each subject holds,
  * whether it can be read, and a durable work consumer on it. JetStream's answers stay in here.
  */
-import { AckPolicy, DeliverPolicy, nanos } from "nats"
+import { AckPolicy, DeliverPolicy, nanos, type ConsumerConfig, type JetStreamManager } from "nats"
 import type { Connection } from "./connection.js"
 import { isConsumerExists, isStreamNotFound } from "./errors.js"
 
@@ -47,17 +47,22 @@ export interface WorkConsumerSettings {
  * without limit), or brings an existing one to these settings.
  */
 export const ensureWorkConsumer = async (conn: Connection, stream: string, name: string, settings: WorkConsumerSettings): Promise<void> => {
-  const jsm = await conn.jetstreamManager()
-  const config = {
+  await addOrUpdateConsumer(await conn.jetstreamManager(), stream, {
     durable_name: name,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     ack_wait: nanos(settings.ackWaitMs),
     max_ack_pending: settings.maxAckPending,
     max_deliver: -1
-  }
-  await jsm.consumers.add(stream, config).catch(async (error: unknown) => {
-    if (!isConsumerExists(error)) throw error
-    await jsm.consumers.update(stream, name, config)
   })
+}
+
+/** Creates the durable consumer `config` names on `stream`, or brings an existing one to `config`. */
+export const addOrUpdateConsumer = async (jsm: JetStreamManager, stream: string, config: Partial<ConsumerConfig> & { readonly durable_name: string }): Promise<void> => {
+  try {
+    await jsm.consumers.add(stream, config)
+  } catch (error) {
+    if (!isConsumerExists(error)) throw error
+    await jsm.consumers.update(stream, config.durable_name, config)
+  }
 }

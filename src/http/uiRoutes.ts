@@ -49,7 +49,7 @@ const asset = (contentType: string, content: string): Reply => ({ status: 200, t
  * from source (vitest, tsx), this file is a .ts one and the modules come from the build's dist/.
  */
 const browserModules = (): URL =>
-  import.meta.url.endsWith(".ts") ? new URL("../../../dist/src/ui/", import.meta.url) : new URL("../../ui/", import.meta.url)
+  import.meta.url.endsWith(".ts") ? new URL("../../dist/src/ui/", import.meta.url) : new URL("../ui/", import.meta.url)
 
 /** Names a browser module may have: one path segment, no dots but the extension (no `..`, no maps). */
 const MODULE_NAME = /^[a-z][A-Za-z0-9]*\.js$/

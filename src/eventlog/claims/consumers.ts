@@ -4,7 +4,7 @@
  * that claims from it, created on demand and removed by the server when unused.
  */
 import { AckPolicy, DeliverPolicy, nanos, type JetStreamManager } from "nats"
-import { isConsumerExists } from "../errors.js"
+import { addOrUpdateConsumer } from "../streams.js"
 import { claimSubject, claimsStream, type Naming } from "../../../streams/definitions.js"
 
 export const claimConsumerName = (tenant: string, command: string, lane: number) => `claim-${tenant}-${command}-${lane}`
@@ -26,7 +26,7 @@ export const ensureClaimConsumer = async (
   settings: ClaimConsumerSettings
 ): Promise<string> => {
   const name = claimConsumerName(tenant, command, lane)
-  const config = {
+  await addOrUpdateConsumer(jsm, claimsStream(naming), {
     durable_name: name,
     filter_subject: claimSubject(naming, tenant, command, lane),
     ack_policy: AckPolicy.Explicit,
@@ -36,12 +36,6 @@ export const ensureClaimConsumer = async (
     max_ack_pending: -1,
     max_waiting: 4096,
     inactive_threshold: nanos(settings.inactiveMs)
-  }
-  try {
-    await jsm.consumers.add(claimsStream(naming), config)
-  } catch (error) {
-    if (!isConsumerExists(error)) throw error
-    await jsm.consumers.update(claimsStream(naming), name, config)
-  }
+  })
   return name
 }

@@ -13,7 +13,7 @@ import { freePort, startNatsServer, type NatsServerHandle } from "../../../src/t
 import { cleanEnv, TSX_ARGS, type Proc, type ProcessGroup } from "./processes.js"
 
 /** The CLI entry, resolved from this file so the bench runs from any working directory. */
-const CLI = fileURLToPath(new URL("../../cli/main.ts", import.meta.url))
+const CLI = fileURLToPath(new URL("../../../src/cli/main.ts", import.meta.url))
 const READY_TIMEOUT_MS = 60_000
 
 export const TENANT = "bench"
