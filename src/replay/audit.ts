@@ -26,9 +26,11 @@ const later = (a: string, b: string, skewNs: bigint): boolean => compareNs(a, b)
 
 /** Checks one task's events, fed in log order. */
 export class TaskAuditor {
-  readonly tenant: string
-  readonly taskId: string
-  readonly problems: Array<Problem> = []
+  /**
+   * Hundreds of thousands of these can be open at once in an audit: what one holds is kept small
+   * (no array until there is a second span or a problem, names derived from the subject).
+   */
+  private problemList: Array<Problem> | undefined
   /** Events fed with `check`, and how many of them had a span (a valid traceparent). */
   events = 0
   spans = 0
@@ -36,8 +38,10 @@ export class TaskAuditor {
   traceId: string | undefined
   private readonly skewNs: bigint
   private sawCreate = false
-  private readonly spanIds: Array<string> = []
-  private readonly spanSeqs: Array<number> = []
+  /** The task's first span, then any more in `moreSpans` as id, seq, id, seq… */
+  private firstSpanId: string | undefined
+  private firstSpanSeq = 0
+  private moreSpans: Array<string | number> | undefined
   private terminalSpan: string | undefined
   private terminalSeq = 0
   private lastSeq: number | undefined
@@ -47,20 +51,43 @@ export class TaskAuditor {
   private firstType = ""
   private finished = false
 
-  constructor(subject: string, options: AuditOptions = {}) {
-    const { tenant, taskId } = taskOfSubject(subject)
-    this.tenant = tenant
-    this.taskId = taskId
+  constructor(
+    private readonly subject: string,
+    options: AuditOptions = {}
+  ) {
     this.skewNs = options.skewMs === undefined || options.skewMs === 0 ? 0n : BigInt(Math.round(options.skewMs * 1e6))
   }
 
+  get tenant(): string {
+    return taskOfSubject(this.subject).tenant
+  }
+
+  get taskId(): string {
+    return taskOfSubject(this.subject).taskId
+  }
+
+  get problems(): ReadonlyArray<Problem> {
+    return this.problemList ?? []
+  }
+
   private report(rule: AuditRule, seq: number | undefined, message: string): void {
-    this.problems.push({ rule, tenant: this.tenant, taskId: this.taskId, seq, message })
+    const { tenant, taskId } = taskOfSubject(this.subject)
+    ;(this.problemList ??= []).push({ rule, tenant, taskId, seq, message })
   }
 
   private spanSeq(spanId: string): number | undefined {
-    const at = this.spanIds.indexOf(spanId)
-    return at < 0 ? undefined : this.spanSeqs[at]
+    if (spanId === this.firstSpanId) return this.firstSpanSeq
+    const more = this.moreSpans
+    if (more === undefined) return undefined
+    for (let i = 0; i < more.length; i += 2) if (more[i] === spanId) return more[i + 1] as number
+    return undefined
+  }
+
+  private addSpan(spanId: string, seq: number): void {
+    if (this.firstSpanId === undefined) {
+      this.firstSpanId = spanId
+      this.firstSpanSeq = seq
+    } else (this.moreSpans ??= []).push(spanId, seq)
   }
 
   private describeParent(parent: string | undefined): string {
@@ -94,24 +121,24 @@ export class TaskAuditor {
     }
     if (check) this.spans++
     const parent = r.parentSpanId
+    const validStart = r.spanStart !== undefined && isNanos(r.spanStart)
+    const validParent = parent !== undefined && isSpanId(parent)
     if (check) {
-      if (r.spanStart === undefined || !isNanos(r.spanStart)) this.report("trace-headers", r.seq, `${r.type} has no valid Codeq-Span-Start`)
-      if (parent !== undefined && !isSpanId(parent)) this.report("trace-headers", r.seq, `${r.type} has a malformed Codeq-Parent-Span ${JSON.stringify(parent.slice(0, 40))}`)
+      if (!validStart) this.report("trace-headers", r.seq, `${r.type} has no valid Codeq-Span-Start`)
+      if (parent !== undefined && !validParent) this.report("trace-headers", r.seq, `${r.type} has a malformed Codeq-Parent-Span ${JSON.stringify(parent.slice(0, 40))}`)
       else if (parent === undefined && r.type !== "TaskCreated") this.report("trace-headers", r.seq, `${r.type} has no Codeq-Parent-Span`)
     }
     this.traceId ??= r.traceId
     if (check && r.traceId !== this.traceId) this.report("trace-id", r.seq, `${r.type} is on trace ${r.traceId}, the task's create on ${this.traceId}`)
     const earlier = this.spanSeq(spanId)
-    if (earlier === undefined) {
-      this.spanIds.push(spanId)
-      this.spanSeqs.push(r.seq)
-    } else if (check) this.report("duplicate-span", r.seq, `${r.type} reuses span id ${spanId} of seq ${earlier}`)
+    if (earlier === undefined) this.addSpan(spanId, r.seq)
+    else if (check) this.report("duplicate-span", r.seq, `${r.type} reuses span id ${spanId} of seq ${earlier}`)
 
     if (check && WEBHOOK_EVENTS.has(r.type)) {
       if (this.terminalSpan === undefined) this.report("parent-terminal", r.seq, `${r.type} delivers no terminal event: none precedes it`)
       else if (parent !== this.terminalSpan)
         this.report("parent-terminal", r.seq, `${r.type} is parented on ${this.describeParent(parent)}, not on the terminal event's span ${this.terminalSpan} (seq ${this.terminalSeq})`)
-    } else if (check && r.type !== "TaskCreated" && this.createSpan !== undefined && parent !== undefined && parent !== this.createSpan && isSpanId(parent)) {
+    } else if (check && r.type !== "TaskCreated" && this.createSpan !== undefined && parent !== this.createSpan && validParent) {
       this.report("parent-create", r.seq, `${r.type} is parented on ${this.describeParent(parent)}, not on the create span ${this.createSpan}`)
     }
     if (WEBHOOK_TERMINALS.has(r.type)) {
@@ -119,7 +146,7 @@ export class TaskAuditor {
       this.terminalSeq = r.seq
     } else if (r.type === "TaskRequeued") this.terminalSpan = undefined
 
-    const start = r.spanStart !== undefined && isNanos(r.spanStart) ? r.spanStart : r.timeNs
+    const start = validStart ? (r.spanStart as string) : r.timeNs
     if (check) {
       if (later(start, r.timeNs, this.skewNs)) this.report("time-order", r.seq, `${r.type} starts ${msBetween(start, r.timeNs).toFixed(3)} ms after it was stored`)
       if (this.lastStart !== undefined && later(this.lastStart, start, this.skewNs))
@@ -132,7 +159,7 @@ export class TaskAuditor {
   }
 
   /** The problems, the task-wide ones (no TaskCreated in the log) included. */
-  finish(): Array<Problem> {
+  finish(): ReadonlyArray<Problem> {
     if (!this.sawCreate && this.firstSeq !== undefined && !this.finished)
       this.report("orphan", undefined, `no TaskCreated for this task in the log (its first event, seq ${this.firstSeq}, is ${this.firstType || "untyped"})`)
     this.finished = true
@@ -144,7 +171,7 @@ export class TaskAuditor {
  * Checks `records` (one task's events in log order) against every rule. `prefix` holds the task's
  * earlier events when the window began after its start: context only, not checked again.
  */
-export const auditTask = (records: ReadonlyArray<LogRecord>, prefix: ReadonlyArray<LogRecord>, options: AuditOptions = {}): Array<Problem> => {
+export const auditTask = (records: ReadonlyArray<LogRecord>, prefix: ReadonlyArray<LogRecord>, options: AuditOptions = {}): ReadonlyArray<Problem> => {
   const first = prefix[0] ?? records[0]
   if (first === undefined) return []
   const auditor = new TaskAuditor(first.subject, options)

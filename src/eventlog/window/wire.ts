@@ -15,7 +15,7 @@ import { connect as tcpConnect, type Socket } from "node:net"
 import { randomBytes } from "node:crypto"
 import type { LogRecord } from "./records.js"
 import { parseHeaderBlock, type BodyPolicy } from "./records.js"
-import { latin1, lengthOfFirst, parseAckBytes, recordFromWire } from "./wireRecord.js"
+import { latin1, lengthOfFirst, parseAckInto, recordFromWire } from "./wireRecord.js"
 
 /** Where and as whom to connect: a server of the cluster, with the URL's user/password or token. */
 export interface WireTarget {
@@ -49,17 +49,35 @@ export interface PullSpec {
 const CR = 0x0d
 const EXPIRES_NS = 5_000_000_000
 
+/** Numbers kept per received message: where its headers, body, subject and reply lie in its buffer. */
+const SLOTS = 7
+/** Records made and handed out per `next`, at most: made just before they are used, they die young. */
+const HANDOUT = 2_048
+
 export class WireSource implements LogSource {
-  private queue: Array<LogRecord> = []
+  /**
+   * Messages received and not yet handed out, as the bytes they arrived in and positions in them:
+   * a record is made only when it is handed out. Records queued as objects (tens of thousands at
+   * a time) outlived the young generation and made every scavenge copy them: most of the reader's
+   * GC time.
+   */
+  private readonly rawBuffers: Array<Buffer> = []
+  private readonly rawPositions: Array<number> = []
+  private rawHead = 0
+  /** The ack subject of the message being handed out, parsed into the same object each time. */
+  private readonly ack = { seq: 0, timeNs: "", pending: 0 }
   private carry: Buffer | undefined
-  private requestOpen = false
+  /**
+   * Messages still to come for each open pull request, oldest first: the server serves a
+   * consumer's requests in order, so a message counts against the first, and a status (expired,
+   * no messages) ends it. Two are kept open, the next sent once the first is half delivered, so the
+   * server never waits for this reader to ask again between batches.
+   */
+  private readonly requests: Array<number> = []
   private requestedAt = 0
-  private received = 0
   private failure: Error | undefined
   private wake: (() => void) | undefined
   private lastPending: number | undefined
-  /** Pending after the last message received (the queue's tail). */
-  private pendingAfter: number | undefined
   private readonly inbox = `_INBOX.codeq_replay_${randomBytes(8).toString("hex")}`
 
   private constructor(
@@ -132,12 +150,11 @@ export class WireSource implements LogSource {
     for (;;) {
       if (this.failure !== undefined) throw this.failure
       this.refill()
-      if (this.queue.length > 0) {
-        const out = this.queue
-        this.queue = []
-        this.lastPending = this.pendingAfter
+      if (this.queued > 0) {
+        const out = this.handOut(HANDOUT)
         this.refill()
-        return out
+        if (out.length > 0) return out
+        continue
       }
       const left = deadline - Date.now()
       if (left <= 0) return []
@@ -170,21 +187,56 @@ export class WireSource implements LogSource {
     wake?.()
   }
 
+  /** Messages received and not handed out yet. */
+  private get queued(): number {
+    return this.rawBuffers.length - this.rawHead
+  }
+
+  /** Makes the records of up to `max` queued messages, in order, and drops them from the queue. */
+  private handOut(max: number): Array<LogRecord> {
+    const n = Math.min(max, this.queued)
+    const out: Array<LogRecord> = []
+    for (let k = 0; k < n; k++) {
+      const i = this.rawHead + k
+      const b = this.rawBuffers[i] as Buffer
+      const p = i * SLOTS
+      const pos = this.rawPositions
+      const ack = this.ack
+      // A reply that is not an ack subject: not a message of the consumer's (nothing to read).
+      if (!parseAckInto(b, pos[p + 5] ?? 0, pos[p + 6] ?? 0, ack)) continue
+      const subject = latin1(b, pos[p + 3] ?? 0, pos[p + 4] ?? 0)
+      out.push(recordFromWire(b, pos[p] ?? 0, pos[p + 1] ?? 0, pos[p + 2] ?? 0, ack.seq, subject, ack.timeNs, this.spec.bodies))
+      this.lastPending = ack.pending
+    }
+    this.rawHead += n
+    if (this.rawHead === this.rawBuffers.length) {
+      this.rawBuffers.length = 0
+      this.rawPositions.length = 0
+      this.rawHead = 0
+    } else if (this.rawHead >= 8_192) {
+      this.rawBuffers.splice(0, this.rawHead)
+      this.rawPositions.splice(0, this.rawHead * SLOTS)
+      this.rawHead = 0
+    }
+    return out
+  }
+
   private refill(): void {
     if (this.failure !== undefined) return
     // A request the server never ended (it restarted, the status was lost) is given up on.
-    if (this.requestOpen && Date.now() - this.requestedAt > EXPIRES_NS / 1e6 + 5_000) this.requestOpen = false
-    if (this.requestOpen || this.queue.length > this.spec.batch / 2) return
-    this.requestOpen = true
+    if (this.requests.length > 0 && Date.now() - this.requestedAt > EXPIRES_NS / 1e6 + 5_000) this.requests.length = 0
+    const coming = this.requests.reduce((sum, remaining) => sum + remaining, 0)
+    // At most two requests open, and no more asked for while a batch's worth waits unread.
+    if (this.requests.length >= 2 || coming > this.spec.batch / 2 || this.queued > this.spec.batch) return
+    this.requests.push(this.spec.batch)
     this.requestedAt = Date.now()
-    this.received = 0
     const body = `{"batch":${this.spec.batch},"expires":${EXPIRES_NS}}`
     this.socket.write(`PUB $JS.API.CONSUMER.MSG.NEXT.${this.spec.stream}.${this.spec.consumer} ${this.inbox} ${body.length}\r\n${body}\r\n`)
   }
 
   /** Cuts a chunk into protocol lines and messages; a partial message waits for the next chunk. */
   private onData(chunk: Buffer): void {
-    const before = this.queue.length
+    const before = this.queued
     let b = chunk
     let i = 0
     if (this.carry !== undefined) {
@@ -202,7 +254,8 @@ export class WireSource implements LogSource {
     }
     const end = this.parse(b, i)
     if (end < b.length) this.carry = b.subarray(end)
-    if (this.queue.length > before || this.failure !== undefined) this.signal()
+    this.refill()
+    if (this.queued > before || this.failure !== undefined) this.signal()
   }
 
   /** Handles every complete line and message of b from `i`; returns where the unparsed rest starts. */
@@ -243,20 +296,21 @@ export class WireSource implements LogSource {
     if (start + total + 2 > b.length) return -1
     const subjectEnd = b.indexOf(32, from)
     const sidEnd = b.indexOf(32, subjectEnd + 1)
-    const subject = latin1(b, from, subjectEnd)
-    // A reply (the ack subject) sits between the sid and the sizes; status messages have none.
-    const ack = sidEnd > 0 && sidEnd < k ? parseAckBytes(b, sidEnd + 1, k) : undefined
-    if (ack === undefined) {
+    // A reply (the ack subject, `$JS.ACK.…`) sits between the sid and the sizes; statuses have none.
+    const message = sidEnd > 0 && sidEnd < k && b[sidEnd + 1] === 0x24
+    if (!message) {
       // A status: 404 no messages, 408 request expired, 409 limits or leadership end the request;
       // 503 means nobody answers for the consumer (deleted, or its stream is gone).
       const header = headerLength > 0 ? b.toString("latin1", start, start + headerLength) : "NATS/1.0\r\n\r\n"
       if (parseHeaderBlock(header).code === 503) this.fail(new Error(`consumer ${this.spec.consumer} on ${this.spec.stream} does not answer (503)`))
-      this.requestOpen = false
+      this.requests.shift()
       this.signal()
     } else {
-      this.queue.push(recordFromWire(b, start, start + headerLength, start + total, ack.seq, subject, ack.timeNs, this.spec.bodies))
-      this.pendingAfter = ack.pending
-      if (++this.received >= this.spec.batch) this.requestOpen = false
+      this.rawBuffers.push(b)
+      this.rawPositions.push(start, start + headerLength, start + total, from, subjectEnd, sidEnd + 1, k)
+      const remaining = (this.requests[0] ?? 1) - 1
+      if (remaining > 0) this.requests[0] = remaining
+      else this.requests.shift()
     }
     return start + total + 2
   }

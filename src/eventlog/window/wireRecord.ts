@@ -41,6 +41,37 @@ export const latin1: Latin1 =
     : (b, from, to) => b.toString("latin1", from, to)
 
 /**
+ * The same string for the same bytes, from a small cache: an event type repeats on every event,
+ * so it is made once rather than once per event. A collision only costs a miss.
+ */
+const interned: Array<{ readonly bytes: Buffer; readonly text: string } | undefined> = new Array(128)
+const intern = (b: Buffer, from: number, to: number): string => {
+  let h = to - from
+  for (let i = from; i < to; i++) h = (h * 31 + (b[i] ?? 0)) & 127
+  const hit = interned[h]
+  if (hit !== undefined && hit.bytes.length === to - from) {
+    let same = true
+    for (let i = 0; same && i < hit.bytes.length; i++) same = hit.bytes[i] === b[from + i]
+    if (same) return hit.text
+  }
+  const text = latin1(b, from, to)
+  interned[h] = { bytes: Buffer.from(text, "latin1"), text }
+  return text
+}
+
+/** A decimal header value as a number (no string made); NaN unless it is 1 to 15 digits. */
+const decimal = (b: Buffer, from: number, to: number): number => {
+  if (to <= from || to - from > 15) return Number.NaN
+  let n = 0
+  for (let i = from; i < to; i++) {
+    const c = b[i] ?? 0
+    if (c < 48 || c > 57) return Number.NaN
+    n = n * 10 + (c - 48)
+  }
+  return n
+}
+
+/**
  * The record of a message whose headers are b[start, headerEnd) and body b[headerEnd, end).
  * Falls back to the string parser when a header name is spelled in another case.
  */
@@ -53,6 +84,7 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
   let spanStart: string | undefined
   let spanEnd: string | undefined
   let prevSeq: string | undefined
+  let prevSeqNumber = Number.NaN
   let odd = false
   // Skip the status line (NATS/1.0); then one "Key: value" per line until the blank one.
   let p = start
@@ -69,14 +101,20 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
       let w = eol
       while (w > v && b[w - 1] === SPACE) w--
       const keyLength = colon - p
-      if (keyLength === K_EVENT.length && sameKey(b, p, K_EVENT)) type = latin1(b, v, w)
-      else if (keyLength === K_TRACEPARENT.length && sameKey(b, p, K_TRACEPARENT)) traceparent = latin1(b, v, w)
+      if (keyLength === K_EVENT.length && sameKey(b, p, K_EVENT)) type = intern(b, v, w)
+      else if (keyLength === K_TRACEPARENT.length && sameKey(b, p, K_TRACEPARENT)) {
+        traceparent = latin1(b, v, w)
+      }
       else if (keyLength === K_TRACESTATE.length && sameKey(b, p, K_TRACESTATE)) tracestate = latin1(b, v, w)
       else if (keyLength === K_BAGGAGE.length && sameKey(b, p, K_BAGGAGE)) baggage = latin1(b, v, w)
       else if (keyLength === K_PARENT.length && sameKey(b, p, K_PARENT)) parentSpanId = latin1(b, v, w)
       else if (keyLength === K_START.length && sameKey(b, p, K_START)) spanStart = latin1(b, v, w)
       else if (keyLength === K_END.length && sameKey(b, p, K_END)) spanEnd = latin1(b, v, w)
-      else if (keyLength === K_PREV.length && sameKey(b, p, K_PREV)) prevSeq = latin1(b, v, w)
+      else if (keyLength === K_PREV.length && sameKey(b, p, K_PREV)) {
+        prevSeqNumber = decimal(b, v, w)
+        // Anything but plain digits: read as the string parser reads it.
+        if (Number.isNaN(prevSeqNumber)) prevSeq = latin1(b, v, w)
+      }
       else if (b[p] !== 0x4e /* N: the server's own Nats-… headers */) odd = true
     }
     p = eol + 2
@@ -96,7 +134,7 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
     if (type === "" && typeof body === "object" && body !== null && "type" in body && typeof body.type === "string") type = body.type
   }
   const tp = isValidTraceparent(traceparent) ? traceparent : undefined
-  const prev = prevSeq === undefined ? Number.NaN : Number(prevSeq)
+  const prev = prevSeq === undefined ? prevSeqNumber : Number(prevSeq)
   return {
     seq,
     subject,
@@ -140,11 +178,17 @@ const digits = (b: Buffer, from: number, to: number): number => {
  * subject. Tokens (dot-separated) are located once; no string but the timestamp is made.
  */
 export const parseAckBytes = (b: Buffer, from: number, to: number): AckInfo | undefined => {
+  const into = { seq: 0, timeNs: "", pending: 0 }
+  return parseAckInto(b, from, to, into) ? into : undefined
+}
+
+/** `parseAckBytes` into `into` (reused by a caller that reads one ack at a time); false when not an ack subject. */
+export const parseAckInto = (b: Buffer, from: number, to: number, into: { seq: number; timeNs: string; pending: number }): boolean => {
   // "$JS.ACK."
-  if (to - from < 8 || b[from] !== 0x24 || b[from + 1] !== 0x4a || b[from + 4] !== 0x41) return undefined
+  if (to - from < 8 || b[from] !== 0x24 || b[from + 1] !== 0x4a || b[from + 4] !== 0x41) return false
   let count = 0
   for (let i = from; i < to && count < dots.length; i++) if (b[i] === 0x2e) dots[count++] = i
-  if (count < 8) return undefined
+  if (count < 8) return false
   // v1: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending> (8 dots); v2 adds a
   // domain and an account hash before the stream, and a token at the end (11 dots or more).
   const offset = count >= 11 ? 4 : 2
@@ -155,5 +199,8 @@ export const parseAckBytes = (b: Buffer, from: number, to: number): AckInfo | un
   const tsTo = dots[offset + 5] ?? to
   const pendingFrom = (dots[offset + 5] ?? 0) + 1
   const pendingTo = offset + 6 < count ? (dots[offset + 6] ?? to) : to
-  return { seq: digits(b, seqFrom, seqTo), timeNs: latin1(b, tsFrom, tsTo), pending: digits(b, pendingFrom, pendingTo) }
+  into.seq = digits(b, seqFrom, seqTo)
+  into.timeNs = latin1(b, tsFrom, tsTo)
+  into.pending = digits(b, pendingFrom, pendingTo)
+  return true
 }
