@@ -5,10 +5,12 @@
  *
  * A private nats-server is filled with realistic events (replayFill.ts), then the replay runs in
  * a child process of its own — the library call `codeq replay` makes — so its peak RSS is the
- * replay's alone, not the filler's. The child reports events, time, CPU and peak RSS; `--profile`
- * writes a V8 CPU profile of it.
+ * replay's alone, not the filler's. The child runs the build in dist/ (made first, from these
+ * sources), as `codeq replay` does. It reports events, time, CPU and peak RSS; `--profile` writes
+ * a V8 CPU profile of it.
  */
-import { fork } from "node:child_process"
+import { execFileSync, fork } from "node:child_process"
+import { createRequire } from "node:module"
 import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
@@ -17,7 +19,17 @@ import { streamDefinitions, type Naming } from "../../streams/definitions.js"
 import { provisionStreams } from "../../src/eventlog/provision.js"
 import { startNatsServer, type NatsServerHandle } from "../../src/testing/natsServer.js"
 import { fillEventLog } from "./replayFill.js"
-import type { ChildReport } from "./replayChild.js"
+
+/** What the measured process (replayChild.mjs) reports. */
+export interface ChildReport {
+  readonly events: number
+  readonly tasks: number
+  readonly elapsedMs: number
+  readonly cpuMs: number
+  readonly maxRssKb: number
+  readonly problems: number
+  readonly reader: string
+}
 
 export const REPLAY_BENCH_USAGE = `usage: npm run bench -- replay [options]
   --events N        events to fill the log with (default 1000000)
@@ -45,8 +57,9 @@ const positive = (name: string, raw: string | undefined, fallback: number): numb
 
 const runChild = (args: ReadonlyArray<string>, profileDir: string | undefined): Promise<ChildReport> =>
   new Promise((resolve, reject) => {
-    const child = fork(fileURLToPath(new URL("./replayChild.ts", import.meta.url)), [...args], {
-      execArgv: [...process.execArgv, ...(profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`])],
+    // Node itself, without this process's test loader: the child is plain JavaScript on dist/.
+    const child = fork(fileURLToPath(new URL("./replayChild.mjs", import.meta.url)), [...args], {
+      execArgv: profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${profileDir}`],
       stdio: ["ignore", "inherit", "inherit", "ipc"]
     })
     let report: ChildReport | undefined
@@ -94,6 +107,9 @@ export const runReplayBench = async (argv: ReadonlyArray<string>): Promise<numbe
   const json = values.json === true
   const say = (text: string) => (json ? undefined : console.log(text))
 
+  // The replay measured is the build `codeq replay` runs: make it from the sources first.
+  say("building dist/ (the code measured) …")
+  execFileSync(process.execPath, [createRequire(import.meta.url).resolve("typescript/bin/tsc"), "-p", fileURLToPath(new URL("../../tsconfig.build.json", import.meta.url))], { stdio: "inherit" })
   let server: NatsServerHandle | undefined
   const url = str("url")
   let naming: Naming = { streamPrefix: str("prefix") ?? "CODEQ", subjectRoot: str("root") ?? "codeq" }

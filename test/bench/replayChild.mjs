@@ -1,29 +1,24 @@
+// @ts-check
 /**
  * The replay benchmark's measured process: replays a log exactly as `codeq replay --audit` does
  * (the library call, an audit tally per task) and reports events, time, CPU and peak RSS to its
  * parent over IPC. Arguments: url, stream prefix, subject root, detail, reader, batch. Detail
  * `read` only reads the log into records (no task, no audit): the ceiling the rest runs under.
+ *
+ * Plain JavaScript run by Node itself on the build in dist/ — the code `codeq replay` runs, with
+ * no test loader in the process — and the audit path's own modules, not the replay index: an
+ * audit loads no event schema.
  */
 import { connect } from "nats"
-// The audit path's own modules, not the replay index: an audit loads no event schema (Effect).
-import { AuditTally } from "../../src/replay/audit.js"
-import { replayLog } from "../../src/replay/replay.js"
-import { openSource, wireTargetOf, type ReplayConnection } from "../../src/eventlog/window/source.js"
-import { AUDIT_BODIES } from "../../src/replay/tasks.js"
-import type { Naming } from "../../streams/definitions.js"
 
-export interface ChildReport {
-  readonly events: number
-  readonly tasks: number
-  readonly elapsedMs: number
-  readonly cpuMs: number
-  readonly maxRssKb: number
-  readonly problems: number
-  readonly reader: string
-}
+const dist = (path) => new URL(`../../dist/${path}`, import.meta.url).href
+const { AuditTally } = await import(dist("src/replay/audit.js"))
+const { replayLog } = await import(dist("src/replay/replay.js"))
+const { openSource, wireTargetOf } = await import(dist("src/eventlog/window/source.js"))
+const { AUDIT_BODIES } = await import(dist("src/replay/tasks.js"))
 
 /** Reads the whole log into records and drops them: what reading alone costs. */
-const readOnly = async (conn: ReplayConnection, naming: Naming, batch: number): Promise<{ events: number; elapsedMs: number; reader: string }> => {
+const readOnly = async (conn, naming, batch) => {
   const started = Date.now()
   const opened = await openSource(conn, naming, { filterSubject: `${naming.subjectRoot}.evt.>`, start: { seq: 1 }, batch, bodies: AUDIT_BODIES })
   let events = 0
@@ -36,19 +31,20 @@ const readOnly = async (conn: ReplayConnection, naming: Naming, batch: number): 
   return { events, elapsedMs: Date.now() - started, reader: opened.reader }
 }
 
-const main = async (): Promise<void> => {
+const main = async () => {
   const [url = "", streamPrefix = "CODEQ", subjectRoot = "codeq", detail = "ids", reader = "auto", batch = "20000"] = process.argv.slice(2)
   const nc = await connect({ servers: url, noAsyncTraces: true, name: "codeq-replay-bench" })
   const tally = new AuditTally()
   const cpu = process.cpuUsage()
-  const conn: ReplayConnection = reader === "nats" ? { nc } : { nc, wire: wireTargetOf(nc, [url]) }
+  const conn = reader === "nats" ? { nc } : { nc, wire: wireTargetOf(nc, [url]) }
   const result =
     detail === "read"
       ? { ...(await readOnly(conn, { streamPrefix, subjectRoot }, Number(batch))), tasks: 0 }
       : await replayLog(conn, { streamPrefix, subjectRoot }, { detail: detail === "spans" ? "spans" : "ids", batch: Number(batch) }, (trace) => tally.add(trace))
   const used = process.cpuUsage(cpu)
   await nc.close()
-  const report: ChildReport = {
+  // The ChildReport of replay.ts.
+  const report = {
     events: result.events,
     tasks: result.tasks,
     elapsedMs: result.elapsedMs,
@@ -61,7 +57,7 @@ const main = async (): Promise<void> => {
 }
 
 if (process.send !== undefined)
-  main().catch((error: unknown) => {
+  main().catch((error) => {
     console.error(error)
     process.exit(1)
   })
