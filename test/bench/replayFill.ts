@@ -1,7 +1,8 @@
 /**
  * Synthetic but faithful event logs for the replay benchmark: tasks written the way the event
  * log writes them — the same headers (`Codeq-Event`, `traceparent`, `Codeq-Parent-Span`,
- * `Codeq-Span-Start`, `Codeq-Prev-Seq`, expected stream and last subject sequence), each
+ * `Codeq-Span-Start`, `Codeq-Span-End`, `Codeq-Prev-Seq`, expected stream and last subject
+ * sequence), each
  * transition parented on its create span, webhook outcomes on the terminal span — published
  * through the pipelined publisher, a few thousand tasks in flight, so a task's events are spread
  * through the log as they are in production. An audit of the result finds no problem.
@@ -127,6 +128,7 @@ export const fillEventLog = async (nc: NatsConnection, naming: Naming, events: n
             h.set(HEADERS.traceparent, `00-${task.traceId}-${spanId}-01`)
             if (task.next > 0) h.set(HEADERS.parentSpan, step.onTerminal === true ? task.terminalSpan : task.createSpan)
             h.set(HEADERS.spanStart, spanStartNow().nanos)
+            h.set(HEADERS.spanEnd, spanStartNow().nanos)
             h.set("Nats-Expected-Stream", stream)
             h.set("Nats-Expected-Last-Subject-Sequence", String(task.version))
             h.set(HEADERS.prevSeq, String(task.version))
