@@ -20,7 +20,7 @@ import { BrokerMetrics } from "./metrics/metrics.js"
 import { PipelinedKv, openBucket } from "./eventlog/kv.js"
 import type { BrokerConfig } from "./config/config.js"
 import { PipelinedPublisher } from "./eventlog/pipeline.js"
-import { checkJetStream, type Connection } from "./eventlog/connection.js"
+import { checkJetStream, type Connection, type ConnectionWatch } from "./eventlog/connection.js"
 import { Log, Nats, Repository, Settings, jetStreamLogLayer, natsLayer, repositoryLayer, settingsLayer, tracingLayer } from "./services/services.js"
 import { log, type Logger } from "./log/log.js"
 import { ClaimReconciler } from "./eventlog/claims/reconcile.js"
@@ -38,6 +38,8 @@ const attempt = <A>(step: string, run: () => Promise<A>) => Effect.tryPromise({ 
 export interface BrokerOptions extends RuntimeHooks {
   /** Use this connection instead of opening one (left open on stop). */
   readonly connection?: Connection
+  /** With `connection`: the watch already following it (its changes are logged by whoever made it). */
+  readonly connectionWatch?: ConnectionWatch
   /** Spans of the broker's own transitions (webhooks); default the global provider. */
   readonly tracerProvider?: TracerProvider
   /** Failed span exports so far, for `codeq_trace_export_failures_total`. */
@@ -62,12 +64,13 @@ const rootLogger = log
  * What a broker runs on: its configuration, the connection (opened, or the one given, left open),
  * the JetStream event log on it, telemetry and the task repository.
  */
-export const brokerLayer = (config: BrokerConfig, options: Pick<BrokerOptions, "connection" | "tracerProvider" | "logger"> = {}) => {
+export const brokerLayer = (config: BrokerConfig, options: Pick<BrokerOptions, "connection" | "connectionWatch" | "tracerProvider" | "logger"> = {}) => {
   const nats = natsLayer({
     servers: config.natsUrl.split(","),
     name: "codeq-broker",
     log: options.logger ?? log.child({ component: "broker" }),
-    ...(options.connection !== undefined ? { given: options.connection } : {})
+    ...(options.connection !== undefined ? { given: options.connection } : {}),
+    ...(options.connection !== undefined && options.connectionWatch !== undefined ? { watch: options.connectionWatch } : {})
   }).pipe(Layer.mapError((failed) => new BrokerStartError({ step: `connect to NATS at ${config.natsUrl}`, cause: failed.cause })))
   const logs = jetStreamLogLayer(config.naming).pipe(Layer.provideMerge(nats))
   return repositoryLayer().pipe(Layer.provideMerge(Layer.merge(logs, tracingLayer(options.tracerProvider))), Layer.merge(settingsLayer(config)))

@@ -113,10 +113,10 @@ export const serve = async (argv: ReadonlyArray<string>): Promise<number> => {
   }
   await (await stand)?.close()
   if (connection.embedded !== undefined) logger.info({ nats: connection.url, store: connection.embedded.storeDir }, "nothing answered at NATS_URL: started an embedded nats-server -js")
-  // Whether the server is there right now (the broker's own watch logs the changes). WHY: a drain
-  // needs the server; with NATS down, "not closed" is not "connected", and a drain would hold a
-  // SIGTERM for its whole timeout.
-  const watch = new ConnectionWatch(connection.nc)
+  // The one watch of this connection: it logs the connection's drops and returns, and the broker,
+  // the client and the HTTP server read it. WHY here: a drain needs the server; with NATS down,
+  // "not closed" is not "connected", and a drain would hold a SIGTERM for its whole timeout.
+  const watch = new ConnectionWatch(connection.nc, { log: logger.child({ component: "broker" }) })
   const stopNats = async () => {
     watch.stop()
     await closeConnection(connection.nc, watch.connected)
@@ -124,12 +124,12 @@ export const serve = async (argv: ReadonlyArray<string>): Promise<number> => {
   }
   let broker
   try {
-    broker = await startBroker(config, { connection: connection.nc, traceExportFailures: () => tracing.exportFailures() })
+    broker = await startBroker(config, { connection: connection.nc, connectionWatch: watch, traceExportFailures: () => tracing.exportFailures() })
   } catch (error) {
     await stopNats()
     throw new StartError(error instanceof Error ? error.message : String(error))
   }
-  const client = await CodeqClient.connect({ connection: connection.nc, naming: config.naming })
+  const client = await CodeqClient.connect({ connection: connection.nc, connectionWatch: watch, naming: config.naming })
   const http = await startHttpServer({ ...httpServerOptions(httpConfig), client, metrics: broker.metrics, log: ({ level, msg, ...fields }) => logger[level](fields, msg) }).catch(async (error: unknown) => {
     await client.close()
     await broker.stop()

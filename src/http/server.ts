@@ -120,7 +120,7 @@ const listen = (server: Server, port: number, host: string): Promise<AddressInfo
 
 export const startHttpServer = async (options: HttpServerOptions): Promise<RunningHttpServer> => {
   const backend = options.client
-  const watch = new ConnectionWatch(backend.nc)
+  const watch = backend.watch ?? new ConnectionWatch(backend.nc)
   const shutdown = new AbortController()
   // Every request in flight listens for the shutdown: many at once are expected, not a leak.
   setMaxListeners(0, shutdown.signal)

@@ -3,7 +3,7 @@
  * producers and workers of a tenant. Everything the HTTP API does goes through the same calls.
  */
 import { Cause, Effect, Exit, Layer, ManagedRuntime } from "effect"
-import type { Connection } from "../eventlog/connection.js"
+import type { Connection, ConnectionWatch } from "../eventlog/connection.js"
 import { ConnectFailed, JetStreamLog, Nats, Repository, jetStreamLogLayer, natsLayer, repositoryLayer, tracingLayer } from "../services/services.js"
 import type { TracerProvider } from "@opentelemetry/api"
 import { DEFAULT_NAMING, type Naming } from "../../streams/definitions.js"
@@ -23,6 +23,8 @@ export interface CodeqClientOptions {
   readonly connection?: Connection
   /** With `connection`: close it too on `close()`. */
   readonly closeConnection?: boolean
+  /** With `connection`: the watch already following it, rather than one more. */
+  readonly connectionWatch?: ConnectionWatch
   readonly naming?: Naming
   /** Spans come from here; default the global provider (ids are generated even without one). */
   readonly tracerProvider?: TracerProvider
@@ -50,7 +52,8 @@ const clientLayer = (options: CodeqClientOptions) => {
   const servers = options.servers ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222"
   const nats = natsLayer({
     servers,
-    ...(options.connection !== undefined ? { given: options.connection, closeGiven: options.closeConnection === true } : {})
+    ...(options.connection !== undefined ? { given: options.connection, closeGiven: options.closeConnection === true } : {}),
+    ...(options.connection !== undefined && options.connectionWatch !== undefined ? { watch: options.connectionWatch } : {})
   })
   const logs = jetStreamLogLayer(options.naming ?? DEFAULT_NAMING, options.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: options.ackTimeoutMs }).pipe(Layer.provideMerge(nats))
   const repository = repositoryLayer({
@@ -64,6 +67,8 @@ const clientLayer = (options: CodeqClientOptions) => {
 export class CodeqClient {
   private constructor(
     readonly nc: Connection,
+    /** Whether the connection is up right now, as its status events tell it. */
+    readonly watch: ConnectionWatch,
     readonly log: JetStreamEventLog,
     readonly repo: TaskRepository,
     readonly limits: TaskLimits,
@@ -95,7 +100,7 @@ export class CodeqClient {
       throw failure instanceof ConnectFailed ? failure.cause : failure
     }
     const { nats, log, repo } = exit.value
-    return new CodeqClient(nats.nc, log, repo, { ...DEFAULT_LIMITS, ...options.limits }, { ...DEFAULT_BACKOFF, ...options.backoff }, runtime, options.claimSources ?? {})
+    return new CodeqClient(nats.nc, nats.watch, log, repo, { ...DEFAULT_LIMITS, ...options.limits }, { ...DEFAULT_BACKOFF, ...options.backoff }, runtime, options.claimSources ?? {})
   }
 
   get naming(): Naming {

@@ -51,6 +51,8 @@ export interface NatsLayerOptions extends OpenOptions {
   readonly given?: Connection
   /** With `given`: close it too when the scope closes (default: leave it open). */
   readonly closeGiven?: boolean
+  /** With `given`: the watch already following it (one per connection; left running on release). */
+  readonly watch?: ConnectionWatch
   /** Where the connection's drops and reconnects are logged (once each). */
   readonly log?: Logger
 }
@@ -66,14 +68,14 @@ export const natsLayer = (options: NatsLayerOptions): Layer.Layer<Nats, ConnectF
     Nats,
     Effect.acquireRelease(
       options.given !== undefined
-        ? Effect.sync(() => watched(options.given as Connection))
+        ? Effect.sync(() => (options.watch !== undefined ? { nc: options.given as Connection, watch: options.watch } : watched(options.given as Connection)))
         : Effect.tryPromise({
             try: async () => watched(await openConnection(options)),
             catch: (cause) => new ConnectFailed({ servers: typeof options.servers === "string" ? options.servers : options.servers.join(","), cause })
           }),
       ({ nc, watch }) =>
         Effect.promise(async () => {
-          watch.stop()
+          if (watch !== options.watch) watch.stop()
           if (closes) await closeConnection(nc, watch.connected)
         })
     )
