@@ -5,9 +5,11 @@
  * create's claim carries the TaskCreated itself, so a worker claims without reading the log.
  * Publishes leave in log order, so a lane stays FIFO; a failed one is retried until it is stored.
  */
-import { Duration, Effect, Schedule } from "effect"
+import { Duration, Schedule } from "effect"
+import { tryThenRetry } from "../src/domain/retry.js"
 import { claimOfCreate, claimPublication, type ClaimMessage } from "../src/eventlog/claims/message.js"
-import type { PipelinedPublisher, PublishResult } from "../src/eventlog/pipeline.js"
+import type { PipelinedPublisher } from "../src/eventlog/pipeline.js"
+import type { AppendResult } from "../src/eventlog/EventLog.js"
 import type { Naming } from "../streams/definitions.js"
 import type { Change } from "./docs.js"
 import type { Sink } from "./runtime.js"
@@ -24,24 +26,24 @@ const claimOf = ({ stored, after }: Change): ClaimMessage | undefined => {
   return undefined
 }
 
+/**
+ * Publishes until the stream stores it (DISPATCH_RETRY), the plain call first; rejects with the
+ * last error once `stopped` (the sink is going away: the event is folded again by the next run).
+ */
+export const publishUntilStored = async (publish: () => Promise<AppendResult>, stopped: () => boolean): Promise<void> => {
+  const result = await tryThenRetry(publish, (attempt) => attempt.ok && !attempt.value.ok && !stopped(), DISPATCH_RETRY)
+  if (!result.ok) throw result.error
+}
+
 export const dispatcher = (claims: PipelinedPublisher, naming: Naming): Sink => {
   let stopped = false
-  const publishUntilStored = (publish: () => Promise<PublishResult>) =>
-    Effect.runPromise(
-      Effect.promise(publish).pipe(
-        Effect.flatMap((result) => (result.ok ? Effect.void : Effect.fail(result.error))),
-        Effect.retry({ schedule: DISPATCH_RETRY, while: () => !stopped })
-      )
-    )
   return {
     name: "dispatcher",
     apply: (change) => {
       const claim = claimOf(change)
       if (claim === undefined) return undefined
       const { subject, data, headers } = claimPublication(naming, claim)
-      const publish = () => claims.publish(subject, data, headers)
-      // The plain path first: an Effect only runs for the rare publish that must be retried.
-      return publish().then((result) => (result.ok ? undefined : publishUntilStored(publish)))
+      return publishUntilStored(() => claims.publish(subject, data, headers), () => stopped)
     },
     stop: () => {
       stopped = true

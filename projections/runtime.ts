@@ -21,7 +21,7 @@ import { HEADERS } from "../src/tracing/conventions.js"
 import { log } from "../src/log/log.js"
 import { withTrace } from "../src/tracing/logFields.js"
 import type { Change, TaskDocs } from "./docs.js"
-import { retryingPromise, type Attempted } from "../src/domain/retry.js"
+import { tryThenRetry, type Attempted } from "../src/domain/retry.js"
 
 /** One projection's reaction to the log: a sink of the folded changes. */
 export interface Sink {
@@ -159,10 +159,7 @@ export class ProjectionRuntime {
       return true
     }
     while (!this.stopping) {
-      // The plain call first; the retry schedule runs only after a read failed.
-      const raws = await read()
-        .catch((error: unknown) => (again({ ok: false, error }) ? retryingPromise(read, again, READ_RETRY) : []))
-        .catch((): Array<RawEvent> => [])
+      const raws = await tryThenRetry(read, again, READ_RETRY).catch((): Array<RawEvent> => [])
       // Rejects only when stopping (a failed read of documents is retried inside).
       if (raws.length > 0) await this.handle(raws).catch((error: unknown) => log.warn({ error: KNOWN_FAILURE(error) }, "projection runtime: a batch was left for the next run"))
       this.maybeTick()
@@ -183,10 +180,7 @@ export class ProjectionRuntime {
       if (decoded.ok) events.push(decoded.stored)
       else this.quarantine(raw, decoded.reason)
     }
-    // The plain call first; the Effect with its retry schedule only runs when a read failed.
-    await this.docs
-      .prepare(events)
-      .catch(() => Effect.runPromise(Effect.retry(Effect.tryPromise(() => this.docs.prepare(events)), { schedule: READ_RETRY, while: () => !this.stopping })))
+    await tryThenRetry(() => this.docs.prepare(events), (attempt) => !attempt.ok && !this.stopping, READ_RETRY)
     let next = 0
     for (const raw of raws) {
       if (this.stopping) return

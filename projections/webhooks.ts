@@ -27,10 +27,10 @@ import { hrNow } from "../src/tracing/spans.js"
 import { ATTR, SPANS, TRACERS } from "../src/tracing/conventions.js"
 import { DELIVERY_ID_HEADER, deliverWebhook, deliveryId, webhookBackoffSeconds, type WebhookSettings } from "../src/webhooks/deliver.js"
 import { webhookJobSubject, webhooksStream, type Naming } from "../streams/definitions.js"
-import { DISPATCH_RETRY } from "./dispatcher.js"
+import { publishUntilStored } from "./dispatcher.js"
 import type { Sink } from "./runtime.js"
-import { Duration, Effect } from "effect"
-import { backoff, retryingPromise } from "../src/domain/retry.js"
+import { Duration } from "effect"
+import { backoff, tryThenRetry } from "../src/domain/retry.js"
 
 /** Reading the outbox again after a failure: 100 ms doubling to 1 s (a stop waits at most that), jittered. */
 const OUTBOX_READ_RETRY = backoff(Duration.millis(100), Duration.seconds(1))
@@ -55,13 +55,7 @@ export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming): Si
       if (!TERMINAL_EVENTS.has(stored.event.type) || after === null || after.webhook === undefined || after.webhookDelivered) return undefined
       const job: WebhookJob = { tenant: stored.event.tenant, taskId: stored.event.taskId, seq: stored.seq }
       const h = dedupHeaders(`hook.${job.tenant}.${job.taskId}.${job.seq}`, webhooksStream(naming))
-      const publish = () => publisher.publish(webhookJobSubject(naming, job.tenant), encoder.encode(JSON.stringify(job)), h)
-      return Effect.runPromise(
-        Effect.promise(publish).pipe(
-          Effect.flatMap((result) => (result.ok ? Effect.void : Effect.fail(result.error))),
-          Effect.retry({ schedule: DISPATCH_RETRY, while: () => !stopped })
-        )
-      )
+      return publishUntilStored(() => publisher.publish(webhookJobSubject(naming, job.tenant), encoder.encode(JSON.stringify(job)), h), () => stopped)
     },
     stop: () => {
       stopped = true
@@ -197,7 +191,7 @@ export const runWebhookDeliveries = async (
         continue
       }
       const take = () => session.take(concurrency - inflight.size, 1_000)
-      const got = await retryingPromise(
+      const got = await tryThenRetry(
         take,
         (attempt) => {
           if (attempt.ok || stopping) return false

@@ -5,7 +5,7 @@
  */
 import { Duration, Effect, Fiber, Schedule, TestClock, TestContext } from "effect"
 import { describe, expect, it } from "vitest"
-import { backoff, retrying, retryingPromise, RetryAborted } from "../src/domain/retry.js"
+import { backoff, retrying, retryingPromise, RetryAborted, tryThenRetry, type Attempted } from "../src/domain/retry.js"
 import { appendRetry } from "../src/tasks/repository.js"
 
 class Boom extends Error {
@@ -119,5 +119,41 @@ describe("retrying on the test clock", () => {
     // Aborted before it starts: no attempt at all.
     expect(await retryingPromise(() => Promise.resolve(++attempts), () => false, Schedule.forever, abort.signal).catch((e: unknown) => e)).toBeInstanceOf(RetryAborted)
     expect(attempts).toBe(1)
+  })
+
+  it("given an outcome already seen, counts it as the first: the next attempt waits the first delay, and it is not judged again", async () => {
+    await onTestClock(
+      Effect.gen(function* () {
+        let attempts = 0
+        let judged = 0
+        const again = (outcome: Attempted<string>) => {
+          judged++
+          return !outcome.ok
+        }
+        const fiber = yield* Effect.fork(retrying(() => Promise.resolve(`try ${++attempts}`), again, Schedule.spaced(Duration.seconds(1)), { ok: false, error: new Boom("seen") }))
+        yield* settle
+        expect(attempts).toBe(0)
+        yield* TestClock.adjust(Duration.seconds(1))
+        expect(yield* Fiber.join(fiber)).toBe("try 1")
+        expect(judged).toBe(1)
+      })
+    )
+  })
+
+  it("tryThenRetry: a first attempt that needs no other is the only one; one that does is followed by the schedule's, the last error unwrapped", async () => {
+    let calls = 0
+    expect(await tryThenRetry(() => Promise.resolve(++calls), (outcome) => !outcome.ok, Schedule.recurs(5))).toBe(1)
+    expect(calls).toBe(1)
+    let failures = 0
+    const rejected = await tryThenRetry(() => Promise.reject(new Boom(`try ${++failures}`)), (outcome) => !outcome.ok, Schedule.recurs(2)).catch((e: unknown) => e)
+    expect(rejected).toBeInstanceOf(Boom)
+    expect((rejected as Boom).message).toBe("try 3")
+    // A predicate that throws is a defect, reported as itself, not as an abort.
+    const defect = await tryThenRetry(() => Promise.resolve(1), (outcome) => {
+      if (outcome.ok && ++calls > 2) throw new Boom("predicate")
+      return true
+    }, Schedule.recurs(5)).catch((e: unknown) => e)
+    expect(defect).toBeInstanceOf(Boom)
+    expect(defect).not.toBeInstanceOf(RetryAborted)
   })
 })

@@ -9,8 +9,8 @@
 import { hostname } from "node:os"
 import { randomUUID } from "node:crypto"
 import { SpanStatusCode, trace, type Context } from "@opentelemetry/api"
-import { Duration, Effect, Schedule } from "effect"
-import { backoff, retryingPromise, type Attempted } from "../domain/retry.js"
+import { Duration, Schedule } from "effect"
+import { backoff, tryThenRetry, type Attempted } from "../domain/retry.js"
 import { LogError } from "../eventlog/errors.js"
 import type { Connection } from "../eventlog/connection.js"
 import type { BackoffSettings } from "../domain/backoff.js"
@@ -148,11 +148,7 @@ export class Worker {
           this.report(attempt.error, undefined)
           return true
         }
-        // The plain call first; the retry schedule runs only after the feed failed.
-        const delivery = await feed
-          .take()
-          .catch((error: unknown) => (retry({ ok: false, error }) ? retryingPromise(() => feed.take(), retry, TAKE_RETRY) : undefined))
-          .catch((): undefined => undefined)
+        const delivery = await tryThenRetry(() => feed.take(), retry, TAKE_RETRY).catch((): undefined => undefined)
         if (delivery === undefined) break
         const job: Promise<void> = this.process(delivery, handler).finally(() => {
           inflight.delete(job)
@@ -226,19 +222,9 @@ export class Worker {
           this.backoff
         )
       const again = (error: unknown) => error instanceof LogError && error.reason !== "closed" && Date.now() < leaseEnd && !this.nc.isClosed()
-      // The plain call first: the Effect with its retry schedule runs only when a settle failed
-      // (a fiber per task costs the worker about a tenth of its CPU).
-      await settleOnce().catch((error: unknown) => {
-        if (!again(error)) throw error
-        // The failure just seen is the schedule's first: the next try waits its first delay.
-        let seen: { readonly error: unknown } | undefined = { error }
-        const attempt = Effect.suspend(() => {
-          const failed = seen
-          seen = undefined
-          return failed !== undefined ? Effect.fail(failed.error) : Effect.tryPromise({ try: settleOnce, catch: (cause) => cause })
-        })
-        return Effect.runPromise(attempt.pipe(Effect.retry({ schedule: SETTLE_RETRY, while: again })))
-      })
+      // The plain call first (a fiber per task costs the worker about a tenth of its CPU); the
+      // schedule only after a settle failed, and the last failure itself if it gives up.
+      await tryThenRetry(settleOnce, (attempt) => !attempt.ok && again(attempt.error), SETTLE_RETRY)
     } catch (error) {
       // LeaseLost: someone else holds the task now; the log refused us and that is the end of it.
       if (!(error instanceof LeaseLost)) this.report(error, taskId)

@@ -6,7 +6,7 @@
  */
 import { ROOT_CONTEXT, SpanStatusCode, type Context } from "@opentelemetry/api"
 import { Duration, Effect, Schedule } from "effect"
-import { backoff, retryingPromise } from "../domain/retry.js"
+import { backoff, retryingPromise, tryThenRetry } from "../domain/retry.js"
 import type { TaskCommand, Rejection } from "../domain/decide.js"
 import { decide } from "../domain/decide.js"
 import { evolve, fold, type StoredEvent, type TaskState } from "../domain/events.js"
@@ -160,18 +160,16 @@ export class TaskRepository {
    * there means it was stored — the append succeeded, whatever the ack said.
    */
   private async append(request: AppendRequest): Promise<AppendResult> {
-    const first = await this.log.append(request)
-    // A first send that lost its race lost it to someone else: the caller re-reads and decides.
-    if (first.ok || first.error._tag === "ConcurrencyConflict") return first
-    let result: AppendResult = first
-    if (retryable(first.error, request) && this.appendRetryMs > 0) {
-      const again = Effect.promise(() => {
-        this.retriedAppends++
-        return this.log.append(request)
-      }).pipe(Effect.flatMap((r) => (!r.ok && retryable(r.error, request) ? Effect.fail(r) : Effect.succeed(r))))
-      result = await Effect.runPromise(again.pipe(Effect.retry(appendRetry(this.appendRetryMs)), Effect.merge))
+    let sends = 0
+    const send = () => {
+      // Counted as they go: a caller watching the count sees a resend while it is retried.
+      if (sends++ > 0) this.retriedAppends++
+      return this.log.append(request)
     }
-    if (result.ok) return result
+    // Sent again only while its failure is retryable and the budget lasts. A first send that lost
+    // its race lost it to someone else: not retryable, the caller re-reads and decides.
+    const result = await tryThenRetry(send, (attempt) => attempt.ok && !attempt.value.ok && this.appendRetryMs > 0 && retryable(attempt.value.error, request), appendRetry(this.appendRetryMs))
+    if (result.ok || (sends === 1 && result.error._tag === "ConcurrencyConflict")) return result
     // No ack (it may be stored), or a resend that lost to ... possibly the first send itself.
     const unknown = result.error._tag === "LogError" && result.error.reason === "timeout"
     if (!unknown && result.error._tag !== "ConcurrencyConflict") return result
