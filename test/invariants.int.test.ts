@@ -9,9 +9,8 @@ import fc from "fast-check"
 import type { TaskCommand } from "../src/domain/decide.js"
 import { TERMINAL, evolve, fold, type StoredEvent, type TaskState } from "../src/domain/events.js"
 import { newTaskId } from "../src/domain/ids.js"
-import type { AppendRequest, EventLog } from "../src/eventlog/EventLog.js"
+import type { AppendRequest, AppendResult, EventLog } from "../src/eventlog/EventLog.js"
 import { JetStreamEventLog } from "../src/eventlog/jetstream.js"
-import type { PublishResult } from "../src/eventlog/pipeline.js"
 import { TaskRepository } from "../src/tasks/repository.js"
 import { Telemetry } from "../src/tracing/spans.js"
 import { freshNaming, provision, useNatsServer } from "./support/harness.js"
@@ -21,7 +20,7 @@ const LEASE = 10
 
 /** Records every append and its outcome, so the test can check the expected sequences. */
 class RecordingLog implements EventLog {
-  readonly appends: Array<{ request: AppendRequest; result: PublishResult }> = []
+  readonly appends: Array<{ request: AppendRequest; result: AppendResult }> = []
   constructor(private readonly inner: EventLog) {}
   get naming() {
     return this.inner.naming

@@ -10,7 +10,8 @@ import { auditTask } from "../src/replay/audit.js"
 import type { LogRecord, ReplaySpan, TaskTrace } from "../src/replay/model.js"
 import { otlpJsonRequest, readableSpanOf, replayResource } from "../src/replay/otlp.js"
 import { progressLine } from "../src/replay/progress.js"
-import { headerFieldsOf, makeRecord, nsFromRfc3339, parseAck, parseHeaderBlock, parseTraceparent } from "../src/eventlog/window/records.js"
+import { headerFieldsOf, makeRecord, nsFromRfc3339, parseHeaderBlock, parseTraceparent } from "../src/eventlog/window/records.js"
+import { parseAck } from "../src/eventlog/acks.js"
 import { renderTree, spanForest } from "../src/replay/render.js"
 import { recordFromWire } from "../src/eventlog/window/wireRecord.js"
 import { parseReplayArgs } from "../src/cli/replayArgs.js"
@@ -104,8 +105,8 @@ describe("records from the log", () => {
   })
 
   it("parses ack subjects of both forms, with the nanosecond timestamp and the pending count", () => {
-    expect(parseAck("$JS.ACK.CODEQ_EVENTS.c1.1.42.40.1700000000123456789.17")).toEqual({ seq: 42, timeNs: "1700000000123456789", pending: 17 })
-    expect(parseAck("$JS.ACK.hub.ACCHASH.CODEQ_EVENTS.c1.1.42.40.1700000000123456789.0.x9")).toEqual({ seq: 42, timeNs: "1700000000123456789", pending: 0 })
+    expect(parseAck("$JS.ACK.CODEQ_EVENTS.c1.1.42.40.1700000000123456789.17")).toEqual({ delivered: 1, seq: 42, timeNs: "1700000000123456789", pending: 17 })
+    expect(parseAck("$JS.ACK.hub.ACCHASH.CODEQ_EVENTS.c1.1.42.40.1700000000123456789.0.x9")).toEqual({ delivered: 1, seq: 42, timeNs: "1700000000123456789", pending: 0 })
     expect(parseAck("_INBOX.abc")).toBeUndefined()
     expect(nsFromRfc3339("2024-05-01T12:00:00.123456789Z")).toBe("1714564800123456789")
     expect(nsFromRfc3339("2024-05-01T12:00:00.5Z")).toBe("1714564800500000000")

@@ -9,6 +9,7 @@ import { BrokerConfig } from "../config/config.js"
 import { effectiveVariables, loadConfig } from "../config/configFile.js"
 import { startBroker } from "../broker.js"
 import { HttpConfig, httpServerOptions, startHttpServer } from "../http/index.js"
+import { RETRY_AFTER_SECONDS } from "../http/errors.js"
 import { log as logger } from "../log/log.js"
 import { CodeqClient } from "../sdk/client.js"
 import { setupTracing } from "../tracing/setup.js"
@@ -51,7 +52,7 @@ const standIn = (host: string, port: number): Promise<StandIn> =>
   new Promise((resolve, reject) => {
     const server = createServer((req, res) => {
       const alive = req.url === "/healthz"
-      res.writeHead(alive ? 200 : 503, { "Content-Type": "application/json", ...(alive ? {} : { "Retry-After": "2" }) })
+      res.writeHead(alive ? 200 : 503, { "Content-Type": "application/json", ...(alive ? {} : { "Retry-After": String(RETRY_AFTER_SECONDS) }) })
       res.end(JSON.stringify(alive ? { status: "ok" } : { error: "the event log is unavailable: waiting for NATS", retryable: true }))
     })
     server.once("error", reject)

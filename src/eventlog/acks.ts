@@ -16,7 +16,7 @@ import { redeliveryDelayMs } from "../domain/delays.js"
 import { RequestMux } from "./mux.js"
 import { publishSoon } from "./outbox.js"
 import { Duration } from "effect"
-import { backoff, retryingPromise } from "../domain/retry.js"
+import { backoff, tryThenRetry } from "../domain/retry.js"
 
 /**
  * How a delivery is answered: ack, in progress, terminate, or nak with a redelivery delay (clamped
@@ -52,8 +52,7 @@ const sendConfirmed = async (nc: NatsConnection, ackSubject: string, body: Uint8
   // Confirmed, or nobody to confirm it (closed): done. 503: no leader listens on the ack subject
   // right now (the answer was dropped): send again.
   const confirmed = (reply: Awaited<ReturnType<typeof send>>) => (reply.ok ? reply.msg.headers?.code !== 503 : reply.reason === "closed")
-  if (confirmed(await send())) return
-  await retryingPromise(send, (attempt) => attempt.ok && !confirmed(attempt.value) && Date.now() < deadline && !nc.isClosed(), CONFIRM_RETRY)
+  await tryThenRetry(send, (attempt) => attempt.ok && !confirmed(attempt.value) && Date.now() < deadline && !nc.isClosed(), CONFIRM_RETRY)
 }
 
 export const answerDelivery = (nc: NatsConnection, ackSubject: string, how: DeliveryAnswer): void => {
@@ -62,12 +61,46 @@ export const answerDelivery = (nc: NatsConnection, ackSubject: string, how: Deli
   void sendConfirmed(nc, ackSubject, encoder.encode(body)).catch(() => undefined)
 }
 
+/** What an ack subject says about a delivery. */
+export interface AckInfo {
+  /** How many times the message has been delivered, this time included. */
+  readonly delivered: number
+  /** Its stream sequence. */
+  readonly seq: number
+  /** When it was stored (epoch ns, decimal). */
+  readonly timeNs: string
+  /** Messages of the consumer still to deliver after this one. */
+  readonly pending: number
+}
+
+/** An epoch-ns time: 1 to 20 decimal digits. */
+export const isNanos = (s: string): boolean => {
+  if (s.length === 0 || s.length > 20) return false
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 48 || c > 57) return false
+  }
+  return true
+}
+
 /**
  * Parses an ack subject, `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`
- * (with or without the domain and account tokens of the v2 form).
+ * (or the v2 form with domain and account hash, and a trailing token); undefined when it is not
+ * one. The wire reader reads the same from bytes (window/wireRecord.ts `parseAckInto`).
  */
-export const parseAckSubject = (subject: string): { delivered: number; streamSeq: number; time: Date } => {
+export const parseAck = (subject: string): AckInfo | undefined => {
   const t = subject.split(".")
+  if (t.length < 9 || t[0] !== "$JS" || t[1] !== "ACK") return undefined
   const offset = t.length >= 12 ? 4 : 2
-  return { delivered: Number(t[offset + 2]), streamSeq: Number(t[offset + 3]), time: new Date(Math.floor(Number(t[offset + 5]) / 1e6)) }
+  const seq = Number(t[offset + 3])
+  const timeNs = t[offset + 5] ?? ""
+  const pending = Number(t[offset + 6])
+  if (!Number.isSafeInteger(seq) || !isNanos(timeNs)) return undefined
+  return { delivered: Number(t[offset + 2]), seq, timeNs, pending: Number.isSafeInteger(pending) ? pending : 0 }
+}
+
+/** Delivery count, stream sequence and store time of a delivery's ack subject (NaN and an invalid date when it is not one). */
+export const parseAckSubject = (subject: string): { delivered: number; streamSeq: number; time: Date } => {
+  const ack = parseAck(subject)
+  return { delivered: ack?.delivered ?? Number.NaN, streamSeq: ack?.seq ?? Number.NaN, time: new Date(ack === undefined ? Number.NaN : Math.floor(Number(ack.timeNs) / 1e6)) }
 }

@@ -12,9 +12,6 @@ import { RequestMux } from "./mux.js"
 import { ConcurrencyConflict, JS_WRONG_LAST_SEQUENCE, LogError } from "./errors.js"
 import type { AppendResult } from "./EventLog.js"
 
-/** The outcome of one acked publish: the port's append result (the log's appends are publishes). */
-export type PublishResult = AppendResult
-
 export interface PipelineOptions {
   /** How long to wait for each ack before reporting a timeout. Default 5 s. */
   readonly ackTimeoutMs?: number
@@ -41,7 +38,7 @@ export class PipelinedPublisher {
   }
 
   /** Publishes once and resolves with the ack or a typed error; never rejects. */
-  async publish(subject: string, data: Uint8Array, headers: MsgHdrs, expectedSeq?: number): Promise<PublishResult> {
+  async publish(subject: string, data: Uint8Array, headers: MsgHdrs, expectedSeq?: number): Promise<AppendResult> {
     const reply = await this.mux.request(subject, data, headers)
     if (!reply.ok)
       return {
@@ -63,7 +60,7 @@ export class PipelinedPublisher {
 }
 
 /** Translates a JetStream publish ack (or its absence) into our result. */
-const interpretAck = (subject: string, expectedSeq: number | undefined, msg: Msg): PublishResult => {
+const interpretAck = (subject: string, expectedSeq: number | undefined, msg: Msg): AppendResult => {
   if (msg.headers?.code === 503 || (msg.data.length === 0 && msg.headers?.hasError === true))
     return { ok: false, error: new LogError({ reason: "unavailable", detail: `no JetStream responder on ${subject} (streams not provisioned, or a leader election in progress)` }) }
   let ack: PubAckWire

@@ -70,10 +70,6 @@ export class TaskStateReader {
     return this.kv
   }
 
-  async read(tenant: string, taskId: string): Promise<TaskState | null> {
-    return readTaskState(await this.open(), tenant, taskId)
-  }
-
   async readAll(tenant?: string): Promise<Map<string, TaskState>> {
     return readAllTaskStates(await this.open(), tenant)
   }

@@ -5,7 +5,7 @@
  * right after that sequence. The log stays the truth — if anything happened to the task since, the
  * append is refused and the worker reads the history and decides again.
  */
-import { headers } from "nats"
+import { dedupHeaders } from "../pipeline.js"
 import { Either, Schema } from "effect"
 import { TaskCreated, type EventOf, type EventTrace, type StoredEvent } from "../../domain/events.js"
 import { claimSubject, claimsStream, eventSubject, type Naming } from "../../../streams/definitions.js"
@@ -42,9 +42,7 @@ export const decodeClaim = (data: Uint8Array): ClaimMessage | undefined => {
 
 /** Subject, body and headers of a claim; `Nats-Msg-Id` makes a replayed dispatch a no-op. */
 export const claimPublication = (naming: Naming, claim: ClaimMessage) => {
-  const h = headers()
-  h.set("Nats-Msg-Id", `${claim.tenant}.${claim.taskId}.${claim.eventSeq}`)
-  h.set("Nats-Expected-Stream", claimsStream(naming))
+  const h = dedupHeaders(`${claim.tenant}.${claim.taskId}.${claim.eventSeq}`, claimsStream(naming))
   return { subject: claimSubject(naming, claim.tenant, claim.command, claim.priority), data: encodeClaim(claim), headers: h }
 }
 

@@ -141,29 +141,6 @@ export const headerFieldsOf = (headers: MsgHdrs | undefined): HeaderFields => {
   return out
 }
 
-/** What an ack subject says about a delivery. */
-export interface AckInfo {
-  readonly seq: number
-  readonly timeNs: string
-  /** Messages of the consumer still to deliver after this one. */
-  readonly pending: number
-}
-
-/**
- * Parses `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` (or the v2 form
- * with domain and account hash, and a trailing token); undefined when it is not one.
- */
-export const parseAck = (subject: string): AckInfo | undefined => {
-  const t = subject.split(".")
-  if (t.length < 9 || t[0] !== "$JS" || t[1] !== "ACK") return undefined
-  const offset = t.length >= 12 ? 4 : 2
-  const seq = Number(t[offset + 3])
-  const timeNs = t[offset + 5] ?? ""
-  const pending = Number(t[offset + 6])
-  if (!Number.isSafeInteger(seq) || !isNanos(timeNs)) return undefined
-  return { seq, timeNs, pending: Number.isSafeInteger(pending) ? pending : 0 }
-}
-
 /** `<root>.evt.<tenant>.<taskId>` → tenant and task id (the last two tokens). */
 export const taskOfSubject = (subject: string): { readonly tenant: string; readonly taskId: string } => {
   const last = subject.lastIndexOf(".")
@@ -187,15 +164,7 @@ const allZero = (s: string, from: number, to: number): boolean => {
 /** A 16-hex-digit span id, not all zero. */
 export const isSpanId = (s: string): boolean => s.length === 16 && isLowerHex(s, 0, 16) && !allZero(s, 0, 16)
 
-/** An epoch-ns decimal string. */
-export const isNanos = (s: string): boolean => {
-  if (s.length === 0 || s.length > 20) return false
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (c < 48 || c > 57) return false
-  }
-  return true
-}
+export { isNanos } from "../acks.js"
 
 /**
  * Whether a traceparent is valid W3C: `vv-<32 hex>-<16 hex>-ff`, version ff refused, version 00

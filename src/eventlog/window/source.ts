@@ -12,7 +12,8 @@ import { AckPolicy, DeliverPolicy, nanos, type NatsConnection } from "nats"
 import { eventsStream, type Naming } from "../../../streams/definitions.js"
 import { PullSession } from "../pull.js"
 import type { LogRecord } from "./records.js"
-import { headerFieldsOf, makeRecord, parseAck, type BodyPolicy } from "./records.js"
+import { headerFieldsOf, makeRecord, type BodyPolicy } from "./records.js"
+import { parseAck } from "../acks.js"
 import { WireSource, WireUnsupported, type LogSource, type WireTarget } from "./wire.js"
 
 /** How replay reaches the server: the nats.js connection, and where the wire reader may connect. */

@@ -7,7 +7,7 @@
  */
 import { HEADERS } from "../../tracing/conventions.js"
 import type { LogRecord } from "./records.js"
-import { isValidTraceparent, makeRecord, parseHeaderBlock, type AckInfo, type BodyPolicy } from "./records.js"
+import { isValidTraceparent, makeRecord, parseHeaderBlock, type BodyPolicy } from "./records.js"
 
 const CR = 0x0d
 const COLON = 0x3a
@@ -174,15 +174,10 @@ const digits = (b: Buffer, from: number, to: number): number => {
 }
 
 /**
- * `$JS.ACK.…` in b[from, to) → sequence, timestamp and pending; undefined when it is not an ack
- * subject. Tokens (dot-separated) are located once; no string but the timestamp is made.
+ * `$JS.ACK.…` in b[from, to) → sequence, timestamp and pending, written into `into` (one object
+ * reused for every message); false when it is not an ack subject. `parseAck` (acks.ts) reads the
+ * same from a string. Tokens (dot-separated) are located once; no string but the timestamp is made.
  */
-export const parseAckBytes = (b: Buffer, from: number, to: number): AckInfo | undefined => {
-  const into = { seq: 0, timeNs: "", pending: 0 }
-  return parseAckInto(b, from, to, into) ? into : undefined
-}
-
-/** `parseAckBytes` into `into` (reused by a caller that reads one ack at a time); false when not an ack subject. */
 export const parseAckInto = (b: Buffer, from: number, to: number, into: { seq: number; timeNs: string; pending: number }): boolean => {
   // "$JS.ACK."
   if (to - from < 8 || b[from] !== 0x24 || b[from + 1] !== 0x4a || b[from + 4] !== 0x41) return false
