@@ -1,45 +1,22 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { startBroker, type RunningBroker } from "../src/broker.js"
-import { startHttpServer, type RunningHttpServer } from "../src/http/index.js"
+import { describe, expect, it } from "vitest"
 import { freePort } from "../src/testing/natsServer.js"
-import { CodeqClient } from "../src/sdk/client.js"
-import { brokerConfig, freshNaming, useNatsServer, waitFor } from "./support/harness.js"
-import { STATIC_TOKENS, apiClient, startIdentityProvider, type ApiCall, type TestIdentityProvider } from "./support/jwks.js"
+import { useNatsServer, waitFor } from "./support/harness.js"
+import { startHttpServer } from "../src/http/index.js"
+import { useHttpApi } from "./support/httpApi.js"
+import { STATIC_TOKENS, apiClient } from "./support/jwks.js"
 
 const nats = useNatsServer()
 
 describe("HTTP API: authentication, scopes and tenant isolation", () => {
-  const naming = freshNaming()
-  let broker: RunningBroker
-  let client: CodeqClient
-  let idp: TestIdentityProvider
-  let http: RunningHttpServer
-  let call: ApiCall
+  const api = useHttpApi(nats, { identity: { cacheMaxAgeMs: 500 } })
+  const call = api.call
+  const idp = api.idp
   let n = 0
   const command = () => `auth-${++n}`
   const acmeProducer = STATIC_TOKENS.acmeProducer.token
   const acmeWorker = STATIC_TOKENS.acmeWorker.token
   const globexWorker = STATIC_TOKENS.globexWorker.token
   const workerScopes = "codeq:claim codeq:heartbeat codeq:abandon codeq:nack codeq:result"
-
-  beforeAll(async () => {
-    broker = await startBroker(brokerConfig(nats.url(), naming))
-    client = await CodeqClient.connect({ servers: nats.url(), naming })
-    idp = await startIdentityProvider()
-    http = await startHttpServer({
-      client,
-      auth: { staticTokens: Object.values(STATIC_TOKENS), jwt: { jwksUrl: idp.jwksUrl, issuer: idp.issuer, audience: idp.audience, cooldownMs: 0, cacheMaxAgeMs: 500 } },
-      port: 0,
-      host: "127.0.0.1"
-    })
-    call = apiClient(http.url)
-  })
-  afterAll(async () => {
-    await http.close()
-    await client.close()
-    await broker.stop()
-    await idp.close()
-  })
 
   const create = async (cmd: string, token: string = acmeProducer) => {
     const res = await call("POST", "/v1/codeq/tasks", { token, body: { command: cmd } })
@@ -91,8 +68,8 @@ describe("HTTP API: authentication, scopes and tenant isolation", () => {
 
   it("runs a task through with JWTs: tenant from tid, worker id from sub, scopes from scope", async () => {
     const cmd = command()
-    const producer = await idp.token({ sub: "svc-producer", tid: "acme" })
-    const worker = await idp.token({ sub: "auth0|worker-7", tenantId: "acme", scope: workerScopes })
+    const producer = await idp().token({ sub: "svc-producer", tid: "acme" })
+    const worker = await idp().token({ sub: "auth0|worker-7", tenantId: "acme", scope: workerScopes })
     const task = await create(cmd, producer)
     const claimed = await claim(cmd, worker)
     expect(claimed.json).toMatchObject({ id: task.id, tenantId: "acme" })
@@ -103,7 +80,7 @@ describe("HTTP API: authentication, scopes and tenant isolation", () => {
 
   it("lets a token claim only its eventTypes, and claims those when the request names none", async () => {
     const [allowed, other] = [command(), command()]
-    const worker = await idp.token({ sub: "typed-worker", tid: "acme", scope: workerScopes, eventTypes: [allowed] })
+    const worker = await idp().token({ sub: "typed-worker", tid: "acme", scope: workerScopes, eventTypes: [allowed] })
     expect(await claim(other, worker)).toMatchObject({ status: 403, json: { rule: "event_type" } })
     const task = await create(allowed)
     expect((await claim(undefined, worker)).json.id).toBe(task.id)
@@ -111,42 +88,42 @@ describe("HTTP API: authentication, scopes and tenant isolation", () => {
 
   it("takes the tenant from tid, tenantId or tenant_id, refusing conflicting or missing ones with 403", async () => {
     for (const claims of [{ tid: "acme" }, { tenantId: "acme" }, { tenant_id: "acme" }, { tid: "acme", tenant_id: "acme" }]) {
-      const res = await call("GET", "/v1/codeq/tasks/00000000-0000-4000-8000-000000000000", { token: await idp.token({ sub: "p", ...claims }) })
+      const res = await call("GET", "/v1/codeq/tasks/00000000-0000-4000-8000-000000000000", { token: await idp().token({ sub: "p", ...claims }) })
       expect(res.status, JSON.stringify(claims)).toBe(404)
     }
-    const conflicting = await call("GET", "/v1/codeq/admin/queues", { token: await idp.token({ sub: "p", tid: "acme", tenant_id: "globex", role: "admin" }) })
+    const conflicting = await call("GET", "/v1/codeq/admin/queues", { token: await idp().token({ sub: "p", tid: "acme", tenant_id: "globex", role: "admin" }) })
     expect(conflicting).toMatchObject({ status: 403, json: { rule: "tenant" } })
     expect(String(conflicting.json.error)).toMatch(/conflict/)
-    expect((await call("GET", "/v1/codeq/admin/queues", { token: await idp.token({ sub: "p", role: "admin" }) })).status).toBe(403)
-    expect((await call("GET", "/v1/codeq/admin/queues", { token: await idp.token({ sub: "p", tid: "acme", role: "admin" }) })).status).toBe(200)
+    expect((await call("GET", "/v1/codeq/admin/queues", { token: await idp().token({ sub: "p", role: "admin" }) })).status).toBe(403)
+    expect((await call("GET", "/v1/codeq/admin/queues", { token: await idp().token({ sub: "p", tid: "acme", role: "admin" }) })).status).toBe(200)
   })
 
   it("accepts tokens signed with a rotated-in key and refuses the retired key once it leaves the JWKS", async () => {
-    const before = await idp.token({ sub: "p", tid: "acme" })
+    const before = await idp().token({ sub: "p", tid: "acme" })
     expect((await call("GET", "/v1/codeq/admin/queues", { token: before })).status).toBe(403)
-    await idp.rotate()
-    const fetches = idp.fetches()
-    const rotated = await idp.token({ sub: "p", tid: "acme", role: "admin" })
+    await idp().rotate()
+    const fetches = idp().fetches()
+    const rotated = await idp().token({ sub: "p", tid: "acme", role: "admin" })
     expect((await call("GET", "/v1/codeq/admin/queues", { token: rotated })).status).toBe(200)
-    expect(idp.fetches()).toBeGreaterThan(fetches)
-    await idp.rotate({ dropOld: true })
+    expect(idp().fetches()).toBeGreaterThan(fetches)
+    await idp().rotate({ dropOld: true })
     await waitFor(async () => (await call("GET", "/v1/codeq/admin/queues", { token: rotated })).status === 401, { what: "the retired key to be refused" })
     const res = await call("GET", "/v1/codeq/admin/queues", { token: rotated })
     expect(res.json.error).toBe("no key of the JWKS matches the token's key id (kid)")
   })
 
   it("tolerates the configured clock skew on expiry, and no more", async () => {
-    const justExpired = await idp.token({ sub: "p", tid: "acme", role: "admin" }, { expiresIn: -10 })
+    const justExpired = await idp().token({ sub: "p", tid: "acme", role: "admin" }, { expiresIn: -10 })
     expect((await call("GET", "/v1/codeq/admin/queues", { token: justExpired })).status).toBe(200)
-    const longExpired = await idp.token({ sub: "p", tid: "acme", role: "admin" }, { expiresIn: -60 })
+    const longExpired = await idp().token({ sub: "p", tid: "acme", role: "admin" }, { expiresIn: -60 })
     expect(await call("GET", "/v1/codeq/admin/queues", { token: longExpired })).toMatchObject({ status: 401, json: { error: "the token has expired" } })
   })
 
   it("limits requests per token with 429 and Retry-After when configured", async () => {
-    const limited = await startHttpServer({ client, auth: { staticTokens: Object.values(STATIC_TOKENS) }, port: 0, host: "127.0.0.1", rateLimit: { requestsPerSecond: 0.5, burst: 2 } })
+    const limited = await startHttpServer({ client: api.client(), auth: { staticTokens: Object.values(STATIC_TOKENS) }, port: 0, host: "127.0.0.1", rateLimit: { requestsPerSecond: 0.5, burst: 2 } })
     try {
-      const api = apiClient(limited.url)
-      const get = (token: string) => api("GET", "/v1/codeq/tasks/00000000-0000-4000-8000-000000000000", { token })
+      const limitedCall = apiClient(limited.url)
+      const get = (token: string) => limitedCall("GET", "/v1/codeq/tasks/00000000-0000-4000-8000-000000000000", { token })
       expect((await get(acmeProducer)).status).toBe(404)
       expect((await get(acmeProducer)).status).toBe(404)
       const refused = await get(acmeProducer)
@@ -160,9 +137,9 @@ describe("HTTP API: authentication, scopes and tenant isolation", () => {
 
   it("answers 503 with Retry-After while the JWKS cannot be fetched", async () => {
     const port = await freePort()
-    const offline = await startHttpServer({ client, auth: { jwt: { jwksUrl: `http://127.0.0.1:${port}/jwks.json`, issuer: idp.issuer, audience: idp.audience } }, port: 0, host: "127.0.0.1" })
+    const offline = await startHttpServer({ client: api.client(), auth: { jwt: { jwksUrl: `http://127.0.0.1:${port}/jwks.json`, issuer: idp().issuer, audience: idp().audience } }, port: 0, host: "127.0.0.1" })
     try {
-      const res = await apiClient(offline.url)("GET", "/v1/codeq/admin/queues", { token: await idp.token({ sub: "p", tid: "acme" }) })
+      const res = await apiClient(offline.url)("GET", "/v1/codeq/admin/queues", { token: await idp().token({ sub: "p", tid: "acme" }) })
       expect(res).toMatchObject({ status: 503, json: { error: "the identity provider's key set (JWKS) cannot be fetched" } })
       expect(res.headers.get("retry-after")).toBe("2")
     } finally {

@@ -22,13 +22,11 @@ import { createServer, type IncomingMessage, type Server } from "node:http"
 import { Socket, isIP } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { SignJWT, exportJWK, generateKeyPair } from "jose"
-import { startBroker, type RunningBroker } from "../src/broker.js"
-import { startHttpServer, type RunningHttpServer } from "../src/http/index.js"
-import { CodeqClient } from "../src/sdk/client.js"
 import { freePort } from "../src/testing/natsServer.js"
 import { BlockedDestination, DEFAULT_WEBHOOK_SETTINGS, deliverWebhook, guardedLookup, isPrivateAddress, type Resolver } from "../src/webhooks/deliver.js"
 import { CODEQ_BIN, codeqEnv } from "./support/cli.js"
-import { brokerConfig, freshNaming, useNatsServer, waitFor } from "./support/harness.js"
+import { freshNaming, useNatsServer, waitFor } from "./support/harness.js"
+import { useHttpApi } from "./support/httpApi.js"
 import { STATIC_TOKENS, apiClient, startIdentityProvider, type ApiCall, type ApiResponse, type TestIdentityProvider } from "./support/jwks.js"
 import { startOtlpReceiver, type OtlpReceiver } from "./support/otlpReceiver.js"
 
@@ -47,32 +45,10 @@ const closeServer = (server: Server) => new Promise<void>((resolve) => server.cl
 // ---------------------------------------------------------------------------------------------
 
 describe("tenant isolation and JWT edge cases", () => {
-  const naming = freshNaming()
-  let broker: RunningBroker
-  let client: CodeqClient
-  let idp: TestIdentityProvider
-  let http: RunningHttpServer
-  let call: ApiCall
+  const api = useHttpApi(nats, { identity: {} })
+  const call = api.call
+  const idp = api.idp
   const acme = { producer: STATIC_TOKENS.acmeProducer.token, worker: STATIC_TOKENS.acmeWorker.token, admin: STATIC_TOKENS.acmeAdmin.token }
-
-  beforeAll(async () => {
-    broker = await startBroker(brokerConfig(nats.url(), naming))
-    client = await CodeqClient.connect({ servers: nats.url(), naming })
-    idp = await startIdentityProvider()
-    http = await startHttpServer({
-      client,
-      auth: { staticTokens: Object.values(STATIC_TOKENS), jwt: { jwksUrl: idp.jwksUrl, issuer: idp.issuer, audience: idp.audience, cooldownMs: 0 } },
-      port: 0,
-      host: "127.0.0.1"
-    })
-    call = apiClient(http.url)
-  })
-  afterAll(async () => {
-    await http?.close()
-    await idp?.close()
-    await client?.close()
-    await broker?.stop()
-  })
 
   describe("every operation of the OpenAPI document, with another tenant's tokens", () => {
     const COMMAND = "iso-secret-cmd"
@@ -198,16 +174,16 @@ describe("tenant isolation and JWT edge cases", () => {
   describe("JWT edge cases", () => {
     const queues = (token: string) => call("GET", "/v1/codeq/admin/queues", { token })
     const now = () => Math.floor(Date.now() / 1000)
-    const claims = (extra: Record<string, unknown> = {}) => ({ sub: "p", tid: "acme", role: "admin", iss: idp.issuer, aud: idp.audience, exp: now() + 600, ...extra })
+    const claims = (extra: Record<string, unknown> = {}) => ({ sub: "p", tid: "acme", role: "admin", iss: idp().issuer, aud: idp().audience, exp: now() + 600, ...extra })
 
     it("refuses a token not valid yet (nbf beyond the clock skew) and accepts one within it", async () => {
-      const later = await idp.token({ sub: "p", tid: "acme", role: "admin", nbf: now() + 600 })
+      const later = await idp().token({ sub: "p", tid: "acme", role: "admin", nbf: now() + 600 })
       expect(await queues(later)).toMatchObject({ status: 401, json: { error: "the token is not valid yet (nbf)" } })
-      expect((await queues(await idp.token({ sub: "p", tid: "acme", role: "admin", nbf: now() + 10 }))).status).toBe(200)
+      expect((await queues(await idp().token({ sub: "p", tid: "acme", role: "admin", nbf: now() + 10 }))).status).toBe(200)
     })
 
     it("refuses HS256 tokens signed with the RSA public key (algorithm confusion), whatever form of the key", async () => {
-      const jwks = (await (await fetch(idp.jwksUrl)).json()) as { keys: Array<Record<string, unknown>> }
+      const jwks = (await (await fetch(idp().jwksUrl)).json()) as { keys: Array<Record<string, unknown>> }
       const jwk = jwks.keys[0] as Record<string, unknown>
       const pem = createPublicKey({ key: jwk as never, format: "jwk" }).export({ type: "spki", format: "pem" }).toString()
       const der = createPublicKey({ key: jwk as never, format: "jwk" }).export({ type: "spki", format: "der" })
@@ -239,7 +215,7 @@ describe("tenant isolation and JWT edge cases", () => {
       const hostile: ReadonlyArray<unknown> = ["acme.*", "*", ">", "acme.>", "$JS.API.>", "acme.globex", "ACME", "a", "acme\u0000", "acme\n.x", "", 5, 0, true, ["acme"], { tid: "acme" }, null]
       for (const name of ["tid", "tenantId", "tenant_id"]) {
         for (const value of hostile) {
-          const token = await idp.token({ sub: "p", role: "admin", [name]: value } as never)
+          const token = await idp().token({ sub: "p", role: "admin", [name]: value } as never)
           const res = await queues(token)
           expect(res.status, `${name}=${JSON.stringify(value)}`).toBe(403)
           expect(res.json.rule, `${name}=${JSON.stringify(value)}`).toBe("tenant")
@@ -248,14 +224,14 @@ describe("tenant isolation and JWT edge cases", () => {
     })
 
     it("grants nothing for role, scope or eventTypes claims of the wrong shape, and digests a hostile sub", async () => {
-      for (const role of [["admin"], { admin: true }, 1, "ADMIN ", "admin\u0000"]) expect((await queues(await idp.token({ sub: "p", tid: "acme", role } as never))).status, JSON.stringify(role)).toBe(403)
+      for (const role of [["admin"], { admin: true }, 1, "ADMIN ", "admin\u0000"]) expect((await queues(await idp().token({ sub: "p", tid: "acme", role } as never))).status, JSON.stringify(role)).toBe(403)
       for (const scope of [{ "codeq:claim": true }, 5, "codeq:claim*", "codeq:*"]) {
-        const res = await call("POST", "/v1/codeq/tasks/claim", { token: await idp.token({ sub: "w", tid: "acme", scope } as never), body: { commands: ["anything"] } })
+        const res = await call("POST", "/v1/codeq/tasks/claim", { token: await idp().token({ sub: "w", tid: "acme", scope } as never), body: { commands: ["anything"] } })
         expect(res.status, JSON.stringify(scope)).toBe(403)
       }
       // A restriction of the wrong shape is refused, never read as "no restriction".
       for (const eventTypes of ["only-this", { 0: "only-this" }, 7, [7], ["only-this", null]]) {
-        const token = await idp.token({ sub: "w", tid: "acme", scope: "codeq:claim", eventTypes } as never)
+        const token = await idp().token({ sub: "w", tid: "acme", scope: "codeq:claim", eventTypes } as never)
         const res = await call("POST", "/v1/codeq/tasks/claim", { token, body: { commands: ["something-else"] } })
         expect(res.status, JSON.stringify(eventTypes)).toBe(403)
         expect(res.json.rule).toBe("event_type")
@@ -263,7 +239,7 @@ describe("tenant isolation and JWT edge cases", () => {
       // A subject full of subject tokens becomes a digest as the worker id: it never reaches a subject.
       const command = `sub-${randomBytes(3).toString("hex")}`
       const created = await call("POST", "/v1/codeq/tasks", { token: acme.producer, body: { command } })
-      const worker = await idp.token({ sub: "w.*.>$JS.API.>", tid: "acme", scope: "codeq:claim codeq:result" })
+      const worker = await idp().token({ sub: "w.*.>$JS.API.>", tid: "acme", scope: "codeq:claim codeq:result" })
       const claimed = await call("POST", "/v1/codeq/tasks/claim", { token: worker, body: { commands: [command], waitSeconds: 10 } })
       expect(claimed.json).toMatchObject({ id: created.json.id })
       expect(String(claimed.json.workerId)).toMatch(/^sub-[0-9a-f]{32}$/)

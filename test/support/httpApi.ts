@@ -1,7 +1,8 @@
 /**
  * A broker, a client and the HTTP API on a free loopback port for one test file, with the static
  * tokens of jwks.ts and a JSON API caller; stopped after the file. Options cover what differs
- * between files (client settings such as a tracer provider).
+ * between files (client settings such as a tracer provider; an identity provider whose JWTs the
+ * API accepts too).
  */
 import { afterAll, beforeAll } from "vitest"
 import { startBroker, type RunningBroker } from "../../src/broker.js"
@@ -9,26 +10,39 @@ import { startHttpServer, type RunningHttpServer } from "../../src/http/index.js
 import { CodeqClient, type CodeqClientOptions } from "../../src/sdk/client.js"
 import { claimSubjects, claimsStream } from "../../streams/definitions.js"
 import { brokerConfig, freshNaming } from "./harness.js"
-import { STATIC_TOKENS, apiClient, type ApiCall } from "./jwks.js"
+import { STATIC_TOKENS, apiClient, startIdentityProvider, type ApiCall, type TestIdentityProvider } from "./jwks.js"
 
 interface Running {
   readonly broker: RunningBroker
   readonly client: CodeqClient
   readonly http: RunningHttpServer
   readonly call: ApiCall
+  readonly idp: TestIdentityProvider | undefined
 }
 
-export const useHttpApi = (nats: { readonly url: () => string }, options: { readonly client?: Omit<CodeqClientOptions, "servers" | "naming"> } = {}) => {
+export interface HttpApiOptions {
+  readonly client?: Omit<CodeqClientOptions, "servers" | "naming">
+  /** Start a test identity provider and accept its JWTs (JWKS cache age in ms; the server's default without). */
+  readonly identity?: { readonly cacheMaxAgeMs?: number }
+}
+
+export const useHttpApi = (nats: { readonly url: () => string }, options: HttpApiOptions = {}) => {
   const naming = freshNaming()
   let running: Running | undefined
   beforeAll(async () => {
     const broker = await startBroker(brokerConfig(nats.url(), naming))
     const client = await CodeqClient.connect({ ...options.client, servers: nats.url(), naming })
-    const http = await startHttpServer({ client, auth: { staticTokens: Object.values(STATIC_TOKENS) }, port: 0, host: "127.0.0.1" })
-    running = { broker, client, http, call: apiClient(http.url) }
+    const idp = options.identity === undefined ? undefined : await startIdentityProvider()
+    const jwt =
+      idp === undefined
+        ? undefined
+        : { jwksUrl: idp.jwksUrl, issuer: idp.issuer, audience: idp.audience, cooldownMs: 0, ...(options.identity?.cacheMaxAgeMs !== undefined ? { cacheMaxAgeMs: options.identity.cacheMaxAgeMs } : {}) }
+    const http = await startHttpServer({ client, auth: { staticTokens: Object.values(STATIC_TOKENS), ...(jwt !== undefined ? { jwt } : {}) }, port: 0, host: "127.0.0.1" })
+    running = { broker, client, http, call: apiClient(http.url), idp }
   })
   afterAll(async () => {
     await running?.http.close()
+    await running?.idp?.close()
     await running?.client.close()
     await running?.broker.stop()
   })
@@ -46,5 +60,10 @@ export const useHttpApi = (nats: { readonly url: () => string }, options: { read
     const info = await jsm.streams.info(claimsStream(naming), { subjects_filter: claimSubjects(naming, tenant, command) })
     return Object.values(info.state.subjects ?? {}).reduce((sum, count) => sum + count, 0)
   }
-  return { naming, call, dispatched, client: () => get().client, http: () => get().http }
+  const idp = (): TestIdentityProvider => {
+    const started = get().idp
+    if (started === undefined) throw new Error("no identity provider: pass `identity` to useHttpApi")
+    return started
+  }
+  return { naming, call, dispatched, client: () => get().client, http: () => get().http, idp }
 }
