@@ -104,6 +104,20 @@ describe("records from the log", () => {
     expect(recordFromWire(untyped, 0, bare.length, untyped.length, 1, SUBJECT, "1", () => false)).toMatchObject({ type: "TaskClaimed", traceparent: undefined, traceId: undefined })
   })
 
+  it("reads a value of another length than usual, blanks around values and the server's own headers wherever they stand", () => {
+    const block = `NATS/1.0\r\nNats-Expected-Last-Subject-Sequence: 6\r\nCodeq-Event:  TaskClaimed \r\ntraceparent:  00-${TRACE}-aaaaaaaaaaaaaaa2-01  \r\nNats-Msg-Id: x\r\nCodeq-Parent-Span: ${CREATE} \r\nCodeq-Span-Start: 17\r\nCodeq-Span-End: 170000000000000000001\r\nCodeq-Prev-Seq: 6\r\n\r\n`
+    const bytes = Buffer.from(`${block}{}`, "latin1")
+    expect(recordFromWire(bytes, 0, block.length, bytes.length, 7, SUBJECT, "1", () => false)).toMatchObject({
+      type: "TaskClaimed",
+      traceId: TRACE,
+      spanId: "aaaaaaaaaaaaaaa2",
+      parentSpanId: CREATE,
+      spanStart: "17",
+      spanEnd: "170000000000000000001",
+      prevSeq: 6
+    })
+  })
+
   it("parses ack subjects of both forms, with the nanosecond timestamp and the pending count", () => {
     expect(parseAck("$JS.ACK.CODEQ_EVENTS.c1.1.42.40.1700000000123456789.17")).toEqual({ delivered: 1, seq: 42, timeNs: "1700000000123456789", pending: 17 })
     expect(parseAck("$JS.ACK.hub.ACCHASH.CODEQ_EVENTS.c1.1.42.40.1700000000123456789.0.x9")).toEqual({ delivered: 1, seq: 42, timeNs: "1700000000123456789", pending: 0 })
@@ -117,6 +131,34 @@ describe("records from the log", () => {
     expect(parseTraceparent(`01-${TRACE}-aaaaaaaaaaaaaaa2-01-later`)).toMatchObject({ traceId: TRACE })
     for (const bad of [`ff-${TRACE}-aaaaaaaaaaaaaaa2-01`, `00-${TRACE}-aaaaaaaaaaaaaaa2-01-x`, `00-${"0".repeat(32)}-aaaaaaaaaaaaaaa2-01`, `00-${TRACE}-${"0".repeat(16)}-01`, `00-${TRACE.toUpperCase()}-aaaaaaaaaaaaaaa2-01`, "garbage"])
       expect(parseTraceparent(bad), bad).toBeUndefined()
+  })
+
+  it("checks a traceparent on the wire bytes as it checks the string", () => {
+    const span = "aaaaaaaaaaaaaaa2"
+    const values = [
+      `00-${TRACE}-${span}-01`,
+      `00-${TRACE}-${span}-02`,
+      `01-${TRACE}-${span}-01-later`,
+      `ff-${TRACE}-${span}-01`,
+      `00-${TRACE}-${span}-01-x`,
+      `00-${TRACE}-${span}-01-`,
+      `00-${"0".repeat(32)}-${span}-01`,
+      `00-${TRACE}-${"0".repeat(16)}-01`,
+      `00-${TRACE.toUpperCase()}-${span}-01`,
+      `00-${TRACE.slice(1)}-${span}-01`,
+      `00-${TRACE}-${span}-1`,
+      `00-${TRACE}-${span}-0g`,
+      `0g-${TRACE}-${span}-01`,
+      `00-${TRACE.slice(0, -1)}\u00e9-${span}-01`,
+      "garbage"
+    ]
+    for (const value of values) {
+      const block = `NATS/1.0\r\nCodeq-Event: TaskClaimed\r\ntraceparent: ${value}\r\n\r\n`
+      const bytes = Buffer.from(`${block}{}`, "utf8")
+      const headerEnd = Buffer.byteLength(block, "utf8")
+      const valid = parseTraceparent(value) !== undefined
+      expect(recordFromWire(bytes, 0, headerEnd, bytes.length, 1, SUBJECT, "1", () => false).traceId, value).toBe(valid ? value.slice(3, 35) : undefined)
+    }
   })
 })
 

@@ -5,7 +5,8 @@
  * nothing per event goes back to the server. When the consumer goes away (a server restart, a
  * leader change, idleness), it is made again from the last sequence read.
  */
-import { AckPolicy, DeliverPolicy, nanos, type NatsConnection } from "nats"
+import type { NatsConnection } from "nats"
+import { addReadConsumer } from "./streams.js"
 import { eventsStream, type Naming } from "../../streams/definitions.js"
 import type { RawEvent } from "./codec.js"
 import { ConsumerGone, PullSession, type Delivery } from "./pull.js"
@@ -86,15 +87,7 @@ export class EventFeed {
 
   private async open(): Promise<PullSession> {
     const jsm = await this.nc.jetstreamManager({ checkAPI: false })
-    const info = await jsm.consumers.add(this.stream, {
-      ack_policy: AckPolicy.None,
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: this.last + 1,
-      filter_subject: this.options.filterSubject ?? `${this.naming.subjectRoot}.evt.>`,
-      mem_storage: true,
-      num_replicas: 1,
-      inactive_threshold: nanos(30_000)
-    })
+    const info = await addReadConsumer(jsm, this.stream, this.options.filterSubject ?? `${this.naming.subjectRoot}.evt.>`, { seq: this.last + 1 })
     return new PullSession(this.nc, this.stream, info.name, { batch: this.batch, expiresMs: 5_000 })
   }
 }

@@ -166,30 +166,43 @@ export const isSpanId = (s: string): boolean => s.length === 16 && isLowerHex(s,
 
 export { isNanos } from "../acks.js"
 
+/** 1 for the bytes of a lower-case hex digit. */
+const HEX = new Uint8Array(256)
+for (const c of "0123456789abcdef") HEX[c.charCodeAt(0)] = 1
+
 /**
- * Whether a traceparent is valid W3C: `vv-<32 hex>-<16 hex>-ff`, version ff refused, version 00
- * exactly 55 characters (later versions may carry more after a dash), ids not all zero.
+ * Whether b[from, to) is a valid W3C traceparent: `vv-<32 hex>-<16 hex>-ff`, version ff refused,
+ * version 00 exactly 55 characters (later versions may carry more after a dash), ids not all zero.
+ * On bytes: the wire reader checks one per event of an audit where it lies, before making a string.
  */
+export const isValidTraceparentAt = (b: Uint8Array, from: number, to: number): boolean => {
+  const length = to - from
+  if (length < 55 || b[from + 2] !== 45 || b[from + 35] !== 45 || b[from + 52] !== 45) return false
+  // One pass over the 51 hex digits: every one a lower-case hex digit, the ids not all zeros (48 is "0").
+  let ok = HEX[b[from] ?? 0]! & HEX[b[from + 1] ?? 0]! & HEX[b[from + 53] ?? 0]! & HEX[b[from + 54] ?? 0]!
+  let trace = 0
+  for (let i = from + 3; i < from + 35; i++) {
+    const c = b[i] ?? 0
+    ok &= HEX[c]!
+    trace |= c ^ 48
+  }
+  let span = 0
+  for (let i = from + 36; i < from + 52; i++) {
+    const c = b[i] ?? 0
+    ok &= HEX[c]!
+    span |= c ^ 48
+  }
+  if (ok === 0 || trace === 0 || span === 0) return false
+  const version = ((b[from] ?? 0) << 8) | (b[from + 1] ?? 0)
+  if (version === 0x6666 /* ff */) return false
+  return length === 55 || (version !== 0x3030 /* 00 */ && b[from + 55] === 45)
+}
+
+/** The same check of a string (its UTF-8 bytes: any character beyond ASCII fails it). */
 export const isValidTraceparent = (value: string | undefined): value is string => {
   if (value === undefined || value.length < 55) return false
-  if (value.charCodeAt(2) !== 45 || value.charCodeAt(35) !== 45 || value.charCodeAt(52) !== 45) return false
-  // One pass over the 51 hex digits (this runs once per event of an audit): every one a lower-case
-  // hex digit, and the ids not all zeros (48 is "0").
-  let traceZero = true
-  let spanZero = true
-  for (let i = 0; i < 55; i++) {
-    if (i === 2 || i === 35 || i === 52) continue
-    const c = value.charCodeAt(i)
-    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false
-    if (c !== 48) {
-      if (i > 2 && i < 35) traceZero = false
-      else if (i > 35 && i < 52) spanZero = false
-    }
-  }
-  const ff = value.charCodeAt(0) === 102 && value.charCodeAt(1) === 102
-  const v00 = value.charCodeAt(0) === 48 && value.charCodeAt(1) === 48
-  if (ff || (value.length > 55 && (v00 || value.charCodeAt(55) !== 45))) return false
-  return !traceZero && !spanZero
+  const bytes = Buffer.from(value, "utf8")
+  return isValidTraceparentAt(bytes, 0, bytes.length)
 }
 
 const hexValue = (c: number): number => (c <= 57 ? c - 48 : c - 87)

@@ -1,16 +1,17 @@
 /**
  * Opening a read of the log for replay: an ephemeral consumer without acknowledgements (ack
- * policy none, state in memory, gone 30 s after the reader) — the same consumer the event feed
- * uses — filtered to the selection's subjects and started at a sequence or an instant, then read
+ * policy none, state in memory, gone 30 s after the reader; `addReadConsumer`, as the event feed's)
+ * filtered to the selection's subjects  and started at a sequence or an instant, then read
  * through the wire reader when it can be (see wire.ts) and through nats.js otherwise.
  *
  * Not through `EventFeed` itself: replay needs what its records drop — the log timestamp to the
  * nanosecond (a span's end) and the consumer's pending count (where the log ends for a filtered
  * selection, and the progress bar) — and its pace.
  */
-import { AckPolicy, DeliverPolicy, nanos, type NatsConnection } from "nats"
+import type { NatsConnection } from "nats"
 import { eventsStream, type Naming } from "../../../streams/definitions.js"
 import { PullSession } from "../pull.js"
+import { addReadConsumer, type ReadStart } from "../streams.js"
 import type { LogRecord } from "./records.js"
 import { headerFieldsOf, makeRecord, type BodyPolicy } from "./records.js"
 import { parseAck } from "../acks.js"
@@ -46,7 +47,7 @@ export const wireTargetOf = (nc: NatsConnection, urls: ReadonlyArray<string>): W
 export interface OpenSpec {
   readonly filterSubject: string
   /** First sequence, or first instant, to read. */
-  readonly start: { readonly seq: number } | { readonly time: Date }
+  readonly start: ReadStart
   readonly batch: number
   readonly bodies: BodyPolicy
 }
@@ -93,16 +94,7 @@ class NatsSource implements LogSource {
 export const openSource = async (conn: ReplayConnection, naming: Naming, spec: OpenSpec): Promise<OpenedSource & { readonly remove: () => Promise<void> }> => {
   const stream = eventsStream(naming)
   const jsm = await conn.nc.jetstreamManager({ checkAPI: false })
-  const info = await jsm.consumers.add(stream, {
-    ack_policy: AckPolicy.None,
-    ...("seq" in spec.start
-      ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, spec.start.seq) }
-      : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: spec.start.time.toISOString() }),
-    filter_subject: spec.filterSubject,
-    mem_storage: true,
-    num_replicas: 1,
-    inactive_threshold: nanos(30_000)
-  })
+  const info = await addReadConsumer(jsm, stream, spec.filterSubject, spec.start)
   const remove = () => jsm.consumers.delete(stream, info.name).then(() => undefined, () => undefined)
   const pull = { stream, consumer: info.name, batch: spec.batch, bodies: spec.bodies }
   if (conn.wire !== undefined) {

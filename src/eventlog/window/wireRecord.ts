@@ -7,25 +7,60 @@
  */
 import { HEADERS } from "../../tracing/conventions.js"
 import type { LogRecord } from "./records.js"
-import { isValidTraceparent, makeRecord, parseHeaderBlock, type BodyPolicy } from "./records.js"
+import { isValidTraceparentAt, makeRecord, parseHeaderBlock, type BodyPolicy } from "./records.js"
 
 const CR = 0x0d
 const COLON = 0x3a
 const SPACE = 0x20
 
-const keyBytes = (key: string): Buffer => Buffer.from(key, "latin1")
-const K_EVENT = keyBytes(HEADERS.event)
-const K_TRACEPARENT = keyBytes(HEADERS.traceparent)
-const K_TRACESTATE = keyBytes(HEADERS.tracestate)
-const K_BAGGAGE = keyBytes(HEADERS.baggage)
-const K_PARENT = keyBytes(HEADERS.parentSpan)
-const K_START = keyBytes(HEADERS.spanStart)
-const K_END = keyBytes(HEADERS.spanEnd)
-const K_PREV = keyBytes(HEADERS.prevSeq)
+/** The headers replay reads, by index; their names as bytes; the length of a value when it has one. */
+const F_EVENT = 0
+const F_TRACEPARENT = 1
+const F_TRACESTATE = 2
+const F_BAGGAGE = 3
+const F_PARENT = 4
+const F_START = 5
+const F_END = 6
+const F_PREV = 7
+const KEYS: ReadonlyArray<Buffer> = [HEADERS.event, HEADERS.traceparent, HEADERS.tracestate, HEADERS.baggage, HEADERS.parentSpan, HEADERS.spanStart, HEADERS.spanEnd, HEADERS.prevSeq].map((key) => Buffer.from(key, "latin1"))
+/** A traceparent, a span id, epoch nanoseconds (19 digits until 2286): where their line should end. */
+const FIXED: ReadonlyArray<number> = [0, 55, 0, 0, 16, 19, 19, 0]
 
 const sameKey = (b: Buffer, from: number, key: Buffer): boolean => {
   for (let i = key.length - 1; i >= 0; i--) if (b[from + i] !== key[i]) return false
   return true
+}
+
+/** Which of KEYS the header line at p names (followed by its colon); -1 for any other line. */
+const keyAt = (b: Buffer, p: number): number => {
+  let f = -1
+  const c = b[p]
+  // Told apart by a byte or two, then compared whole.
+  if (c === 0x43 /* Codeq-… */) {
+    const d = b[p + 6]
+    f = d === 0x45 ? F_EVENT : d === 0x50 ? (b[p + 7] === 0x61 ? F_PARENT : F_PREV) : d === 0x53 ? (b[p + 11] === 0x53 ? F_START : F_END) : -1
+  } else if (c === 0x74 /* trace… */) f = b[p + 5] === 0x70 ? F_TRACEPARENT : F_TRACESTATE
+  else if (c === 0x62 /* baggage */) f = F_BAGGAGE
+  if (f < 0) return -1
+  const key = KEYS[f] as Buffer
+  return b[p + key.length] === COLON && sameKey(b, p, key) ? f : -1
+}
+
+/**
+ * Where the value of the server's header at p starts — past `Nats-Expected-Stream:` or
+ * `Nats-Expected-Last-Subject-Sequence:`, on every event — or p for any other.
+ */
+const pastNatsKey = (b: Buffer, p: number): number => {
+  const d = b[p + 14]
+  if (d === 0x53 /* S */ && b[p + 20] === COLON) return p + 21
+  if (d === 0x4c /* L */ && b[p + 35] === COLON) return p + 36
+  return p
+}
+
+/** Where the line holding i ends (its CR), or `limit`. */
+const lineEnd = (b: Buffer, i: number, limit: number): number => {
+  while (i < limit && b[i] !== CR) i++
+  return i
 }
 
 const hexValue = (c: number): number => (c <= 57 ? c - 48 : c - 87)
@@ -86,36 +121,53 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
   let prevSeq: string | undefined
   let prevSeqNumber = Number.NaN
   let odd = false
-  // Skip the status line (NATS/1.0); then one "Key: value" per line until the blank one.
-  let p = start
-  while (p < headerEnd && b[p] !== CR) p++
-  p += 2
-  while (p < headerEnd) {
-    let colon = -1
-    let eol = p
-    for (; eol < headerEnd && b[eol] !== CR; eol++) if (colon < 0 && b[eol] === COLON) colon = eol
-    if (eol === p) break
-    if (colon > p) {
-      let v = colon + 1
-      while (v < eol && b[v] === SPACE) v++
-      let w = eol
-      while (w > v && b[w - 1] === SPACE) w--
-      const keyLength = colon - p
-      if (keyLength === K_EVENT.length && sameKey(b, p, K_EVENT)) type = intern(b, v, w)
-      else if (keyLength === K_TRACEPARENT.length && sameKey(b, p, K_TRACEPARENT)) {
+  let validTraceparent = false
+  // Skip the status line (NATS/1.0); then one "Key: value" per line until the blank one. Only the
+  // lines of the headers read are looked into, and a value of a known length is not scanned: this
+  // loop runs over every byte of a million header blocks otherwise.
+  let p = lineEnd(b, start, headerEnd) + 2
+  while (p < headerEnd && b[p] !== CR) {
+    const f = keyAt(b, p)
+    if (f < 0) {
+      // The server's own Nats-… headers are skipped; another may be ours spelled in another case.
+      const natsKey = b[p] === 0x4e /* N */
+      if (!natsKey) odd = true
+      p = lineEnd(b, natsKey ? pastNatsKey(b, p) : p, headerEnd) + 2
+      continue
+    }
+    let v = p + (KEYS[f] as Buffer).length + 1
+    while (v < headerEnd && b[v] === SPACE) v++
+    const fixed = FIXED[f] ?? 0
+    const eol = fixed > 0 && b[v + fixed] === CR ? v + fixed : lineEnd(b, v, headerEnd)
+    let w = eol
+    while (w > v && b[w - 1] === SPACE) w--
+    switch (f) {
+      case F_EVENT:
+        type = intern(b, v, w)
+        break
+      case F_TRACEPARENT:
         traceparent = latin1(b, v, w)
-      }
-      else if (keyLength === K_TRACESTATE.length && sameKey(b, p, K_TRACESTATE)) tracestate = latin1(b, v, w)
-      else if (keyLength === K_BAGGAGE.length && sameKey(b, p, K_BAGGAGE)) baggage = latin1(b, v, w)
-      else if (keyLength === K_PARENT.length && sameKey(b, p, K_PARENT)) parentSpanId = latin1(b, v, w)
-      else if (keyLength === K_START.length && sameKey(b, p, K_START)) spanStart = latin1(b, v, w)
-      else if (keyLength === K_END.length && sameKey(b, p, K_END)) spanEnd = latin1(b, v, w)
-      else if (keyLength === K_PREV.length && sameKey(b, p, K_PREV)) {
+        validTraceparent = isValidTraceparentAt(b, v, w)
+        break
+      case F_TRACESTATE:
+        tracestate = latin1(b, v, w)
+        break
+      case F_BAGGAGE:
+        baggage = latin1(b, v, w)
+        break
+      case F_PARENT:
+        parentSpanId = latin1(b, v, w)
+        break
+      case F_START:
+        spanStart = latin1(b, v, w)
+        break
+      case F_END:
+        spanEnd = latin1(b, v, w)
+        break
+      default:
         prevSeqNumber = decimal(b, v, w)
         // Anything but plain digits: read as the string parser reads it.
         if (Number.isNaN(prevSeqNumber)) prevSeq = latin1(b, v, w)
-      }
-      else if (b[p] !== 0x4e /* N: the server's own Nats-… headers */) odd = true
     }
     p = eol + 2
   }
@@ -133,7 +185,7 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
     }
     if (type === "" && typeof body === "object" && body !== null && "type" in body && typeof body.type === "string") type = body.type
   }
-  const tp = isValidTraceparent(traceparent) ? traceparent : undefined
+  const tp = validTraceparent ? traceparent : undefined
   const prev = prevSeq === undefined ? prevSeqNumber : Number(prevSeq)
   return {
     seq,
