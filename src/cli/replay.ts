@@ -19,6 +19,7 @@ import {
   renderAuditSummary,
   renderTree,
   replayLog,
+  tuneHeapForReplay,
   wireTargetOf,
   type ReplaySpan,
   type TaskAudit,
@@ -48,6 +49,7 @@ const serviceNameOf = (config: BrokerConfig): string => {
 }
 
 const run = async (args: ReplayArgs): Promise<number> => {
+  tuneHeapForReplay()
   const config = await loadConfig(BrokerConfig, await effectiveVariables())
   const urls = config.natsUrl.split(",").map((url) => url.trim())
   const { nc } = await connectForCommand(config.natsUrl, { name: "codeq-replay" })

@@ -19,4 +19,5 @@ export { jsonLines, renderTree, spanForest, spanJson, traceJson } from "./render
 export type { SpanJson, SpanNode } from "./render.js"
 export { otlpJsonRequest, otlpSpanJson, readableSpanOf, replayResource, SpanShipper } from "./otlp.js"
 export { ProgressBar, progressLine } from "./progress.js"
+export { tuneHeapForReplay } from "./heap.js"
 export { isoFromNs, msBetween } from "./core.js"

@@ -6,16 +6,19 @@
  * `read` only reads the log into records (no task, no audit): the ceiling the rest runs under.
  *
  * Plain JavaScript run by Node itself on the build in dist/ — the code `codeq replay` runs, with
- * no test loader in the process — and the audit path's own modules, not the replay index: an
- * audit loads no event schema.
+ * no test loader in the process, and its heap setting (tuneHeapForReplay) — and the audit path's
+ * own modules, not the replay index: an audit loads no event schema.
  */
 import { connect } from "nats"
+import v8 from "node:v8"
+if (process.env.SEMI) v8.setFlagsFromString(process.env.SEMI)
 
 const dist = (path) => new URL(`../../dist/${path}`, import.meta.url).href
 const { AuditTally } = await import(dist("src/replay/audit.js"))
 const { replayLog } = await import(dist("src/replay/replay.js"))
 const { openSource, wireTargetOf } = await import(dist("src/eventlog/window/source.js"))
 const { AUDIT_BODIES } = await import(dist("src/replay/tasks.js"))
+const { tuneHeapForReplay } = await import(dist("src/replay/heap.js"))
 
 /** Reads the whole log into records and drops them: what reading alone costs. */
 const readOnly = async (conn, naming, batch) => {
@@ -33,6 +36,8 @@ const readOnly = async (conn, naming, batch) => {
 
 const main = async () => {
   const [url = "", streamPrefix = "CODEQ", subjectRoot = "codeq", detail = "ids", reader = "auto", batch = "20000"] = process.argv.slice(2)
+  // What `codeq replay` does first.
+  tuneHeapForReplay()
   const nc = await connect({ servers: url, noAsyncTraces: true, name: "codeq-replay-bench" })
   const tally = new AuditTally()
   const cpu = process.cpuUsage()

@@ -62,7 +62,7 @@ export class WireSource implements LogSource {
    * GC time.
    */
   private readonly rawBuffers: Array<Buffer> = []
-  private readonly rawPositions: Array<number> = []
+  private rawPositions = new Int32Array(SLOTS * 4_096)
   private rawHead = 0
   /** The ack subject of the message being handed out, parsed into the same object each time. */
   private readonly ack = { seq: 0, timeNs: "", pending: 0 }
@@ -211,11 +211,13 @@ export class WireSource implements LogSource {
     this.rawHead += n
     if (this.rawHead === this.rawBuffers.length) {
       this.rawBuffers.length = 0
-      this.rawPositions.length = 0
       this.rawHead = 0
     } else if (this.rawHead >= 8_192) {
-      this.rawBuffers.splice(0, this.rawHead)
-      this.rawPositions.splice(0, this.rawHead * SLOTS)
+      // Moved down in place: splice would return what it removes, a garbage array each time.
+      const left = this.rawBuffers.length - this.rawHead
+      this.rawBuffers.copyWithin(0, this.rawHead)
+      this.rawBuffers.length = left
+      this.rawPositions.copyWithin(0, this.rawHead * SLOTS, (this.rawHead + left) * SLOTS)
       this.rawHead = 0
     }
     return out
@@ -306,8 +308,21 @@ export class WireSource implements LogSource {
       this.requests.shift()
       this.signal()
     } else {
+      const at = this.rawBuffers.length * SLOTS
+      if (at + SLOTS > this.rawPositions.length) {
+        const grown = new Int32Array(this.rawPositions.length * 2)
+        grown.set(this.rawPositions)
+        this.rawPositions = grown
+      }
+      const pos = this.rawPositions
+      pos[at] = start
+      pos[at + 1] = start + headerLength
+      pos[at + 2] = start + total
+      pos[at + 3] = from
+      pos[at + 4] = subjectEnd
+      pos[at + 5] = sidEnd + 1
+      pos[at + 6] = k
       this.rawBuffers.push(b)
-      this.rawPositions.push(start, start + headerLength, start + total, from, subjectEnd, sidEnd + 1, k)
       const remaining = (this.requests[0] ?? 1) - 1
       if (remaining > 0) this.requests[0] = remaining
       else this.requests.shift()

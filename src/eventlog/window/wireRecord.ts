@@ -122,6 +122,8 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
   let prevSeqNumber = Number.NaN
   let odd = false
   let validTraceparent = false
+  let traceId: string | undefined
+  let spanId: string | undefined
   // Skip the status line (NATS/1.0); then one "Key: value" per line until the blank one. Only the
   // lines of the headers read are looked into, and a value of a known length is not scanned: this
   // loop runs over every byte of a million header blocks otherwise.
@@ -148,6 +150,10 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
       case F_TRACEPARENT:
         traceparent = latin1(b, v, w)
         validTraceparent = isValidTraceparentAt(b, v, w)
+        if (validTraceparent) {
+          traceId = latin1(b, v + 3, v + 35)
+          spanId = latin1(b, v + 36, v + 52)
+        }
         break
       case F_TRACESTATE:
         tracestate = latin1(b, v, w)
@@ -192,8 +198,8 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
     subject,
     type,
     traceparent,
-    traceId: tp?.slice(3, 35),
-    spanId: tp?.slice(36, 52),
+    traceId: tp === undefined ? undefined : traceId,
+    spanId: tp === undefined ? undefined : spanId,
     traceFlags: tp === undefined ? 0 : hexValue(tp.charCodeAt(53)) * 16 + hexValue(tp.charCodeAt(54)),
     tracestate,
     baggage,
