@@ -118,6 +118,17 @@ describe("records from the log", () => {
     })
   })
 
+  it("leaves out of an audit's records what only a span shows, and keeps a malformed traceparent to name it", () => {
+    const block = `NATS/1.0\r\nCodeq-Event: TaskClaimed\r\ntraceparent: 00-${TRACE}-aaaaaaaaaaaaaaa2-03\r\ntracestate: a=1\r\nbaggage: k=v\r\nX-Other: 1\r\nCodeq-Parent-Span: ${CREATE}\r\nCodeq-Span-Start: 1700000000000000001\r\nCodeq-Span-End: 1700000000000000002\r\n\r\n`
+    const bytes = Buffer.from(`${block}{}`, "latin1")
+    const spans = recordFromWire(bytes, 0, block.length, bytes.length, 3, SUBJECT, "1700000000000000003", () => false, "spans")
+    const audit = recordFromWire(bytes, 0, block.length, bytes.length, 3, SUBJECT, "1700000000000000003", () => false, "audit")
+    expect(spans).toMatchObject({ traceparent: `00-${TRACE}-aaaaaaaaaaaaaaa2-03`, tracestate: "a=1", baggage: "k=v", spanEnd: "1700000000000000002" })
+    expect(audit).toEqual({ ...spans, traceparent: undefined, tracestate: undefined, baggage: undefined, spanEnd: undefined })
+    const malformed = Buffer.from(`NATS/1.0\r\nCodeq-Event: TaskClaimed\r\ntraceparent: 00-nothex\r\n\r\n{}`, "latin1")
+    expect(recordFromWire(malformed, 0, malformed.length - 2, malformed.length, 4, SUBJECT, "1", () => false, "audit")).toMatchObject({ traceparent: "00-nothex", traceId: undefined })
+  })
+
   it("parses ack subjects of both forms, with the nanosecond timestamp and the pending count", () => {
     expect(parseAck("$JS.ACK.CODEQ_EVENTS.c1.1.42.40.1700000000123456789.17")).toEqual({ delivered: 1, seq: 42, timeNs: "1700000000123456789", pending: 17 })
     expect(parseAck("$JS.ACK.hub.ACCHASH.CODEQ_EVENTS.c1.1.42.40.1700000000123456789.0.x9")).toEqual({ delivered: 1, seq: 42, timeNs: "1700000000123456789", pending: 0 })

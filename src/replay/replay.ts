@@ -69,7 +69,7 @@ export const filterSubjectOf = (naming: Naming, filter: ReplayFilter): string =>
   return `${naming.subjectRoot}.evt.>`
 }
 
-const onTrace = (records: ReadonlyArray<LogRecord>, traceId: string): boolean => records.some((r) => r.traceparent?.slice(3, 35) === traceId)
+const onTrace = (records: ReadonlyArray<LogRecord>, traceId: string): boolean => records.some((r) => r.traceId === traceId)
 
 const commandOf = (records: ReadonlyArray<LogRecord>): unknown => {
   const body = records.find((r) => r.type === "TaskCreated")?.body
@@ -97,7 +97,8 @@ export const replayLog = async <D extends TraceDetail>(
       filterSubject: filterSubjectOf(naming, filter),
       start: first && filter.since !== undefined ? { time: filter.since } : { seq: fromSeq },
       batch: options.batch ?? 20_000,
-      bodies
+      bodies,
+      headers: options.detail === "spans" ? "spans" : "audit"
     })
 
   // Loaded only to rebuild spans: the event schemas (Effect) are most of an audit's memory otherwise.

@@ -44,6 +44,13 @@ export interface LogRecord {
 
 
 /**
+ * Whether records carry what only a rebuilt span shows — the traceparent as text (a malformed one
+ * is always kept), tracestate, baggage and `Codeq-Span-End` — or leave them undefined: an audit
+ * checks ids and starts, and three strings fewer an event is ~5 % of it.
+ */
+export type HeaderPolicy = "spans" | "audit"
+
+/**
  * Which bodies to parse: all (rebuilding spans), or those the predicate asks for — given the
  * event type and the raw body, b[from, to) — when only the trace headers matter (an audit).
  */

@@ -13,7 +13,7 @@ import { eventsStream, type Naming } from "../../../streams/definitions.js"
 import { PullSession } from "../pull.js"
 import { addReadConsumer, type ReadStart } from "../streams.js"
 import type { LogRecord } from "./records.js"
-import { headerFieldsOf, makeRecord, type BodyPolicy } from "./records.js"
+import { headerFieldsOf, makeRecord, type BodyPolicy, type HeaderPolicy } from "./records.js"
 import { parseAck } from "../acks.js"
 import { WireSource, WireUnsupported, type LogSource, type WireTarget } from "./wire.js"
 
@@ -50,6 +50,8 @@ export interface OpenSpec {
   readonly start: ReadStart
   readonly batch: number
   readonly bodies: BodyPolicy
+  /** What of the headers the records carry; the nats.js reader always reads them all. */
+  readonly headers?: HeaderPolicy
 }
 
 export interface OpenedSource {
@@ -96,7 +98,7 @@ export const openSource = async (conn: ReplayConnection, naming: Naming, spec: O
   const jsm = await conn.nc.jetstreamManager({ checkAPI: false })
   const info = await addReadConsumer(jsm, stream, spec.filterSubject, spec.start)
   const remove = () => jsm.consumers.delete(stream, info.name).then(() => undefined, () => undefined)
-  const pull = { stream, consumer: info.name, batch: spec.batch, bodies: spec.bodies }
+  const pull = { stream, consumer: info.name, batch: spec.batch, bodies: spec.bodies, ...(spec.headers !== undefined ? { headers: spec.headers } : {}) }
   if (conn.wire !== undefined) {
     try {
       const source = await WireSource.open(conn.wire, pull)

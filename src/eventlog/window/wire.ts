@@ -14,7 +14,7 @@
 import { connect as tcpConnect, type Socket } from "node:net"
 import { randomBytes } from "node:crypto"
 import type { LogRecord } from "./records.js"
-import { parseHeaderBlock, type BodyPolicy } from "./records.js"
+import { parseHeaderBlock, type BodyPolicy, type HeaderPolicy } from "./records.js"
 import { latin1, lengthOfFirst, parseAckInto, recordFromWire } from "./wireRecord.js"
 
 /** Where and as whom to connect: a server of the cluster, with the URL's user/password or token. */
@@ -44,6 +44,8 @@ export interface PullSpec {
   /** Messages per pull request. */
   readonly batch: number
   readonly bodies: BodyPolicy
+  /** What of the headers the records carry (default: everything a span shows). */
+  readonly headers?: HeaderPolicy
 }
 
 const CR = 0x0d
@@ -205,7 +207,7 @@ export class WireSource implements LogSource {
       // A reply that is not an ack subject: not a message of the consumer's (nothing to read).
       if (!parseAckInto(b, pos[p + 5] ?? 0, pos[p + 6] ?? 0, ack)) continue
       const subject = latin1(b, pos[p + 3] ?? 0, pos[p + 4] ?? 0)
-      out.push(recordFromWire(b, pos[p] ?? 0, pos[p + 1] ?? 0, pos[p + 2] ?? 0, ack.seq, subject, ack.timeNs, this.spec.bodies))
+      out.push(recordFromWire(b, pos[p] ?? 0, pos[p + 1] ?? 0, pos[p + 2] ?? 0, ack.seq, subject, ack.timeNs, this.spec.bodies, this.spec.headers))
       this.lastPending = ack.pending
     }
     this.rawHead += n

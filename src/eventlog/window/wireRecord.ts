@@ -7,7 +7,7 @@
  */
 import { HEADERS } from "../../tracing/conventions.js"
 import type { LogRecord } from "./records.js"
-import { isValidTraceparentAt, makeRecord, parseHeaderBlock, type BodyPolicy } from "./records.js"
+import { isValidTraceparentAt, makeRecord, parseHeaderBlock, type BodyPolicy, type HeaderPolicy } from "./records.js"
 
 const CR = 0x0d
 const COLON = 0x3a
@@ -110,7 +110,18 @@ const decimal = (b: Buffer, from: number, to: number): number => {
  * The record of a message whose headers are b[start, headerEnd) and body b[headerEnd, end).
  * Falls back to the string parser when a header name is spelled in another case.
  */
-export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end: number, seq: number, subject: string, timeNs: string, bodies: BodyPolicy): LogRecord => {
+export const recordFromWire = (
+  b: Buffer,
+  start: number,
+  headerEnd: number,
+  end: number,
+  seq: number,
+  subject: string,
+  timeNs: string,
+  bodies: BodyPolicy,
+  headers: HeaderPolicy = "spans"
+): LogRecord => {
+  const spans = headers === "spans"
   let type = ""
   let traceparent: string | undefined
   let tracestate: string | undefined
@@ -124,6 +135,8 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
   let validTraceparent = false
   let traceId: string | undefined
   let spanId: string | undefined
+  let traceFlags = 0
+  let sawTraceparent = false
   // Skip the status line (NATS/1.0); then one "Key: value" per line until the blank one. Only the
   // lines of the headers read are looked into, and a value of a known length is not scanned: this
   // loop runs over every byte of a million header blocks otherwise.
@@ -148,18 +161,20 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
         type = intern(b, v, w)
         break
       case F_TRACEPARENT:
-        traceparent = latin1(b, v, w)
+        sawTraceparent = true
         validTraceparent = isValidTraceparentAt(b, v, w)
+        if (spans || !validTraceparent) traceparent = latin1(b, v, w)
         if (validTraceparent) {
           traceId = latin1(b, v + 3, v + 35)
           spanId = latin1(b, v + 36, v + 52)
+          traceFlags = hexValue(b[v + 53] ?? 48) * 16 + hexValue(b[v + 54] ?? 48)
         }
         break
       case F_TRACESTATE:
-        tracestate = latin1(b, v, w)
+        if (spans) tracestate = latin1(b, v, w)
         break
       case F_BAGGAGE:
-        baggage = latin1(b, v, w)
+        if (spans) baggage = latin1(b, v, w)
         break
       case F_PARENT:
         parentSpanId = latin1(b, v, w)
@@ -168,7 +183,7 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
         spanStart = latin1(b, v, w)
         break
       case F_END:
-        spanEnd = latin1(b, v, w)
+        if (spans) spanEnd = latin1(b, v, w)
         break
       default:
         prevSeqNumber = decimal(b, v, w)
@@ -177,7 +192,7 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
     }
     p = eol + 2
   }
-  if (odd && (type === "" || traceparent === undefined)) {
+  if (odd && (type === "" || !sawTraceparent)) {
     // A header we read may be spelled in another case: the careful parser decides.
     return makeRecord(seq, subject, timeNs, parseHeaderBlock(b.toString("latin1", start, headerEnd)), b.subarray(headerEnd, end), bodies)
   }
@@ -191,16 +206,15 @@ export const recordFromWire = (b: Buffer, start: number, headerEnd: number, end:
     }
     if (type === "" && typeof body === "object" && body !== null && "type" in body && typeof body.type === "string") type = body.type
   }
-  const tp = validTraceparent ? traceparent : undefined
   const prev = prevSeq === undefined ? prevSeqNumber : Number(prevSeq)
   return {
     seq,
     subject,
     type,
     traceparent,
-    traceId: tp === undefined ? undefined : traceId,
-    spanId: tp === undefined ? undefined : spanId,
-    traceFlags: tp === undefined ? 0 : hexValue(tp.charCodeAt(53)) * 16 + hexValue(tp.charCodeAt(54)),
+    traceId: validTraceparent ? traceId : undefined,
+    spanId: validTraceparent ? spanId : undefined,
+    traceFlags: validTraceparent ? traceFlags : 0,
     tracestate,
     baggage,
     parentSpanId,
