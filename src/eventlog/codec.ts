@@ -3,7 +3,7 @@
  * message that does not decode is reported with the reason, never thrown.
  */
 import { Either, ParseResult, Schema } from "effect"
-import { TaskEvent, type StoredEvent } from "../domain/events.js"
+import { TaskEvent, type EventTrace, type StoredEvent } from "../domain/events.js"
 import { HEADERS } from "../tracing/conventions.js"
 import { readTraceHeaders } from "../tracing/codec.js"
 
@@ -61,8 +61,25 @@ export const decodeEvent = (raw: RawEvent): DecodeResult => {
   if (declared !== undefined && declared !== event.type)
     return fail(`${HEADERS.event} header says ${declared} but the body is ${event.type}`)
   const prev = Number(raw.header(HEADERS.prevSeq) ?? Number.NaN)
+  const trace = readTraceHeaders(raw.header)
   return {
     ok: true,
-    stored: { seq: raw.seq, subject: raw.subject, time: raw.time, event, trace: readTraceHeaders(raw.header), ...(Number.isInteger(prev) ? { prevSeq: prev } : {}) }
+    stored: { seq: raw.seq, subject: raw.subject, time: raw.time, event, trace: event.type === "TaskCreated" ? detachedTrace(trace) : trace, ...(Number.isInteger(prev) ? { prevSeq: prev } : {}) }
   }
+}
+
+/**
+ * A copy of `s` that shares no memory with the text it was cut from. nats.js cuts header values
+ * out of the message's whole header block, and V8 keeps a cut of 13 characters or more as a view
+ * of that block: a task state holding its create's traceparent held the create's ~300-byte header
+ * block with it, ~6 MB of the broker's heap for the 20,000 states it keeps (a heap snapshot).
+ */
+const detached = (s: string | undefined): string | undefined => (s === undefined ? undefined : Buffer.from(s, "utf8").toString("utf8"))
+
+/** The create's trace context, kept in the task's state for its life: detached from the message. */
+const detachedTrace = (trace: EventTrace | undefined): EventTrace | undefined => {
+  if (trace === undefined) return undefined
+  const tracestate = detached(trace.tracestate)
+  const baggage = detached(trace.baggage)
+  return { ...trace, traceparent: detached(trace.traceparent) ?? trace.traceparent, tracestate, ...(baggage !== undefined ? { baggage } : {}) }
 }
