@@ -118,6 +118,21 @@ describe("records from the log", () => {
     })
   })
 
+  it("reads a value shorter than its kind's usual length as it stands, not into the next line", () => {
+    // The byte 55 after this traceparent's start is a CR (the span start's): a reader that took a
+    // traceparent's usual length on trust would read three lines as one.
+    const block = `NATS/1.0\r\nCodeq-Event: TaskClaimed\r\ntraceparent: 00-short\r\nCodeq-Parent-Span: abc\r\nCodeq-Span-Start: 123\r\nCodeq-Span-End: 13\r\nCodeq-Prev-Seq: 5\r\nNats-Expected-Last-Subject-Sequence: 5\r\n\r\n`
+    const bytes = Buffer.from(`${block}{}`, "latin1")
+    expect(recordFromWire(bytes, 0, block.length, bytes.length, 6, SUBJECT, "1", () => false)).toMatchObject({
+      traceparent: "00-short",
+      traceId: undefined,
+      parentSpanId: "abc",
+      spanStart: "123",
+      spanEnd: "13",
+      prevSeq: 5
+    })
+  })
+
   it("leaves out of an audit's records what only a span shows, and keeps a malformed traceparent to name it", () => {
     const block = `NATS/1.0\r\nCodeq-Event: TaskClaimed\r\ntraceparent: 00-${TRACE}-aaaaaaaaaaaaaaa2-03\r\ntracestate: a=1\r\nbaggage: k=v\r\nX-Other: 1\r\nCodeq-Parent-Span: ${CREATE}\r\nCodeq-Span-Start: 1700000000000000001\r\nCodeq-Span-End: 1700000000000000002\r\n\r\n`
     const bytes = Buffer.from(`${block}{}`, "latin1")

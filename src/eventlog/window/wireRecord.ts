@@ -23,8 +23,6 @@ const F_START = 5
 const F_END = 6
 const F_PREV = 7
 const KEYS: ReadonlyArray<Buffer> = [HEADERS.event, HEADERS.traceparent, HEADERS.tracestate, HEADERS.baggage, HEADERS.parentSpan, HEADERS.spanStart, HEADERS.spanEnd, HEADERS.prevSeq].map((key) => Buffer.from(key, "latin1"))
-/** A traceparent, a span id, epoch nanoseconds (19 digits until 2286): where their line should end. */
-const FIXED: ReadonlyArray<number> = [0, 55, 0, 0, 16, 19, 19, 0]
 
 const sameKey = (b: Buffer, from: number, key: Buffer): boolean => {
   for (let i = key.length - 1; i >= 0; i--) if (b[from + i] !== key[i]) return false
@@ -137,9 +135,9 @@ export const recordFromWire = (
   let spanId: string | undefined
   let traceFlags = 0
   let sawTraceparent = false
-  // Skip the status line (NATS/1.0); then one "Key: value" per line until the blank one. Only the
-  // lines of the headers read are looked into, and a value of a known length is not scanned: this
-  // loop runs over every byte of a million header blocks otherwise.
+  // Skip the status line (NATS/1.0); then one "Key: value" per line until the blank one. A line is
+  // told by its first bytes, the server's own keys are skipped whole, and only a value is scanned
+  // for its end: this loop runs over a million header blocks.
   let p = lineEnd(b, start, headerEnd) + 2
   while (p < headerEnd && b[p] !== CR) {
     const f = keyAt(b, p)
@@ -152,8 +150,7 @@ export const recordFromWire = (
     }
     let v = p + (KEYS[f] as Buffer).length + 1
     while (v < headerEnd && b[v] === SPACE) v++
-    const fixed = FIXED[f] ?? 0
-    const eol = fixed > 0 && b[v + fixed] === CR ? v + fixed : lineEnd(b, v, headerEnd)
+    const eol = lineEnd(b, v, headerEnd)
     let w = eol
     while (w > v && b[w - 1] === SPACE) w--
     switch (f) {
