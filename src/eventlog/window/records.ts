@@ -4,6 +4,7 @@
  * map), the traceparent is checked by hand, and a body is parsed only when it is needed.
  */
 import type { MsgHdrs } from "nats"
+import { parseTraceparent } from "../../tracing/codec.js"
 import { HEADERS } from "../../tracing/conventions.js"
 
 /** One event of the log as replay reads it. */
@@ -181,6 +182,7 @@ for (const c of "0123456789abcdef") HEX[c.charCodeAt(0)] = 1
  * Whether b[from, to) is a valid W3C traceparent: `vv-<32 hex>-<16 hex>-ff`, version ff refused,
  * version 00 exactly 55 characters (later versions may carry more after a dash), ids not all zero.
  * On bytes: the wire reader checks one per event of an audit where it lies, before making a string.
+ * The same rules as `parseTraceparent` (tracing/codec.ts), which checks a string.
  */
 export const isValidTraceparentAt = (b: Uint8Array, from: number, to: number): boolean => {
   const length = to - from
@@ -205,19 +207,6 @@ export const isValidTraceparentAt = (b: Uint8Array, from: number, to: number): b
   return length === 55 || (version !== 0x3030 /* 00 */ && b[from + 55] === 45)
 }
 
-/** The same check of a string (its UTF-8 bytes: any character beyond ASCII fails it). */
-export const isValidTraceparent = (value: string | undefined): value is string => {
-  if (value === undefined || value.length < 55) return false
-  const bytes = Buffer.from(value, "utf8")
-  return isValidTraceparentAt(bytes, 0, bytes.length)
-}
-
-const hexValue = (c: number): number => (c <= 57 ? c - 48 : c - 87)
-
-/** Trace id, span id and flags of a traceparent; undefined when invalid. */
-export const parseTraceparent = (value: string | undefined): { readonly traceId: string; readonly spanId: string; readonly flags: number } | undefined =>
-  isValidTraceparent(value) ? { traceId: value.slice(3, 35), spanId: value.slice(36, 52), flags: hexValue(value.charCodeAt(53)) * 16 + hexValue(value.charCodeAt(54)) } : undefined
-
 const decoder = new TextDecoder()
 
 /** Builds a record; parses the body as JSON when the policy wants it. */
@@ -234,16 +223,15 @@ export const makeRecord = (seq: number, subject: string, timeNs: string, h: Head
   }
   const prev = h.prevSeq === undefined ? Number.NaN : Number(h.prevSeq)
   const type = h.type !== "" ? h.type : typeof body === "object" && body !== null && "type" in body && typeof body.type === "string" ? body.type : ""
-  const tp = h.traceparent
-  const valid = isValidTraceparent(tp)
+  const span = parseTraceparent(h.traceparent)
   return {
     seq,
     subject,
     type,
-    traceparent: tp,
-    traceId: valid ? tp.slice(3, 35) : undefined,
-    spanId: valid ? tp.slice(36, 52) : undefined,
-    traceFlags: valid ? hexValue(tp.charCodeAt(53)) * 16 + hexValue(tp.charCodeAt(54)) : 0,
+    traceparent: h.traceparent,
+    traceId: span?.traceId,
+    spanId: span?.spanId,
+    traceFlags: span?.traceFlags ?? 0,
     tracestate: h.tracestate,
     baggage: h.baggage,
     parentSpanId: h.parentSpanId,

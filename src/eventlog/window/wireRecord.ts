@@ -66,7 +66,7 @@ const hexValue = (c: number): number => (c <= 57 ? c - 48 : c - 87)
 type Latin1 = (b: Buffer, from: number, to: number) => string
 /**
  * `buf.toString("latin1", from, to)` without its argument checks: Buffer's own latin1Slice, where
- * Node has it (every version codeq runs on). Eight strings an event, so the wrapper shows.
+ * Node has it (every version codeq runs on). Several strings an event, so the wrapper shows.
  */
 export const latin1: Latin1 =
   typeof (Buffer.prototype as unknown as { latin1Slice?: unknown }).latin1Slice === "function"
@@ -130,7 +130,6 @@ export const recordFromWire = (
   let prevSeq: string | undefined
   let prevSeqNumber = Number.NaN
   let odd = false
-  let validTraceparent = false
   let traceId: string | undefined
   let spanId: string | undefined
   let traceFlags = 0
@@ -157,16 +156,15 @@ export const recordFromWire = (
       case F_EVENT:
         type = intern(b, v, w)
         break
-      case F_TRACEPARENT:
+      case F_TRACEPARENT: {
         sawTraceparent = true
-        validTraceparent = isValidTraceparentAt(b, v, w)
-        if (spans || !validTraceparent) traceparent = latin1(b, v, w)
-        if (validTraceparent) {
-          traceId = latin1(b, v + 3, v + 35)
-          spanId = latin1(b, v + 36, v + 52)
-          traceFlags = hexValue(b[v + 53] ?? 48) * 16 + hexValue(b[v + 54] ?? 48)
-        }
+        const valid = isValidTraceparentAt(b, v, w)
+        if (spans || !valid) traceparent = latin1(b, v, w)
+        traceId = valid ? latin1(b, v + 3, v + 35) : undefined
+        spanId = valid ? latin1(b, v + 36, v + 52) : undefined
+        traceFlags = valid ? hexValue(b[v + 53] ?? 48) * 16 + hexValue(b[v + 54] ?? 48) : 0
         break
+      }
       case F_TRACESTATE:
         if (spans) tracestate = latin1(b, v, w)
         break
@@ -209,9 +207,9 @@ export const recordFromWire = (
     subject,
     type,
     traceparent,
-    traceId: validTraceparent ? traceId : undefined,
-    spanId: validTraceparent ? spanId : undefined,
-    traceFlags: validTraceparent ? traceFlags : 0,
+    traceId,
+    spanId,
+    traceFlags,
     tracestate,
     baggage,
     parentSpanId,
