@@ -419,7 +419,7 @@ describe("the wire reader", () => {
     const messages = bodies.map((body, i) => hmsg(i + 1, bodies.length - 1 - i, body))
     for (const chunk of [1, 7, 64, 100_000]) {
       const { server, port } = await peer(messages, chunk)
-      const source = await WireSource.open({ host: "127.0.0.1", port }, { stream: "S", consumer: "C", batch: 100, bodies: "all" })
+      const source = await WireSource.open({ host: "127.0.0.1", port }, { stream: "S", consumer: "C", batch: 100, bodies: "all", headers: "spans" })
       const got: Array<LogRecord> = []
       while (source.pending !== 0) got.push(...(await source.next(5_000)))
       await source.close()

@@ -13,11 +13,5 @@
  */
 import { setFlagsFromString } from "node:v8"
 
-let tuned = false
-
-/** Turns V8's allocation-site pretenuring off for this process (once; later calls do nothing). */
-export const tuneHeapForReplay = (): void => {
-  if (tuned) return
-  tuned = true
-  setFlagsFromString("--no-allocation-site-pretenuring")
-}
+/** Turns V8's allocation-site pretenuring off for this process (calling it again changes nothing). */
+export const tuneHeapForReplay = (): void => setFlagsFromString("--no-allocation-site-pretenuring")

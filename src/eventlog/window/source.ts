@@ -50,7 +50,7 @@ export interface OpenSpec {
   readonly start: ReadStart
   readonly batch: number
   readonly bodies: BodyPolicy
-  /** What of the headers the records carry; the nats.js reader always reads them all. */
+  /** What of the headers the records carry (default `spans`: all); the nats.js reader reads them all. */
   readonly headers?: HeaderPolicy
 }
 
@@ -98,7 +98,7 @@ export const openSource = async (conn: ReplayConnection, naming: Naming, spec: O
   const jsm = await conn.nc.jetstreamManager({ checkAPI: false })
   const info = await addReadConsumer(jsm, stream, spec.filterSubject, spec.start)
   const remove = () => jsm.consumers.delete(stream, info.name).then(() => undefined, () => undefined)
-  const pull = { stream, consumer: info.name, batch: spec.batch, bodies: spec.bodies, ...(spec.headers !== undefined ? { headers: spec.headers } : {}) }
+  const pull = { stream, consumer: info.name, batch: spec.batch, bodies: spec.bodies, headers: spec.headers ?? "spans" }
   if (conn.wire !== undefined) {
     try {
       const source = await WireSource.open(conn.wire, pull)

@@ -44,8 +44,8 @@ export interface PullSpec {
   /** Messages per pull request. */
   readonly batch: number
   readonly bodies: BodyPolicy
-  /** What of the headers the records carry (default: everything a span shows). */
-  readonly headers?: HeaderPolicy
+  /** What of the headers the records carry. */
+  readonly headers: HeaderPolicy
 }
 
 const CR = 0x0d
