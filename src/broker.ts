@@ -122,7 +122,7 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
     started.projections = running
     // Claim messages a server crash left below a consumer's ack floor (see eventlog/claims/reconcile.ts).
     yield* Effect.acquireRelease(
-      Effect.sync(() => new ClaimReconciler(nc, config.naming, { log: (options.logger ?? rootLogger).child({ component: "claims" }) })),
+      Effect.sync(() => new ClaimReconciler(nc, config.naming, { connected, log: (options.logger ?? rootLogger).child({ component: "claims" }) })),
       (reconciler) => Effect.promise(() => reconciler.stop())
     )
     yield* Effect.acquireRelease(

@@ -142,12 +142,17 @@ export const closeConnection = async (nc: NatsConnection, connected: boolean, ti
  * Calls `listener` after each reconnect of `nc` until `stopped()` says so or the connection
  * closes. After a reconnect the old server's subscriptions' pull requests and answers are gone.
  */
-export const onReconnect = (nc: NatsConnection, listener: () => void, stopped: () => boolean): void => {
+export const onReconnect = (nc: NatsConnection, listener: () => void, stopped: () => boolean): void =>
+  followConnection(nc, { up: listener }, stopped)
+
+/** Calls `down` at each disconnect of `nc` and `up` at each reconnect, until `stopped()` or the connection closes. */
+export const followConnection = (nc: NatsConnection, listeners: { readonly down?: () => void; readonly up: () => void }, stopped: () => boolean): void => {
   void (async () => {
     try {
       for await (const status of nc.status()) {
         if (stopped()) return
-        if (status.type === "reconnect") listener()
+        if (status.type === "disconnect") listeners.down?.()
+        else if (status.type === "reconnect") listeners.up()
       }
     } catch {
       // The iterator ends with the connection.

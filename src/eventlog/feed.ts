@@ -3,7 +3,8 @@
  * do. An ephemeral consumer that needs no acknowledgements (ack policy none, state in memory),
  * pulled in large batches: where the reader is, is the reader's own business (a checkpoint), so
  * nothing per event goes back to the server. When the consumer goes away (a server restart, a
- * leader change, idleness), it is made again from the last sequence read.
+ * leader change, idleness), the connection is re-established or a pull request is lost, a new
+ * consumer reads on from the last sequence handed out.
  */
 import type { NatsConnection } from "nats"
 import { addReadConsumer } from "./streams.js"
@@ -62,6 +63,7 @@ export class EventFeed {
       if (!(error instanceof ConsumerGone)) throw error
       this.session = undefined
       void session.stop(false)
+      void this.removeConsumer(session.consumer)
       return []
     }
     // A consumer made again may resend what was already handed out: never go backwards.
@@ -80,14 +82,19 @@ export class EventFeed {
     this.session = undefined
     if (session === undefined) return
     await session.stop(false)
-    if (!removeConsumer) return
+    if (removeConsumer) await this.removeConsumer(session.consumer)
+  }
+
+  private async removeConsumer(name: string): Promise<void> {
     const jsm = await this.nc.jetstreamManager({ checkAPI: false })
-    await jsm.consumers.delete(this.stream, session.consumer).catch(() => undefined)
+    await jsm.consumers.delete(this.stream, name).catch(() => undefined)
   }
 
   private async open(): Promise<PullSession> {
     const jsm = await this.nc.jetstreamManager({ checkAPI: false })
     const info = await addReadConsumer(jsm, this.stream, this.options.filterSubject ?? `${this.naming.subjectRoot}.evt.>`, { seq: this.last + 1 })
-    return new PullSession(this.nc, this.stream, info.name, { batch: this.batch, expiresMs: 5_000 })
+    // This reader keeps its own position: after a reconnect or a lost request it reads on from
+    // there through a new consumer, never from one whose server may have moved past it.
+    return new PullSession(this.nc, this.stream, info.name, { batch: this.batch, expiresMs: 5_000, onLoss: "reopen" })
   }
 }

@@ -11,6 +11,7 @@
 import { createInbox, nanos, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "nats"
 import { answerDelivery, parseAckSubject, type DeliveryAnswer } from "./acks.js"
 import { isConsumerNotFound } from "./errors.js"
+import { followConnection } from "./connection.js"
 
 /** One delivery of a stream message to a consumer, and how to answer it. */
 export interface Delivery {
@@ -32,6 +33,13 @@ export interface PullOptions {
   readonly batch: number
   /** How long a request waits for messages before the server ends it. Default 5 s. */
   readonly expiresMs?: number
+  /**
+   * What a reconnect or a lost request means. "recheck" (default): the consumer is looked up and
+   * pulled from again if it is there. "reopen": `take` rejects with ConsumerGone at once — for a
+   * reader that keeps its own position (no acknowledgements), since a consumer that outlived its
+   * server may count as delivered what never reached this inbox.
+   */
+  readonly onLoss?: "recheck" | "reopen"
 }
 
 /** The consumer no longer answers (deleted, or its stream is gone): make it again, or give up. */
@@ -47,6 +55,14 @@ const encoder = new TextEncoder()
  */
 const LOST_REQUEST_GRACE_MS = 1_000
 
+/**
+ * After a reconnect the consumer is asked for before the next pull, this often while the server
+ * does not answer yet (JetStream still loading its store), for at most RECHECK_FOR_MS; past that,
+ * pulling goes on and a lost request is found as above.
+ */
+const RECHECK_EVERY_MS = 200
+const RECHECK_FOR_MS = 5_000
+
 export class PullSession {
   private readonly inbox = createInbox()
   private readonly sub: Subscription
@@ -58,6 +74,10 @@ export class PullSession {
   private stopped = false
   private gone: ConsumerGone | undefined
   private checking = false
+  /** A reconnect happened and the consumer has not been looked up since: no pull until it is. */
+  private held = false
+  private reconnects = 0
+  private down = false
   private wake: (() => void) | undefined
 
   constructor(
@@ -68,6 +88,22 @@ export class PullSession {
   ) {
     this.expiresMs = options.expiresMs ?? 5_000
     this.sub = nc.subscribe(this.inbox, { callback: (_err, msg) => this.onMessage(msg) })
+    // WHY: the open request went down with the server it was sent to. Waiting for it to look
+    // lost (its expiry and a grace) left a feed idle for seconds after every server restart —
+    // twice that when the lookup fell in the outage — and the dispatcher with it.
+    // While the connection is down nothing is taken for lost: requests would only time out.
+    followConnection(
+      nc,
+      {
+        down: () => void (this.down = true),
+        up: () => {
+          this.down = false
+          if (options.onLoss === "reopen") this.lost("the connection was re-established")
+          else void this.afterReconnect()
+        }
+      },
+      () => this.stopped
+    )
   }
 
   /** Messages queued and not yet taken. */
@@ -138,11 +174,12 @@ export class PullSession {
     if (this.stopped || this.gone !== undefined) return
     // A request the server never ended (it restarted, the status was lost) is given up on, and
     // the consumer looked up: gone, it is made again by the caller.
-    if (this.requestOpen && Date.now() - this.requestedAt > this.expiresMs + LOST_REQUEST_GRACE_MS) {
+    if (this.requestOpen && !this.down && Date.now() - this.requestedAt > this.expiresMs + LOST_REQUEST_GRACE_MS) {
       this.requestOpen = false
+      if (this.options.onLoss === "reopen") return this.lost("a pull request went unanswered")
       void this.checkConsumer()
     }
-    if (this.requestOpen || this.queue.length > this.options.batch / 2) return
+    if (this.requestOpen || this.held || this.queue.length > this.options.batch / 2) return
     this.requestOpen = true
     this.requestedAt = Date.now()
     this.received = 0
@@ -151,6 +188,46 @@ export class PullSession {
       encoder.encode(JSON.stringify({ batch: this.options.batch, expires: nanos(this.expiresMs) })),
       { reply: this.inbox }
     )
+  }
+
+  /**
+   * The consumer looked up until the server answers (bounded): gone, the caller makes it again;
+   * there, it is pulled from at once.
+   */
+  private async afterReconnect(): Promise<void> {
+    if (this.stopped || this.gone !== undefined) return
+    const generation = ++this.reconnects
+    this.held = true
+    this.requestOpen = false
+    const until = Date.now() + RECHECK_FOR_MS
+    try {
+      const jsm = await this.nc.jetstreamManager({ checkAPI: false, timeout: RECHECK_EVERY_MS * 5 })
+      for (;;) {
+        if (this.stopped || generation !== this.reconnects) return
+        try {
+          await jsm.consumers.info(this.stream, this.consumer)
+          return
+        } catch (error) {
+          if (isConsumerNotFound(error)) {
+            this.gone ??= new ConsumerGone(`consumer ${this.consumer} on ${this.stream} did not survive the server's restart`)
+            return
+          }
+          if (Date.now() >= until) return
+          await new Promise((resolve) => setTimeout(resolve, RECHECK_EVERY_MS))
+        }
+      }
+    } finally {
+      if (generation === this.reconnects) {
+        this.held = false
+        this.signal()
+      }
+    }
+  }
+
+  private lost(why: string): void {
+    if (this.stopped) return
+    this.gone ??= new ConsumerGone(`consumer ${this.consumer} on ${this.stream}: ${why}; reading again from the reader's position`)
+    this.signal()
   }
 
   private async checkConsumer(): Promise<void> {

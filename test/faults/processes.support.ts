@@ -181,12 +181,12 @@ export interface HttpAnswer {
   readonly json: Record<string, unknown> | undefined
 }
 
-/** One JSON call to a broker; a refused or cut connection rejects. */
+/** One JSON call to a broker; a refused or cut connection rejects, so does no answer in 15 s (past a claim's 10 s wait). */
 export const httpCall = async (base: string, method: string, path: string, token?: string, body?: unknown): Promise<HttpAnswer> => {
   const headers: Record<string, string> = {}
   if (token !== undefined) headers.authorization = `Bearer ${token}`
   if (body !== undefined) headers["content-type"] = "application/json"
-  const res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(10_000) })
+  const res = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(15_000) })
   const text = await res.text()
   let json: Record<string, unknown> | undefined
   try {

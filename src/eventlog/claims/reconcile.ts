@@ -52,6 +52,8 @@ export interface ClaimReconcilerOptions {
   readonly everyMs?: number
   /** A pass this long after each reconnect (the server may just have come back). Default 3 s. */
   readonly afterReconnectMs?: number
+  /** Whether the server is reachable now: no pass starts without it, and a stop does not wait for one. Default always. */
+  readonly connected?: () => boolean
   readonly log: Logger
 }
 
@@ -72,16 +74,24 @@ export class ClaimReconciler {
     onReconnect(nc, () => this.afterReconnect(), () => this.stopped)
   }
 
+  /**
+   * Stops the timers and waits for a pass in flight — unless the server is gone: its requests
+   * would only time out (seconds), and a pass left behind only fails once the connection closes.
+   */
   async stop(): Promise<void> {
     this.stopped = true
     clearInterval(this.timer)
     for (const t of this.pending) clearTimeout(t)
-    await this.running
+    if (this.connected()) await this.running
+  }
+
+  private connected(): boolean {
+    return this.options.connected?.() ?? true
   }
 
   /** One pass now (none when one is running); its failures are logged, never thrown. */
   pass(): Promise<void> {
-    if (this.stopped || this.nc.isClosed()) return Promise.resolve()
+    if (this.stopped || this.nc.isClosed() || !this.connected()) return Promise.resolve()
     this.running ??= reconcileClaims(this.nc, this.naming)
       .then(
         ({ purged }) => {
