@@ -9,8 +9,7 @@
  * sources), as `codeq replay` does. It reports events, time, CPU and peak RSS; `--profile` writes
  * a V8 CPU profile of it.
  */
-import { execFileSync, fork } from "node:child_process"
-import { createRequire } from "node:module"
+import { fork } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
@@ -19,6 +18,7 @@ import { streamDefinitions, type Naming } from "../../streams/definitions.js"
 import { provisionStreams } from "../../src/eventlog/provision.js"
 import { startNatsServer, type NatsServerHandle } from "../../src/testing/natsServer.js"
 import { fillEventLog } from "./replayFill.js"
+import { buildDist } from "../support/build.js"
 
 /** What the measured process (replayChild.mjs) reports. */
 export interface ChildReport {
@@ -109,7 +109,7 @@ export const runReplayBench = async (argv: ReadonlyArray<string>): Promise<numbe
 
   // The replay measured is the build `codeq replay` runs: make it from the sources first.
   say("building dist/ (the code measured) …")
-  execFileSync(process.execPath, [createRequire(import.meta.url).resolve("typescript/bin/tsc"), "-p", fileURLToPath(new URL("../../tsconfig.build.json", import.meta.url))], { stdio: "inherit" })
+  buildDist()
   let server: NatsServerHandle | undefined
   const url = str("url")
   let naming: Naming = { streamPrefix: str("prefix") ?? "CODEQ", subjectRoot: str("root") ?? "codeq" }

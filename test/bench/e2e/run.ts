@@ -16,6 +16,7 @@ import { E2E_USAGE, parseE2eArgs, ROTATED, type E2eOptions, type VariantName } f
 import { buildReport, renderText, RESULTS_DIR, runInfo, updateMarkdown, writeJson } from "./output.js"
 import { ProcessGroup } from "./processes.js"
 import { ACTIVE_SERVERS } from "./stack.js"
+import { buildDist } from "../../support/build.js"
 
 const int = (value: number | undefined) => (value === undefined ? "-" : Math.round(value).toLocaleString("en-US"))
 
@@ -78,6 +79,9 @@ export const runE2e = async (argv: ReadonlyArray<string>): Promise<number> => {
     return 1
   }
   const { options } = parsed
+  // The broker measured is the build `codeq serve` runs: make it from the sources first.
+  console.error("e2e: building dist/ (the broker measured) …")
+  buildDist()
   const started = new Date()
   const stamp = started.toISOString().replace(/[:.]/g, "-")
   const logDir = join(RESULTS_DIR, `e2e-${stamp}-logs`)

@@ -2,18 +2,19 @@
  * A codeq stack as a user starts it, one per run: a private nats-server (its own store, a free
  * loopback port, monitoring on `-m`), and `codeq serve` as a child process configured only
  * through its documented environment — a fresh stream prefix and subject root, the HTTP API on a
- * free loopback port with static tokens, tracing on or off. The broker is node itself
- * (`node --import tsx src/cli/main.ts serve`), so the child's pid is the process whose RSS is read.
+ * free loopback port with static tokens, tracing on or off. The broker is the built binary run by
+ * node itself (`node dist/src/cli/main.js serve`, what `codeq serve` runs; the bench builds dist/
+ * first), so the child's pid is the process whose RSS is read, without a TypeScript loader in it.
  */
 import { randomBytes } from "node:crypto"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import type { Naming } from "../../../streams/definitions.js"
 import { freePort, startNatsServer, type NatsServerHandle } from "../../../src/testing/natsServer.js"
-import { cleanEnv, TSX_ARGS, type Proc, type ProcessGroup } from "./processes.js"
+import { cleanEnv, type Proc, type ProcessGroup } from "./processes.js"
 
-/** The CLI entry, resolved from this file so the bench runs from any working directory. */
-const CLI = fileURLToPath(new URL("../../../src/cli/main.ts", import.meta.url))
+/** The built CLI entry, resolved from this file so the bench runs from any working directory. */
+const CLI = fileURLToPath(new URL("../../../dist/src/cli/main.js", import.meta.url))
 const READY_TIMEOUT_MS = 60_000
 
 export const TENANT = "bench"
@@ -116,7 +117,7 @@ export const startCodeqStack = async (nats: PrivateNats, options: StackOptions):
     CODEQ_HTTP_STATIC_TOKENS: JSON.stringify(staticTokens),
     ...tracing
   })
-  const broker = options.group.spawnNode([...TSX_ARGS, CLI, "serve"], { name: "broker", logFile: join(options.logDir, `${options.label}-broker.log`), env })
+  const broker = options.group.spawnNode([CLI, "serve"], { name: "broker", logFile: join(options.logDir, `${options.label}-broker.log`), env })
   const httpUrl = `http://127.0.0.1:${httpPort}`
   await waitReady(httpUrl, broker)
   return { nats, naming, httpUrl, broker, producerToken, workerTokens }
