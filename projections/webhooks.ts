@@ -18,7 +18,7 @@ import { TERMINAL, fold, type StoredEvent } from "../src/domain/events.js"
 import { dedupHeaders, type PipelinedPublisher } from "../src/eventlog/pipeline.js"
 import type { Connection } from "../src/eventlog/connection.js"
 import { ensureWorkConsumer } from "../src/eventlog/streams.js"
-import { PullSession, type Delivery } from "../src/eventlog/pull.js"
+import { ConsumerGone, PullSession, type Delivery } from "../src/eventlog/pull.js"
 import { log } from "../src/log/log.js"
 import type { TaskRepository } from "../src/tasks/repository.js"
 import { contextFromTraceparent, parseTraceparent } from "../src/tracing/codec.js"
@@ -160,9 +160,11 @@ export const runWebhookDeliveries = async (
   const naming = repo.log.naming
   const stream = webhooksStream(naming)
   // An attempt takes at most the connect and response timeouts, plus the log reads and append.
-  await ensureWorkConsumer(nc, stream, WEBHOOK_CONSUMER, { ackWaitMs: settings.connectTimeoutMs + settings.responseTimeoutMs + 5_000, maxAckPending: 10_000 })
+  const ensureConsumer = () => ensureWorkConsumer(nc, stream, WEBHOOK_CONSUMER, { ackWaitMs: settings.connectTimeoutMs + settings.responseTimeoutMs + 5_000, maxAckPending: 10_000 })
+  await ensureConsumer()
   const concurrency = options.concurrency ?? 64
-  const session = new PullSession(nc, stream, WEBHOOK_CONSUMER, { batch: concurrency, expiresMs: 1_000 })
+  const open = () => new PullSession(nc, stream, WEBHOOK_CONSUMER, { batch: concurrency, expiresMs: 1_000 })
+  let session = open()
   const inflight = new Set<Promise<void>>()
   const busy = new Set<string>()
   let stopping = false
@@ -190,7 +192,20 @@ export const runWebhookDeliveries = async (
         await Promise.race(inflight)
         continue
       }
-      const take = () => session.take(concurrency - inflight.size, 1_000)
+      const take = async (): Promise<Array<Delivery>> => {
+        try {
+          return await session.take(concurrency - inflight.size, 1_000)
+        } catch (error) {
+          if (!(error instanceof ConsumerGone)) throw error
+          // Deleted under the broker (by hand, or with its stream): made again, with the jobs
+          // still in the stream. Until that succeeds, every take comes back here.
+          await ensureConsumer()
+          void session.stop(false)
+          session = open()
+          log.warn({ consumer: WEBHOOK_CONSUMER }, "webhook outbox: its consumer was gone; made it again")
+          return []
+        }
+      }
       const got = await tryThenRetry(
         take,
         (attempt) => {

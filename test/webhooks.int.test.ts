@@ -8,6 +8,8 @@ import { freePort } from "../src/testing/natsServer.js"
 import { parseTraceparent } from "../src/tracing/codec.js"
 import { signature } from "../src/webhooks/deliver.js"
 import { brokerConfig, freshNaming, provision, recordSpans, useNatsServer, waitFor } from "./support/harness.js"
+import { WEBHOOK_CONSUMER } from "../projections/webhooks.js"
+import { webhooksStream } from "../streams/definitions.js"
 
 const nats = useNatsServer()
 
@@ -161,4 +163,23 @@ describe("result webhooks", () => {
       await hook.close()
     }
   }, 180_000)
+  it("makes its outbox consumer again when it is deleted under a running broker, and delivers the webhooks", async () => {
+    const naming = freshNaming()
+    const hook = await receiver(() => 200)
+    const broker = await startBroker(brokerConfig(nats.url(), naming))
+    const c = await CodeqClient.connect({ servers: nats.url(), naming })
+    const nc = await nats.connect()
+    const jsm = await nc.jetstreamManager()
+    expect(await jsm.consumers.delete(webhooksStream(naming), WEBHOOK_CONSUMER)).toBe(true)
+    const task = await c.producer("acme").create({ command: "render", webhook: hook.url })
+    const claimed = await c.tasks.claim("acme", ["render"], { workerId: "w", waitSeconds: 10 })
+    expect(claimed?.task.id).toBe(task.id)
+    await c.tasks.settleLease("acme", task.id, { workerId: "w" }, { type: "complete", result: {} })
+    await waitFor(async () => (await c.log.readTask("acme", task.id)).events.some((e) => e.event.type === "WebhookDelivered"), { what: "the delivery" })
+    expect(hook.requests.map((r) => JSON.parse(r.body) as { taskId: string }).map((b) => b.taskId)).toEqual([task.id])
+    expect((await jsm.consumers.info(webhooksStream(naming), WEBHOOK_CONSUMER)).config.durable_name).toBe(WEBHOOK_CONSUMER)
+    await broker.stop()
+    await c.close()
+    await hook.close()
+  })
 })
