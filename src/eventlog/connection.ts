@@ -18,12 +18,20 @@ export interface OpenOptions {
   readonly timeoutMs?: number
 }
 
+/**
+ * How long to wait before trying a server again after it refused or dropped the connection.
+ * nats.js waits 2 s; a broker then answered 503 for up to 2 s after its server was back. A refused
+ * attempt costs a TCP handshake, and the client's jitter (100 ms) spreads reconnecting clients.
+ */
+export const RECONNECT_WAIT_MS = 500
+
 /** Connects, reconnecting for ever once connected (a broker outlives server restarts). */
 export const openConnection = (options: OpenOptions): Promise<Connection> =>
   connect({
     servers: typeof options.servers === "string" ? options.servers : [...options.servers],
     noAsyncTraces: true,
     maxReconnectAttempts: -1,
+    reconnectTimeWait: RECONNECT_WAIT_MS,
     ...(options.name !== undefined ? { name: options.name } : {}),
     ...(options.timeoutMs !== undefined ? { timeout: options.timeoutMs } : {})
   })
