@@ -85,9 +85,14 @@ export class EventFeed {
     if (removeConsumer) await this.removeConsumer(session.consumer)
   }
 
+  /** Never rejects: a consumer already gone, or left without a server, expires after 30 s idle. */
   private async removeConsumer(name: string): Promise<void> {
-    const jsm = await this.nc.jetstreamManager({ checkAPI: false })
-    await jsm.consumers.delete(this.stream, name).catch(() => undefined)
+    try {
+      const jsm = await this.nc.jetstreamManager({ checkAPI: false })
+      await jsm.consumers.delete(this.stream, name)
+    } catch {
+      // See above.
+    }
   }
 
   private async open(): Promise<PullSession> {
