@@ -87,6 +87,8 @@ export class ProjectionRuntime {
   private lastTick = 0
   private lastSave = 0
   private ticking: Promise<void> | undefined
+  /** Ticks failed in a row (logged at warn once, then at debug). */
+  private failedTicks = 0
   private stopping = false
   private abandoned = false
   private done: Promise<void> | undefined
@@ -228,7 +230,17 @@ export class ProjectionRuntime {
   private maybeTick(): void {
     if (this.ticking !== undefined || Date.now() - this.lastTick < this.tickMs) return
     this.ticking = this.tick(false)
-      .catch((error: unknown) => log.warn({ error: KNOWN_FAILURE(error) }, "projection runtime: a coalesced write failed; retrying next tick"))
+      .then(
+        () => {
+          if (this.failedTicks > 0) log.info({ failed_ticks: this.failedTicks }, "projection runtime: coalesced writes go through again")
+          this.failedTicks = 0
+        },
+        (error: unknown) => {
+          // Once at warn per outage: through a leader election every tick (10 a second) fails.
+          const level = this.failedTicks++ === 0 ? "warn" : "debug"
+          log[level]({ error: KNOWN_FAILURE(error) }, "projection runtime: a coalesced write failed; retrying next tick")
+        }
+      )
       .finally(() => {
         this.ticking = undefined
       })
