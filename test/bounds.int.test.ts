@@ -13,7 +13,8 @@ import { ClaimCapacity, ValidationError } from "../src/tasks/errors.js"
 import { ClaimSource } from "../src/eventlog/claims/source.js"
 import { LaneWatch } from "../src/eventlog/claims/laneWatch.js"
 import { claimSubject, claimsStream } from "../streams/definitions.js"
-import { freshNaming, provision, waitFor } from "./support/harness.js"
+import { brokerConfig, freshNaming, provision, waitFor } from "./support/harness.js"
+import { startBroker } from "../src/broker.js"
 
 let server: NatsServerHandle
 let monitor = 0
@@ -58,6 +59,26 @@ describe("far-future times", () => {
     const fine = await client.producer("acme").create({ command: "later", runAt: new Date(Date.now() + 300 * 86_400_000).toISOString() })
     expect(fine.status).toBe("PENDING")
     await client.close()
+  })
+
+  it("refuses a heartbeat or a nak whose number is null, naming the field, and changes nothing", async () => {
+    const naming = freshNaming()
+    const nc = await open("bounds-null")
+    await provision(nc, naming)
+    const broker = await startBroker(brokerConfig(server.url, naming))
+    const client = await CodeqClient.connect({ connection: nc, naming })
+    const task = await client.producer("acme").create({ command: "held" })
+    const claimed = await client.tasks.claim("acme", ["held"], { workerId: "w", waitSeconds: 5 })
+    expect(claimed?.task.id).toBe(task.id)
+    const lease = { workerId: "w" }
+    const hostile = null as unknown as number
+    await expect(client.tasks.heartbeat("acme", task.id, lease, hostile)).rejects.toMatchObject({ name: "ValidationError", field: "extendSeconds" })
+    await expect(client.tasks.settleLease("acme", task.id, lease, { type: "nack", reason: "x", delaySeconds: hostile })).rejects.toMatchObject({ name: "ValidationError", field: "delaySeconds" })
+    expect((await client.log.readTask("acme", task.id)).events.map((e) => e.event.type)).toEqual(["TaskCreated", "TaskClaimed"])
+    // Absent, the extension is the default lease.
+    expect((await client.tasks.heartbeat("acme", task.id, lease)).status).toBe("IN_PROGRESS")
+    await client.close()
+    await broker.stop()
   })
 
   it("keeps a message whose nak asks for the year 9999 away, instead of the server redelivering it at once", async () => {

@@ -154,7 +154,8 @@ export class TaskOperations {
   }
 
   async heartbeat(tenant: string, taskId: string, lease: LeaseRef, extendSeconds?: number): Promise<TaskView> {
-    const extend = extendSeconds ?? this.limits.defaultLeaseSeconds
+    // Only an absent extension takes the default: a null from JavaScript is refused, as for a nak's delay.
+    const extend = extendSeconds === undefined ? this.limits.defaultLeaseSeconds : extendSeconds
     check(checkTenant(tenant), checkTaskId(taskId), checkWorkerId(lease.workerId), checkIntRange(extend, "extendSeconds", 1, this.limits.maxLeaseSeconds))
     const known = this.held.known(tenant, taskId, lease.workerId)
     const state = await heartbeatLease(this.repo, this.settle, { tenant, taskId, lease, ...(known !== undefined ? { known } : {}) }, extend)
