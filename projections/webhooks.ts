@@ -186,25 +186,25 @@ export const runWebhookDeliveries = async (
       busy.delete(key)
     }
   }
+  const take = async (): Promise<Array<Delivery>> => {
+    try {
+      return await session.take(concurrency - inflight.size, 1_000)
+    } catch (error) {
+      if (!(error instanceof ConsumerGone)) throw error
+      // Deleted under the broker (by hand, or with its stream): made again, with the jobs still in
+      // the stream. Until that succeeds, every take comes back here.
+      await ensureConsumer()
+      void session.stop(false)
+      session = open()
+      log.warn({ consumer: WEBHOOK_CONSUMER }, "webhook outbox: its consumer was gone; made it again")
+      return []
+    }
+  }
   const loop = (async () => {
     while (!stopping) {
       if (inflight.size >= concurrency) {
         await Promise.race(inflight)
         continue
-      }
-      const take = async (): Promise<Array<Delivery>> => {
-        try {
-          return await session.take(concurrency - inflight.size, 1_000)
-        } catch (error) {
-          if (!(error instanceof ConsumerGone)) throw error
-          // Deleted under the broker (by hand, or with its stream): made again, with the jobs
-          // still in the stream. Until that succeeds, every take comes back here.
-          await ensureConsumer()
-          void session.stop(false)
-          session = open()
-          log.warn({ consumer: WEBHOOK_CONSUMER }, "webhook outbox: its consumer was gone; made it again")
-          return []
-        }
       }
       const got = await tryThenRetry(
         take,

@@ -66,7 +66,7 @@ describe("records from the log", () => {
 
   it("reads the same record from the wire bytes, a header block and a nats.js header object, flags and trace state as recorded", () => {
     const bytes = Buffer.from(`${block}${body}`, "latin1")
-    const fromWire = recordFromWire(bytes, 0, block.length, bytes.length, 9, SUBJECT, "1700000000000000009", "all")
+    const fromWire = recordFromWire(bytes, 0, block.length, bytes.length, 9, SUBJECT, "1700000000000000009", "all", "spans")
     const fromBlock = makeRecord(9, SUBJECT, "1700000000000000009", parseHeaderBlock(block), Buffer.from(body), "all")
     const h = headers()
     h.set("Codeq-Event", "TaskClaimed")
@@ -99,16 +99,16 @@ describe("records from the log", () => {
   it("reads header names in another case, and learns the type from the body when the header is missing", () => {
     const odd = `NATS/1.0\r\ncodeq-event: TaskHeartbeat\r\nTRACEPARENT: 00-${TRACE}-aaaaaaaaaaaaaaa5-01\r\n\r\n`
     const bytes = Buffer.from(`${odd}{}`, "latin1")
-    expect(recordFromWire(bytes, 0, odd.length, bytes.length, 1, SUBJECT, "1", () => false)).toMatchObject({ type: "TaskHeartbeat", spanId: "aaaaaaaaaaaaaaa5" })
+    expect(recordFromWire(bytes, 0, odd.length, bytes.length, 1, SUBJECT, "1", () => false, "spans")).toMatchObject({ type: "TaskHeartbeat", spanId: "aaaaaaaaaaaaaaa5" })
     const bare = "NATS/1.0\r\n\r\n"
     const untyped = Buffer.from(`${bare}${body}`, "latin1")
-    expect(recordFromWire(untyped, 0, bare.length, untyped.length, 1, SUBJECT, "1", () => false)).toMatchObject({ type: "TaskClaimed", traceparent: undefined, traceId: undefined })
+    expect(recordFromWire(untyped, 0, bare.length, untyped.length, 1, SUBJECT, "1", () => false, "spans")).toMatchObject({ type: "TaskClaimed", traceparent: undefined, traceId: undefined })
   })
 
   it("reads a value of another length than usual, blanks around values and the server's own headers wherever they stand", () => {
     const block = `NATS/1.0\r\nNats-Expected-Last-Subject-Sequence: 6\r\nCodeq-Event:  TaskClaimed \r\ntraceparent:  00-${TRACE}-aaaaaaaaaaaaaaa2-01  \r\nNats-Msg-Id: x\r\nCodeq-Parent-Span: ${CREATE} \r\nCodeq-Span-Start: 17\r\nCodeq-Span-End: 170000000000000000001\r\nCodeq-Prev-Seq: 6\r\n\r\n`
     const bytes = Buffer.from(`${block}{}`, "latin1")
-    expect(recordFromWire(bytes, 0, block.length, bytes.length, 7, SUBJECT, "1", () => false)).toMatchObject({
+    expect(recordFromWire(bytes, 0, block.length, bytes.length, 7, SUBJECT, "1", () => false, "spans")).toMatchObject({
       type: "TaskClaimed",
       traceId: TRACE,
       spanId: "aaaaaaaaaaaaaaa2",
@@ -124,7 +124,7 @@ describe("records from the log", () => {
     // traceparent's usual length on trust would read three lines as one.
     const block = `NATS/1.0\r\nCodeq-Event: TaskClaimed\r\ntraceparent: 00-short\r\nCodeq-Parent-Span: abc\r\nCodeq-Span-Start: 123\r\nCodeq-Span-End: 13\r\nCodeq-Prev-Seq: 5\r\nNats-Expected-Last-Subject-Sequence: 5\r\n\r\n`
     const bytes = Buffer.from(`${block}{}`, "latin1")
-    expect(recordFromWire(bytes, 0, block.length, bytes.length, 6, SUBJECT, "1", () => false)).toMatchObject({
+    expect(recordFromWire(bytes, 0, block.length, bytes.length, 6, SUBJECT, "1", () => false, "spans")).toMatchObject({
       traceparent: "00-short",
       traceId: undefined,
       parentSpanId: "abc",
@@ -178,7 +178,7 @@ describe("records from the log", () => {
       const block = `NATS/1.0\r\nCodeq-Event: TaskClaimed\r\ntraceparent: ${value}\r\n\r\n`
       const bytes = Buffer.from(`${block}{}`, "utf8")
       const headerEnd = Buffer.byteLength(block, "utf8")
-      for (const record of [recordFromWire(bytes, 0, headerEnd, bytes.length, 1, SUBJECT, "1", () => false), makeRecord(1, SUBJECT, "1", parseHeaderBlock(block), Buffer.from("{}"), () => false)])
+      for (const record of [recordFromWire(bytes, 0, headerEnd, bytes.length, 1, SUBJECT, "1", () => false, "spans"), makeRecord(1, SUBJECT, "1", parseHeaderBlock(block), Buffer.from("{}"), () => false)])
         expect(record, value).toMatchObject(valid ? { traceId: TRACE, spanId: span, traceFlags: Number.parseInt(value.slice(53, 55), 16) } : { traceId: undefined, spanId: undefined, traceFlags: 0 })
     }
   })

@@ -58,10 +58,11 @@ const LOST_REQUEST_GRACE_MS = 1_000
 /**
  * After a reconnect the consumer is asked for before the next pull, this often while the server
  * does not answer yet (JetStream still loading its store), for at most RECHECK_FOR_MS; past that,
- * pulling goes on and a lost request is found as above.
+ * pulling goes on and a lost request is found as above. Each lookup waits LOOKUP_TIMEOUT_MS.
  */
 const RECHECK_EVERY_MS = 200
 const RECHECK_FOR_MS = 5_000
+const LOOKUP_TIMEOUT_MS = 1_000
 
 export class PullSession {
   private readonly inbox = createInbox()
@@ -98,7 +99,7 @@ export class PullSession {
         down: () => void (this.down = true),
         up: () => {
           this.down = false
-          if (options.onLoss === "reopen") this.lost("the connection was re-established")
+          if (options.onLoss === "reopen") this.end("the connection was re-established")
           else void this.afterReconnect()
         }
       },
@@ -176,7 +177,7 @@ export class PullSession {
     // the consumer looked up: gone, it is made again by the caller.
     if (this.requestOpen && !this.down && Date.now() - this.requestedAt > this.expiresMs + LOST_REQUEST_GRACE_MS) {
       this.requestOpen = false
-      if (this.options.onLoss === "reopen") return this.lost("a pull request went unanswered")
+      if (this.options.onLoss === "reopen") return this.end("a pull request went unanswered")
       void this.checkConsumer()
     }
     if (this.requestOpen || this.held || this.queue.length > this.options.batch / 2) return
@@ -190,32 +191,14 @@ export class PullSession {
     )
   }
 
-  /**
-   * The consumer looked up until the server answers (bounded): gone, the caller makes it again;
-   * there, it is pulled from at once.
-   */
+  /** After a reconnect: no pull until the consumer is looked up (gone, the caller makes it again). */
   private async afterReconnect(): Promise<void> {
     if (this.stopped || this.gone !== undefined) return
     const generation = ++this.reconnects
     this.held = true
     this.requestOpen = false
-    const until = Date.now() + RECHECK_FOR_MS
     try {
-      const jsm = await this.nc.jetstreamManager({ checkAPI: false, timeout: RECHECK_EVERY_MS * 5 })
-      for (;;) {
-        if (this.stopped || generation !== this.reconnects) return
-        try {
-          await jsm.consumers.info(this.stream, this.consumer)
-          return
-        } catch (error) {
-          if (isConsumerNotFound(error)) {
-            this.gone ??= new ConsumerGone(`consumer ${this.consumer} on ${this.stream} did not survive the server's restart`)
-            return
-          }
-          if (Date.now() >= until) return
-          await new Promise((resolve) => setTimeout(resolve, RECHECK_EVERY_MS))
-        }
-      }
+      await this.lookUp(RECHECK_FOR_MS, () => generation === this.reconnects)
     } finally {
       if (generation === this.reconnects) {
         this.held = false
@@ -224,26 +207,45 @@ export class PullSession {
     }
   }
 
-  private lost(why: string): void {
-    if (this.stopped) return
-    this.gone ??= new ConsumerGone(`consumer ${this.consumer} on ${this.stream}: ${why}; reading again from the reader's position`)
-    this.signal()
-  }
-
+  /** After a lost request: one lookup at a time. */
   private async checkConsumer(): Promise<void> {
     if (this.checking) return
     this.checking = true
     try {
-      const jsm = await this.nc.jetstreamManager({ checkAPI: false })
-      await jsm.consumers.info(this.stream, this.consumer)
-    } catch (error) {
-      if (isConsumerNotFound(error) && this.gone === undefined) {
-        this.gone = new ConsumerGone(`consumer ${this.consumer} on ${this.stream} no longer exists`)
-        this.signal()
-      }
+      await this.lookUp(0, () => true)
     } finally {
       this.checking = false
     }
+  }
+
+  /**
+   * Looks the consumer up; gone, `take` rejects with ConsumerGone. While the server does not
+   * answer, asks again every RECHECK_EVERY_MS for up to `forMs`, as long as `current()`.
+   */
+  private async lookUp(forMs: number, current: () => boolean): Promise<void> {
+    const until = Date.now() + forMs
+    try {
+      const jsm = await this.nc.jetstreamManager({ checkAPI: false, timeout: LOOKUP_TIMEOUT_MS })
+      while (!this.stopped && current()) {
+        try {
+          await jsm.consumers.info(this.stream, this.consumer)
+          return
+        } catch (error) {
+          if (isConsumerNotFound(error)) return this.end("it no longer exists")
+          if (Date.now() >= until) return
+          await new Promise((resolve) => setTimeout(resolve, RECHECK_EVERY_MS))
+        }
+      }
+    } catch {
+      // No manager without a connection: the next reconnect or lost request looks again.
+    }
+  }
+
+  /** The session is over: `take` rejects with ConsumerGone(why) from now on. */
+  private end(why: string): void {
+    if (this.stopped) return
+    this.gone ??= new ConsumerGone(`consumer ${this.consumer} on ${this.stream}: ${why}`)
+    this.signal()
   }
 
   private onMessage(msg: Msg): void {
@@ -251,8 +253,8 @@ export class PullSession {
     if (code !== 0 || msg.reply === undefined) {
       // 404 no messages, 408 request expired, 409 limits or leadership: this request is over.
       // 503: no consumer answers (deleted, or the stream is gone).
-      if (code === 503) this.gone = new ConsumerGone(`consumer ${this.consumer} on ${this.stream} does not answer (503)`)
       this.requestOpen = false
+      if (code === 503) return this.end("no consumer answers (503)")
       this.signal()
       return
     }

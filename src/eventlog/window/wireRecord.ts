@@ -117,7 +117,7 @@ export const recordFromWire = (
   subject: string,
   timeNs: string,
   bodies: BodyPolicy,
-  headers: HeaderPolicy = "spans"
+  headers: HeaderPolicy
 ): LogRecord => {
   const spans = headers === "spans"
   let type = ""
