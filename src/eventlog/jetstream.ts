@@ -3,7 +3,7 @@
  * `Nats-Expected-Last-Subject-Sequence` and the trace headers; reads walk a task's subject with
  * direct gets (`$JS.API.DIRECT.GET` with `next_by_subj`), which any replica can answer.
  */
-import { headers, type Msg, type NatsConnection } from "nats"
+import type { Msg, NatsConnection } from "nats"
 import { DEFAULT_NAMING, eventSubject, eventsStream, type Naming } from "../../streams/definitions.js"
 import type { StoredEvent } from "../domain/events.js"
 import { HEADERS } from "../tracing/conventions.js"
@@ -12,6 +12,7 @@ import { decodeEvent, encodeEvent, type RawEvent } from "./codec.js"
 import { LogError } from "./errors.js"
 import type { AppendRequest, AppendResult, EventLog, TaskHistory } from "./EventLog.js"
 import { PipelinedPublisher, type PipelineOptions } from "./pipeline.js"
+import { wireHeaders } from "./wireHeaders.js"
 
 const encoder = new TextEncoder()
 
@@ -46,7 +47,7 @@ export class JetStreamEventLog implements EventLog {
   }
 
   append(request: AppendRequest): Promise<AppendResult> {
-    const h = headers()
+    const h = wireHeaders()
     h.set(HEADERS.event, request.event.type)
     writeTraceHeaders(request.trace, (key, value) => h.set(key, value))
     h.set("Nats-Expected-Stream", this.stream)

@@ -8,9 +8,9 @@
  * the one nats.js creates (`KV_<bucket>`, subjects `$KV.<bucket>.>`, direct gets allowed), so
  * nats.js readers see the same data.
  */
-import { headers } from "nats"
 import type { Connection } from "./connection.js"
 import { publishSoon } from "./outbox.js"
+import { wireHeaders } from "./wireHeaders.js"
 import { ConcurrencyConflict, isStreamNotFound } from "./errors.js"
 import type { PipelinedPublisher } from "./pipeline.js"
 
@@ -92,7 +92,7 @@ export class PipelinedKv implements DocumentStore {
 
   /** Resolves once every put sent before it on this connection was handled; rejects otherwise. */
   async barrier(): Promise<void> {
-    const result = await this.publisher.publish(`$KV.${this.bucket}.${KV_BARRIER_KEY}`, new Uint8Array(), headers())
+    const result = await this.publisher.publish(`$KV.${this.bucket}.${KV_BARRIER_KEY}`, new Uint8Array(), wireHeaders())
     if (!result.ok) throw result.error
   }
 
@@ -101,7 +101,7 @@ export class PipelinedKv implements DocumentStore {
    * writer won. Rejects when the bucket cannot be written.
    */
   async put(key: string, value: Uint8Array, revision: number): Promise<{ readonly ok: true; readonly revision: number } | { readonly ok: false }> {
-    const h = headers()
+    const h = wireHeaders()
     h.set("Nats-Expected-Last-Subject-Sequence", String(revision))
     const result = await this.publisher.publish(`$KV.${this.bucket}.${key}`, value, h, revision)
     if (result.ok) return { ok: true, revision: result.seq }

@@ -7,8 +7,9 @@
  *
  * Order: publishes leave the connection in call order, so the server stores them in that order.
  */
-import { headers, type Msg, type MsgHdrs, type NatsConnection } from "nats"
+import type { Msg, MsgHdrs, NatsConnection } from "nats"
 import { RequestMux } from "./mux.js"
+import { wireHeaders } from "./wireHeaders.js"
 import { ConcurrencyConflict, JS_WRONG_LAST_SEQUENCE, LogError } from "./errors.js"
 import type { AppendResult } from "./EventLog.js"
 
@@ -87,7 +88,7 @@ const interpretAck = (subject: string, expectedSeq: number | undefined, msg: Msg
  * into `expectedStream` when named.
  */
 export const dedupHeaders = (msgId: string, expectedStream?: string): MsgHdrs => {
-  const h = headers()
+  const h = wireHeaders()
   h.set("Nats-Msg-Id", msgId)
   if (expectedStream !== undefined) h.set("Nats-Expected-Stream", expectedStream)
   return h

@@ -89,6 +89,8 @@ export class TaskRepository {
   private readonly maxConflictRetries: number
   private readonly appendRetryMs: number
   private readonly resolveUnknownMs: number
+  /** Made once: a schedule is a description, and building one per append cost the hot path. */
+  private readonly sendRetry: ReturnType<typeof appendRetry>
   private retriedAppends = 0
   private unknownOutcomes = 0
 
@@ -100,6 +102,7 @@ export class TaskRepository {
     this.maxConflictRetries = options.maxConflictRetries ?? 20
     this.appendRetryMs = options.appendRetryMs ?? 5_000
     this.resolveUnknownMs = options.resolveUnknownMs ?? 30_000
+    this.sendRetry = appendRetry(this.appendRetryMs)
   }
 
   /** Appends sent again after an unanswered publish or a create's timeout, since start. */
@@ -168,7 +171,7 @@ export class TaskRepository {
     }
     // Sent again only while its failure is retryable and the budget lasts. A first send that lost
     // its race lost it to someone else: not retryable, the caller re-reads and decides.
-    const result = await tryThenRetry(send, (attempt) => attempt.ok && !attempt.value.ok && this.appendRetryMs > 0 && retryable(attempt.value.error, request), appendRetry(this.appendRetryMs))
+    const result = await tryThenRetry(send, (attempt) => attempt.ok && !attempt.value.ok && this.appendRetryMs > 0 && retryable(attempt.value.error, request), this.sendRetry)
     if (result.ok || (sends === 1 && result.error._tag === "ConcurrencyConflict")) return result
     // No ack (it may be stored), or a resend that lost to ... possibly the first send itself.
     const unknown = result.error._tag === "LogError" && result.error.reason === "timeout"

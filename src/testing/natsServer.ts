@@ -20,6 +20,8 @@ export interface NatsServerHandle {
   readonly port: number
   /** JetStream store directory, or undefined when the server is not ours. */
   readonly storeDir: string | undefined
+  /** The server process's pid while it runs, undefined when the server is not ours (benchmarks read its CPU time). */
+  readonly pid: number | undefined
   /** SIGKILL the process (store kept) — for fault tests. Resolves when it has exited. */
   kill(): Promise<void>
   /** Start the server again on the same port and store after `kill`. */
@@ -125,6 +127,9 @@ const startProcess = async (binary: string, options: NatsServerOptions): Promise
     url: `nats://127.0.0.1:${port}`,
     port,
     storeDir,
+    get pid() {
+      return child?.pid
+    },
     kill,
     restart: launch,
     pause: () => void child?.kill("SIGSTOP"),
@@ -147,7 +152,7 @@ const startContainer = async (): Promise<NatsServerHandle> => {
   const cannot = () => {
     throw new Error("pause/resume is not supported for a testcontainers server")
   }
-  return { url, port, storeDir: undefined, kill: unsupported, restart: unsupported, pause: cannot, resume: cannot, stop: async () => void (await container.stop()) }
+  return { url, port, storeDir: undefined, pid: undefined, kill: unsupported, restart: unsupported, pause: cannot, resume: cannot, stop: async () => void (await container.stop()) }
 }
 
 /** Starts (or points at) a JetStream-enabled NATS server for one test file. */
@@ -159,7 +164,7 @@ export const startNatsServer = async (options: NatsServerOptions = {}): Promise<
     const cannot = () => {
       throw new Error("cannot pause or resume the server named by NATS_URL")
     }
-    return { url: external, port, storeDir: undefined, kill: unsupported, restart: unsupported, pause: cannot, resume: cannot, stop: async () => {} }
+    return { url: external, port, storeDir: undefined, pid: undefined, kill: unsupported, restart: unsupported, pause: cannot, resume: cannot, stop: async () => {} }
   }
   const binary = findNatsServerBinary()
   if (binary !== undefined) return startProcess(binary, options)

@@ -14,7 +14,9 @@
 import { randomBytes } from "node:crypto"
 import { join } from "node:path"
 import { Queue, Worker } from "bullmq"
+import { Redis } from "ioredis"
 import type { RunContext } from "./codeqRun.js"
+import { cpuPerTask, readCpu, redisCpuSeconds, type CpuPerTask, type CpuReading } from "./cpu.js"
 import { ErrorLog, makePayload, runChild, type ChildControl, type LoadConfig, type ProducerResult, type WorkerResult } from "./ipc.js"
 import { driveLoad, type ExactlyOnce } from "./load.js"
 import { ProcessGroup } from "./processes.js"
@@ -89,6 +91,8 @@ export interface BullmqRunResult {
   readonly lastCompletionAt: number
   readonly elapsedMs: number
   readonly tasksPerSec: number
+  /** CPU of Redis (its own INFO cpu), the producer and each worker, first create to last completion. */
+  readonly cpu: CpuPerTask | undefined
   readonly errors: ReadonlyArray<string>
 }
 
@@ -108,6 +112,7 @@ export const runBullmq = async (round: number, ctx: RunContext): Promise<BullmqR
   const label = `r${round}-bullmq`
   const queue = `codeq-e2e-${randomBytes(4).toString("hex")}`
   const group = new ProcessGroup()
+  const redis = new Redis({ ...options.redis, maxRetriesPerRequest: 1, lazyConnect: true })
   const config = (role: LoadConfig["role"], connectionName: string): LoadConfig => ({
     via: "sdk",
     role,
@@ -134,7 +139,13 @@ export const runBullmq = async (round: number, ctx: RunContext): Promise<BullmqR
     )
     const producer = group.fork("./bullmq.ts", config("producer", "producer"), { name: "bullmq-producer", logFile: join(ctx.logDir, `${label}-producer.log`) })
     await Promise.all([producer, ...workers].map((proc) => proc.waitFor("ready", 60_000)))
-    const outcome = await driveLoad(producer, workers, { expected: options.tasks, stallMs: options.stallTimeoutS * 1000 })
+    const pids = [{ name: "producer", pid: producer.pid }, ...workers.map((worker) => ({ name: worker.name.replace(/^bullmq-/, ""), pid: worker.pid }))]
+    const redisCpu = async (): Promise<CpuReading> => {
+      const seconds = redisCpuSeconds(await redis.info("cpu"))
+      return seconds === undefined ? {} : { redis: seconds }
+    }
+    const cpuBefore = await readCpu(pids, redisCpu())
+    const outcome = await driveLoad(producer, workers, { expected: options.tasks, stallMs: options.stallTimeoutS * 1000, readCpu: () => readCpu(pids, redisCpu()) })
     const firstCreateAt = outcome.producer?.firstAt ?? 0
     const elapsedMs = Math.max(1, outcome.workersLastAt - firstCreateAt)
     return {
@@ -149,9 +160,11 @@ export const runBullmq = async (round: number, ctx: RunContext): Promise<BullmqR
       lastCompletionAt: outcome.workersLastAt,
       elapsedMs,
       tasksPerSec: ((outcome.check.created - outcome.check.lost) * 1000) / elapsedMs,
+      cpu: outcome.cpuAtEnd === undefined ? undefined : cpuPerTask(cpuBefore, outcome.cpuAtEnd, outcome.check.created - outcome.check.lost),
       errors: outcome.errors
     }
   } finally {
+    redis.disconnect()
     await group.killAll()
     await obliterate(queue, options.redis).catch((error: unknown) => console.error(`bullmq: could not obliterate ${queue}: ${String(error)}`))
   }

@@ -10,6 +10,7 @@
 import { join } from "node:path"
 import { connect } from "nats"
 import { eventsStream } from "../../../streams/definitions.js"
+import { cpuPerTask, readCpu, type CpuPerTask } from "./cpu.js"
 import type { LoadConfig } from "./ipc.js"
 import { lastStoredAt, readLogLatency, type LogLatency } from "./latency.js"
 import { driveLoad, type ExactlyOnce } from "./load.js"
@@ -54,6 +55,8 @@ export interface CodeqRunResult {
   readonly rss: { readonly startBytes: number; readonly peakBytes: number; readonly endBytes: number; readonly afterCatchUpBytes: number | undefined } | undefined
   readonly latency: LogLatency | undefined
   readonly spans: { readonly received: number; readonly perTask: number } | undefined
+  /** CPU of the nats-server, the broker, the producer and each worker, first create to last completion. */
+  readonly cpu: CpuPerTask | undefined
   readonly errors: ReadonlyArray<string>
 }
 
@@ -115,14 +118,22 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
     for (let i = 0; i < SCRAPE_SAMPLES; i++) await projectionLag(stack.httpUrl)
     const scrapeCost = scaled(delta(idle, await serverSnapshot(privateNats.monitorUrl)).byName.get(BROKER_CONNECTION) ?? { inMsgs: 0, outMsgs: 0, inBytes: 0, outBytes: 0 }, 1 / SCRAPE_SAMPLES)
 
+    const pids = [
+      { name: "nats-server", pid: privateNats.server.pid },
+      { name: "broker", pid: stack.broker.pid },
+      { name: "producer", pid: producer.pid },
+      ...workers.map((worker) => ({ name: worker.name, pid: worker.pid }))
+    ]
     const before = await serverSnapshot(privateNats.monitorUrl)
+    const cpuBefore = await readCpu(pids)
     const rssStart = (await sampler.sample()) ?? 0
     let catchUp: Promise<CatchUp> | undefined
     const outcome = await driveLoad(producer, workers, {
       expected: spec.tasks,
       stallMs: options.stallTimeoutS * 1000,
       watch: [stack.broker],
-      onAllDone: () => (catchUp = waitForCatchUp(stack.httpUrl, options.catchupPollMs, Date.now() + options.catchupTimeoutS * 1000, scrapes))
+      onAllDone: () => (catchUp = waitForCatchUp(stack.httpUrl, options.catchupPollMs, Date.now() + options.catchupTimeoutS * 1000, scrapes)),
+      readCpu: () => readCpu(pids)
     })
     const scrapesAtCompletion = scrapes.scrapes
     const atCompletion = await serverSnapshot(privateNats.monitorUrl)
@@ -190,6 +201,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
       rss: { startBytes: rssStart, peakBytes: rssPeak, endBytes: rssEnd, afterCatchUpBytes: rssAfter },
       latency,
       spans,
+      cpu: outcome.cpuAtEnd === undefined ? undefined : cpuPerTask(cpuBefore, outcome.cpuAtEnd, tasks),
       errors: outcome.errors
     }
   } finally {

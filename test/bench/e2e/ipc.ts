@@ -2,12 +2,13 @@
  * What the orchestrator and its load processes say to each other over the IPC channel, and the
  * child side of it. A child gets its config as JSON in argv, connects, says `ready`, waits for
  * `go`, works, reports progress at most every 50 ms, and on `stop` (or when its work is done)
- * sends one `result` and exits. Times are wall-clock milliseconds (`Date.now()`), the clock the
+ * sends one `result`; it exits once told to stop, so its CPU time can still be read until then. Times are wall-clock milliseconds (`Date.now()`), the clock the
  * server's JetStream timestamps use, so instants from different processes compare.
  */
 import { fileURLToPath } from "node:url"
 import type { Naming } from "../../../streams/definitions.js"
-import { setupTracing, type TracingHandle } from "../../../src/tracing/setup.js"
+import type * as Codeq from "../../../src/index.js"
+import type { TracingHandle } from "../../../src/tracing/setup.js"
 import type { Pool } from "undici"
 
 export type ParentMessage = { readonly type: "go" } | { readonly type: "stop" }
@@ -91,8 +92,18 @@ export interface LoadConfig {
 }
 
 /** Tracing for a load process: exporting to the bench's receiver at ratio 1, or the propagator only. */
-export const childTracing = (config: LoadConfig): TracingHandle =>
-  setupTracing(
+/** The package's entry in `dist/`, which the orchestrator builds before any run. */
+const BUILT_PACKAGE = new URL("../../../dist/src/index.js", import.meta.url).href
+
+/**
+ * codeq as users import it: the built package (`dist/`), not the TypeScript sources through the
+ * loader the bench scripts themselves run under — the compiled code is what runs in production, and
+ * measured on the producer's create path the loader-compiled sources cost ~20 % more CPU per task.
+ */
+export const loadCodeq = async (): Promise<typeof Codeq> => (await import(BUILT_PACKAGE)) as typeof Codeq
+
+export const childTracing = async (config: LoadConfig): Promise<TracingHandle> =>
+  (await loadCodeq()).setupTracing(
     config.tracing === undefined
       ? { tracingEnabled: false }
       : { tracingEnabled: true, tracingOtlpEndpoint: config.tracing.endpoint, tracingOtlpInsecure: true, tracingSampleRatio: 1, tracingServiceName: config.connectionName },
@@ -147,8 +158,8 @@ export interface ChildControl {
 /**
  * Runs a child when `moduleUrl` is the process's entry point (so the orchestrator can import the
  * same module for its own side): config from argv, `connect(config)` (connections opened,
- * nothing measured yet), `ready`, then the work it returned. Exits once the result is sent, or at
- * once if the orchestrator goes away (a dead orchestrator must not leave load running).
+ * nothing measured yet), `ready`, then the work it returned. Exits once the result is sent and the
+ * orchestrator said stop, or at once if the orchestrator goes away (a dead orchestrator must not leave load running).
  */
 export const runChild = <C>(
   moduleUrl: string,
@@ -198,7 +209,8 @@ export const runChild = <C>(
         finishing = true
         clearInterval(ticker)
         if (latest !== undefined) send({ type: "progress", ...latest })
-        send({ type: "result", result }, () => process.exit(0))
+        // Stays until told to stop (or the orchestrator goes), so its CPU time can be read at the end of the run.
+        send({ type: "result", result }, () => void stop.then(() => process.exit(0)))
       })
       .catch(fail)
   } catch (error) {

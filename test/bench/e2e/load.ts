@@ -6,6 +6,7 @@
  * run is checked: each created task completed exactly once. A run with a loss, a duplicate or a
  * failed create is reported and never averaged.
  */
+import type { CpuReading } from "./cpu.js"
 import type { ProducerResult, WorkerResult } from "./ipc.js"
 import type { Proc } from "./processes.js"
 
@@ -56,6 +57,8 @@ export interface LoadOutcome {
   readonly workersLastAt: number
   readonly check: ExactlyOnce
   readonly errors: ReadonlyArray<string>
+  /** The processes' CPU time read the moment the last completion was counted (`LoadOptions.readCpu`). */
+  readonly cpuAtEnd: CpuReading | undefined
 }
 
 export interface LoadOptions {
@@ -67,6 +70,8 @@ export interface LoadOptions {
   readonly onAllDone?: () => void
   /** Other processes the run needs (the broker): one that exits ends the run with an error. */
   readonly watch?: ReadonlyArray<Proc>
+  /** Reads the run's CPU time at the end, before the workers are told to stop (they are still there to read). */
+  readonly readCpu?: () => Promise<CpuReading>
 }
 
 const RESULT_TIMEOUT_MS = 120_000
@@ -120,8 +125,9 @@ export const driveLoad = async (producer: Proc, workers: ReadonlyArray<Proc>, op
   }
   const allDoneAt = Date.now()
   options.onAllDone?.()
+  const cpuAtEnd = await options.readCpu?.()
 
-  if (producerResult === undefined && producerError === undefined) producer.send({ type: "stop" })
+  producer.send({ type: "stop" })
   for (const worker of workers) worker.send({ type: "stop" })
   const results = await Promise.all(workers.map((worker) => worker.waitFor("result", RESULT_TIMEOUT_MS)))
   await Promise.race([produced, new Promise((resolve) => setTimeout(resolve, RESULT_TIMEOUT_MS))])
@@ -140,6 +146,7 @@ export const driveLoad = async (producer: Proc, workers: ReadonlyArray<Proc>, op
     stalled,
     workersLastAt: Math.max(0, ...workerResults.map((result) => result.lastAt)),
     check: checkExactlyOnce(producerResult, workerResults, options.expected),
-    errors
+    errors,
+    cpuAtEnd
   }
 }

@@ -14,6 +14,10 @@ import type { ChildMessage, ParentMessage } from "./ipc.js"
 
 /** `node --import tsx`: how every TypeScript child is started. */
 export const TSX_ARGS: ReadonlyArray<string> = ["--import", "tsx"]
+const profArgs = (name: string): Array<string> => {
+  const dir = process.env["E2E_CPU_PROF"]
+  return dir === undefined || dir === "" ? [] : ["--cpu-prof", `--cpu-prof-dir=${dir}/${name}`]
+}
 
 const exitedPromise = (child: ChildProcess): Promise<void> =>
   child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((resolve) => child.once("exit", () => resolve()))
@@ -118,7 +122,7 @@ export class ProcessGroup {
     const fd = openSync(options.logFile, "a")
     try {
       const child = fork(path, [JSON.stringify(config)], {
-        execArgv: [...TSX_ARGS],
+        execArgv: [...TSX_ARGS, ...profArgs(options.name)],
         env: options.env ?? process.env,
         stdio: ["ignore", fd, fd, "ipc"],
         serialization: "advanced"
@@ -133,7 +137,7 @@ export class ProcessGroup {
   spawnNode(args: ReadonlyArray<string>, options: StartOptions): Proc {
     const fd = openSync(options.logFile, "a")
     try {
-      const child = spawn(process.execPath, [...args], { env: options.env ?? process.env, stdio: ["ignore", fd, fd] })
+      const child = spawn(process.execPath, [...profArgs(options.name), ...args], { env: options.env ?? process.env, stdio: ["ignore", fd, fd] })
       return this.add(new Proc(options.name, child, options.logFile))
     } finally {
       closeSync(fd)

@@ -11,8 +11,7 @@
  *   requests at once over a keep-alive undici pool.
  */
 import { connect } from "nats"
-import { CodeqClient } from "../../../src/sdk/client.js"
-import { childTracing, ErrorLog, makePayload, postJson, runChild, type ChildControl, type LoadConfig, type ProducerResult } from "./ipc.js"
+import { childTracing, ErrorLog, loadCodeq, makePayload, postJson, runChild, type ChildControl, type LoadConfig, type ProducerResult } from "./ipc.js"
 
 const TICK_MS = 10
 /** The HTTP API's batch-create limit. */
@@ -61,6 +60,7 @@ const createPaced = async (config: LoadConfig, startAt: number, create: CreateBa
 
 const sdkProducer = async (config: LoadConfig) => {
   const nc = await connect({ servers: config.natsUrl, name: config.connectionName, noAsyncTraces: true })
+  const { CodeqClient } = await loadCodeq()
   const client = await CodeqClient.connect({ connection: nc, naming: config.naming })
   const producer = client.producer(config.tenant)
   const payload = makePayload(config.payloadBytes)
@@ -107,7 +107,7 @@ const httpProducer = async (config: LoadConfig) => {
 }
 
 runChild(import.meta.url, async (config: LoadConfig) => {
-  const tracing = childTracing(config)
+  const tracing = await childTracing(config)
   const side = config.via === "sdk" ? await sdkProducer(config) : await httpProducer(config)
   return async (control) => {
     await control.go

@@ -7,6 +7,7 @@
 import { median } from "../stats.js"
 import type { BullmqRunResult } from "./bullmq.js"
 import { BROKER_CONNECTION, type CodeqRunResult } from "./codeqRun.js"
+import type { CpuPerTask } from "./cpu.js"
 import type { Traffic } from "./monitor.js"
 import type { VariantName } from "./options.js"
 import type { RawRunResult } from "./rawjs.js"
@@ -70,6 +71,13 @@ const trafficRows = (label: string, picked: ReadonlyArray<Traffic>, total: numbe
   ]
 }
 
+/** CPU per task summed over a run's processes, with each process's median in the note. */
+const cpuRow = (label: string, picked: ReadonlyArray<CpuPerTask>, total: number): Row => {
+  const names = [...new Set(picked.flatMap((c) => Object.keys(c.usPerTask)))]
+  const note = names.map((name) => `${name} ${int(median(picked.map((c) => c.usPerTask[name]).filter((v): v is number => v !== undefined)))}`).join(", ")
+  return row(label, picked.map((c) => c.totalUsPerTask), total, int, "", note)
+}
+
 /** The table's rows, in the order of issue 10's list. */
 export const tableRows = (runs: ReadonlyArray<AnyRun>, catchupTimeoutS: number): ReadonlyArray<Row> => {
   const sdk = cleanCodeq(runs, "codeq-sdk")
@@ -105,6 +113,10 @@ export const tableRows = (runs: ReadonlyArray<AnyRun>, catchupTimeoutS: number):
   rows.push(...trafficRows("codeq-sdk server msgs/task (in+out), at last completion", sdk.map((r) => r.traffic.atCompletion), total("codeq-sdk"), "≤ 15"))
   const withCatchUp = trafficRows("codeq-sdk server msgs/task incl. catch-up", sdk.map((r) => r.traffic.withCatchUp), total("codeq-sdk"), "")[0]
   if (withCatchUp !== undefined) rows.push(behind.length === 0 ? withCatchUp : [...withCatchUp.slice(0, 5), `${withCatchUp[5] ?? ""}; ${behind.length} run(s) only until the deadline`])
+  const cpuOf = (picked: ReadonlyArray<{ cpu: CpuPerTask | undefined }>) => picked.map((r) => r.cpu).filter((c): c is CpuPerTask => c !== undefined)
+  rows.push(cpuRow("codeq-sdk CPU µs/task, all processes", cpuOf(sdk), total("codeq-sdk")))
+  rows.push(cpuRow("bullmq CPU µs/task, all processes", cpuOf(bull), total("bullmq")))
+  rows.push(cpuRow("codeq-sdk tracing on, CPU µs/task", cpuOf(traced), total("tracing")))
   rows.push(...trafficRows("codeq-http server msgs/task, at last completion", http.map((r) => r.traffic.atCompletion), total("codeq-http"), "").slice(0, 1))
   rows.push(row("raw JetStream acked publishes/s (pipelined)", raw.map((r) => r.publishPerSec), total("raw-js"), int))
   rows.push(row("raw JetStream consume+ack/s (pull, batch 256)", raw.map((r) => r.consumePerSec), total("raw-js"), int))

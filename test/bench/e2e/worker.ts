@@ -13,8 +13,7 @@
  *   item comes back stored.
  */
 import { connect } from "nats"
-import { CodeqClient } from "../../../src/sdk/client.js"
-import { childTracing, ErrorLog, postJson, runChild, type ChildControl, type LoadConfig, type WorkerResult } from "./ipc.js"
+import { childTracing, ErrorLog, loadCodeq, postJson, runChild, type ChildControl, type LoadConfig, type WorkerResult } from "./ipc.js"
 
 /** The HTTP API's batch-claim limit. */
 const HTTP_MAX_CLAIM = 10
@@ -28,6 +27,7 @@ interface Tally {
 
 const sdkWorker = async (config: LoadConfig) => {
   const nc = await connect({ servers: config.natsUrl, name: config.connectionName, noAsyncTraces: true })
+  const { CodeqClient } = await loadCodeq()
   const client = await CodeqClient.connect({ connection: nc, naming: config.naming })
   return async (tally: Tally, control: ChildControl) => {
     const worker = client.worker(config.tenant, { workerId: config.connectionName, onError: (error) => tally.errors.add(error) })
@@ -90,7 +90,7 @@ const httpWorker = async (config: LoadConfig) => {
 }
 
 runChild(import.meta.url, async (config: LoadConfig) => {
-  const tracing = childTracing(config)
+  const tracing = await childTracing(config)
   const work = config.via === "sdk" ? await sdkWorker(config) : await httpWorker(config)
   return async (control) => {
     await control.go
