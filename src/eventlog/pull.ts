@@ -8,10 +8,11 @@
  * the last one is still queued, so a reader never starves. Every consumer codeq reads — the
  * projections' event feed, the webhook outbox, rebuilds and replays — goes through this.
  */
-import { createInbox, nanos, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "nats"
+import { createInbox, nanos, type Msg, type NatsConnection, type Subscription } from "nats"
 import { answerDelivery, parseAckSubject, type DeliveryAnswer } from "./acks.js"
 import { isConsumerNotFound } from "./errors.js"
 import { followConnection } from "./connection.js"
+import { headerBlockOf, statusCodeOf } from "./rawHeaders.js"
 
 /** One delivery of a stream message to a consumer, and how to answer it. */
 export interface Delivery {
@@ -19,7 +20,8 @@ export interface Delivery {
   readonly seq: number
   readonly subject: string
   readonly data: Uint8Array
-  readonly headers: MsgHdrs | undefined
+  /** The header block as sent (`rawHeaders.ts`), undefined without headers. */
+  readonly headerBlock: string | undefined
   /** 1 on the first delivery. */
   readonly deliveryCount: number
   /** The message's timestamp in the stream. */
@@ -249,7 +251,8 @@ export class PullSession {
   }
 
   private onMessage(msg: Msg): void {
-    const code = msg.headers?.code ?? 0
+    const headerBlock = headerBlockOf(msg)
+    const code = statusCodeOf(headerBlock)
     if (code !== 0 || msg.reply === undefined) {
       // 404 no messages, 408 request expired, 409 limits or leadership: this request is over.
       // 503: no consumer answers (deleted, or the stream is gone).
@@ -259,7 +262,7 @@ export class PullSession {
       return
     }
     const { delivered, streamSeq, time } = parseAckSubject(msg.reply)
-    this.queue.push({ seq: streamSeq, deliveryCount: delivered, time, subject: msg.subject, data: msg.data, headers: msg.headers, ackSubject: msg.reply })
+    this.queue.push({ seq: streamSeq, deliveryCount: delivered, time, subject: msg.subject, data: msg.data, headerBlock, ackSubject: msg.reply })
     if (++this.received >= this.options.batch) this.requestOpen = false
     this.signal()
   }

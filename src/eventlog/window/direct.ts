@@ -5,7 +5,8 @@
  */
 import type { NatsConnection } from "nats"
 import type { LogRecord } from "./records.js"
-import { headerFieldsOf, makeRecord, nsFromRfc3339, type BodyPolicy } from "./records.js"
+import { headerFieldsOf } from "../rawHeaders.js"
+import { makeRecord, nsFromRfc3339, type BodyPolicy } from "./records.js"
 
 const encoder = new TextEncoder()
 

@@ -3,9 +3,8 @@
  * seconds, so a header block is searched for the few headers replay reads (no header object, no
  * map), the traceparent is checked by hand, and a body is parsed only when it is needed.
  */
-import type { MsgHdrs } from "nats"
 import { parseTraceparent } from "../../tracing/codec.js"
-import { HEADERS } from "../../tracing/conventions.js"
+import type { HeaderFields } from "../rawHeaders.js"
 
 /** One event of the log as replay reads it. */
 export interface LogRecord {
@@ -56,98 +55,6 @@ export type HeaderPolicy = "spans" | "audit"
  * event type and the raw body, b[from, to) — when only the trace headers matter (an audit).
  */
 export type BodyPolicy = "all" | ((type: string, b: Uint8Array, from: number, to: number) => boolean)
-
-/** The headers replay reads, and the status code of a status message (404, 408, …). */
-export interface HeaderFields {
-  code: number
-  type: string
-  traceparent: string | undefined
-  tracestate: string | undefined
-  baggage: string | undefined
-  parentSpanId: string | undefined
-  spanStart: string | undefined
-  spanEnd: string | undefined
-  prevSeq: string | undefined
-}
-
-type Field = Exclude<keyof HeaderFields, "code">
-
-const FIELDS: ReadonlyArray<readonly [string, Field]> = [
-  [HEADERS.event, "type"],
-  [HEADERS.traceparent, "traceparent"],
-  [HEADERS.tracestate, "tracestate"],
-  [HEADERS.baggage, "baggage"],
-  [HEADERS.parentSpan, "parentSpanId"],
-  [HEADERS.spanStart, "spanStart"],
-  [HEADERS.spanEnd, "spanEnd"],
-  [HEADERS.prevSeq, "prevSeq"]
-]
-const BY_LOWER: ReadonlyMap<string, Field> = new Map(FIELDS.map(([name, field]) => [name.toLowerCase(), field]))
-
-/** The value after `needle` up to the end of its line, blanks trimmed; undefined when absent. */
-const valueAfter = (text: string, needle: string): string | undefined => {
-  const at = text.indexOf(needle)
-  if (at < 0) return undefined
-  let from = at + needle.length
-  let end = text.indexOf("\r", from)
-  if (end < 0) end = text.length
-  while (from < end && text.charCodeAt(from) === 32) from++
-  while (end > from && text.charCodeAt(end - 1) === 32) end--
-  return text.slice(from, end)
-}
-
-const emptyFields = (code: number): HeaderFields => ({ code, type: "", traceparent: undefined, tracestate: undefined, baggage: undefined, parentSpanId: undefined, spanStart: undefined, spanEnd: undefined, prevSeq: undefined })
-
-// Every header line follows a CRLF (the block starts with the `NATS/1.0` status line).
-
-/** Header names are case-insensitive on the wire: the slow way, for a block spelled otherwise. */
-const parseAnyCase = (text: string, out: HeaderFields): void => {
-  for (const line of text.split("\r\n").slice(1)) {
-    const colon = line.indexOf(":")
-    if (colon <= 0) continue
-    const field = BY_LOWER.get(line.slice(0, colon).trim().toLowerCase())
-    if (field !== undefined && out[field] === undefined) out[field] = line.slice(colon + 1).trim()
-    if (field === "type" && out.type === "") out.type = line.slice(colon + 1).trim()
-  }
-}
-
-const N_EVENT = `\r\n${HEADERS.event}:`
-const N_TRACEPARENT = `\r\n${HEADERS.traceparent}:`
-const N_TRACESTATE = `\r\n${HEADERS.tracestate}:`
-const N_BAGGAGE = `\r\n${HEADERS.baggage}:`
-const N_PARENT = `\r\n${HEADERS.parentSpan}:`
-const N_START = `\r\n${HEADERS.spanStart}:`
-const N_END = `\r\n${HEADERS.spanEnd}:`
-const N_PREV = `\r\n${HEADERS.prevSeq}:`
-
-/** Parses a NATS header block (`NATS/1.0[ code text]\r\nKey: value\r\n…`). */
-export const parseHeaderBlock = (text: string): HeaderFields => {
-  const out: HeaderFields = {
-    code: text.charCodeAt(8) === 32 ? Number.parseInt(text.slice(9, 12), 10) || 0 : 0,
-    type: valueAfter(text, N_EVENT) ?? "",
-    traceparent: valueAfter(text, N_TRACEPARENT),
-    tracestate: valueAfter(text, N_TRACESTATE),
-    baggage: valueAfter(text, N_BAGGAGE),
-    parentSpanId: valueAfter(text, N_PARENT),
-    spanStart: valueAfter(text, N_START),
-    spanEnd: valueAfter(text, N_END),
-    prevSeq: valueAfter(text, N_PREV)
-  }
-  if (out.type === "" || out.traceparent === undefined) parseAnyCase(text, out)
-  return out
-}
-
-/** The same fields from a nats.js header object (the fallback reader and direct gets). */
-export const headerFieldsOf = (headers: MsgHdrs | undefined): HeaderFields => {
-  const out = emptyFields(headers?.code ?? 0)
-  if (headers === undefined) return out
-  for (const [key, values] of headers) {
-    const field = BY_LOWER.get(key.toLowerCase())
-    const value = values[0]
-    if (field !== undefined && value !== undefined) out[field] = value.trim()
-  }
-  return out
-}
 
 /** `<root>.evt.<tenant>.<taskId>` → tenant and task id (the last two tokens). */
 export const taskOfSubject = (subject: string): { readonly tenant: string; readonly taskId: string } => {

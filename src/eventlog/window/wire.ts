@@ -14,7 +14,8 @@
 import { connect as tcpConnect, type Socket } from "node:net"
 import { randomBytes } from "node:crypto"
 import type { LogRecord } from "./records.js"
-import { parseHeaderBlock, type BodyPolicy, type HeaderPolicy } from "./records.js"
+import { parseHeaderBlock } from "../rawHeaders.js"
+import type { BodyPolicy, HeaderPolicy } from "./records.js"
 import { latin1, lengthOfFirst, parseAckInto, recordFromWire } from "./wireRecord.js"
 
 /** Where and as whom to connect: a server of the cluster, with the URL's user/password or token. */

@@ -7,7 +7,8 @@
  */
 import { HEADERS } from "../../tracing/conventions.js"
 import type { LogRecord } from "./records.js"
-import { isValidTraceparentAt, makeRecord, parseHeaderBlock, type BodyPolicy, type HeaderPolicy } from "./records.js"
+import { parseHeaderBlock } from "../rawHeaders.js"
+import { isValidTraceparentAt, makeRecord, type BodyPolicy, type HeaderPolicy } from "./records.js"
 
 const CR = 0x0d
 const COLON = 0x3a
