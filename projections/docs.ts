@@ -59,6 +59,12 @@ const keyOf = (stored: StoredEvent) => taskStateKey(stored.event.tenant, stored.
 
 export class TaskDocs {
   private readonly docs = new Map<string, Doc>()
+  /**
+   * The documents not yet written (dirtyFrom ≠ 0), in the order they became so: what a flush and
+   * `durableThrough` look at, instead of every document in memory (20,000 by default, ten times a
+   * second — ~10 % of the broker's CPU under load, profiled).
+   */
+  private readonly dirty = new Map<string, Doc>()
   private readonly capacity: number
   private readonly writeAfterMs: number
   private readonly write: boolean
@@ -116,7 +122,7 @@ export class TaskDocs {
       const [tenant = "", taskId = ""] = key.split(".")
       const state = fold((await this.log.readTask(tenant, taskId)).events)
       const doc = this.docs.get(key) ?? { state: null, dirtyFrom: 0, dirtyAt: 0 }
-      if (state !== null && state.version > (doc.state?.version ?? 0)) this.markDirty(doc, (doc.state?.version ?? 0) + 1)
+      if (state !== null && state.version > (doc.state?.version ?? 0)) this.markDirty(key, doc, (doc.state?.version ?? 0) + 1)
       doc.state = state ?? doc.state
       this.docs.set(key, doc)
     }))
@@ -139,7 +145,7 @@ export class TaskDocs {
     const after = evolve(before, stored)
     if (after !== before) {
       doc.state = after
-      this.markDirty(doc, stored.seq)
+      this.markDirty(key, doc, stored.seq)
     }
     return { stored, before, after, replayed: false }
   }
@@ -150,21 +156,23 @@ export class TaskDocs {
    */
   async flush(all: boolean): Promise<void> {
     if (!this.write) {
-      for (const doc of this.docs.values()) doc.dirtyFrom = 0
+      for (const doc of this.dirty.values()) doc.dirtyFrom = 0
+      this.dirty.clear()
       this.evict()
       return
     }
     const now = Date.now()
-    const sent: Array<{ readonly doc: Doc; readonly state: TaskState; readonly dirtyFrom: number }> = []
-    for (const [key, doc] of this.docs) {
+    const sent: Array<{ readonly key: string; readonly doc: Doc; readonly dirtyFrom: number }> = []
+    for (const [key, doc] of this.dirty) {
       // A barrier waits behind every put before it: bounded groups keep its ack quick.
       if (!all && sent.length >= MAX_PUTS_PER_FLUSH) break
       const state = doc.state
       if (doc.dirtyFrom === 0 || state === null) continue
       if (!all && !TERMINAL.has(state.status) && now - doc.dirtyAt < this.writeAfterMs) continue
       this.kv.putUnacked(key, encoder.encode(JSON.stringify(state)))
-      sent.push({ doc, state, dirtyFrom: doc.dirtyFrom })
+      sent.push({ key, doc, dirtyFrom: doc.dirtyFrom })
       doc.dirtyFrom = 0
+      this.dirty.delete(key)
     }
     if (sent.length > 0) {
       try {
@@ -172,7 +180,11 @@ export class TaskDocs {
         this.writes += sent.length
       } catch (error) {
         // Not known to be stored: dirty again (unless a newer change already made it so).
-        for (const { doc, dirtyFrom } of sent) if (doc.dirtyFrom === 0 || doc.dirtyFrom > dirtyFrom) doc.dirtyFrom = dirtyFrom
+        for (const { key, doc, dirtyFrom } of sent)
+          if (doc.dirtyFrom === 0 || doc.dirtyFrom > dirtyFrom) {
+            doc.dirtyFrom = dirtyFrom
+            this.dirty.set(key, doc)
+          }
         throw error
       }
     }
@@ -182,14 +194,15 @@ export class TaskDocs {
   /** Every event up to this sequence is in the bucket (given `applied`, the last one applied). */
   durableThrough(applied: number): number {
     let lowest = applied + 1
-    for (const doc of this.docs.values()) if (doc.dirtyFrom !== 0 && doc.dirtyFrom < lowest) lowest = doc.dirtyFrom
+    for (const doc of this.dirty.values()) if (doc.dirtyFrom < lowest) lowest = doc.dirtyFrom
     return lowest - 1
   }
 
-  private markDirty(doc: Doc, seq: number): void {
+  private markDirty(key: string, doc: Doc, seq: number): void {
     if (doc.dirtyFrom !== 0) return
     doc.dirtyFrom = seq
     doc.dirtyAt = Date.now()
+    this.dirty.set(key, doc)
   }
 
   private evict(): void {

@@ -103,4 +103,42 @@ describe("projections over the in-memory log and buckets", () => {
     expect(again.written).toBe(0)
     expect(documentOf(states, id)).toEqual(written)
   })
+
+  it("writes ended tasks at once and running ones after a while, keeps unwritten ones dirty through a failed barrier, and reports what is durable", async () => {
+    const log = new InMemoryEventLog(naming)
+    const repo = new TaskRepository(log, new Telemetry())
+    const [running, ended] = [randomUUID(), randomUUID()]
+    await repo.apply(TENANT, running, create(running), { now: at(0) })
+    await repo.apply(TENANT, ended, create(ended), { now: at(0) })
+    await repo.apply(TENANT, ended, claim(ended, "w1"), { now: at(1) })
+    await repo.apply(TENANT, ended, complete(ended, "w1"), { now: at(2) })
+    const last = log.events().at(-1)?.seq ?? 0
+    // A bucket whose barrier fails while `failing`: its puts are not known to be stored.
+    const bucket = new InMemoryBucket()
+    let failing = true
+    const store = {
+      get: (key: string) => bucket.get(key),
+      putUnacked: (key: string, value: Uint8Array) => bucket.putUnacked(key, value),
+      barrier: async () => {
+        if (failing) throw new Error("no ack")
+      }
+    }
+    const docs = new TaskDocs(store, log, { writeAfterMs: 60_000 })
+    await project(docs, [], log.events())
+    // Nothing written yet: durable only before the running task's create.
+    expect(docs.durableThrough(last)).toBe(0)
+    await expect(docs.flush(false)).rejects.toThrow("no ack")
+    expect(docs.written).toBe(0)
+    expect(docs.durableThrough(last)).toBe(0)
+    failing = false
+    // Not all: only the ended task is due; the running one waits for writeAfterMs.
+    await docs.flush(false)
+    expect(docs.written).toBe(1)
+    expect(documentOf(bucket, ended)?.status).toBe("COMPLETED")
+    expect(docs.durableThrough(last)).toBe(0)
+    await docs.flush(true)
+    expect(docs.written).toBe(2)
+    expect(documentOf(bucket, running)?.status).toBe("PENDING")
+    expect(docs.durableThrough(last)).toBe(last)
+  })
 })
