@@ -44,7 +44,7 @@ export interface SetupTracingOptions {
   readonly env?: TracingEnv
   /** Where tracing reports on itself. Default the process logger, component `tracing`. */
   readonly logger?: TracingLogger
-  /** Batch span processor tuning. Default the SDK's: 5 s delay, 2,048 queued, 512 per export. */
+  /** Batch span processor tuning. Default `SPAN_BATCH`: 65,536 queued, 4,096 per export, at least every second. */
   readonly batch?: BufferConfig
   /** Deadline of one export call. Default 10 s. */
   readonly exportTimeoutMs?: number
