@@ -10,15 +10,29 @@
  * parent-based sampler with root always off would decide, at a fraction of the cost per transition.
  */
 import { ProxyTracerProvider, TraceFlags, context, trace, type Attributes, type Context, type Span, type Tracer, type TracerProvider } from "@opentelemetry/api"
+import { randomFillSync } from "node:crypto"
 import type { EventTrace } from "../domain/events.js"
 import { eventTraceOf, spanStartNow } from "./codec.js"
 
-const HEX = "0123456789abcdef"
+/**
+ * Random bytes for ids, drawn from the OS in 4 KiB refills and handed out 8 or 16 at a time as
+ * hex. Built a character at a time from Math.random, an id cost ~50 string pieces — a tenth of
+ * everything a create allocated (sampled allocation profile of the producer).
+ */
+const POOL = Buffer.allocUnsafe(4096)
+let poolAt = POOL.length
+const ALL_ZERO = /^0+$/
+
+/** `length` random hex digits (even), never all zeros (an invalid id). */
 const randomHex = (length: number): string => {
-  let out = ""
-  for (let i = 0; i < length; i++) out += HEX.charAt(Math.floor(Math.random() * 16))
-  // All zeros is an invalid id.
-  return /^0+$/.test(out) ? randomHex(length) : out
+  const bytes = length / 2
+  if (poolAt + bytes > POOL.length) {
+    randomFillSync(POOL)
+    poolAt = 0
+  }
+  const out = POOL.toString("hex", poolAt, poolAt + bytes)
+  poolAt += bytes
+  return ALL_ZERO.test(out) ? randomHex(length) : out
 }
 
 /** A non-recording span with ids of its own: the parent's trace and flags, a new span id. */
