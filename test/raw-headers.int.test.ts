@@ -5,7 +5,7 @@
  */
 import { connect, createInbox, headers, type Msg, type NatsConnection } from "nats"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { headerBlockOf, headerOfBlock, parseHeaderBlock, statusCodeOf } from "../src/eventlog/rawHeaders.js"
+import { headerBlockOf, headerReader, statusCodeOf, statusOfMessage, statusTextOf } from "../src/eventlog/rawHeaders.js"
 import { startNatsServer, type NatsServerHandle } from "../src/testing/natsServer.js"
 
 let server: NatsServerHandle
@@ -19,14 +19,13 @@ afterAll(async () => {
   await server.stop()
 })
 
-const receiveOne = (subject: string, send: () => void): Promise<Msg> =>
-  new Promise((resolve) => {
-    const sub = nc.subscribe(subject, { max: 1, callback: (_error, msg) => resolve(msg) })
-    void nc.flush().then(() => {
-      send()
-      return sub
-    })
-  })
+/** The first message on `subject` after `send()`, subscribed (and the subscription known to the server) before it. */
+const receiveOne = async (subject: string, send: () => void): Promise<Msg> => {
+  const received = new Promise<Msg>((resolve) => nc.subscribe(subject, { max: 1, callback: (_error, msg) => resolve(msg) }))
+  await nc.flush()
+  send()
+  return received
+}
 
 describe("headerBlockOf", () => {
   it("gives a delivered message's block as sent, and its headers as nats.js reads them", async () => {
@@ -39,10 +38,11 @@ describe("headerBlockOf", () => {
     const block = headerBlockOf(msg)
     expect(block).toBe("NATS/1.0\r\nCodeq-Event: TaskCreated\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nX-Other: ünïcode ok\r\n\r\n")
     expect(statusCodeOf(block)).toBe(0)
-    const fields = parseHeaderBlock(block ?? "")
-    for (const key of ["Codeq-Event", "traceparent", "X-Other"]) expect(headerOfBlock(block ?? "", fields, key)).toBe(msg.headers?.get(key))
-    expect(headerOfBlock(block ?? "", fields, "tracestate")).toBeUndefined()
-    expect(headerOfBlock(block ?? "", fields, "Absent")).toBeUndefined()
+    expect(statusOfMessage(msg)).toBe(0)
+    const header = headerReader(block)
+    for (const key of ["Codeq-Event", "traceparent", "X-Other"]) expect(header(key)).toBe(msg.headers?.get(key))
+    expect(header("tracestate")).toBeUndefined()
+    expect(header("Absent")).toBeUndefined()
     // The body is untouched.
     expect(new TextDecoder().decode(msg.data)).toBe("{}")
   })
@@ -51,12 +51,16 @@ describe("headerBlockOf", () => {
     const subject = createInbox()
     const plain = await receiveOne(subject, () => nc.publish(subject, new Uint8Array([1])))
     expect(headerBlockOf(plain)).toBeUndefined()
+    expect(statusOfMessage(plain)).toBe(0)
     expect(statusCodeOf(undefined)).toBe(0)
+    expect(headerReader(undefined)("Anything")).toBeUndefined()
     // No responders: the server answers a request with a 503 status message.
     const reply = createInbox()
     const status = await receiveOne(reply, () => nc.publish(createInbox(), new Uint8Array(), { reply }))
     expect(statusCodeOf(headerBlockOf(status))).toBe(status.headers?.code)
+    expect(statusOfMessage(status)).toBe(503)
     expect(status.headers?.code).toBe(503)
+    expect(statusTextOf(headerBlockOf(status) ?? "")).toBe(`503 ${status.headers?.description ?? ""}`.trim())
   })
 
   it("writes the block back from decoded headers when the message lacks nats.js's fields", async () => {
@@ -66,5 +70,6 @@ describe("headerBlockOf", () => {
     const msg = await receiveOne(subject, () => nc.publish(subject, new Uint8Array(), { headers: h }))
     const bare: Msg = Object.assign(Object.create(null) as object, { headers: msg.headers, data: msg.data, subject: msg.subject }) as Msg
     expect(headerBlockOf(bare)).toBe("NATS/1.0\r\nA: 1\r\n\r\n")
+    expect(statusOfMessage(bare)).toBe(0)
   })
 })

@@ -5,12 +5,12 @@
  */
 import { describe, expect, it } from "vitest"
 import { SpanKind, SpanStatusCode } from "@opentelemetry/api"
-import { headers } from "nats"
+import { headers, type Msg } from "nats"
 import { auditTask } from "../src/replay/audit.js"
 import type { LogRecord, ReplaySpan, TaskTrace } from "../src/replay/model.js"
 import { otlpJsonRequest, readableSpanOf, replayResource } from "../src/replay/otlp.js"
 import { progressLine } from "../src/replay/progress.js"
-import { headerFieldsOf, parseHeaderBlock } from "../src/eventlog/rawHeaders.js"
+import { headerBlockOf, parseHeaderBlock } from "../src/eventlog/rawHeaders.js"
 import { makeRecord, nsFromRfc3339 } from "../src/eventlog/window/records.js"
 import { parseTraceparent } from "../src/tracing/codec.js"
 import { parseAck } from "../src/eventlog/acks.js"
@@ -76,7 +76,9 @@ describe("records from the log", () => {
     h.set("Codeq-Parent-Span", CREATE)
     h.set("Codeq-Span-Start", "1700000000000000001")
     h.set("Codeq-Prev-Seq", "7")
-    const fromHeaders = makeRecord(9, SUBJECT, "1700000000000000009", headerFieldsOf(h), Buffer.from(body), "all")
+    // A message with only decoded headers (no nats.js internals): its block written back from them.
+    const decoded = { headers: h, data: Buffer.from(body), subject: SUBJECT } as unknown as Msg
+    const fromHeaders = makeRecord(9, SUBJECT, "1700000000000000009", parseHeaderBlock(headerBlockOf(decoded)), Buffer.from(body), "all")
     for (const r of [fromWire, fromBlock, fromHeaders])
       expect(r).toEqual({
         seq: 9,

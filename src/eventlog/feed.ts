@@ -11,7 +11,7 @@ import { addReadConsumer } from "./streams.js"
 import { eventsStream, type Naming } from "../../streams/definitions.js"
 import type { RawEvent } from "./codec.js"
 import { ConsumerGone, PullSession, type Delivery } from "./pull.js"
-import { headerOfBlock, parseHeaderBlock } from "./rawHeaders.js"
+import { headerReader } from "./rawHeaders.js"
 
 export interface EventFeedOptions {
   /** First sequence to read (1: the whole log). */
@@ -22,17 +22,13 @@ export interface EventFeedOptions {
   readonly filterSubject?: string
 }
 
-export const rawEventOf = (delivery: Delivery): RawEvent => {
-  const block = delivery.headerBlock
-  const fields = block === undefined ? undefined : parseHeaderBlock(block)
-  return {
-    seq: delivery.seq,
-    subject: delivery.subject,
-    time: delivery.time,
-    data: delivery.data,
-    header: (key) => (block === undefined || fields === undefined ? undefined : headerOfBlock(block, fields, key))
-  }
-}
+export const rawEventOf = (delivery: Delivery): RawEvent => ({
+  seq: delivery.seq,
+  subject: delivery.subject,
+  time: delivery.time,
+  data: delivery.data,
+  header: headerReader(delivery.headerBlock)
+})
 
 export class EventFeed {
   private session: PullSession | undefined

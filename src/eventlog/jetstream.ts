@@ -12,22 +12,24 @@ import { decodeEvent, encodeEvent, type RawEvent } from "./codec.js"
 import { LogError } from "./errors.js"
 import type { AppendRequest, AppendResult, EventLog, TaskHistory } from "./EventLog.js"
 import { PipelinedPublisher, type PipelineOptions } from "./pipeline.js"
-import { wireHeaders } from "./wireHeaders.js"
+import { headerBlockOf, headerReader, statusCodeOf, statusTextOf } from "./rawHeaders.js"
+import { WireHeaders } from "./wireHeaders.js"
 
 const encoder = new TextEncoder()
 
 /** A direct-get reply as a raw event; undefined for "no message" (status 404). */
 const directReplyToRaw = (msg: Msg): RawEvent | undefined => {
-  const h = msg.headers
-  if (h === undefined) return undefined
-  if (h.code === 404) return undefined
-  if (h.hasError) throw new Error(`direct get failed: ${h.code} ${h.description}`)
+  const block = headerBlockOf(msg)
+  const code = statusCodeOf(block)
+  if (block === undefined || code === 404) return undefined
+  if (code >= 300) throw new Error(`direct get failed: ${statusTextOf(block)}`)
+  const header = headerReader(block)
   return {
-    seq: Number(h.get("Nats-Sequence")),
-    subject: h.get("Nats-Subject"),
-    time: new Date(h.get("Nats-Time-Stamp")),
+    seq: Number(header("Nats-Sequence")),
+    subject: header("Nats-Subject") ?? "",
+    time: new Date(header("Nats-Time-Stamp") ?? ""),
     data: msg.data,
-    header: (key) => (h.has(key) ? h.get(key) : undefined)
+    header
   }
 }
 
@@ -47,7 +49,7 @@ export class JetStreamEventLog implements EventLog {
   }
 
   append(request: AppendRequest): Promise<AppendResult> {
-    const h = wireHeaders()
+    const h = new WireHeaders()
     h.set(HEADERS.event, request.event.type)
     writeTraceHeaders(request.trace, (key, value) => h.set(key, value))
     h.set("Nats-Expected-Stream", this.stream)

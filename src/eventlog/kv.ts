@@ -10,7 +10,8 @@
  */
 import type { Connection } from "./connection.js"
 import { publishSoon } from "./outbox.js"
-import { wireHeaders } from "./wireHeaders.js"
+import { headerBlockOf, headerIn, statusCodeOf, statusTextOf } from "./rawHeaders.js"
+import { WireHeaders } from "./wireHeaders.js"
 import { ConcurrencyConflict, isStreamNotFound } from "./errors.js"
 import type { PipelinedPublisher } from "./pipeline.js"
 
@@ -77,12 +78,13 @@ export class PipelinedKv implements DocumentStore {
   async get(key: string): Promise<KvEntry | null> {
     const reply = await this.publisher.mux.request(`$JS.API.DIRECT.GET.${this.stream}`, encoder.encode(JSON.stringify({ last_by_subj: `$KV.${this.bucket}.${key}` })))
     if (!reply.ok) throw new Error(`reading ${this.bucket}/${key}: ${reply.reason}`)
-    const h = reply.msg.headers
-    if (h?.code === 404) return null
-    if (h === undefined || h.hasError) throw new Error(`reading ${this.bucket}/${key}: ${h?.code ?? "no headers"} ${h?.description ?? ""}`)
-    const operation = h.get("KV-Operation")
+    const block = headerBlockOf(reply.msg)
+    const code = statusCodeOf(block)
+    if (code === 404) return null
+    if (block === undefined || code >= 300) throw new Error(`reading ${this.bucket}/${key}: ${block === undefined ? "no headers" : statusTextOf(block)}`)
+    const operation = headerIn(block, "KV-Operation")
     if (operation === "DEL" || operation === "PURGE") return null
-    return { value: reply.msg.data, revision: Number(h.get("Nats-Sequence")) }
+    return { value: reply.msg.data, revision: Number(headerIn(block, "Nats-Sequence")) }
   }
 
   /** A plain put with no answer (see the module comment); follow a group of them with `barrier`. */
@@ -92,7 +94,7 @@ export class PipelinedKv implements DocumentStore {
 
   /** Resolves once every put sent before it on this connection was handled; rejects otherwise. */
   async barrier(): Promise<void> {
-    const result = await this.publisher.publish(`$KV.${this.bucket}.${KV_BARRIER_KEY}`, new Uint8Array(), wireHeaders())
+    const result = await this.publisher.publish(`$KV.${this.bucket}.${KV_BARRIER_KEY}`, new Uint8Array(), new WireHeaders())
     if (!result.ok) throw result.error
   }
 
@@ -101,7 +103,7 @@ export class PipelinedKv implements DocumentStore {
    * writer won. Rejects when the bucket cannot be written.
    */
   async put(key: string, value: Uint8Array, revision: number): Promise<{ readonly ok: true; readonly revision: number } | { readonly ok: false }> {
-    const h = wireHeaders()
+    const h = new WireHeaders()
     h.set("Nats-Expected-Last-Subject-Sequence", String(revision))
     const result = await this.publisher.publish(`$KV.${this.bucket}.${key}`, value, h, revision)
     if (result.ok) return { ok: true, revision: result.seq }

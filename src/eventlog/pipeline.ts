@@ -9,7 +9,7 @@
  */
 import type { Msg, MsgHdrs, NatsConnection } from "nats"
 import { RequestMux } from "./mux.js"
-import { wireHeaders } from "./wireHeaders.js"
+import { WireHeaders } from "./wireHeaders.js"
 import { ConcurrencyConflict, JS_WRONG_LAST_SEQUENCE, LogError } from "./errors.js"
 import type { AppendResult } from "./EventLog.js"
 
@@ -88,7 +88,7 @@ const interpretAck = (subject: string, expectedSeq: number | undefined, msg: Msg
  * into `expectedStream` when named.
  */
 export const dedupHeaders = (msgId: string, expectedStream?: string): MsgHdrs => {
-  const h = wireHeaders()
+  const h = new WireHeaders()
   h.set("Nats-Msg-Id", msgId)
   if (expectedStream !== undefined) h.set("Nats-Expected-Stream", expectedStream)
   return h

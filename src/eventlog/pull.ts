@@ -12,7 +12,7 @@ import { createInbox, nanos, type Msg, type NatsConnection, type Subscription } 
 import { answerDelivery, parseAckSubject, type DeliveryAnswer } from "./acks.js"
 import { isConsumerNotFound } from "./errors.js"
 import { followConnection } from "./connection.js"
-import { headerBlockOf, statusCodeOf } from "./rawHeaders.js"
+import { headerBlockOf, statusOfMessage } from "./rawHeaders.js"
 
 /** One delivery of a stream message to a consumer, and how to answer it. */
 export interface Delivery {
@@ -251,8 +251,7 @@ export class PullSession {
   }
 
   private onMessage(msg: Msg): void {
-    const headerBlock = headerBlockOf(msg)
-    const code = statusCodeOf(headerBlock)
+    const code = statusOfMessage(msg)
     if (code !== 0 || msg.reply === undefined) {
       // 404 no messages, 408 request expired, 409 limits or leadership: this request is over.
       // 503: no consumer answers (deleted, or the stream is gone).
@@ -262,7 +261,7 @@ export class PullSession {
       return
     }
     const { delivered, streamSeq, time } = parseAckSubject(msg.reply)
-    this.queue.push({ seq: streamSeq, deliveryCount: delivered, time, subject: msg.subject, data: msg.data, headerBlock, ackSubject: msg.reply })
+    this.queue.push({ seq: streamSeq, deliveryCount: delivered, time, subject: msg.subject, data: msg.data, headerBlock: headerBlockOf(msg), ackSubject: msg.reply })
     if (++this.received >= this.options.batch) this.requestOpen = false
     this.signal()
   }

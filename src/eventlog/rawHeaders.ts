@@ -5,19 +5,33 @@
  * canonicalised and searched for on append, every `get`/`has` a copy of the key list. In the
  * broker that was a tenth of its CPU (three events per task through the event feed, profiled),
  * and the status check of every claim delivery paid it too. Here the block's bytes become one
- * string and the few headers read are found in it (`parseHeaderBlock`, shared with replay).
+ * string and the few headers read are found in it (`parseHeaderBlock`, shared with replay), and a
+ * status is read from the first bytes alone. Every reader of the log reads headers this way: the
+ * event feed, direct gets of a task's history and of key-value entries, and replay's readers.
  *
  * The bytes are taken from the nats.js message's own fields (`_rdata`, `_msg.hdr`, nats.js 2.29);
  * when a message does not have them (another version, a message made by hand) the block is
  * written back from its decoded headers: the same text, only slower.
  */
-import type { Msg, MsgHdrs } from "nats"
+import type { Msg } from "nats"
 import { HEADERS } from "../tracing/conventions.js"
 
 /** The fields of a nats.js 2.x `MsgImpl` this reads; checked before use. */
 interface MsgInternals {
   readonly _rdata?: unknown
   readonly _msg?: { readonly hdr?: unknown }
+}
+
+/**
+ * The message's bytes and where its body starts (-1: no headers), from nats.js's own fields; undefined
+ * when it has none of them. WHY the cast: nats.js keeps the received bytes but exposes only the
+ * decoded headers, and decoding them was the cost this module exists to avoid.
+ */
+const rawOf = (msg: Msg): { readonly data: Uint8Array; readonly hdr: number } | undefined => {
+  const internals = msg as unknown as MsgInternals
+  const data = internals._rdata
+  const hdr = internals._msg?.hdr
+  return data instanceof Uint8Array && typeof hdr === "number" ? { data, hdr: Math.min(hdr, data.byteLength) } : undefined
 }
 
 const fromHeaders = (msg: Msg): string | undefined => {
@@ -30,18 +44,36 @@ const fromHeaders = (msg: Msg): string | undefined => {
 
 /** The message's header block (`NATS/1.0[ code text]\r\nKey: value\r\n…`), undefined without headers. */
 export const headerBlockOf = (msg: Msg): string | undefined => {
-  const internals = msg as unknown as MsgInternals
-  const data = internals._rdata
-  const hdr = internals._msg?.hdr
-  if (!(data instanceof Uint8Array) || typeof hdr !== "number") return fromHeaders(msg)
-  if (hdr < 0) return undefined
-  return Buffer.from(data.buffer, data.byteOffset, Math.min(hdr, data.byteLength)).toString("utf8")
+  const raw = rawOf(msg)
+  if (raw === undefined) return fromHeaders(msg)
+  if (raw.hdr < 0) return undefined
+  return Buffer.from(raw.data.buffer, raw.data.byteOffset, raw.hdr).toString("utf8")
+}
+
+const isDigit = (c: number | undefined): c is number => c !== undefined && c >= 48 && c <= 57
+
+/**
+ * The status code of a message (`NATS/1.0 404 No Messages` → 404; 100 for an idle heartbeat), 0
+ * for none — from the block's first bytes, without making a string of the rest.
+ */
+export const statusOfMessage = (msg: Msg): number => {
+  const raw = rawOf(msg)
+  if (raw === undefined) return msg.headers?.code ?? 0
+  const d = raw.data
+  if (raw.hdr < 12 || d[8] !== 32 || !isDigit(d[9]) || !isDigit(d[10]) || !isDigit(d[11])) return 0
+  return (d[9] - 48) * 100 + (d[10] - 48) * 10 + (d[11] - 48)
 }
 
 /** The status code of a header block (`NATS/1.0 404 No Messages` → 404); 0 for none. */
 export const statusCodeOf = (block: string | undefined): number => {
   if (block === undefined || block.charCodeAt(8) !== 32) return 0
   return Number.parseInt(block.slice(9, 12), 10) || 0
+}
+
+/** The status line after the version (`404 No Messages`), for an error message; "" for none. */
+export const statusTextOf = (block: string): string => {
+  const end = block.indexOf("\r")
+  return block.slice(9, end < 0 ? block.length : end).trim()
 }
 
 /** The headers replay reads, and the status code of a status message (404, 408, …). */
@@ -83,8 +115,6 @@ const valueAfter = (text: string, needle: string): string | undefined => {
   return text.slice(from, end)
 }
 
-const emptyFields = (code: number): HeaderFields => ({ code, type: "", traceparent: undefined, tracestate: undefined, baggage: undefined, parentSpanId: undefined, spanStart: undefined, spanEnd: undefined, prevSeq: undefined })
-
 // Every header line follows a CRLF (the block starts with the `NATS/1.0` status line).
 
 /** Header names are case-insensitive on the wire: the slow way, for a block spelled otherwise. */
@@ -107,10 +137,11 @@ const N_START = `\r\n${HEADERS.spanStart}:`
 const N_END = `\r\n${HEADERS.spanEnd}:`
 const N_PREV = `\r\n${HEADERS.prevSeq}:`
 
-/** Parses a NATS header block (`NATS/1.0[ code text]\r\nKey: value\r\n…`). */
-export const parseHeaderBlock = (text: string): HeaderFields => {
+/** Parses a NATS header block (`NATS/1.0[ code text]\r\nKey: value\r\n…`); no block, no fields. */
+export const parseHeaderBlock = (text: string | undefined): HeaderFields => {
+  if (text === undefined) return { code: 0, type: "", traceparent: undefined, tracestate: undefined, baggage: undefined, parentSpanId: undefined, spanStart: undefined, spanEnd: undefined, prevSeq: undefined }
   const out: HeaderFields = {
-    code: text.charCodeAt(8) === 32 ? Number.parseInt(text.slice(9, 12), 10) || 0 : 0,
+    code: statusCodeOf(text),
     type: valueAfter(text, N_EVENT) ?? "",
     traceparent: valueAfter(text, N_TRACEPARENT),
     tracestate: valueAfter(text, N_TRACESTATE),
@@ -126,25 +157,20 @@ export const parseHeaderBlock = (text: string): HeaderFields => {
 
 const FIELD_OF: ReadonlyMap<string, Field> = new Map(FIELDS.map(([name, field]) => [name, field]))
 
-/**
- * One header of a block whose fields `parseHeaderBlock` read: a field it reads from `fields`, any
- * other header found in the block (exact name); undefined when absent.
- */
-export const headerOfBlock = (block: string, fields: HeaderFields, key: string): string | undefined => {
-  const field = FIELD_OF.get(key)
-  if (field === undefined) return valueAfter(block, `\r\n${key}:`)
-  const value = fields[field]
-  return value === "" && field === "type" ? undefined : value
-}
+/** One header of a block by its exact name, blanks trimmed; undefined when absent. */
+export const headerIn = (block: string, key: string): string | undefined => valueAfter(block, `\r\n${key}:`)
 
-/** The same fields from a nats.js header object (the fallback reader and direct gets). */
-export const headerFieldsOf = (headers: MsgHdrs | undefined): HeaderFields => {
-  const out = emptyFields(headers?.code ?? 0)
-  if (headers === undefined) return out
-  for (const [key, values] of headers) {
-    const field = BY_LOWER.get(key.toLowerCase())
-    const value = values[0]
-    if (field !== undefined && value !== undefined) out[field] = value.trim()
+/**
+ * A reader of a block's headers by name, its fields parsed once: the ones `parseHeaderBlock` reads
+ * from them, any other found in the block (exact name); undefined when absent or without a block.
+ */
+export const headerReader = (block: string | undefined): ((key: string) => string | undefined) => {
+  if (block === undefined) return () => undefined
+  const fields = parseHeaderBlock(block)
+  return (key) => {
+    const field = FIELD_OF.get(key)
+    if (field === undefined) return headerIn(block, key)
+    const value = fields[field]
+    return value === "" && field === "type" ? undefined : value
   }
-  return out
 }

@@ -85,6 +85,3 @@ export class WireHeaders implements MsgHdrs {
     return encoder.encode(this.toString())
   }
 }
-
-/** Empty headers to fill: the drop-in for nats.js's `headers()` on the publish paths. */
-export const wireHeaders = (): WireHeaders => new WireHeaders()

@@ -20,7 +20,7 @@
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "nats"
 import { claimSubject, claimsStream, type Naming } from "../../../streams/definitions.js"
 import { answerDelivery, parseAckSubject } from "../acks.js"
-import { headerBlockOf, statusCodeOf } from "../rawHeaders.js"
+import { statusOfMessage } from "../rawHeaders.js"
 import { onReconnect } from "../connection.js"
 import { publishSoon } from "../outbox.js"
 import { ensureClaimConsumer } from "./consumers.js"
@@ -225,7 +225,7 @@ export class ClaimFeed {
       if (msg.reply !== undefined) answerDelivery(this.nc, msg.reply, { nakDelayMs: 0 })
       return
     }
-    const code = statusCodeOf(headerBlockOf(msg))
+    const code = statusOfMessage(msg)
     l.heardAt = Date.now()
     // An idle heartbeat: the long-poll is alive.
     if (code === 100) return

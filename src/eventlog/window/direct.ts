@@ -5,7 +5,7 @@
  */
 import type { NatsConnection } from "nats"
 import type { LogRecord } from "./records.js"
-import { headerFieldsOf } from "../rawHeaders.js"
+import { headerBlockOf, headerIn, parseHeaderBlock, statusTextOf } from "../rawHeaders.js"
 import { makeRecord, nsFromRfc3339, type BodyPolicy } from "./records.js"
 
 const encoder = new TextEncoder()
@@ -33,13 +33,15 @@ export const readSubject = async (nc: NatsConnection, stream: string, subject: s
     } catch (cause) {
       throw new Error(`reading ${subject}: ${String(cause)}`, { cause })
     }
-    const h = msg.headers
-    if (h === undefined || h.code === 404) break
-    if (h.hasError) throw new Error(`reading ${subject}: ${h.code} ${h.description}`)
-    const at = Number(h.get("Nats-Sequence"))
+    const block = headerBlockOf(msg)
+    if (block === undefined) break
+    const fields = parseHeaderBlock(block)
+    if (fields.code === 404) break
+    if (fields.code >= 300) throw new Error(`reading ${subject}: ${statusTextOf(block)}`)
+    const at = Number(headerIn(block, "Nats-Sequence"))
     if (!Number.isSafeInteger(at) || (read.beforeSeq !== undefined && at >= read.beforeSeq)) break
-    const timeNs = nsFromRfc3339(h.get("Nats-Time-Stamp")) ?? "0"
-    out.push(makeRecord(at, h.get("Nats-Subject"), timeNs, headerFieldsOf(h), msg.data, read.bodies))
+    const timeNs = nsFromRfc3339(headerIn(block, "Nats-Time-Stamp") ?? "") ?? "0"
+    out.push(makeRecord(at, headerIn(block, "Nats-Subject") ?? "", timeNs, fields, msg.data, read.bodies))
     seq = at + 1
   }
   return out

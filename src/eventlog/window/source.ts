@@ -13,7 +13,7 @@ import { eventsStream, type Naming } from "../../../streams/definitions.js"
 import { PullSession } from "../pull.js"
 import { addReadConsumer, type ReadStart } from "../streams.js"
 import type { LogRecord } from "./records.js"
-import { headerFieldsOf, parseHeaderBlock } from "../rawHeaders.js"
+import { parseHeaderBlock } from "../rawHeaders.js"
 import { makeRecord, type BodyPolicy, type HeaderPolicy } from "./records.js"
 import { parseAck } from "../acks.js"
 import { WireSource, WireUnsupported, type LogSource, type WireTarget } from "./wire.js"
@@ -82,7 +82,7 @@ class NatsSource implements LogSource {
     for (const d of deliveries) {
       const ack = parseAck(d.ackSubject)
       if (ack === undefined) continue
-      out.push(makeRecord(d.seq, d.subject, ack.timeNs, d.headerBlock === undefined ? headerFieldsOf(undefined) : parseHeaderBlock(d.headerBlock), d.data, this.bodies))
+      out.push(makeRecord(d.seq, d.subject, ack.timeNs, parseHeaderBlock(d.headerBlock), d.data, this.bodies))
       this.lastPending = ack.pending
     }
     return out

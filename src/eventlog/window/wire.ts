@@ -14,7 +14,7 @@
 import { connect as tcpConnect, type Socket } from "node:net"
 import { randomBytes } from "node:crypto"
 import type { LogRecord } from "./records.js"
-import { parseHeaderBlock } from "../rawHeaders.js"
+import { statusCodeOf } from "../rawHeaders.js"
 import type { BodyPolicy, HeaderPolicy } from "./records.js"
 import { latin1, lengthOfFirst, parseAckInto, recordFromWire } from "./wireRecord.js"
 
@@ -307,7 +307,7 @@ export class WireSource implements LogSource {
       // A status: 404 no messages, 408 request expired, 409 limits or leadership end the request;
       // 503 means nobody answers for the consumer (deleted, or its stream is gone).
       const header = headerLength > 0 ? b.toString("latin1", start, start + headerLength) : "NATS/1.0\r\n\r\n"
-      if (parseHeaderBlock(header).code === 503) this.fail(new Error(`consumer ${this.spec.consumer} on ${this.spec.stream} does not answer (503)`))
+      if (statusCodeOf(header) === 503) this.fail(new Error(`consumer ${this.spec.consumer} on ${this.spec.stream} does not answer (503)`))
       this.requests.shift()
       this.signal()
     } else {
