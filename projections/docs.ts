@@ -167,7 +167,7 @@ export class TaskDocs {
       // A barrier waits behind every put before it: bounded groups keep its ack quick.
       if (!all && sent.length >= MAX_PUTS_PER_FLUSH) break
       const state = doc.state
-      if (doc.dirtyFrom === 0 || state === null) continue
+      if (state === null) continue
       if (!all && !TERMINAL.has(state.status) && now - doc.dirtyAt < this.writeAfterMs) continue
       this.kv.putUnacked(key, encoder.encode(JSON.stringify(state)))
       sent.push({ key, doc, dirtyFrom: doc.dirtyFrom })
