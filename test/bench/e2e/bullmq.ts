@@ -16,7 +16,7 @@ import { join } from "node:path"
 import { Queue, Worker } from "bullmq"
 import { Redis } from "ioredis"
 import type { RunContext } from "./codeqRun.js"
-import { cpuPerTask, readCpu, redisCpuSeconds, type CpuPerTask, type CpuReading } from "./cpu.js"
+import { readCpu, redisCpuSeconds, type CpuPerTask, type CpuReading } from "./cpu.js"
 import { ErrorLog, makePayload, runChild, type ChildControl, type LoadConfig, type ProducerResult, type WorkerResult } from "./ipc.js"
 import { driveLoad, type ExactlyOnce } from "./load.js"
 import { ProcessGroup } from "./processes.js"
@@ -144,7 +144,6 @@ export const runBullmq = async (round: number, ctx: RunContext): Promise<BullmqR
       const seconds = redisCpuSeconds(await redis.info("cpu"))
       return seconds === undefined ? {} : { redis: seconds }
     }
-    const cpuBefore = await readCpu(pids, redisCpu())
     const outcome = await driveLoad(producer, workers, { expected: options.tasks, stallMs: options.stallTimeoutS * 1000, readCpu: () => readCpu(pids, redisCpu()) })
     const firstCreateAt = outcome.producer?.firstAt ?? 0
     const elapsedMs = Math.max(1, outcome.workersLastAt - firstCreateAt)
@@ -160,7 +159,7 @@ export const runBullmq = async (round: number, ctx: RunContext): Promise<BullmqR
       lastCompletionAt: outcome.workersLastAt,
       elapsedMs,
       tasksPerSec: ((outcome.check.created - outcome.check.lost) * 1000) / elapsedMs,
-      cpu: outcome.cpuAtEnd === undefined ? undefined : cpuPerTask(cpuBefore, outcome.cpuAtEnd, outcome.check.created - outcome.check.lost),
+      cpu: outcome.cpu,
       errors: outcome.errors
     }
   } finally {

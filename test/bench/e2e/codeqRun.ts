@@ -10,7 +10,7 @@
 import { join } from "node:path"
 import { connect } from "nats"
 import { eventsStream } from "../../../streams/definitions.js"
-import { cpuPerTask, readCpu, type CpuPerTask } from "./cpu.js"
+import { readCpu, type CpuPerTask } from "./cpu.js"
 import type { LoadConfig } from "./ipc.js"
 import { lastStoredAt, readLogLatency, type LogLatency } from "./latency.js"
 import { driveLoad, type ExactlyOnce } from "./load.js"
@@ -125,7 +125,6 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
       ...workers.map((worker) => ({ name: worker.name, pid: worker.pid }))
     ]
     const before = await serverSnapshot(privateNats.monitorUrl)
-    const cpuBefore = await readCpu(pids)
     const rssStart = (await sampler.sample()) ?? 0
     let catchUp: Promise<CatchUp> | undefined
     const outcome = await driveLoad(producer, workers, {
@@ -201,7 +200,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
       rss: { startBytes: rssStart, peakBytes: rssPeak, endBytes: rssEnd, afterCatchUpBytes: rssAfter },
       latency,
       spans,
-      cpu: outcome.cpuAtEnd === undefined ? undefined : cpuPerTask(cpuBefore, outcome.cpuAtEnd, tasks),
+      cpu: outcome.cpu,
       errors: outcome.errors
     }
   } finally {

@@ -2,8 +2,9 @@
  * What the orchestrator and its load processes say to each other over the IPC channel, and the
  * child side of it. A child gets its config as JSON in argv, connects, says `ready`, waits for
  * `go`, works, reports progress at most every 50 ms, and on `stop` (or when its work is done)
- * sends one `result`; it exits once told to stop, so its CPU time can still be read until then. Times are wall-clock milliseconds (`Date.now()`), the clock the
- * server's JetStream timestamps use, so instants from different processes compare.
+ * sends one `result`; it exits once told to stop, so its CPU time can be read until then. Times
+ * are wall-clock milliseconds (`Date.now()`), the clock the server's JetStream timestamps use, so
+ * instants from different processes compare.
  */
 import { fileURLToPath } from "node:url"
 import type { Naming } from "../../../streams/definitions.js"
@@ -91,7 +92,6 @@ export interface LoadConfig {
   readonly redis: { readonly host: string; readonly port: number }
 }
 
-/** Tracing for a load process: exporting to the bench's receiver at ratio 1, or the propagator only. */
 /** The package's entry in `dist/`, which the orchestrator builds before any run. */
 const BUILT_PACKAGE = new URL("../../../dist/src/index.js", import.meta.url).href
 
@@ -102,6 +102,7 @@ const BUILT_PACKAGE = new URL("../../../dist/src/index.js", import.meta.url).hre
  */
 export const loadCodeq = async (): Promise<typeof Codeq> => (await import(BUILT_PACKAGE)) as typeof Codeq
 
+/** Tracing for a load process: exporting to the bench's receiver at ratio 1, or the propagator only. */
 export const childTracing = async (config: LoadConfig): Promise<TracingHandle> =>
   (await loadCodeq()).setupTracing(
     config.tracing === undefined
@@ -158,8 +159,9 @@ export interface ChildControl {
 /**
  * Runs a child when `moduleUrl` is the process's entry point (so the orchestrator can import the
  * same module for its own side): config from argv, `connect(config)` (connections opened,
- * nothing measured yet), `ready`, then the work it returned. Exits once the result is sent and the
- * orchestrator said stop, or at once if the orchestrator goes away (a dead orchestrator must not leave load running).
+ * nothing measured yet), `ready`, then the work it returned. Exits once the result is sent and
+ * the orchestrator said stop, or at once if the orchestrator goes away (a dead orchestrator must
+ * not leave load running).
  */
 export const runChild = <C>(
   moduleUrl: string,

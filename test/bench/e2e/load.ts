@@ -6,7 +6,7 @@
  * run is checked: each created task completed exactly once. A run with a loss, a duplicate or a
  * failed create is reported and never averaged.
  */
-import type { CpuReading } from "./cpu.js"
+import { cpuPerTask, type CpuPerTask, type CpuReading } from "./cpu.js"
 import type { ProducerResult, WorkerResult } from "./ipc.js"
 import type { Proc } from "./processes.js"
 
@@ -57,8 +57,8 @@ export interface LoadOutcome {
   readonly workersLastAt: number
   readonly check: ExactlyOnce
   readonly errors: ReadonlyArray<string>
-  /** The processes' CPU time read the moment the last completion was counted (`LoadOptions.readCpu`). */
-  readonly cpuAtEnd: CpuReading | undefined
+  /** CPU per completed task of the run's processes, from just before `go` to the moment the last completion was counted (`LoadOptions.readCpu`). */
+  readonly cpu: CpuPerTask | undefined
 }
 
 export interface LoadOptions {
@@ -70,7 +70,7 @@ export interface LoadOptions {
   readonly onAllDone?: () => void
   /** Other processes the run needs (the broker): one that exits ends the run with an error. */
   readonly watch?: ReadonlyArray<Proc>
-  /** Reads the run's CPU time at the end, before the workers are told to stop (they are still there to read). */
+  /** Reads the run's processes' CPU time: before `go`, and at the end before anyone is told to stop (all still there to read). */
   readonly readCpu?: () => Promise<CpuReading>
 }
 
@@ -100,6 +100,7 @@ export const driveLoad = async (producer: Proc, workers: ReadonlyArray<Proc>, op
       producerError = error instanceof Error ? error : new Error(String(error))
     }
   )
+  const cpuAtStart = await options.readCpu?.()
   for (const worker of workers) worker.send({ type: "go" })
   producer.send({ type: "go" })
 
@@ -139,14 +140,15 @@ export const driveLoad = async (producer: Proc, workers: ReadonlyArray<Proc>, op
     ...workerResults.flatMap((result, i) => result.errors.map((e) => `${workers[i]?.name ?? "worker"}: ${e}`)),
     ...(stalled ? [`stalled: no progress for ${options.stallMs} ms`] : [])
   ]
+  const check = checkExactlyOnce(producerResult, workerResults, options.expected)
   return {
     producer: producerResult,
     workers: workerResults,
     allDoneAt,
     stalled,
     workersLastAt: Math.max(0, ...workerResults.map((result) => result.lastAt)),
-    check: checkExactlyOnce(producerResult, workerResults, options.expected),
+    check,
     errors,
-    cpuAtEnd
+    cpu: cpuAtStart === undefined || cpuAtEnd === undefined ? undefined : cpuPerTask(cpuAtStart, cpuAtEnd, check.created - check.lost)
   }
 }

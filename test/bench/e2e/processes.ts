@@ -14,6 +14,7 @@ import type { ChildMessage, ParentMessage } from "./ipc.js"
 
 /** `node --import tsx`: how every TypeScript child is started. */
 export const TSX_ARGS: ReadonlyArray<string> = ["--import", "tsx"]
+/** `--cpu-prof` into `$E2E_CPU_PROF/<process name>/` when that is set (BENCHMARKS.md, "Profiles"); nothing otherwise. */
 const profArgs = (name: string): Array<string> => {
   const dir = process.env["E2E_CPU_PROF"]
   return dir === undefined || dir === "" ? [] : ["--cpu-prof", `--cpu-prof-dir=${dir}/${name}`]

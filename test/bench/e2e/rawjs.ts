@@ -146,6 +146,8 @@ export const runRawJs = async (round: number, ctx: RunContext): Promise<RawRunRe
     await proc.waitFor("ready", 60_000)
     proc.send({ type: "go" })
     const { result } = await proc.waitFor("result", DEADLINE_MS * 2 + 30_000)
+    // A child stays until told to stop (ipc.ts); nothing of this one is read after its result.
+    proc.send({ type: "stop" })
     if (result.kind !== "raw") throw new Error(`raw-js answered a ${result.kind} result`)
     const clean = result.failed === 0 && result.published === result.messages && result.consumed === result.messages && result.ackFloor === result.messages
     return {
