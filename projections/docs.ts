@@ -15,7 +15,14 @@
  * acknowledged barrier after them (eventlog/kv.ts): one message per document. A create that may
  * have been folded before (at or below the replay horizon: the log's end when this fold started)
  * is looked up in the bucket first, so a replay never writes a task back to its first state.
- * Memory is bounded: written documents beyond `capacity` are forgotten, ended tasks first.
+ *
+ * Memory: the document of a task that is over — ended, and its webhook (if any) delivered — is
+ * forgotten once the bucket has it (a rare later event, a purge, reads it back from there), so
+ * what stays in memory is the tasks still going, not the last 20,000 ended ones: those were a
+ * third of the broker's heap under load (a heap snapshot mid-run), marked by every full
+ * collection. Other written documents beyond `capacity` are forgotten least recently used first.
+ * Forgetting happens only as a batch is prepared, never between `prepare` and `apply`: a flush
+ * runs beside the fold.
  */
 import { TERMINAL, evolve, fold, type StoredEvent, type TaskState } from "../src/domain/events.js"
 import type { EventLog } from "../src/eventlog/EventLog.js"
@@ -40,7 +47,7 @@ interface Doc {
 }
 
 export interface TaskDocsOptions {
-  /** Written documents kept in memory at most. Default 20,000. */
+  /** Written documents kept in memory at most (those of tasks that are over are not kept). Default 20,000. */
   readonly capacity?: number
   /** A task still running is written once it has been unwritten this long (ms). Default 3,000. */
   readonly writeAfterMs?: number
@@ -55,6 +62,9 @@ const decoder = new TextDecoder()
 /** Documents written per tick at most; the rest wait for the next one. */
 const MAX_PUTS_PER_FLUSH = 2_000
 
+/** Ended, and nothing more expected: no webhook, or it was delivered. */
+const isOver = (state: TaskState | null): boolean => state !== null && TERMINAL.has(state.status) && (state.webhook === undefined || state.webhookDelivered)
+
 const keyOf = (stored: StoredEvent) => taskStateKey(stored.event.tenant, stored.event.taskId)
 
 export class TaskDocs {
@@ -65,6 +75,8 @@ export class TaskDocs {
    * second — ~10 % of the broker's CPU under load, profiled).
    */
   private readonly dirty = new Map<string, Doc>()
+  /** Written documents of tasks that are over, forgotten when the next batch is prepared. */
+  private ended: Array<{ readonly key: string; readonly doc: Doc }> = []
   private readonly capacity: number
   private readonly writeAfterMs: number
   private readonly write: boolean
@@ -97,6 +109,7 @@ export class TaskDocs {
    * in memory, and a refold from the log for a task whose event does not follow its state.
    */
   async prepare(events: ReadonlyArray<StoredEvent>): Promise<void> {
+    this.forget()
     const expected = new Map<string, number>()
     const refold = new Set<string>()
     const load = new Map<string, StoredEvent>()
@@ -152,13 +165,15 @@ export class TaskDocs {
 
   /**
    * Writes dirty documents: ended tasks and those unwritten for `writeAfterMs`, or all of them
-   * when `all`. Then forgets written documents beyond the capacity.
+   * when `all`. What is written is forgotten at the next `prepare` (see the top).
    */
   async flush(all: boolean): Promise<void> {
     if (!this.write) {
-      for (const doc of this.dirty.values()) doc.dirtyFrom = 0
+      for (const [key, doc] of this.dirty) {
+        doc.dirtyFrom = 0
+        this.endedOnce(key, doc)
+      }
       this.dirty.clear()
-      this.evict()
       return
     }
     const now = Date.now()
@@ -178,6 +193,7 @@ export class TaskDocs {
       try {
         await this.kv.barrier()
         this.writes += sent.length
+        for (const { key, doc } of sent) this.endedOnce(key, doc)
       } catch (error) {
         // Not known to be stored: dirty again (unless a newer change already made it so).
         for (const { key, doc, dirtyFrom } of sent)
@@ -188,7 +204,6 @@ export class TaskDocs {
         throw error
       }
     }
-    this.evict()
   }
 
   /** Every event up to this sequence is in the bucket (given `applied`, the last one applied). */
@@ -205,18 +220,28 @@ export class TaskDocs {
     this.dirty.set(key, doc)
   }
 
-  private evict(): void {
+  /** A document just written: a task that is over is forgotten at the next `prepare`. */
+  private endedOnce(key: string, doc: Doc): void {
+    if (isOver(doc.state)) this.ended.push({ key, doc })
+  }
+
+  /**
+   * Forgets the written documents of tasks that are over (unless an event since made them dirty
+   * again), then, beyond the capacity, the least recently used written ones; never one not yet
+   * written.
+   */
+  private forget(): void {
+    if (this.ended.length > 0) {
+      for (const { key, doc } of this.ended) if (doc.dirtyFrom === 0 && this.docs.get(key) === doc && isOver(doc.state)) this.docs.delete(key)
+      this.ended = []
+    }
     let excess = this.docs.size - this.capacity
     if (excess <= 0) return
-    // Ended tasks first, then the least recently used; never a document not yet written.
-    for (const pass of [true, false]) {
-      for (const [key, doc] of this.docs) {
-        if (excess <= 0) return
-        if (doc.dirtyFrom !== 0) continue
-        if (pass && (doc.state === null || !TERMINAL.has(doc.state.status))) continue
-        this.docs.delete(key)
-        excess--
-      }
+    for (const [key, doc] of this.docs) {
+      if (excess <= 0) return
+      if (doc.dirtyFrom !== 0) continue
+      this.docs.delete(key)
+      excess--
     }
   }
 }

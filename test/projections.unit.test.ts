@@ -24,6 +24,7 @@ const create = (taskId: string, maxAttempts = 3) => (now: Date): TaskCommand => 
 const claim = (taskId: string, workerId: string) => (now: Date): TaskCommand => ({ type: "ClaimTask", taskId, tenant: TENANT, now, workerId, leaseSeconds: 30, leaseHandle: `h-${workerId}` })
 const complete = (taskId: string, workerId: string) => (now: Date): TaskCommand => ({ type: "CompleteTask", taskId, tenant: TENANT, now, workerId, result: { ok: true } })
 const nack = (taskId: string, workerId: string) => (now: Date): TaskCommand => ({ type: "NackTask", taskId, tenant: TENANT, now, workerId, delaySeconds: 0, reason: "poison" })
+const purge = (taskId: string) => (now: Date): TaskCommand => ({ type: "PurgeTask", taskId, tenant: TENANT, now, reason: "operator" })
 const requeue = (taskId: string) => (now: Date): TaskCommand => ({ type: "RequeueTask", taskId, tenant: TENANT, now, reason: "operator" })
 
 /** Folds `events` the way the runtime does: prepare the batch, then apply each in order through the sinks. */
@@ -140,5 +141,34 @@ describe("projections over the in-memory log and buckets", () => {
     expect(docs.written).toBe(2)
     expect(documentOf(bucket, running)?.status).toBe("PENDING")
     expect(docs.durableThrough(last)).toBe(last)
+  })
+
+  it("forgets an ended task once it is written (read back from the bucket for a later event), keeps running ones", async () => {
+    const log = new InMemoryEventLog(naming)
+    const repo = new TaskRepository(log, new Telemetry())
+    const [running, ended] = [randomUUID(), randomUUID()]
+    await repo.apply(TENANT, running, create(running), { now: at(0) })
+    await repo.apply(TENANT, ended, create(ended, 1), { now: at(0) })
+    await repo.apply(TENANT, ended, claim(ended, "w1"), { now: at(1) })
+    await repo.apply(TENANT, ended, nack(ended, "w1"), { now: at(2) })
+    const states = new InMemoryBucket()
+    const docs = new TaskDocs(states, log)
+    await project(docs, [], log.events())
+    await docs.flush(true)
+    // Written, still in memory until the next batch is prepared (never between prepare and apply).
+    expect(docs.stateOf(TENANT, ended)?.status).toBe("DEAD_LETTERED")
+    const position = log.events().at(-1)?.seq ?? 0
+    await repo.apply(TENANT, ended, purge(ended), { now: at(3) })
+    await repo.apply(TENANT, running, claim(running, "w2"), { now: at(3) })
+    const later = log.events(position + 1)
+    await docs.prepare([])
+    expect(docs.stateOf(TENANT, ended)).toBeUndefined()
+    expect(docs.stateOf(TENANT, running)?.status).toBe("PENDING")
+    const changes = await project(docs, [], later)
+    // The purge found the dead-lettered state in the bucket and went on from it.
+    expect(changes[0]?.before?.status).toBe("DEAD_LETTERED")
+    await docs.flush(true)
+    for (const id of [ended, running]) expect(documentOf(states, id)).toEqual(fold((await log.readTask(TENANT, id)).events))
+    expect(documentOf(states, ended)?.purged).toBe(true)
   })
 })

@@ -14,10 +14,16 @@ import type { ChildMessage, ParentMessage } from "./ipc.js"
 
 /** `node --import tsx`: how every TypeScript child is started. */
 export const TSX_ARGS: ReadonlyArray<string> = ["--import", "tsx"]
-/** `--cpu-prof` into `$E2E_CPU_PROF/<process name>/` when that is set (BENCHMARKS.md, "Profiles"); nothing otherwise. */
-const profArgs = (name: string): Array<string> => {
+/**
+ * Extra node flags of one process of a run (BENCHMARKS.md, "Profiles"): `--cpu-prof` into
+ * `$E2E_CPU_PROF/<process name>/` when that is set, and the flags in `$E2E_NODE_ARGS_<NAME>`
+ * (the process name upper-cased, `-` as `_`: `E2E_NODE_ARGS_BROKER`, `E2E_NODE_ARGS_WORKER_1`),
+ * e.g. `--trace-gc`; nothing otherwise.
+ */
+const nodeArgs = (name: string): Array<string> => {
   const dir = process.env["E2E_CPU_PROF"]
-  return dir === undefined || dir === "" ? [] : ["--cpu-prof", `--cpu-prof-dir=${dir}/${name}`]
+  const extra = (process.env[`E2E_NODE_ARGS_${name.replace(/-/g, "_").toUpperCase()}`] ?? "").split(" ").filter((arg) => arg !== "")
+  return [...extra, ...(dir === undefined || dir === "" ? [] : ["--cpu-prof", `--cpu-prof-dir=${dir}/${name}`])]
 }
 
 const exitedPromise = (child: ChildProcess): Promise<void> =>
@@ -123,7 +129,7 @@ export class ProcessGroup {
     const fd = openSync(options.logFile, "a")
     try {
       const child = fork(path, [JSON.stringify(config)], {
-        execArgv: [...TSX_ARGS, ...profArgs(options.name)],
+        execArgv: [...TSX_ARGS, ...nodeArgs(options.name)],
         env: options.env ?? process.env,
         stdio: ["ignore", fd, fd, "ipc"],
         serialization: "advanced"
@@ -138,7 +144,7 @@ export class ProcessGroup {
   spawnNode(args: ReadonlyArray<string>, options: StartOptions): Proc {
     const fd = openSync(options.logFile, "a")
     try {
-      const child = spawn(process.execPath, [...profArgs(options.name), ...args], { env: options.env ?? process.env, stdio: ["ignore", fd, fd] })
+      const child = spawn(process.execPath, [...nodeArgs(options.name), ...args], { env: options.env ?? process.env, stdio: ["ignore", fd, fd] })
       return this.add(new Proc(options.name, child, options.logFile))
     } finally {
       closeSync(fd)
