@@ -20,7 +20,8 @@
  * forgotten once the bucket has it (a rare later event, a purge, reads it back from there), so
  * what stays in memory is the tasks still going, not the last 20,000 ended ones: those were a
  * third of the broker's heap under load (a heap snapshot mid-run), marked by every full
- * collection. Other written documents beyond `capacity` are forgotten least recently used first.
+ * collection. Other written documents beyond `capacity`, or beyond `maxBytes` of JSON together, are
+ * forgotten least recently used first.
  * Forgetting happens only as a batch is prepared, never between `prepare` and `apply`: a flush
  * runs beside the fold.
  */
@@ -44,11 +45,19 @@ interface Doc {
   dirtyFrom: number
   /** When it became dirty (ms). */
   dirtyAt: number
+  /** Bytes of its JSON as last written or read from the bucket (0: not yet). */
+  bytes: number
 }
 
 export interface TaskDocsOptions {
   /** Written documents kept in memory at most (those of tasks that are over are not kept). Default 20,000. */
   readonly capacity?: number
+  /**
+   * Bytes of written documents' JSON kept in memory at most. Default 64 MiB. A document carries
+   * its task's payload and result (up to 256 KiB each): counted alone, 20,000 of them could hold
+   * gigabytes.
+   */
+  readonly maxBytes?: number
   /** A task still running is written once it has been unwritten this long (ms). Default 3,000. */
   readonly writeAfterMs?: number
   /** Write the read model (false: only fold, e.g. while rebuilding another projection). */
@@ -78,6 +87,9 @@ export class TaskDocs {
   /** Written documents of tasks that are over, forgotten when the next batch is prepared. */
   private ended: Array<{ readonly key: string; readonly doc: Doc }> = []
   private readonly capacity: number
+  private readonly maxBytes: number
+  /** Bytes of the documents in memory (`Doc.bytes`). */
+  private held = 0
   private readonly writeAfterMs: number
   private readonly write: boolean
   private readonly replayHorizon: number
@@ -89,6 +101,7 @@ export class TaskDocs {
     options: TaskDocsOptions = {}
   ) {
     this.capacity = options.capacity ?? 20_000
+    this.maxBytes = options.maxBytes ?? 64 * 2 ** 20
     this.writeAfterMs = options.writeAfterMs ?? 3_000
     this.write = options.write ?? true
     this.replayHorizon = options.replayHorizon ?? 0
@@ -127,14 +140,16 @@ export class TaskDocs {
     await Promise.all([...load].map(async ([key, stored]) => {
       const entry = await this.kv.get(key)
       const state = entry === null || entry.value.length === 0 ? null : (JSON.parse(decoder.decode(entry.value)) as TaskState)
-      this.docs.set(key, { state, dirtyFrom: 0, dirtyAt: 0 })
+      const bytes = entry?.value.length ?? 0
+      this.docs.set(key, { state, dirtyFrom: 0, dirtyAt: 0, bytes })
+      this.held += bytes
       const version = state?.version ?? 0
       if (stored.seq > version && stored.prevSeq !== version) refold.add(key)
     }))
     await Promise.all([...refold].map(async (key) => {
       const [tenant = "", taskId = ""] = key.split(".")
       const state = fold((await this.log.readTask(tenant, taskId)).events)
-      const doc = this.docs.get(key) ?? { state: null, dirtyFrom: 0, dirtyAt: 0 }
+      const doc = this.docs.get(key) ?? { state: null, dirtyFrom: 0, dirtyAt: 0, bytes: 0 }
       if (state !== null && state.version > (doc.state?.version ?? 0)) this.markDirty(key, doc, (doc.state?.version ?? 0) + 1)
       doc.state = state ?? doc.state
       this.docs.set(key, doc)
@@ -146,7 +161,7 @@ export class TaskDocs {
     const key = keyOf(stored)
     let doc = this.docs.get(key)
     if (doc === undefined) {
-      doc = { state: null, dirtyFrom: 0, dirtyAt: 0 }
+      doc = { state: null, dirtyFrom: 0, dirtyAt: 0, bytes: 0 }
       this.docs.set(key, doc)
     } else {
       // Most recently used last: eviction walks from the front.
@@ -184,7 +199,12 @@ export class TaskDocs {
       const state = doc.state
       if (state === null) continue
       if (!all && !TERMINAL.has(state.status) && now - doc.dirtyAt < this.writeAfterMs) continue
-      this.kv.putUnacked(key, encoder.encode(JSON.stringify(state)))
+      const value = encoder.encode(JSON.stringify(state))
+      this.kv.putUnacked(key, value)
+      if (this.docs.get(key) === doc) {
+        this.held += value.length - doc.bytes
+        doc.bytes = value.length
+      }
       sent.push({ key, doc, dirtyFrom: doc.dirtyFrom })
       doc.dirtyFrom = 0
       this.dirty.delete(key)
@@ -232,16 +252,18 @@ export class TaskDocs {
    */
   private forget(): void {
     if (this.ended.length > 0) {
-      for (const { key, doc } of this.ended) if (doc.dirtyFrom === 0 && this.docs.get(key) === doc && isOver(doc.state)) this.docs.delete(key)
+      for (const { key, doc } of this.ended) if (doc.dirtyFrom === 0 && this.docs.get(key) === doc && isOver(doc.state)) this.drop(key, doc)
       this.ended = []
     }
-    let excess = this.docs.size - this.capacity
-    if (excess <= 0) return
+    if (this.docs.size <= this.capacity && this.held <= this.maxBytes) return
     for (const [key, doc] of this.docs) {
-      if (excess <= 0) return
-      if (doc.dirtyFrom !== 0) continue
-      this.docs.delete(key)
-      excess--
+      if (this.docs.size <= this.capacity && this.held <= this.maxBytes) return
+      if (doc.dirtyFrom === 0) this.drop(key, doc)
     }
+  }
+
+  private drop(key: string, doc: Doc): void {
+    this.docs.delete(key)
+    this.held -= doc.bytes
   }
 }

@@ -171,4 +171,27 @@ describe("projections over the in-memory log and buckets", () => {
     for (const id of [ended, running]) expect(documentOf(states, id)).toEqual(fold((await log.readTask(TENANT, id)).events))
     expect(documentOf(states, ended)?.purged).toBe(true)
   })
+
+  it("keeps written documents within maxBytes of JSON, least recently used forgotten first and read back from the bucket when needed", async () => {
+    const log = new InMemoryEventLog(naming)
+    const repo = new TaskRepository(log, new Telemetry())
+    const ids = [randomUUID(), randomUUID(), randomUUID()]
+    for (const id of ids) await repo.apply(TENANT, id, create(id), { now: at(0) })
+    const states = new InMemoryBucket()
+    // Room for two of the three documents' JSON, not three.
+    const size = JSON.stringify(fold((await log.readTask(TENANT, ids[0] ?? "")).events)).length
+    const docs = new TaskDocs(states, log, { maxBytes: Math.floor(size * 2.5) })
+    await project(docs, [], log.events())
+    await docs.flush(true)
+    await docs.prepare([])
+    expect(ids.map((id) => docs.stateOf(TENANT, id) !== undefined)).toEqual([false, true, true])
+    // The forgotten one's next event reads it back from the bucket and goes on from it.
+    const position = log.events().at(-1)?.seq ?? 0
+    await repo.apply(TENANT, ids[0] ?? "", claim(ids[0] ?? "", "w1"), { now: at(1) })
+    const [change] = await project(docs, [], log.events(position + 1))
+    expect(change?.before?.status).toBe("PENDING")
+    expect(change?.after?.status).toBe("IN_PROGRESS")
+    await docs.flush(true)
+    expect(documentOf(states, ids[0] ?? "")).toEqual(fold((await log.readTask(TENANT, ids[0] ?? "")).events))
+  })
 })
