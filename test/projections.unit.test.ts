@@ -194,4 +194,49 @@ describe("projections over the in-memory log and buckets", () => {
     await docs.flush(true)
     expect(documentOf(states, ids[0] ?? "")).toEqual(fold((await log.readTask(TENANT, ids[0] ?? "")).events))
   })
+
+  it("never forgets a document between a batch's prepare and its apply, whatever a flush beside it does", async () => {
+    const log = new InMemoryEventLog(naming)
+    const repo = new TaskRepository(log, new Telemetry())
+    const [a, b, c, d] = [randomUUID(), randomUUID(), randomUUID(), randomUUID()]
+    const bucket = new InMemoryBucket()
+    // d's document is in the bucket only (written by an earlier fold).
+    await repo.apply(TENANT, d, create(d), { now: at(0) })
+    const earlier = new TaskDocs(bucket, log)
+    await project(earlier, [], log.events())
+    await earlier.flush(true)
+    let position = log.events().at(-1)?.seq ?? 0
+    // Reading d back waits until released: the window in which a flush runs beside the fold.
+    let release = () => {}
+    const held = new Promise<void>((resolve) => (release = resolve))
+    const store = {
+      get: async (key: string) => {
+        if (key === taskStateKey(TENANT, d)) await held
+        return bucket.get(key)
+      },
+      putUnacked: (key: string, value: Uint8Array) => bucket.putUnacked(key, value),
+      barrier: () => bucket.barrier()
+    }
+    const docs = new TaskDocs(store, log, { capacity: 2, writeAfterMs: 60_000 })
+    for (const id of [a, b]) await repo.apply(TENANT, id, create(id), { now: at(0) })
+    await project(docs, [], log.events(position + 1))
+    await docs.flush(true)
+    position = log.events().at(-1)?.seq ?? 0
+    // One more, unwritten: three documents for a capacity of two, a the least recently used.
+    await repo.apply(TENANT, c, create(c), { now: at(1) })
+    await project(docs, [], log.events(position + 1))
+    position = log.events().at(-1)?.seq ?? 0
+    await repo.apply(TENANT, a, claim(a, "w1"), { now: at(2) })
+    await repo.apply(TENANT, d, claim(d, "w1"), { now: at(2) })
+    const batch = log.events(position + 1)
+    const prepared = docs.prepare(batch)
+    await docs.flush(false)
+    release()
+    await prepared
+    const changes = batch.map((stored) => docs.apply(stored))
+    expect(changes.map((change) => [change.before?.status, change.after?.status])).toEqual([
+      ["PENDING", "IN_PROGRESS"],
+      ["PENDING", "IN_PROGRESS"]
+    ])
+  })
 })
