@@ -200,10 +200,9 @@ export class TaskDocs {
       if (!all && !TERMINAL.has(state.status) && now - doc.dirtyAt < this.writeAfterMs) continue
       const value = encoder.encode(JSON.stringify(state))
       this.kv.putUnacked(key, value)
-      if (this.docs.get(key) === doc) {
-        this.held += value.length - doc.bytes
-        doc.bytes = value.length
-      }
+      // A dirty document is always in memory (only written ones are forgotten).
+      this.held += value.length - doc.bytes
+      doc.bytes = value.length
       sent.push({ key, doc, dirtyFrom: doc.dirtyFrom })
       doc.dirtyFrom = 0
       this.dirty.delete(key)
@@ -254,7 +253,6 @@ export class TaskDocs {
       for (const { key, doc } of this.ended) if (doc.dirtyFrom === 0 && this.docs.get(key) === doc && isOver(doc.state)) this.drop(key, doc)
       this.ended = []
     }
-    if (this.docs.size <= this.capacity && this.held <= this.maxBytes) return
     for (const [key, doc] of this.docs) {
       if (this.docs.size <= this.capacity && this.held <= this.maxBytes) return
       if (doc.dirtyFrom === 0) this.drop(key, doc)
