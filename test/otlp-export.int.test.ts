@@ -13,7 +13,7 @@ import type { TracingLogger } from "../src/tracing/export.js"
 import { contextFromHeaders, traceHeadersOf } from "../src/tracing/propagation.js"
 import { setupTracing, type TracingHandle } from "../src/tracing/setup.js"
 import { Telemetry } from "../src/tracing/spans.js"
-import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./support/otlpReceiver.js"
+import { countExportRequestSpans, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./support/otlpReceiver.js"
 
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 const SPAN_ID = "00f067aa0ba902b7"
@@ -92,6 +92,35 @@ describe("export to the collector", () => {
     outer.end()
     await tracing.flush()
     expect((await received("inner")).parentSpanId).toBe(outer.spanContext().spanId)
+  })
+})
+
+describe("a receiver that only counts (the benchmark's)", () => {
+  it("counts every span of requests spanning several tracers, as many as a decoding receiver decodes", async () => {
+    const counting = await startOtlpReceiver({ keeps: "count" })
+    try {
+      handle = setupTracing({ tracingEnabled: true, tracingOtlpEndpoint: counting.endpoint, tracingOtlpInsecure: true }, { env: {}, logger: quiet })
+      for (let i = 0; i < 40; i++) {
+        const tracer = trace.getTracer(i % 2 === 0 ? TRACERS.repository : TRACERS.results)
+        const span = tracer.startSpan(SPANS.claim, { attributes: { [ATTR.workerId]: `w-${i}`, [ATTR.attempt]: i } })
+        span.addEvent("retry", { n: i })
+        span.end()
+      }
+      expect(await handle.flush()).toBe("flushed")
+      expect(counting.spanCount()).toBe(40)
+      expect(counting.spans()).toEqual([])
+      expect(handle.counters()).toEqual({ exportFailures: 0, droppedSpans: 0, exportedSpans: 40 })
+    } finally {
+      await handle?.shutdown(1_000)
+      handle = undefined
+      await counting.stop()
+    }
+  })
+
+  it("refuses a request whose structure is cut short", () => {
+    // ResourceSpans (field 1) announcing 10 bytes, of which 2 arrive.
+    expect(() => countExportRequestSpans(Uint8Array.from([0x0a, 0x0a, 0x12, 0x00]))).toThrow(/truncated/)
+    expect(countExportRequestSpans(Uint8Array.from([0x0a, 0x04, 0x12, 0x02, 0x12, 0x00]))).toBe(1)
   })
 })
 

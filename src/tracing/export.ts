@@ -16,7 +16,8 @@ export interface TracingLogger {
 export interface ExportCounters {
   /** Export calls (batches) that failed. */
   readonly exportFailures: number
-  /** Spans in those failed calls: sampled spans that never reached the collector. */
+  /** Sampled spans that never reached the collector: in those failed calls, and (counted by the
+   * span queue) dropped because the queue was full. */
   readonly droppedSpans: number
   /** Spans the collector accepted. */
   readonly exportedSpans: number

@@ -76,9 +76,18 @@ export const installPropagation = (b3: B3Emission): CodeqPropagator => {
   propagation.disable()
   propagation.setGlobalPropagator(propagator)
   const manager = new AsyncLocalStorageContextManager()
-  if (!context.setGlobalContextManager(manager.enable())) manager.disable()
+  if (context.setGlobalContextManager(manager.enable())) ownManager = true
+  else manager.disable()
   return propagator
 }
+
+let ownManager = false
+
+/**
+ * Whether the global context manager is the one codeq installed, rather than an embedding
+ * application's (registered first, along with whatever instrumentation it loads).
+ */
+export const contextManagerIsCodeqs = (): boolean => ownManager
 
 /** Inbound headers, e.g. Node's `IncomingHttpHeaders` (repeats as arrays). Names match in any case. */
 export type InboundHeaders = Readonly<Record<string, string | ReadonlyArray<string> | undefined>>

@@ -13,7 +13,6 @@ import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-grpc"
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources"
 import {
   BasicTracerProvider,
-  BatchSpanProcessor,
   ParentBasedSampler,
   TraceIdRatioBasedSampler,
   type BufferConfig,
@@ -23,7 +22,8 @@ import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions"
 import { log } from "../log/log.js"
 import { resolveTracingConfig, type TracingConfig, type TracingConfigInput, type TracingEnv } from "./config.js"
 import { DroppingExporter, FailOpenExporter, safeLog, type ExportCounters, type TracingLogger } from "./export.js"
-import { installPropagation } from "./propagation.js"
+import { SpanBatcher } from "./batch.js"
+import { contextManagerIsCodeqs, installPropagation } from "./propagation.js"
 import { resolveProvider } from "./spans.js"
 
 /** How long `shutdown` may take by default: the SIGTERM budget for spans (DESIGN §6). */
@@ -147,10 +147,15 @@ export const setupTracing = (input: TracingConfigInput = {}, options: SetupTraci
   const resource = defaultResource()
     .merge(detectResources({ detectors: [envDetector] }))
     .merge(resourceFromAttributes({ [ATTR_SERVICE_NAME]: config.serviceName }))
+  const batcher = new SpanBatcher(exporter, { ...(options.batch ?? SPAN_BATCH), logger, suppressTracingOnExport: () => !contextManagerIsCodeqs() })
+  const counters = (): ExportCounters => {
+    const exported = exporter.counters()
+    return { ...exported, droppedSpans: exported.droppedSpans + batcher.dropped() }
+  }
   const provider = new BasicTracerProvider({
     resource,
     sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }),
-    spanProcessors: [new BatchSpanProcessor(exporter, options.batch ?? SPAN_BATCH)]
+    spanProcessors: [batcher]
   })
   trace.disable()
   trace.setGlobalTracerProvider(provider)
@@ -167,11 +172,11 @@ export const setupTracing = (input: TracingConfigInput = {}, options: SetupTraci
     provider,
     exporting: true,
     exportFailures: () => exporter.counters().exportFailures,
-    counters: () => exporter.counters(),
+    counters,
     flush: (deadlineMs = SHUTDOWN_DEADLINE_MS) => withDeadline(() => provider.forceFlush(), deadlineMs),
     shutdown: (deadlineMs = SHUTDOWN_DEADLINE_MS) =>
       (shutdownOutcome ??= withDeadline(() => provider.shutdown(), deadlineMs).then((outcome) => {
-        safeLog(logger, "info", { outcome, ...exporter.counters() }, "tracing shut down")
+        safeLog(logger, "info", { outcome, ...counters() }, "tracing shut down")
         return outcome
       }))
   }

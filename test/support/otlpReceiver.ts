@@ -140,6 +140,60 @@ export const decodeExportRequest = (body: Buffer): ReceivedSpan[] => {
   })
 }
 
+/** Reads a varint at `at`; returns its value and the offset after it. Throws past the end. */
+const varint = (body: Uint8Array, at: number): [value: number, next: number] => {
+  let value = 0
+  let scale = 1
+  for (;;) {
+    if (at >= body.length) throw new Error("truncated varint")
+    const byte = body[at++] ?? 0
+    value += (byte & 0x7f) * scale
+    if (byte < 0x80) return [value, at]
+    scale *= 128
+  }
+}
+
+/** Calls `field` with each length-delimited field of the message in `body[from, to)`; skips the others. */
+const eachDelimited = (body: Uint8Array, from: number, to: number, field: (number: number, start: number, end: number) => void): void => {
+  let at = from
+  while (at < to) {
+    const [key, afterKey] = varint(body, at)
+    const wire = key % 8
+    if (wire === 0) at = varint(body, afterKey)[1]
+    else if (wire === 1) at = afterKey + 8
+    else if (wire === 5) at = afterKey + 4
+    else if (wire === 2) {
+      const [length, start] = varint(body, afterKey)
+      at = start + length
+      if (at > to) throw new Error("truncated field")
+      field(Math.floor(key / 8), start, at)
+    } else throw new Error(`unsupported wire type ${wire}`)
+  }
+  if (at !== to) throw new Error("truncated message")
+}
+
+/**
+ * The number of spans in one Export request, from its structure alone (ResourceSpans → ScopeSpans
+ * → Span), without decoding a span: what a benchmark's receiver does, so that its own decoding
+ * does not compete for the CPU with the processes measured.
+ */
+export const countExportRequestSpans = (body: Uint8Array): number => {
+  let spans = 0
+  eachDelimited(body, 0, body.length, (resourceField, rsStart, rsEnd) => {
+    if (resourceField !== 1) return
+    eachDelimited(body, rsStart, rsEnd, (scopeField, ssStart, ssEnd) => {
+      if (scopeField !== 2) return
+      eachDelimited(body, ssStart, ssEnd, (spanField) => {
+        if (spanField === 2) spans++
+      })
+    })
+  })
+  return spans
+}
+
+/** What the receiver keeps of each request: every span decoded (tests), or only their count (benchmarks). */
+export type ReceiverKeeps = "spans" | "count"
+
 interface Waiter {
   readonly predicate: (spans: ReadonlyArray<ReceivedSpan>) => boolean
   readonly resolve: (spans: ReadonlyArray<ReceivedSpan>) => void
@@ -153,6 +207,8 @@ export interface OtlpReceiver {
   readonly port: number
   /** Every span received so far, in arrival order. */
   spans(): ReadonlyArray<ReceivedSpan>
+  /** Spans received so far; with `keeps: "count"` the only record of them. */
+  spanCount(): number
   /** Export calls answered so far (including empty ones). */
   requests(): number
   /** Resolves with all spans once `predicate` holds; rejects at the deadline, listing what arrived. */
@@ -162,9 +218,11 @@ export interface OtlpReceiver {
   stop(): Promise<void>
 }
 
-/** Starts a receiver on a free loopback port. */
-export const startOtlpReceiver = async (): Promise<OtlpReceiver> => {
+/** Starts a receiver on a free loopback port, keeping every span decoded unless told to count only. */
+export const startOtlpReceiver = async (options: { readonly keeps?: ReceiverKeeps } = {}): Promise<OtlpReceiver> => {
+  const keeps = options.keeps ?? "spans"
   const received: ReceivedSpan[] = []
+  let counted = 0
   let waiters: Waiter[] = []
   let requestCount = 0
   let behaviour: ReceiverBehaviour = "accept"
@@ -195,7 +253,8 @@ export const startOtlpReceiver = async (): Promise<OtlpReceiver> => {
         if (behaviour === "hang") return
         if (behaviour === "unavailable") return callback({ code: status.UNAVAILABLE, details: "receiver unavailable" })
         try {
-          received.push(...decodeExportRequest(call.request))
+          if (keeps === "count") counted += countExportRequestSpans(call.request)
+          else received.push(...decodeExportRequest(call.request))
         } catch (cause) {
           return callback({ code: status.INVALID_ARGUMENT, details: `undecodable request: ${String(cause)}` })
         }
@@ -214,6 +273,7 @@ export const startOtlpReceiver = async (): Promise<OtlpReceiver> => {
     endpoint: `127.0.0.1:${port}`,
     port,
     spans: () => [...received],
+    spanCount: () => (keeps === "count" ? counted : received.length),
     requests: () => requestCount,
     setBehaviour: (next) => void (behaviour = next),
     waitForSpans: (predicate, timeoutMs = 10_000) =>

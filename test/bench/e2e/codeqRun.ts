@@ -91,7 +91,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
   const { options } = ctx
   const label = `r${spec.round}-${spec.variant}`
   const group = new ProcessGroup()
-  const receiver = spec.tracing ? await (await import("../../support/otlpReceiver.js")).startOtlpReceiver() : undefined
+  const receiver = spec.tracing ? await (await import("../../support/otlpReceiver.js")).startOtlpReceiver({ keeps: "count" }) : undefined
   let nats: PrivateNats | undefined
   let sampler: RssSampler | undefined
   const scrapes: { scrapes: number; cancelled?: boolean } = { scrapes: 0 }
@@ -167,7 +167,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
     if (receiver !== undefined) {
       // The broker flushes its spans on SIGTERM; the producer and workers did when they stopped.
       await stack.broker.kill(8_000)
-      spans = { received: receiver.spans().length, perTask: receiver.spans().length / perTask }
+      spans = { received: receiver.spanCount(), perTask: receiver.spanCount() / perTask }
     }
     return {
       system: "codeq",
