@@ -9,7 +9,6 @@
  */
 import { trace, type TracerProvider } from "@opentelemetry/api"
 import { credentials } from "@grpc/grpc-js"
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-grpc"
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources"
 import {
   BasicTracerProvider,
@@ -23,6 +22,7 @@ import { log } from "../log/log.js"
 import { resolveTracingConfig, type TracingConfig, type TracingConfigInput, type TracingEnv } from "./config.js"
 import { DroppingExporter, FailOpenExporter, safeLog, type ExportCounters, type TracingLogger } from "./export.js"
 import { SpanBatcher } from "./batch.js"
+import { OtlpGrpcSpanExporter } from "./otlpExporter.js"
 import { contextManagerIsCodeqs, installPropagation } from "./propagation.js"
 import { resolveProvider } from "./spans.js"
 
@@ -99,7 +99,7 @@ const withDeadline = async (work: () => Promise<unknown>, deadlineMs: number): P
  * `OTEL_EXPORTER_OTLP_CERTIFICATE` / `_CLIENT_KEY` / `_CLIENT_CERTIFICATE` files if set.
  */
 export const otlpGrpcExporter = (config: TracingConfig, exportTimeoutMs: number): SpanExporter =>
-  new OTLPTraceExporter({
+  new OtlpGrpcSpanExporter({
     url: config.endpoint,
     timeoutMillis: exportTimeoutMs,
     ...(config.insecure ? { credentials: credentials.createInsecure() } : {})

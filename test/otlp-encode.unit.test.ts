@@ -1,0 +1,81 @@
+/**
+ * codeq's OTLP trace request encoder (src/tracing/otlpEncode.ts) against the exporter's own
+ * serializer: for real SDK spans of every shape, the same bytes.
+ */
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from "@opentelemetry/api"
+import { TraceState } from "@opentelemetry/core"
+import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer"
+import { resourceFromAttributes } from "@opentelemetry/resources"
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base"
+import { describe, expect, it } from "vitest"
+import { encodeTraceExportRequest } from "../src/tracing/otlpEncode.js"
+
+const REMOTE = { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7", traceFlags: TraceFlags.SAMPLED, isRemote: true, traceState: new TraceState("vendor=a,other=b") }
+
+/** Spans ended through a real provider with `resource`, kept in memory. */
+const recorder = (resource = resourceFromAttributes({ "service.name": "codeq-test", "host.cores": 2, "deployment.ids": ["a", "b"] })) => {
+  const exporter = new InMemorySpanExporter()
+  const provider = new BasicTracerProvider({ resource, spanProcessors: [new SimpleSpanProcessor(exporter)] })
+  return { provider, spans: (): Array<ReadableSpan> => exporter.getFinishedSpans() }
+}
+
+const official = (spans: ReadonlyArray<ReadableSpan>): Buffer => Buffer.from(ProtobufTraceSerializer.serializeRequest([...spans]) ?? new Uint8Array())
+
+describe("encodeTraceExportRequest", () => {
+  it("writes the exporter's bytes for spans of every shape", () => {
+    const { provider, spans } = recorder()
+    const repository = provider.getTracer("codeq.repository", "1.2.3", { schemaUrl: "https://opentelemetry.io/schemas/1.30.0" })
+    const results = provider.getTracer("codeq.results")
+
+    repository.startSpan("codeq.task.claim", { attributes: { "codeq.worker_id": "w-1", "codeq.attempt": 3, "codeq.lease_seconds": 30, "codeq.has_webhook": false } }).end()
+    const parent = trace.setSpanContext(ROOT_CONTEXT, REMOTE)
+    const child = results.startSpan(
+      "codeq.submit_result ünïcødé",
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: { ratio: 0.25, big: 2 ** 40, negative: -7, huge: 2 ** 60, text: "ñ".repeat(200), list: [1, 2, 3], words: ["x", "y"], flags: [true, false] },
+        links: [{ context: REMOTE, attributes: { why: "follows" } }, { context: { ...REMOTE, isRemote: false, traceState: undefined } }]
+      },
+      parent
+    )
+    child.addEvent("retry", { n: 1, "why ünïcødé": "x".repeat(300) })
+    child.addEvent("plain")
+    child.setStatus({ code: SpanStatusCode.ERROR, message: "task failed" })
+    child.end()
+    for (const kind of [SpanKind.INTERNAL, SpanKind.SERVER, SpanKind.CLIENT, SpanKind.PRODUCER]) results.startSpan(`kind-${kind}`, { kind }).end()
+    results.startSpan("ok", {}, parent).setStatus({ code: SpanStatusCode.OK }).end()
+
+    expect(Buffer.from(encodeTraceExportRequest(spans()))).toEqual(official(spans()))
+  })
+
+  it("writes the exporter's bytes for a batch whose messages need three-byte lengths, and for none", () => {
+    const { provider, spans } = recorder()
+    const tracer = provider.getTracer("codeq.scheduler")
+    for (let i = 0; i < 2_000; i++) tracer.startSpan("codeq.task.create", { attributes: { "codeq.task_id": `task-${i}`, "codeq.priority": i % 10 } }).end()
+    const encoded = Buffer.from(encodeTraceExportRequest(spans()))
+    expect(encoded.length).toBeGreaterThan(1 << 14)
+    expect(encoded).toEqual(official(spans()))
+    expect(Buffer.from(encodeTraceExportRequest([]))).toEqual(official([]))
+  })
+
+  it("groups spans by resource, then by tracer, as the exporter does", () => {
+    const one = recorder(resourceFromAttributes({ "service.name": "one" }))
+    const two = recorder(resourceFromAttributes({ "service.name": "two" }))
+    one.provider.getTracer("a").startSpan("a1").end()
+    two.provider.getTracer("b").startSpan("b1").end()
+    one.provider.getTracer("c").startSpan("c1").end()
+    one.provider.getTracer("a").startSpan("a2").end()
+    const mixed = [one.spans()[0], two.spans()[0], one.spans()[1], one.spans()[2]].filter((s): s is ReadableSpan => s !== undefined)
+    expect(Buffer.from(encodeTraceExportRequest(mixed))).toEqual(official(mixed))
+  })
+
+  it("returns bytes of its own: a later request does not overwrite an earlier one", () => {
+    const { provider, spans } = recorder()
+    provider.getTracer("t").startSpan("first").end()
+    const first = encodeTraceExportRequest(spans())
+    const copy = Buffer.from(first)
+    provider.getTracer("t").startSpan("second, longer than the first").end()
+    encodeTraceExportRequest(spans())
+    expect(Buffer.from(first)).toEqual(copy)
+  })
+})
