@@ -403,7 +403,8 @@ const resourceSpans = (w: Writer, resource: Resource, scopes: Map<Instrumentatio
   }
 }
 
-const writer = new Writer()
+/** Made at the first export: a process that never exports spans never holds the buffer. */
+let shared: Writer | undefined
 
 /** The request's bytes, in a fresh array (the writer's buffer is reused for the next request). */
 export const encodeTraceExportRequest = (spans: ReadonlyArray<ReadableSpan>): Uint8Array => {
@@ -415,6 +416,7 @@ export const encodeTraceExportRequest = (spans: ReadonlyArray<ReadableSpan>): Ui
     if (list === undefined) scopes.set(s.instrumentationScope, (list = []))
     list.push(s)
   }
+  const writer = (shared ??= new Writer())
   writer.reset()
   for (const [resource, scopes] of byResource) {
     writer.tag(1, LEN)
