@@ -108,6 +108,20 @@ describe("SpanBatcher", () => {
     expect(exporter.batches.flatMap((batch) => batch.names)).toEqual(Array.from({ length: 10 }, (_, i) => `s${i}`))
   })
 
+  it("flushes what was queued when its turn came, not the spans ended while it exports", async () => {
+    const { exporter, batcher, end } = setup()
+    exporter.hold()
+    end(3)
+    const flushed = batcher.forceFlush()
+    await waitFor(() => exporter.batches.length === 1, { what: "the flush's batch" })
+    end(2, "later")
+    exporter.release()
+    await flushed
+    expect(exporter.batches.map((batch) => batch.names)).toEqual([["s0", "s1", "s2"]])
+    await batcher.forceFlush()
+    expect(exporter.batches.map((batch) => batch.names)).toEqual([["s0", "s1", "s2"], ["later0", "later1"]])
+  })
+
   it("drops and counts the spans beyond maxQueueSize, with one warning", async () => {
     warnings.length = 0
     const { exporter, batcher, end } = setup({ maxQueueSize: 5, maxExportBatchSize: 5 })

@@ -76,7 +76,7 @@ export class SpanBatcher implements SpanProcessor {
     else this.arm()
   }
 
-  /** Exports everything queued; rejects with the first failure if an export failed. */
+  /** Exports everything queued; rejects with the first failure if an export failed. Never waits on spans ended after it. */
   forceFlush(): Promise<void> {
     return this.flushAll()
   }
@@ -95,10 +95,11 @@ export class SpanBatcher implements SpanProcessor {
     return this.closing
   }
 
+  /** Exports the batches queued when its turn comes; spans ended meanwhile wait for the next turn. */
   private async flushAll(): Promise<void> {
     let failure: Error | undefined
     await this.enqueue(async () => {
-      while (this.queue.length > 0) failure ??= await this.exportOne()
+      for (let batches = Math.ceil(this.queue.length / this.maxBatch); batches > 0; batches--) failure ??= await this.exportOne()
     })
     if (failure !== undefined) throw failure
   }
