@@ -177,22 +177,16 @@ export class Worker {
       const lease = claimed.lease
       const state = lease.snapshot.state
       if (state === null) return
-      const span = this.repo.telemetry.tracer(TRACERS.worker).startSpan(
-        SPANS.process,
-        {
-          attributes: {
-            [ATTR.command]: state.command,
-            [ATTR.tenantId]: state.tenant,
-            [ATTR.taskId]: state.id,
-            [ATTR.workerId]: this.workerId,
-            [ATTR.attempt]: lease.attempt,
-            [ATTR.messagingSystem]: "nats",
-            [ATTR.messagingDestination]: `${this.repo.log.naming.subjectRoot}.claim.${state.tenant}.${state.command}.${state.priority}`,
-            [ATTR.messagingOperationType]: "process"
-          }
-        },
-        lease.claimContext
-      )
+      const span = this.repo.telemetry.startSpan(TRACERS.worker, SPANS.process, lease.claimContext, () => ({
+        [ATTR.command]: state.command,
+        [ATTR.tenantId]: state.tenant,
+        [ATTR.taskId]: state.id,
+        [ATTR.workerId]: this.workerId,
+        [ATTR.attempt]: lease.attempt,
+        [ATTR.messagingSystem]: "nats",
+        [ATTR.messagingDestination]: `${this.repo.log.naming.subjectRoot}.claim.${state.tenant}.${state.command}.${state.priority}`,
+        [ATTR.messagingOperationType]: "process"
+      }))
       let known: Snapshot = lease.snapshot
       const keepAlive = this.keepClaimAlive(delivery.ackSubject, lease)
       const heartbeats = this.heartbeatWhileRunning(lease.tenant, lease.taskId, lease.attempt, lease.leaseSeconds, (beat) => {

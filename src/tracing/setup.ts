@@ -24,6 +24,7 @@ import { DroppingExporter, FailOpenExporter, safeLog, type ExportCounters, type 
 import { SpanBatcher } from "./batch.js"
 import { OtlpGrpcSpanExporter } from "./otlpExporter.js"
 import { contextManagerIsCodeqs, installPropagation } from "./propagation.js"
+import { registerSpanSink } from "./transitionSpan.js"
 import { resolveProvider } from "./spans.js"
 
 /** How long `shutdown` may take by default: the SIGTERM budget for spans (DESIGN §6). */
@@ -152,11 +153,9 @@ export const setupTracing = (input: TracingConfigInput = {}, options: SetupTraci
     const exported = exporter.counters()
     return { ...exported, droppedSpans: exported.droppedSpans + batcher.dropped() }
   }
-  const provider = new BasicTracerProvider({
-    resource,
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }),
-    spanProcessors: [batcher]
-  })
+  const sampler = new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) })
+  const provider = new BasicTracerProvider({ resource, sampler, spanProcessors: [batcher] })
+  registerSpanSink(provider, { sampler, resource, processor: batcher })
   trace.disable()
   trace.setGlobalTracerProvider(provider)
   safeLog(

@@ -9,10 +9,12 @@
  * are otherwise non-recording: no sampler, no attributes built, nothing exported. That is what a
  * parent-based sampler with root always off would decide, at a fraction of the cost per transition.
  */
-import { ProxyTracerProvider, TraceFlags, context, trace, type Attributes, type Context, type Span, type Tracer, type TracerProvider } from "@opentelemetry/api"
+import { ProxyTracerProvider, TraceFlags, context, trace, type Attributes, type Context, type HrTime, type Span, type Tracer, type TracerProvider } from "@opentelemetry/api"
+import { hrTime, isTracingSuppressed, type InstrumentationScope } from "@opentelemetry/core"
 import { randomFillSync } from "node:crypto"
 import type { EventTrace } from "../domain/events.js"
 import { eventTraceOf, spanStartNow } from "./codec.js"
+import { spanSinkOf, startRecordedSpan } from "./transitionSpan.js"
 
 /**
  * Random bytes for ids, drawn from the OS in 4 KiB refills and handed out 8 or 16 at a time as
@@ -71,6 +73,7 @@ export const resolveProvider = (provider?: TracerProvider): TracerProvider => {
 export class Telemetry {
   private readonly provider: TracerProvider
   private readonly tracers = new Map<string, Tracer>()
+  private readonly scopes = new Map<string, InstrumentationScope>()
 
   constructor(provider?: TracerProvider) {
     this.provider = resolveProvider(provider)
@@ -92,12 +95,33 @@ export class Telemetry {
   startTransition(tracerName: string, spanName: string, parent: Context, attributes: Attributes | (() => Attributes), baggage?: string): TransitionSpan {
     const start = spanStartNow()
     const parentCtx = trace.getSpanContext(parent)
-    // Nothing is recorded with the id-only provider: the attributes are not even built.
-    const span =
-      this.provider === ID_ONLY_PROVIDER
-        ? idOnlySpan(parent)
-        : this.tracer(tracerName).startSpan(spanName, { attributes: typeof attributes === "function" ? attributes() : attributes, startTime: start.hr }, parent)
+    const span = this.startSpan(tracerName, spanName, parent, attributes, start.hr)
     return { span, context: trace.setSpan(parent, span), trace: eventTraceOf(span.spanContext(), parentCtx, start, baggage) }
+  }
+
+  /**
+   * Opens a span (not a transition's: no event carries it) parented on `parent`, recorded by
+   * codeq when the provider is codeq's own, else by the provider's tracer.
+   */
+  startSpan(tracerName: string, spanName: string, parent: Context, attributes: Attributes | (() => Attributes), startTime: HrTime = hrTime()): Span {
+    // Nothing is recorded with the id-only provider: the attributes are not even built.
+    if (this.provider === ID_ONLY_PROVIDER) return idOnlySpan(parent)
+    const built = typeof attributes === "function" ? attributes() : attributes
+    // codeq's own provider: the span is recorded without the SDK's Tracer (transitionSpan.ts).
+    const sink = spanSinkOf(this.provider)
+    if (sink !== undefined && !isTracingSuppressed(parent)) return startRecordedSpan(sink, this.scope(tracerName), spanName, parent, built, startTime, randomHex)
+    return this.tracer(tracerName).startSpan(spanName, { attributes: built, startTime }, parent)
+  }
+
+  /** The SDK tracer's own scope object, so its spans and recorded ones group under one scope. */
+  private scope(name: string): InstrumentationScope {
+    let scope = this.scopes.get(name)
+    if (scope === undefined) {
+      const tracer = this.tracer(name) as Tracer & { readonly instrumentationScope?: InstrumentationScope }
+      scope = tracer.instrumentationScope ?? { name }
+      this.scopes.set(name, scope)
+    }
+    return scope
   }
 }
 

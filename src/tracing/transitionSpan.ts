@@ -1,0 +1,203 @@
+/**
+ * The recorded span of one transition, made without the SDK's Tracer and Span when the provider
+ * is the one codeq set up. What the SDK does per span — sanitizing the attributes for the sampler,
+ * then validating each again as the span takes it, span limits, metrics hooks — cost ~8.7 µs a
+ * span in a worker, four spans a task (BENCHMARKS.md). Transitions carry a dozen well-formed
+ * `codeq.*` attributes; here they are sampled by the provider's own sampler (the same decision,
+ * the same trace state) and the ended span goes to the provider's own span queue, as a
+ * ReadableSpan the exporter cannot tell from the SDK's (test/transition-span.unit.test.ts
+ * compares them). Anything else — a provider that is not codeq's, a suppressed context — goes
+ * through the SDK as before.
+ */
+import {
+  ProxyTracerProvider,
+  SpanKind,
+  SpanStatusCode,
+  TraceFlags,
+  SamplingDecision,
+  trace,
+  type Attributes,
+  type AttributeValue,
+  type Context,
+  type Exception,
+  type HrTime,
+  type Link,
+  type Span,
+  type SpanContext,
+  type SpanStatus,
+  type TimeInput,
+  type TracerProvider
+} from "@opentelemetry/api"
+import { hrTime, hrTimeDuration, isTimeInputHrTime, timeInputToHrTime, type InstrumentationScope } from "@opentelemetry/core"
+import type { Resource } from "@opentelemetry/resources"
+import type { ReadableSpan, Sampler, SpanProcessor, TimedEvent } from "@opentelemetry/sdk-trace-base"
+
+/** Where codeq's own provider records spans: its sampler, resource and span queue. */
+export interface SpanSink {
+  readonly sampler: Sampler
+  readonly resource: Resource
+  readonly processor: SpanProcessor
+}
+
+const sinks = new WeakMap<TracerProvider, SpanSink>()
+
+/** Marks `provider` as codeq's, recording through `sink`. */
+export const registerSpanSink = (provider: TracerProvider, sink: SpanSink): void => {
+  sinks.set(provider, sink)
+}
+
+/** The sink of `provider`, or of the provider a global proxy delegates to now; undefined if not codeq's. */
+export const spanSinkOf = (provider: TracerProvider): SpanSink | undefined =>
+  sinks.get(provider instanceof ProxyTracerProvider ? provider.getDelegate() : provider)
+
+/** The SDK's default span limits: 128 attributes, events and links. */
+const LIMIT = 128
+
+const hrTimeOf = (time: TimeInput | undefined): HrTime => (time === undefined ? hrTime() : isTimeInputHrTime(time) ? time : timeInputToHrTime(time))
+
+export class RecordedSpan implements Span, ReadableSpan {
+  readonly kind = SpanKind.INTERNAL
+  attributes: Attributes = {}
+  links: Link[] = []
+  events: TimedEvent[] = []
+  status: SpanStatus = { code: SpanStatusCode.UNSET }
+  endTime: HrTime = [0, 0]
+  duration: HrTime = [-1, -1]
+  ended = false
+  droppedAttributesCount = 0
+  droppedEventsCount = 0
+  droppedLinksCount = 0
+  private count = 0
+
+  constructor(
+    public name: string,
+    private readonly context: SpanContext,
+    readonly parentSpanContext: SpanContext | undefined,
+    readonly startTime: HrTime,
+    attributes: Attributes,
+    readonly resource: Resource,
+    readonly instrumentationScope: InstrumentationScope,
+    private readonly processor: SpanProcessor
+  ) {
+    this.setAttributes(attributes)
+  }
+
+  spanContext(): SpanContext {
+    return this.context
+  }
+
+  setAttribute(key: string, value: AttributeValue | undefined): this {
+    if (this.ended || value === undefined || value === null || key.length === 0) return this
+    if (this.attributes[key] === undefined) {
+      if (this.count >= LIMIT) {
+        this.droppedAttributesCount++
+        return this
+      }
+      this.count++
+    }
+    this.attributes[key] = value
+    return this
+  }
+
+  setAttributes(attributes: Attributes): this {
+    for (const key of Object.keys(attributes)) this.setAttribute(key, attributes[key])
+    return this
+  }
+
+  addEvent(name: string, attributesOrTime?: Attributes | TimeInput, time?: TimeInput): this {
+    if (this.ended) return this
+    if (this.events.length >= LIMIT) {
+      this.droppedEventsCount++
+      this.events.shift()
+    }
+    const isTime = attributesOrTime !== undefined && (typeof attributesOrTime === "number" || attributesOrTime instanceof Date || Array.isArray(attributesOrTime))
+    const attributes = isTime ? {} : ((attributesOrTime as Attributes | undefined) ?? {})
+    this.events.push({ name, attributes, time: hrTimeOf(isTime ? (attributesOrTime as TimeInput) : time), droppedAttributesCount: 0 })
+    return this
+  }
+
+  addLink(link: Link): this {
+    if (this.ended) return this
+    if (this.links.length >= LIMIT) this.droppedLinksCount++
+    else this.links.push(link)
+    return this
+  }
+
+  addLinks(links: Link[]): this {
+    for (const link of links) this.addLink(link)
+    return this
+  }
+
+  setStatus(status: SpanStatus): this {
+    // As the SDK: UNSET changes nothing, OK is final, a message is kept only for ERROR.
+    if (this.ended || status.code === SpanStatusCode.UNSET || this.status.code === SpanStatusCode.OK) return this
+    this.status = status.code === SpanStatusCode.ERROR && typeof status.message === "string" ? { code: status.code, message: status.message } : { code: status.code }
+    return this
+  }
+
+  updateName(name: string): this {
+    if (!this.ended) this.name = name
+    return this
+  }
+
+  end(endTime?: TimeInput): void {
+    if (this.ended) return
+    this.endTime = hrTimeOf(endTime)
+    this.duration = hrTimeDuration(this.startTime, this.endTime)
+    if (this.duration[0] < 0) {
+      this.endTime = [this.startTime[0], this.startTime[1]]
+      this.duration = [0, 0]
+    }
+    this.ended = true
+    this.processor.onEnd(this)
+  }
+
+  isRecording(): boolean {
+    return !this.ended
+  }
+
+  recordException(exception: Exception, time?: TimeInput): void {
+    const attributes: Attributes =
+      typeof exception === "string"
+        ? { "exception.message": exception }
+        : {
+            ...(exception.name !== undefined || exception.code !== undefined ? { "exception.type": exception.name ?? String(exception.code) } : {}),
+            ...(exception.message !== undefined ? { "exception.message": exception.message } : {}),
+            ...(exception.stack !== undefined ? { "exception.stacktrace": exception.stack } : {})
+          }
+    this.addEvent("exception", attributes, time)
+  }
+}
+
+/**
+ * Starts the span of a transition through `sink` as the SDK's Tracer would: a child of the valid
+ * span in `parent` (its trace and trace state) or a new trace, sampled by the sink's sampler, a
+ * non-recording span with the new ids when the sampler says so.
+ */
+export const startRecordedSpan = (
+  sink: SpanSink,
+  scope: InstrumentationScope,
+  name: string,
+  parent: Context,
+  attributes: Attributes,
+  startTime: HrTime,
+  newId: (hexDigits: number) => string
+): Span => {
+  const parentCtx = trace.getSpanContext(parent)
+  const valid = parentCtx !== undefined && trace.isSpanContextValid(parentCtx)
+  const traceId = valid ? parentCtx.traceId : newId(32)
+  const spanId = newId(16)
+  const result = sink.sampler.shouldSample(parent, traceId, name, SpanKind.INTERNAL, attributes, [])
+  const traceState = result.traceState ?? (valid ? parentCtx.traceState : undefined)
+  const context: SpanContext = {
+    traceId,
+    spanId,
+    traceFlags: result.decision === SamplingDecision.RECORD_AND_SAMPLED ? TraceFlags.SAMPLED : TraceFlags.NONE,
+    ...(traceState !== undefined ? { traceState } : {})
+  }
+  if (result.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(context)
+  const all = result.attributes === undefined ? attributes : { ...attributes, ...result.attributes }
+  const span = new RecordedSpan(name, context, valid ? parentCtx : undefined, startTime, all, sink.resource, scope, sink.processor)
+  sink.processor.onStart(span, parent)
+  return span
+}

@@ -1,0 +1,135 @@
+/**
+ * Transition spans recorded without the SDK's Tracer (src/tracing/transitionSpan.ts): for every
+ * sampling case, what reaches the span queue is what the SDK's Tracer and Span would have made.
+ */
+import { ROOT_CONTEXT, SpanStatusCode, TraceFlags, trace, type Attributes, type Context, type Span } from "@opentelemetry/api"
+import { TraceState, suppressTracing } from "@opentelemetry/core"
+import { resourceFromAttributes } from "@opentelemetry/resources"
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  ParentBasedSampler,
+  SimpleSpanProcessor,
+  TraceIdRatioBasedSampler,
+  type ReadableSpan
+} from "@opentelemetry/sdk-trace-base"
+import { describe, expect, it } from "vitest"
+import { Telemetry } from "../src/tracing/spans.js"
+import { RecordedSpan, registerSpanSink } from "../src/tracing/transitionSpan.js"
+
+const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+const remoteParent = (flags: number): Context =>
+  trace.setSpanContext(ROOT_CONTEXT, { traceId: TRACE_ID, spanId: "00f067aa0ba902b7", traceFlags: flags, isRemote: true, traceState: new TraceState("v=1") })
+
+const ATTRIBUTES: Attributes = { "codeq.tenant_id": "t", "codeq.task_id": "task-1", "codeq.priority": 5, "codeq.has_webhook": false, ratio: 0.5 }
+const START: [number, number] = [1_790_000_000, 123_456_789]
+/** Later than any start taken from the clock in these tests. */
+const END: [number, number] = [4_000_000_000, 987_654_321]
+
+/** A provider like setupTracing's (ParentBased(TraceIdRatioBased(ratio))), its spans kept in memory; codeq's when `register`. */
+const providerAt = (ratio: number, register: boolean) => {
+  const exporter = new InMemorySpanExporter()
+  const processor = new SimpleSpanProcessor(exporter)
+  const resource = resourceFromAttributes({ "service.name": "test" })
+  const sampler = new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) })
+  const provider = new BasicTracerProvider({ resource, sampler, spanProcessors: [processor] })
+  if (register) registerSpanSink(provider, { sampler, resource, processor })
+  return { provider, exported: (): Array<ReadableSpan> => exporter.getFinishedSpans() }
+}
+
+/** Everything an exporter reads from a span, but its own span id. */
+const shape = (span: ReadableSpan) => ({
+  name: span.name,
+  kind: span.kind,
+  traceId: span.spanContext().traceId,
+  traceFlags: span.spanContext().traceFlags,
+  traceState: span.spanContext().traceState?.serialize(),
+  parent: span.parentSpanContext,
+  attributes: span.attributes,
+  status: span.status,
+  startTime: span.startTime,
+  endTime: span.endTime,
+  duration: span.duration,
+  events: span.events,
+  links: span.links,
+  dropped: [span.droppedAttributesCount, span.droppedEventsCount, span.droppedLinksCount],
+  resource: span.resource,
+  scope: span.instrumentationScope,
+  ended: span.ended
+})
+
+/** The same transition through Telemetry (recorded by codeq when the provider is codeq's) and through the SDK's Tracer. */
+const both = (ratio: number, parent: Context, finish: (span: Span) => void = (span) => span.end(END)) => {
+  const { provider, exported } = providerAt(ratio, true)
+  const ours = new Telemetry(provider).startTransition("codeq.repository", "codeq.task.claim", parent, () => ({ ...ATTRIBUTES })).span
+  // The same start: Telemetry takes it from the clock.
+  const startTime = ours instanceof RecordedSpan ? ours.startTime : START
+  const sdk = provider.getTracer("codeq.repository").startSpan("codeq.task.claim", { attributes: { ...ATTRIBUTES }, startTime }, parent)
+  finish(ours)
+  finish(sdk)
+  return { ours, sdk, exported: exported() }
+}
+
+describe("a transition span on codeq's provider", () => {
+  it("under a sampled parent: recorded by codeq, and exported as the SDK's span would be", () => {
+    const { ours, sdk, exported } = both(1, remoteParent(TraceFlags.SAMPLED), (span) => {
+      span.setAttribute("codeq.worker_id", "w-1")
+      span.setStatus({ code: SpanStatusCode.ERROR, message: "task failed" })
+      span.end(END)
+    })
+    expect(ours).toBeInstanceOf(RecordedSpan)
+    expect(exported).toHaveLength(2)
+    const [recorded, made] = exported as [ReadableSpan, ReadableSpan]
+    expect(shape(recorded)).toEqual(shape(made))
+    expect(recorded.instrumentationScope).toBe(made.instrumentationScope)
+    expect(recorded.resource).toBe(made.resource)
+    expect(ours.spanContext().spanId).not.toBe(sdk.spanContext().spanId)
+  })
+
+  it("as a root at ratio 1: a new sampled trace; at ratio 0: ids of its own, not recorded, nothing exported", () => {
+    const sampled = both(1, ROOT_CONTEXT)
+    expect(shape(sampled.exported[0] as ReadableSpan)).toEqual({ ...shape(sampled.exported[1] as ReadableSpan), traceId: expect.any(String) })
+    expect(sampled.ours.spanContext().traceId).not.toBe(sampled.sdk.spanContext().traceId)
+
+    const dropped = both(0, ROOT_CONTEXT)
+    expect(dropped.exported).toEqual([])
+    for (const span of [dropped.ours, dropped.sdk]) {
+      expect(span.isRecording()).toBe(false)
+      expect(trace.isSpanContextValid(span.spanContext())).toBe(true)
+      expect(span.spanContext().traceFlags).toBe(TraceFlags.NONE)
+    }
+  })
+
+  it("under an unsampled parent: its trace, not recorded, as the SDK decides", () => {
+    const { ours, sdk, exported } = both(1, remoteParent(TraceFlags.NONE))
+    expect(exported).toEqual([])
+    expect([ours.isRecording(), ours.spanContext().traceId, ours.spanContext().traceFlags]).toEqual([sdk.isRecording(), sdk.spanContext().traceId, sdk.spanContext().traceFlags])
+  })
+
+  it("in a context where tracing is suppressed: left to the SDK, which records nothing", () => {
+    const { ours, exported } = both(1, suppressTracing(remoteParent(TraceFlags.SAMPLED)))
+    expect(ours).not.toBeInstanceOf(RecordedSpan)
+    expect(trace.isSpanContextValid(ours.spanContext())).toBe(false)
+    expect(exported).toEqual([])
+  })
+
+  it("records nothing after its end, and ends once", () => {
+    const { provider, exported } = providerAt(1, true)
+    const span = new Telemetry(provider).startTransition("codeq.results", "codeq.submit_result", remoteParent(TraceFlags.SAMPLED), ATTRIBUTES).span
+    span.end(END)
+    span.setAttribute("late", 1).setStatus({ code: SpanStatusCode.ERROR }).updateName("renamed")
+    span.end()
+    expect(exported()).toHaveLength(1)
+    expect(exported()[0]).toMatchObject({ name: "codeq.submit_result", status: { code: SpanStatusCode.UNSET }, attributes: ATTRIBUTES })
+  })
+})
+
+describe("a transition span on a provider that is not codeq's", () => {
+  it("goes through the SDK's Tracer", () => {
+    const { provider, exported } = providerAt(1, false)
+    const span = new Telemetry(provider).startTransition("codeq.repository", "codeq.task.claim", remoteParent(TraceFlags.SAMPLED), ATTRIBUTES).span
+    span.end(END)
+    expect(span).not.toBeInstanceOf(RecordedSpan)
+    expect(exported()).toHaveLength(1)
+  })
+})
