@@ -124,6 +124,23 @@ describe("a transition span on codeq's provider", () => {
   })
 })
 
+describe("a transition span through the global provider", () => {
+  it("is recorded by codeq when the global proxy delegates to codeq's provider, under the SDK tracer's scope", () => {
+    const { provider, exported } = providerAt(1, true)
+    trace.setGlobalTracerProvider(provider)
+    try {
+      const span = new Telemetry().startTransition("codeq.scheduler", "codeq.task.create", remoteParent(TraceFlags.SAMPLED), ATTRIBUTES).span
+      span.end(END)
+      provider.getTracer("codeq.scheduler").startSpan("sdk").end(END)
+      expect(span).toBeInstanceOf(RecordedSpan)
+      const [recorded, made] = exported() as [ReadableSpan, ReadableSpan]
+      expect(recorded.instrumentationScope).toBe(made.instrumentationScope)
+    } finally {
+      trace.disable()
+    }
+  })
+})
+
 describe("a transition span on a provider that is not codeq's", () => {
   it("goes through the SDK's Tracer", () => {
     const { provider, exported } = providerAt(1, false)

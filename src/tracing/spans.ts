@@ -113,11 +113,15 @@ export class Telemetry {
     return this.tracer(tracerName).startSpan(spanName, { attributes: built, startTime }, parent)
   }
 
-  /** The SDK tracer's own scope object, so its spans and recorded ones group under one scope. */
+  /**
+   * The SDK tracer's own scope object (the tracer of the provider itself, not of a global proxy
+   * in front of it), so that its spans and recorded ones group under one scope in a request.
+   */
   private scope(name: string): InstrumentationScope {
     let scope = this.scopes.get(name)
     if (scope === undefined) {
-      const tracer = this.tracer(name) as Tracer & { readonly instrumentationScope?: InstrumentationScope }
+      const provider = this.provider instanceof ProxyTracerProvider ? this.provider.getDelegate() : this.provider
+      const tracer = provider.getTracer(name) as Tracer & { readonly instrumentationScope?: InstrumentationScope }
       scope = tracer.instrumentationScope ?? { name }
       this.scopes.set(name, scope)
     }
