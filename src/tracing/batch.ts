@@ -7,7 +7,7 @@
  * first `context.with` on an AsyncLocalStorage context manager turns on Node's async hooks for the
  * rest of the process — a hook on every promise created from then on, whether or not it has
  * anything to do with tracing. In a worker that was about a third of what tracing cost per task
- * (BENCHMARKS.md). Spans are exported here without entering a context. The SDK enters one to
+ * (CPU profiles of the bench's `tracing` variant, `E2E_CPU_PROF`; BENCHMARKS.md "Profiles"). Spans are exported here without entering a context. The SDK enters one to
  * mark the export's own calls as not to be traced, which only matters when instrumentation is
  * loaded; so a context is still entered when the context manager is not codeq's (an embedding
  * application that registered its own, with its instrumentations).
@@ -15,7 +15,7 @@
 import { TraceFlags, context } from "@opentelemetry/api"
 import { ExportResultCode, suppressTracing, type ExportResult } from "@opentelemetry/core"
 import type { BufferConfig, ReadableSpan, Span, SpanExporter, SpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { safeLog, type TracingLogger } from "./export.js"
+import { safeLog, toError, type TracingLogger } from "./export.js"
 
 export interface SpanBatcherOptions extends BufferConfig {
   /** Whether an export must run in a context that suppresses tracing. Default never. */
@@ -154,7 +154,7 @@ export class SpanBatcher implements SpanProcessor {
         if (this.suppress()) context.with(suppressTracing(context.active()), run)
         else run()
       } catch (cause) {
-        answered({ code: ExportResultCode.FAILED, error: cause instanceof Error ? cause : new Error(String(cause)) })
+        answered({ code: ExportResultCode.FAILED, error: toError(cause) })
       }
     })
   }

@@ -32,6 +32,9 @@ export const safeLog = (logger: TracingLogger, level: "warn" | "info", fields: R
   }
 }
 
+/** Anything thrown, as an Error. */
+export const toError = (cause: unknown): Error => (cause instanceof Error ? cause : new Error(String(cause)))
+
 /** The parts of a thrown or reported error that are safe to log: its message and gRPC code. */
 export const describeError = (error: unknown): Record<string, unknown> => {
   if (error instanceof Error) {
@@ -72,7 +75,7 @@ export class FailOpenExporter implements SpanExporter {
     try {
       this.inner.export(spans, settle)
     } catch (cause) {
-      settle({ code: ExportResultCode.FAILED, error: cause instanceof Error ? cause : new Error(String(cause)) })
+      settle({ code: ExportResultCode.FAILED, error: toError(cause) })
     }
   }
 

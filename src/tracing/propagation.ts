@@ -66,6 +66,9 @@ export class CodeqPropagator implements TextMapPropagator {
   }
 }
 
+/** Set when codeq's own context manager became the global one. */
+let ownManager = false
+
 /**
  * Installs codeq's propagator as the global one, replacing any earlier, and the
  * AsyncLocalStorage context manager unless one is already installed (replacing a live context
@@ -80,8 +83,6 @@ export const installPropagation = (b3: B3Emission): CodeqPropagator => {
   else manager.disable()
   return propagator
 }
-
-let ownManager = false
 
 /**
  * Whether the global context manager is the one codeq installed, rather than an embedding

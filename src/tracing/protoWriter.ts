@@ -25,6 +25,25 @@ const KEEP_AT_MOST_BYTES = 16 << 20
 const CACHE_LIMIT = 2_048
 const CACHE_MAX_LENGTH = 128
 
+/** How many bytes `value` (below 2³²) takes as a varint. */
+const varintSize = (value: number): number => {
+  let size = 1
+  for (let v = value >>> 7; v > 0; v >>>= 7) size++
+  return size
+}
+
+/** Writes `value` (below 2³²) as a varint at `at`; returns the offset after it. */
+const putVarint = (buf: Uint8Array, at: number, value: number): number => {
+  let v = value
+  let i = at
+  while (v > 0x7f) {
+    buf[i++] = (v & 0x7f) | 0x80
+    v >>>= 7
+  }
+  buf[i++] = v
+  return i
+}
+
 export class Writer {
   buf = Buffer.allocUnsafe(INITIAL_BYTES)
   pos = 0
@@ -44,10 +63,11 @@ export class Writer {
     this.buf = bigger
   }
 
+  /** A non-negative integer up to 2⁶³ (exact up to 2⁵³). */
   varint(value: number): void {
     this.ensure(10)
-    if (value < 0x80) {
-      this.buf[this.pos++] = value
+    if (value < TWO_32) {
+      this.pos = putVarint(this.buf, this.pos, value)
       return
     }
     let v = value
@@ -134,16 +154,8 @@ export class Writer {
     if (encoded === undefined) {
       if (value.length > CACHE_MAX_LENGTH) return this.string(value)
       const bytes = Buffer.from(value)
-      encoded = Buffer.allocUnsafe(bytes.length + 2)
-      let at = 0
-      let length = bytes.length
-      while (length > 0x7f) {
-        encoded[at++] = (length & 0x7f) | 0x80
-        length >>>= 7
-      }
-      encoded[at++] = length
-      bytes.copy(encoded, at)
-      encoded = encoded.subarray(0, at + bytes.length)
+      encoded = Buffer.allocUnsafe(varintSize(bytes.length) + bytes.length)
+      bytes.copy(encoded, putVarint(encoded, 0, bytes.length))
       if (this.cache.size >= CACHE_LIMIT) this.cache.clear()
       this.cache.set(value, encoded)
     }
@@ -194,17 +206,10 @@ export class Writer {
       this.buf[at] = length
       return
     }
-    let extra = 1
-    for (let v = length >>> 14; v > 0; v >>>= 7) extra++
+    const extra = varintSize(length) - 1
     this.ensure(extra)
     this.buf.copyWithin(at + 1 + extra, at + 1, this.pos)
-    let v = length
-    let i = at
-    while (v > 0x7f) {
-      this.buf[i++] = (v & 0x7f) | 0x80
-      v >>>= 7
-    }
-    this.buf[i] = v
+    putVarint(this.buf, at, length)
     this.pos += extra
   }
 }

@@ -20,7 +20,7 @@ import {
 import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions"
 import { log } from "../log/log.js"
 import { resolveTracingConfig, type TracingConfig, type TracingConfigInput, type TracingEnv } from "./config.js"
-import { DroppingExporter, FailOpenExporter, safeLog, type ExportCounters, type TracingLogger } from "./export.js"
+import { DroppingExporter, FailOpenExporter, safeLog, toError, type ExportCounters, type TracingLogger } from "./export.js"
 import { SpanBatcher } from "./batch.js"
 import { OtlpGrpcSpanExporter } from "./otlpExporter.js"
 import { contextManagerIsCodeqs, installPropagation } from "./propagation.js"
@@ -140,7 +140,7 @@ export const setupTracing = (input: TracingConfigInput = {}, options: SetupTraci
     exporter = new FailOpenExporter((options.createExporter ?? otlpGrpcExporter)(config, exportTimeoutMs), logger, config.endpoint)
   } catch (cause) {
     // Fail open: no exporter means spans are dropped and counted, not that the broker stops.
-    const error = cause instanceof Error ? cause : new Error(String(cause))
+    const error = toError(cause)
     exporter = new FailOpenExporter(new DroppingExporter(error), logger, config.endpoint)
     exporter.failFromStart(error)
   }

@@ -10,7 +10,7 @@
  * parent-based sampler with root always off would decide, at a fraction of the cost per transition.
  */
 import { ProxyTracerProvider, TraceFlags, context, trace, type Attributes, type Context, type HrTime, type Span, type Tracer, type TracerProvider } from "@opentelemetry/api"
-import { hrTime, isTracingSuppressed, type InstrumentationScope } from "@opentelemetry/core"
+import { hrTime, isTracingSuppressed } from "@opentelemetry/core"
 import { randomFillSync } from "node:crypto"
 import type { EventTrace } from "../domain/events.js"
 import { eventTraceOf, spanStartNow } from "./codec.js"
@@ -73,7 +73,6 @@ export const resolveProvider = (provider?: TracerProvider): TracerProvider => {
 export class Telemetry {
   private readonly provider: TracerProvider
   private readonly tracers = new Map<string, Tracer>()
-  private readonly scopes = new Map<string, InstrumentationScope>()
 
   constructor(provider?: TracerProvider) {
     this.provider = resolveProvider(provider)
@@ -109,23 +108,8 @@ export class Telemetry {
     const built = typeof attributes === "function" ? attributes() : attributes
     // codeq's own provider: the span is recorded without the SDK's Tracer (transitionSpan.ts).
     const sink = spanSinkOf(this.provider)
-    if (sink !== undefined && !isTracingSuppressed(parent)) return startRecordedSpan(sink, this.scope(tracerName), spanName, parent, built, startTime, randomHex)
+    if (sink !== undefined && !isTracingSuppressed(parent)) return startRecordedSpan(sink, tracerName, spanName, parent, built, startTime, randomHex)
     return this.tracer(tracerName).startSpan(spanName, { attributes: built, startTime }, parent)
-  }
-
-  /**
-   * The SDK tracer's own scope object (the tracer of the provider itself, not of a global proxy
-   * in front of it), so that its spans and recorded ones group under one scope in a request.
-   */
-  private scope(name: string): InstrumentationScope {
-    let scope = this.scopes.get(name)
-    if (scope === undefined) {
-      const provider = this.provider instanceof ProxyTracerProvider ? this.provider.getDelegate() : this.provider
-      const tracer = provider.getTracer(name) as Tracer & { readonly instrumentationScope?: InstrumentationScope }
-      scope = tracer.instrumentationScope ?? { name }
-      this.scopes.set(name, scope)
-    }
-    return scope
   }
 }
 

@@ -2,12 +2,12 @@
  * The recorded span of one transition, made without the SDK's Tracer and Span when the provider
  * is the one codeq set up. What the SDK does per span — sanitizing the attributes for the sampler,
  * then validating each again as the span takes it, span limits, metrics hooks — cost ~8.7 µs a
- * span in a worker, four spans a task (BENCHMARKS.md). Transitions carry a dozen well-formed
- * `codeq.*` attributes; here they are sampled by the provider's own sampler (the same decision,
- * the same trace state) and the ended span goes to the provider's own span queue, as a
- * ReadableSpan the exporter cannot tell from the SDK's (test/transition-span.unit.test.ts
- * compares them). Anything else — a provider that is not codeq's, a suppressed context — goes
- * through the SDK as before.
+ * span in a worker, four spans a task (a CPU profile of the bench's `tracing` variant).
+ * Transitions carry a dozen well-formed `codeq.*` attributes; here they are sampled by the
+ * provider's own sampler (the same decision, the same trace state) and the ended span goes to the
+ * provider's own span queue, as a ReadableSpan the exporter cannot tell from the SDK's
+ * (test/transition-span.unit.test.ts compares them). Anything else — a provider that is not
+ * codeq's, a suppressed context — goes through the SDK as before.
  */
 import {
   ProxyTracerProvider,
@@ -28,22 +28,39 @@ import {
   type TimeInput,
   type TracerProvider
 } from "@opentelemetry/api"
-import { hrTime, hrTimeDuration, isTimeInputHrTime, timeInputToHrTime, type InstrumentationScope } from "@opentelemetry/core"
+import { hrTime, hrTimeDuration, isTimeInput, timeInputToHrTime, type InstrumentationScope } from "@opentelemetry/core"
 import type { Resource } from "@opentelemetry/resources"
 import type { ReadableSpan, Sampler, SpanProcessor, TimedEvent } from "@opentelemetry/sdk-trace-base"
 
 /** Where codeq's own provider records spans: its sampler, resource and span queue. */
-export interface SpanSink {
+export interface SpanSinkParts {
   readonly sampler: Sampler
   readonly resource: Resource
   readonly processor: SpanProcessor
 }
 
+export interface SpanSink extends SpanSinkParts {
+  /**
+   * The scope object of the provider's own tracer `name`, so that the SDK's spans and recorded
+   * ones of one tracer group under one scope in an export request.
+   */
+  scope(name: string): InstrumentationScope
+}
+
 const sinks = new WeakMap<TracerProvider, SpanSink>()
 
-/** Marks `provider` as codeq's, recording through `sink`. */
-export const registerSpanSink = (provider: TracerProvider, sink: SpanSink): void => {
-  sinks.set(provider, sink)
+/** Marks `provider` as codeq's, recording through its sampler, resource and span queue. */
+export const registerSpanSink = (provider: TracerProvider, parts: SpanSinkParts): void => {
+  const scopes = new Map<string, InstrumentationScope>()
+  const scope = (name: string): InstrumentationScope => {
+    let found = scopes.get(name)
+    if (found === undefined) {
+      const tracer = provider.getTracer(name) as { readonly instrumentationScope?: InstrumentationScope }
+      scopes.set(name, (found = tracer.instrumentationScope ?? { name }))
+    }
+    return found
+  }
+  sinks.set(provider, { ...parts, scope })
 }
 
 /** The sink of `provider`, or of the provider a global proxy delegates to now; undefined if not codeq's. */
@@ -53,7 +70,7 @@ export const spanSinkOf = (provider: TracerProvider): SpanSink | undefined =>
 /** The SDK's default span limits: 128 attributes, events and links. */
 const LIMIT = 128
 
-const hrTimeOf = (time: TimeInput | undefined): HrTime => (time === undefined ? hrTime() : isTimeInputHrTime(time) ? time : timeInputToHrTime(time))
+const hrTimeOf = (time: TimeInput | undefined): HrTime => (time === undefined ? hrTime() : timeInputToHrTime(time))
 
 export class RecordedSpan implements Span, ReadableSpan {
   readonly kind = SpanKind.INTERNAL
@@ -110,9 +127,9 @@ export class RecordedSpan implements Span, ReadableSpan {
       this.droppedEventsCount++
       this.events.shift()
     }
-    const isTime = attributesOrTime !== undefined && (typeof attributesOrTime === "number" || attributesOrTime instanceof Date || Array.isArray(attributesOrTime))
+    const isTime = isTimeInput(attributesOrTime)
     const attributes = isTime ? {} : ((attributesOrTime as Attributes | undefined) ?? {})
-    this.events.push({ name, attributes, time: hrTimeOf(isTime ? (attributesOrTime as TimeInput) : time), droppedAttributesCount: 0 })
+    this.events.push({ name, attributes, time: hrTimeOf(isTime ? attributesOrTime : time), droppedAttributesCount: 0 })
     return this
   }
 
@@ -176,7 +193,7 @@ export class RecordedSpan implements Span, ReadableSpan {
  */
 export const startRecordedSpan = (
   sink: SpanSink,
-  scope: InstrumentationScope,
+  tracerName: string,
   name: string,
   parent: Context,
   attributes: Attributes,
@@ -197,7 +214,7 @@ export const startRecordedSpan = (
   }
   if (result.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(context)
   const all = result.attributes === undefined ? attributes : { ...attributes, ...result.attributes }
-  const span = new RecordedSpan(name, context, valid ? parentCtx : undefined, startTime, all, sink.resource, scope, sink.processor)
+  const span = new RecordedSpan(name, context, valid ? parentCtx : undefined, startTime, all, sink.resource, sink.scope(tracerName), sink.processor)
   sink.processor.onStart(span, parent)
   return span
 }
