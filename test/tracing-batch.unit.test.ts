@@ -86,30 +86,6 @@ describe("SpanBatcher", () => {
     ])
   })
 
-  it("starts an export once exportAtQueued spans are queued, and takes up to maxExportBatchSize while behind", async () => {
-    const { exporter, batcher, end } = setup({ maxExportBatchSize: 5, exportAtQueued: 2 })
-    exporter.hold()
-    end(1)
-    expect(exporter.batches).toEqual([])
-    end(1, "r")
-    await waitFor(() => exporter.batches.length === 1, { what: "the export started at two queued" })
-    // The exporter is behind: what queues meanwhile goes out in batches of up to five.
-    end(7, "t")
-    expect(exporter.batches).toHaveLength(1)
-    exporter.release()
-    // Five of the seven, then the two left: as many as start an export. One alone waits for the delay.
-    await waitFor(() => exporter.batches.length === 3, { what: "the batches that queued meanwhile" })
-    end(1, "u")
-    expect(exporter.batches).toHaveLength(3)
-    await batcher.forceFlush()
-    expect(exporter.batches.map((batch) => batch.names)).toEqual([
-      ["s0", "r0"],
-      ["t0", "t1", "t2", "t3", "t4"],
-      ["t5", "t6"],
-      ["u0"]
-    ])
-  })
-
   it("exports what is queued once the delay has passed", async () => {
     const { exporter, end } = setup({ scheduledDelayMillis: 20 })
     end(2)

@@ -1,11 +1,7 @@
 /**
- * Sends ended, sampled spans to the exporter in batches: an export as soon as `exportAtQueued`
- * spans are queued, taking up to `maxExportBatchSize` of them, what is queued after
- * `scheduledDelayMillis` otherwise, one export at a time; beyond `maxQueueSize` spans are dropped
- * and counted. Exporting small batches early, and larger ones only while the exporter is behind,
- * lets a span die young: a span that waits for a batch of thousands outlives two young-generation
- * collections, is copied twice and ends up in the old generation (what made half of tracing's
- * added GC in a worker, profiled).
+ * Sends ended, sampled spans to the exporter in batches: a batch as soon as `maxExportBatchSize`
+ * spans are queued, what is queued after `scheduledDelayMillis` otherwise, one export at a time;
+ * beyond `maxQueueSize` spans are dropped and counted.
  *
  * Why not the SDK's BatchSpanProcessor: it runs every export inside `context.with(...)`, and the
  * first `context.with` on an AsyncLocalStorage context manager turns on Node's async hooks for the
@@ -21,13 +17,7 @@ import { ExportResultCode, suppressTracing, type ExportResult } from "@opentelem
 import type { BufferConfig, ReadableSpan, Span, SpanExporter, SpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { safeLog, toError, type TracingLogger } from "./export.js"
 
-/** The SDK's batch settings, and how many queued spans start an export. */
-export interface SpanBatchConfig extends BufferConfig {
-  /** Spans queued that start an export without waiting for the delay. Default `maxExportBatchSize`. */
-  readonly exportAtQueued?: number
-}
-
-export interface SpanBatcherOptions extends SpanBatchConfig {
+export interface SpanBatcherOptions extends BufferConfig {
   /** Whether an export must run in a context that suppresses tracing. Default never. */
   readonly suppressTracingOnExport?: () => boolean
   readonly logger: TracingLogger
@@ -39,7 +29,6 @@ export class SpanBatcher implements SpanProcessor {
   private queue: ReadableSpan[] = []
   private readonly maxQueue: number
   private readonly maxBatch: number
-  private readonly exportAt: number
   private readonly delayMs: number
   private readonly exportTimeoutMs: number
   private readonly suppress: () => boolean
@@ -58,7 +47,6 @@ export class SpanBatcher implements SpanProcessor {
   ) {
     this.maxQueue = Math.max(1, options.maxQueueSize ?? DEFAULTS.maxQueueSize)
     this.maxBatch = Math.min(this.maxQueue, Math.max(1, options.maxExportBatchSize ?? DEFAULTS.maxExportBatchSize))
-    this.exportAt = Math.min(this.maxBatch, Math.max(1, options.exportAtQueued ?? this.maxBatch))
     this.delayMs = Math.max(0, options.scheduledDelayMillis ?? DEFAULTS.scheduledDelayMillis)
     this.exportTimeoutMs = Math.max(1, options.exportTimeoutMillis ?? DEFAULTS.exportTimeoutMillis)
     this.suppress = options.suppressTracingOnExport ?? (() => false)
@@ -84,7 +72,7 @@ export class SpanBatcher implements SpanProcessor {
     }
     this.overflowing = false
     this.queue.push(span)
-    if (this.queue.length >= this.exportAt) this.drainFullBatches()
+    if (this.queue.length >= this.maxBatch) this.drainFullBatches()
     else this.arm()
   }
 
@@ -121,13 +109,13 @@ export class SpanBatcher implements SpanProcessor {
     return this.chain
   }
 
-  /** Exports batches until fewer than `exportAt` spans are queued; then the timer takes the rest. */
+  /** Exports full batches until less than one is queued; then the timer takes the rest. */
   private drainFullBatches(): void {
     if (this.draining) return
     this.draining = true
     void this.enqueue(async () => {
       try {
-        while (this.queue.length >= this.exportAt) await this.exportOne()
+        while (this.queue.length >= this.maxBatch) await this.exportOne()
       } finally {
         this.draining = false
         this.arm()

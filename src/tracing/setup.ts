@@ -14,13 +14,14 @@ import {
   BasicTracerProvider,
   ParentBasedSampler,
   TraceIdRatioBasedSampler,
+  type BufferConfig,
   type SpanExporter
 } from "@opentelemetry/sdk-trace-base"
 import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions"
 import { log } from "../log/log.js"
 import { resolveTracingConfig, type TracingConfig, type TracingConfigInput, type TracingEnv } from "./config.js"
 import { DroppingExporter, FailOpenExporter, safeLog, toError, type ExportCounters, type TracingLogger } from "./export.js"
-import { SpanBatcher, type SpanBatchConfig } from "./batch.js"
+import { SpanBatcher } from "./batch.js"
 import { OtlpGrpcSpanExporter } from "./otlpExporter.js"
 import { contextManagerIsCodeqs, installPropagation } from "./propagation.js"
 import { registerSpanSink } from "./transitionSpan.js"
@@ -35,20 +36,17 @@ export const EXPORT_TIMEOUT_MS = 10_000
 /**
  * The span batch: the SDK's default queue (2,048 spans) overflows within a quarter of a second
  * at a few thousand tasks a second (four spans a task) and silently drops the rest. A queue of
- * 64k spans keeps up; memory is bounded by the queue. An export starts once 512 spans are queued
- * (or a second after the first), and takes up to 4,096: small batches while the collector keeps
- * up, so spans do not live long enough to reach the old generation, and large ones when it is
- * behind, so the queue drains.
+ * 64k spans, exported in batches of 4,096 every second, keeps up; memory is bounded by the queue.
  */
-export const SPAN_BATCH: SpanBatchConfig = { maxQueueSize: 65_536, maxExportBatchSize: 4_096, exportAtQueued: 512, scheduledDelayMillis: 1_000 }
+export const SPAN_BATCH: BufferConfig = { maxQueueSize: 65_536, maxExportBatchSize: 4_096, scheduledDelayMillis: 1_000 }
 
 export interface SetupTracingOptions {
   /** Environment the `OTEL_*` overrides are read from. Default `process.env`. */
   readonly env?: TracingEnv
   /** Where tracing reports on itself. Default the process logger, component `tracing`. */
   readonly logger?: TracingLogger
-  /** Span batch tuning. Default `SPAN_BATCH`: 65,536 queued, an export once 512 are queued (up to 4,096 each), at least every second. */
-  readonly batch?: SpanBatchConfig
+  /** Batch span processor tuning. Default `SPAN_BATCH`: 65,536 queued, 4,096 per export, at least every second. */
+  readonly batch?: BufferConfig
   /** Deadline of one export call. Default 10 s. */
   readonly exportTimeoutMs?: number
   /** Builds the span exporter. Default OTLP over gRPC to the configured endpoint. */
