@@ -149,4 +149,14 @@ describe("a transition span on a provider that is not codeq's", () => {
     expect(span).not.toBeInstanceOf(RecordedSpan)
     expect(exported()).toHaveLength(1)
   })
+
+  it("opened without a start time and ended without one (the worker's processing span): never ends before it starts", () => {
+    const { provider, exported } = providerAt(1, false)
+    const telemetry = new Telemetry(provider)
+    // Given a sub-millisecond start, the SDK would end these at Date.now() and clamp most to zero.
+    for (let i = 0; i < 50; i++) telemetry.startSpan("codeq.worker", "codeq.task.process", remoteParent(TraceFlags.SAMPLED), ATTRIBUTES).end()
+    const spans = exported() as ReadonlyArray<ReadableSpan>
+    expect(spans).toHaveLength(50)
+    expect(spans.filter((span) => span.duration[0] === 0 && span.duration[1] === 0)).toEqual([])
+  })
 })

@@ -99,17 +99,19 @@ export class Telemetry {
   }
 
   /**
-   * Opens a span (not a transition's: no event carries it) parented on `parent`, recorded by
-   * codeq when the provider is codeq's own, else by the provider's tracer.
+   * Opens a span parented on `parent` (a transition's, or one no event carries), recorded by
+   * codeq when the provider is codeq's own, else by the provider's tracer. Without `startTime` the
+   * span keeps its own clock, so that ending it without a time cannot put its end before its start
+   * (the SDK ends a span whose start was given at whole milliseconds).
    */
-  startSpan(tracerName: string, spanName: string, parent: Context, attributes: Attributes | (() => Attributes), startTime: HrTime = hrTime()): Span {
+  startSpan(tracerName: string, spanName: string, parent: Context, attributes: Attributes | (() => Attributes), startTime?: HrTime): Span {
     // Nothing is recorded with the id-only provider: the attributes are not even built.
     if (this.provider === ID_ONLY_PROVIDER) return idOnlySpan(parent)
     const built = typeof attributes === "function" ? attributes() : attributes
     // codeq's own provider: the span is recorded without the SDK's Tracer (transitionSpan.ts).
     const sink = spanSinkOf(this.provider)
-    if (sink !== undefined && !isTracingSuppressed(parent)) return startRecordedSpan(sink, tracerName, spanName, parent, built, startTime, randomHex)
-    return this.tracer(tracerName).startSpan(spanName, { attributes: built, startTime }, parent)
+    if (sink !== undefined && !isTracingSuppressed(parent)) return startRecordedSpan(sink, tracerName, spanName, parent, built, startTime ?? hrTime(), randomHex)
+    return this.tracer(tracerName).startSpan(spanName, startTime === undefined ? { attributes: built } : { attributes: built, startTime }, parent)
   }
 }
 
