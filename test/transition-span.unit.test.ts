@@ -86,6 +86,21 @@ describe("a transition span on codeq's provider", () => {
     expect(ours.spanContext().spanId).not.toBe(sdk.spanContext().spanId)
   })
 
+  it("records exceptions as the SDK's span does: a code before the name, nothing without a type or a message", () => {
+    const coded = Object.assign(new Error("no responders"), { code: "503" })
+    const { ours, exported } = both(1, remoteParent(TraceFlags.SAMPLED), (span) => {
+      span.recordException(coded, END)
+      span.recordException({ name: "TypeError" }, END)
+      span.recordException("as a string", END)
+      span.recordException({ code: 0 }, END)
+      span.end(END)
+    })
+    expect(ours).toBeInstanceOf(RecordedSpan)
+    const [recorded, made] = exported as [ReadableSpan, ReadableSpan]
+    expect(made.events.map((event) => event.attributes?.["exception.type"] ?? event.attributes?.["exception.message"])).toEqual(["503", "TypeError", "as a string"])
+    expect(shape(recorded)).toEqual(shape(made))
+  })
+
   it("as a root at ratio 1: a new sampled trace; at ratio 0: ids of its own, not recorded, nothing exported", () => {
     const sampled = both(1, ROOT_CONTEXT)
     expect(shape(sampled.exported[0] as ReadableSpan)).toEqual({ ...shape(sampled.exported[1] as ReadableSpan), traceId: expect.any(String) })

@@ -30,6 +30,7 @@ import {
 } from "@opentelemetry/api"
 import { hrTime, hrTimeDuration, isTimeInput, timeInputToHrTime, type InstrumentationScope } from "@opentelemetry/core"
 import type { Resource } from "@opentelemetry/resources"
+import { ATTR_EXCEPTION_MESSAGE, ATTR_EXCEPTION_STACKTRACE, ATTR_EXCEPTION_TYPE } from "@opentelemetry/semantic-conventions"
 import type { ReadableSpan, Sampler, SpanProcessor, TimedEvent } from "@opentelemetry/sdk-trace-base"
 
 /** Where codeq's own provider records spans: its sampler, resource and span queue. */
@@ -173,16 +174,17 @@ export class RecordedSpan implements Span, ReadableSpan {
     return !this.ended
   }
 
+  /** As the SDK's: the code before the name as the type, and no event without a type or a message. */
   recordException(exception: Exception, time?: TimeInput): void {
-    const attributes: Attributes =
-      typeof exception === "string"
-        ? { "exception.message": exception }
-        : {
-            ...(exception.name !== undefined || exception.code !== undefined ? { "exception.type": exception.name ?? String(exception.code) } : {}),
-            ...(exception.message !== undefined ? { "exception.message": exception.message } : {}),
-            ...(exception.stack !== undefined ? { "exception.stacktrace": exception.stack } : {})
-          }
-    this.addEvent("exception", attributes, time)
+    const attributes: Attributes = {}
+    if (typeof exception === "string") attributes[ATTR_EXCEPTION_MESSAGE] = exception
+    else if (exception) {
+      if (exception.code) attributes[ATTR_EXCEPTION_TYPE] = exception.code.toString()
+      else if (exception.name) attributes[ATTR_EXCEPTION_TYPE] = exception.name
+      if (exception.message) attributes[ATTR_EXCEPTION_MESSAGE] = exception.message
+      if (exception.stack) attributes[ATTR_EXCEPTION_STACKTRACE] = exception.stack
+    }
+    if (attributes[ATTR_EXCEPTION_TYPE] !== undefined || attributes[ATTR_EXCEPTION_MESSAGE] !== undefined) this.addEvent("exception", attributes, time)
   }
 }
 
