@@ -7,8 +7,8 @@ import type { Bucket } from "../src/eventlog/kv.js"
 import { deadLetterKey } from "../streams/definitions.js"
 import type { Sink } from "./runtime.js"
 import type { DeadLetterEntry } from "../src/tasks/view.js"
+import { utf8 } from "../src/eventlog/utf8.js"
 
-const encoder = new TextEncoder()
 
 export const deadLetters = (kv: Bucket): Sink => ({
   name: "dead-letters",
@@ -20,7 +20,7 @@ export const deadLetters = (kv: Bucket): Sink => ({
       // The current state decides, so replaying an old dead letter after its requeue adds nothing.
       if (after.status !== "DEAD_LETTERED" || after.purged) return undefined
       const entry: DeadLetterEntry = { taskId: e.taskId, tenant: e.tenant, command: after.command, reason: e.reason, attempts: after.attempts, deadLetteredAt: e.at }
-      return kv.put(key, encoder.encode(JSON.stringify(entry)))
+      return kv.put(key, utf8(JSON.stringify(entry)))
     }
     if (e.type === "TaskRequeued" || e.type === "TaskPurged") return kv.delete(key)
     return undefined

@@ -28,6 +28,7 @@ import { TERMINAL, evolve, fold, type StoredEvent, type TaskState } from "../src
 import type { EventLog } from "../src/eventlog/EventLog.js"
 import type { DocumentStore } from "../src/eventlog/kv.js"
 import { taskStateKey } from "../streams/definitions.js"
+import { utf8 } from "../src/eventlog/utf8.js"
 
 /** What one event did to its task, as the sinks see it. */
 export interface Change {
@@ -65,7 +66,6 @@ export interface TaskDocsOptions {
   readonly replayHorizon?: number
 }
 
-const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 /** Documents written per tick at most; the rest wait for the next one. */
 const MAX_PUTS_PER_FLUSH = 2_000
@@ -198,7 +198,7 @@ export class TaskDocs {
       const state = doc.state
       if (state === null) continue
       if (!all && !TERMINAL.has(state.status) && now - doc.dirtyAt < this.writeAfterMs) continue
-      const value = encoder.encode(JSON.stringify(state))
+      const value = utf8(JSON.stringify(state))
       this.kv.putUnacked(key, value)
       // A dirty document is always in memory (only written ones are forgotten).
       this.held += value.length - doc.bytes

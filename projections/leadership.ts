@@ -16,6 +16,7 @@
  */
 import { answerPresence, isAbsent, type Connection } from "../src/eventlog/connection.js"
 import type { Bucket } from "../src/eventlog/kv.js"
+import { utf8 } from "../src/eventlog/utf8.js"
 
 interface LeaderEntry {
   readonly holder: string
@@ -34,7 +35,6 @@ export interface Presence {
 /** The presence subject of `holder` under `subjectRoot` (outside every stream's subjects). */
 export const presenceSubject = (subjectRoot: string, holder: string): string => `${subjectRoot}.presence.projections.${holder.replace(/[^A-Za-z0-9_-]/g, "_")}`
 
-const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
 const parse = <T>(value: Uint8Array | undefined): T | undefined => {
@@ -70,7 +70,7 @@ export class ProjectionLeadership {
 
   private entry(): Uint8Array {
     const entry: LeaderEntry = { holder: this.holder, until: Date.now() + this.ttlMs, presence: this.presence.subject }
-    return encoder.encode(JSON.stringify(entry))
+    return utf8(JSON.stringify(entry))
   }
 
   /** Takes the lease if nobody holds it or it has run out; true when this broker now holds it. */
@@ -119,7 +119,7 @@ export class ProjectionLeadership {
 
   /** Saves the position; rejects when another broker saved one since (this one lost the lease). */
   async save(seq: number): Promise<void> {
-    const value = encoder.encode(JSON.stringify({ seq, holder: this.holder, at: new Date().toISOString() }))
+    const value = utf8(JSON.stringify({ seq, holder: this.holder, at: new Date().toISOString() }))
     this.positionRevision =
       this.positionRevision === 0 ? await this.kv.create("position", value) : await this.kv.update("position", value, this.positionRevision)
   }

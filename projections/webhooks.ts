@@ -31,6 +31,7 @@ import { publishUntilStored } from "./dispatcher.js"
 import type { Sink } from "./runtime.js"
 import { Duration } from "effect"
 import { backoff, tryThenRetry } from "../src/domain/retry.js"
+import { utf8 } from "../src/eventlog/utf8.js"
 
 /** Reading the outbox again after a failure: 100 ms doubling to 1 s (a stop waits at most that), jittered. */
 const OUTBOX_READ_RETRY = backoff(Duration.millis(100), Duration.seconds(1))
@@ -43,7 +44,6 @@ export interface WebhookJob {
 }
 
 const TERMINAL_EVENTS: ReadonlySet<string> = new Set(["TaskCompleted", "TaskFailed", "TaskDeadLettered"])
-const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
 /** The outbox sink: a job per terminal event of a task with a webhook still to deliver. */
@@ -55,7 +55,7 @@ export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming): Si
       if (!TERMINAL_EVENTS.has(stored.event.type) || after === null || after.webhook === undefined || after.webhookDelivered) return undefined
       const job: WebhookJob = { tenant: stored.event.tenant, taskId: stored.event.taskId, seq: stored.seq }
       const h = dedupHeaders(`hook.${job.tenant}.${job.taskId}.${job.seq}`, webhooksStream(naming))
-      return publishUntilStored(() => publisher.publish(webhookJobSubject(naming, job.tenant), encoder.encode(JSON.stringify(job)), h), () => stopped)
+      return publishUntilStored(() => publisher.publish(webhookJobSubject(naming, job.tenant), utf8(JSON.stringify(job)), h), () => stopped)
     },
     stop: () => {
       stopped = true

@@ -17,6 +17,7 @@ import { RequestMux } from "./mux.js"
 import { publishSoon } from "./outbox.js"
 import { Duration } from "effect"
 import { backoff, tryThenRetry } from "../domain/retry.js"
+import { utf8 } from "./utf8.js"
 
 /**
  * How a delivery is answered: ack, in progress, terminate, or nak with a redelivery delay (clamped
@@ -24,7 +25,9 @@ import { backoff, tryThenRetry } from "../domain/retry.js"
  */
 export type DeliveryAnswer = "ack" | "wpi" | "term" | { readonly nakDelayMs: number }
 
-const encoder = new TextEncoder()
+/** The bodies of an ack and an in-progress answer, encoded once (never mutated once published). */
+const ACK = utf8("+ACK")
+const WPI = utf8("+WPI")
 
 /** How long a confirmed answer waits for each confirmation, and for all of them. */
 const CONFIRM_TIMEOUT_MS = 2_000
@@ -56,9 +59,9 @@ const sendConfirmed = async (nc: NatsConnection, ackSubject: string, body: Uint8
 }
 
 export const answerDelivery = (nc: NatsConnection, ackSubject: string, how: DeliveryAnswer): void => {
-  if (how === "ack" || how === "wpi") return publishSoon(nc, ackSubject, encoder.encode(how === "ack" ? "+ACK" : "+WPI"))
+  if (how === "ack" || how === "wpi") return publishSoon(nc, ackSubject, how === "ack" ? ACK : WPI)
   const body = how === "term" ? "+TERM" : `-NAK ${JSON.stringify({ delay: nanos(redeliveryDelayMs(how.nakDelayMs)) })}`
-  void sendConfirmed(nc, ackSubject, encoder.encode(body)).catch(() => undefined)
+  void sendConfirmed(nc, ackSubject, utf8(body)).catch(() => undefined)
 }
 
 /** What an ack subject says about a delivery. */

@@ -6,8 +6,8 @@ import { Either, ParseResult, Schema } from "effect"
 import { TaskEvent, type EventTrace, type StoredEvent } from "../domain/events.js"
 import { HEADERS } from "../tracing/conventions.js"
 import { readTraceHeaders } from "../tracing/codec.js"
+import { utf8 } from "./utf8.js"
 
-const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const decodeBody = Schema.decodeUnknownEither(TaskEvent)
 
@@ -24,7 +24,7 @@ const decodeByType: ReadonlyMap<string, (body: unknown) => ReturnType<typeof dec
   })
 )
 
-export const encodeEvent = (event: TaskEvent): Uint8Array => encoder.encode(JSON.stringify(event))
+export const encodeEvent = (event: TaskEvent): Uint8Array => utf8(JSON.stringify(event))
 
 /** A raw log message: what both direct gets and consumers hand us. */
 export interface RawEvent {

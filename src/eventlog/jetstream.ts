@@ -14,8 +14,8 @@ import type { AppendRequest, AppendResult, EventLog, TaskHistory } from "./Event
 import { PipelinedPublisher, type PipelineOptions } from "./pipeline.js"
 import { headerBlockOf, headerReader, statusCodeOf, statusTextOf } from "./rawHeaders.js"
 import { WireHeaders } from "./wireHeaders.js"
+import { utf8 } from "./utf8.js"
 
-const encoder = new TextEncoder()
 
 /** A direct-get reply as a raw event; undefined for "no message" (status 404). */
 const directReplyToRaw = (msg: Msg): RawEvent | undefined => {
@@ -68,7 +68,7 @@ export class JetStreamEventLog implements EventLog {
     for (;;) {
       const reply = await this.publisher.mux.request(
         `$JS.API.DIRECT.GET.${this.stream}`,
-        encoder.encode(JSON.stringify({ next_by_subj: subject, seq }))
+        utf8(JSON.stringify({ next_by_subj: subject, seq }))
       )
       if (!reply.ok) throw new LogError({ reason: "read_failed", detail: `reading ${subject}: ${reply.reason}` })
       let raw: RawEvent | undefined

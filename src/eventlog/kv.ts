@@ -14,6 +14,7 @@ import { headerBlockOf, headerIn, statusCodeOf, statusTextOf } from "./rawHeader
 import { WireHeaders } from "./wireHeaders.js"
 import { ConcurrencyConflict, isStreamNotFound } from "./errors.js"
 import type { PipelinedPublisher } from "./pipeline.js"
+import { utf8 } from "./utf8.js"
 
 /** The key the barrier writes; not a tenant's key (tenants start with a lowercase letter). */
 export const KV_BARRIER_KEY = "_codeq.barrier"
@@ -62,7 +63,6 @@ export const deleteBucket = async (conn: Connection, name: string): Promise<void
   })
 }
 
-const encoder = new TextEncoder()
 
 export class PipelinedKv implements DocumentStore {
   private readonly stream: string
@@ -76,7 +76,7 @@ export class PipelinedKv implements DocumentStore {
 
   /** The key's current value, or null when absent or deleted. Rejects when the bucket cannot be read. */
   async get(key: string): Promise<KvEntry | null> {
-    const reply = await this.publisher.mux.request(`$JS.API.DIRECT.GET.${this.stream}`, encoder.encode(JSON.stringify({ last_by_subj: `$KV.${this.bucket}.${key}` })))
+    const reply = await this.publisher.mux.request(`$JS.API.DIRECT.GET.${this.stream}`, utf8(JSON.stringify({ last_by_subj: `$KV.${this.bucket}.${key}` })))
     if (!reply.ok) throw new Error(`reading ${this.bucket}/${key}: ${reply.reason}`)
     const block = headerBlockOf(reply.msg)
     const code = statusCodeOf(block)

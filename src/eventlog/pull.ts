@@ -13,6 +13,7 @@ import { answerDelivery, parseAckSubject, type DeliveryAnswer } from "./acks.js"
 import { isConsumerNotFound } from "./errors.js"
 import { followConnection } from "./connection.js"
 import { headerBlockOf, statusOfMessage } from "./rawHeaders.js"
+import { utf8 } from "./utf8.js"
 
 /** One delivery of a stream message to a consumer, and how to answer it. */
 export interface Delivery {
@@ -47,7 +48,6 @@ export interface PullOptions {
 /** The consumer no longer answers (deleted, or its stream is gone): make it again, or give up. */
 export class ConsumerGone extends Error {}
 
-const encoder = new TextEncoder()
 
 /**
  * A request the server has not ended this long after its expiry is lost. WHY the consumer is then
@@ -188,7 +188,7 @@ export class PullSession {
     this.received = 0
     this.nc.publish(
       `$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${this.consumer}`,
-      encoder.encode(JSON.stringify({ batch: this.options.batch, expires: nanos(this.expiresMs) })),
+      utf8(JSON.stringify({ batch: this.options.batch, expires: nanos(this.expiresMs) })),
       { reply: this.inbox }
     )
   }

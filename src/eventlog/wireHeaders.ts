@@ -10,8 +10,8 @@
  * here so it can stand wherever nats.js headers are taken.
  */
 import { Match, type MsgHdrs } from "nats"
+import { utf8 } from "./utf8.js"
 
-const encoder = new TextEncoder()
 /** A header name: visible ASCII except ':' (RFC 7230 token characters and more, as NATS accepts). */
 const KEY = /^[!-9;-~]+$/
 const BREAK = /[\r\n]/
@@ -82,6 +82,6 @@ export class WireHeaders implements MsgHdrs {
 
   /** Called by nats.js's publish for the bytes of the header block. */
   encode(): Uint8Array {
-    return encoder.encode(this.toString())
+    return utf8(this.toString())
   }
 }

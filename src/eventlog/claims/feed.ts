@@ -26,6 +26,7 @@ import { publishSoon } from "../outbox.js"
 import { ensureClaimConsumer } from "./consumers.js"
 import { LANES, type ClaimDelivery } from "./source.js"
 import { decodeClaim } from "./message.js"
+import { utf8 } from "../utf8.js"
 
 export interface ClaimFeedOptions {
   /** Deliveries held at once: running plus buffered. */
@@ -52,7 +53,6 @@ interface Lane {
   heardAt: number
 }
 
-const encoder = new TextEncoder()
 /** A long-poll on a cold lane. */
 const COLD_EXPIRES_MS = 30_000
 /** The server's heartbeat on a long-poll while it has nothing to send. */
@@ -214,7 +214,7 @@ export class ClaimFeed {
     l.heardAt = Date.now()
     const body = noWait ? { batch, no_wait: true } : { batch, expires: COLD_EXPIRES_MS * 1_000_000, idle_heartbeat: HEARTBEAT_MS * 1_000_000 }
     const durable = `claim-${this.tenant}-${l.command}-${l.lane}`
-    publishSoon(this.nc, `$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${durable}`, encoder.encode(JSON.stringify(body)), { reply: `${this.inbox}.${l.index}` })
+    publishSoon(this.nc, `$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${durable}`, utf8(JSON.stringify(body)), { reply: `${this.inbox}.${l.index}` })
   }
 
   private onMessage(msg: Msg): void {

@@ -9,6 +9,7 @@ import { dedupHeaders } from "../pipeline.js"
 import { Either, Schema } from "effect"
 import { TaskCreated, type EventOf, type EventTrace, type StoredEvent } from "../../domain/events.js"
 import { claimSubject, claimsStream, eventSubject, type Naming } from "../../../streams/definitions.js"
+import { utf8 } from "../utf8.js"
 
 export interface ClaimMessage {
   readonly taskId: string
@@ -23,11 +24,10 @@ export interface ClaimMessage {
   readonly created?: { readonly event: EventOf<"TaskCreated">; readonly trace: EventTrace | undefined; readonly time: string }
 }
 
-const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 const decodeCreated = Schema.decodeUnknownEither(TaskCreated)
 
-export const encodeClaim = (claim: ClaimMessage): Uint8Array => encoder.encode(JSON.stringify(claim))
+export const encodeClaim = (claim: ClaimMessage): Uint8Array => utf8(JSON.stringify(claim))
 
 export const decodeClaim = (data: Uint8Array): ClaimMessage | undefined => {
   try {

@@ -16,6 +16,7 @@ import { timerDelayMs } from "../../domain/delays.js"
 import { decodeClaim, type ClaimMessage } from "./message.js"
 import type { LaneWatch } from "./laneWatch.js"
 import { parseAckSubject } from "../acks.js"
+import { utf8 } from "../utf8.js"
 
 /** One delivery of a claim message, and its ack handle (a subject any connection can answer). */
 export interface ClaimDelivery {
@@ -43,7 +44,6 @@ export const LANES = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0] as const
 const GRACE_MS = 200
 
 
-const encoder = new TextEncoder()
 
 export class ClaimSource {
   private readonly hot = new Set<string>()
@@ -223,7 +223,7 @@ export class ClaimSource {
         }
       })
       const timer = setTimeout(finish, Math.min(5_000, timeoutMs))
-      this.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${durable}`, encoder.encode(JSON.stringify({ batch: max, no_wait: true })), { reply: inbox })
+      this.nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${this.stream}.${durable}`, utf8(JSON.stringify({ batch: max, no_wait: true })), { reply: inbox })
     })
   }
 }

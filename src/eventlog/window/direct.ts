@@ -7,8 +7,8 @@ import type { NatsConnection } from "nats"
 import type { LogRecord } from "./records.js"
 import { headerBlockOf, headerIn, parseHeaderBlock, statusTextOf } from "../rawHeaders.js"
 import { makeRecord, nsFromRfc3339, type BodyPolicy } from "./records.js"
+import { utf8 } from "../utf8.js"
 
-const encoder = new TextEncoder()
 
 export interface SubjectRead {
   /** Stop before this sequence (the window's first event of the task). Default: read to the end. */
@@ -29,7 +29,7 @@ export const readSubject = async (nc: NatsConnection, stream: string, subject: s
   for (;;) {
     let msg
     try {
-      msg = await nc.request(`$JS.API.DIRECT.GET.${stream}`, encoder.encode(JSON.stringify({ next_by_subj: subject, seq })), { timeout: read.timeoutMs ?? 5_000 })
+      msg = await nc.request(`$JS.API.DIRECT.GET.${stream}`, utf8(JSON.stringify({ next_by_subj: subject, seq })), { timeout: read.timeoutMs ?? 5_000 })
     } catch (cause) {
       throw new Error(`reading ${subject}: ${String(cause)}`, { cause })
     }
