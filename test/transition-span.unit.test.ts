@@ -59,12 +59,12 @@ const shape = (span: ReadableSpan) => ({
 })
 
 /** The same transition through Telemetry (recorded by codeq when the provider is codeq's) and through the SDK's Tracer. */
-const both = (ratio: number, parent: Context, finish: (span: Span) => void = (span) => span.end(END)) => {
+const both = (ratio: number, parent: Context, finish: (span: Span) => void = (span) => span.end(END), attributes: Attributes = ATTRIBUTES) => {
   const { provider, exported } = providerAt(ratio, true)
-  const ours = new Telemetry(provider).startTransition("codeq.repository", "codeq.task.claim", parent, () => ({ ...ATTRIBUTES })).span
+  const ours = new Telemetry(provider).startTransition("codeq.repository", "codeq.task.claim", parent, () => ({ ...attributes })).span
   // The same start: Telemetry takes it from the clock.
   const startTime = ours instanceof RecordedSpan ? ours.startTime : START
-  const sdk = provider.getTracer("codeq.repository").startSpan("codeq.task.claim", { attributes: { ...ATTRIBUTES }, startTime }, parent)
+  const sdk = provider.getTracer("codeq.repository").startSpan("codeq.task.claim", { attributes: { ...attributes }, startTime }, parent)
   finish(ours)
   finish(sdk)
   return { ours, sdk, exported: exported() }
@@ -99,6 +99,22 @@ describe("a transition span on codeq's provider", () => {
     const [recorded, made] = exported as [ReadableSpan, ReadableSpan]
     expect(made.events.map((event) => event.attributes?.["exception.type"] ?? event.attributes?.["exception.message"])).toEqual(["503", "TypeError", "as a string"])
     expect(shape(recorded)).toEqual(shape(made))
+  })
+
+  it("starts with the attributes the SDK's span keeps: none empty or unset, at most 128, the rest counted as dropped", () => {
+    const many: Attributes = Object.fromEntries(Array.from({ length: 130 }, (_, i) => [`k${i}`, i]))
+    const messy: Attributes = { ...ATTRIBUTES, "": "no key", gone: undefined, nothing: null as unknown as undefined }
+    for (const attributes of [ATTRIBUTES, many, messy]) {
+      const { ours, exported } = both(1, remoteParent(TraceFlags.SAMPLED), (span) => {
+        span.setAttribute("codeq.worker_id", "w-1")
+        span.end(END)
+      }, attributes)
+      expect(ours).toBeInstanceOf(RecordedSpan)
+      const [recorded, made] = exported as [ReadableSpan, ReadableSpan]
+      expect(shape(recorded)).toEqual(shape(made))
+    }
+    const [recorded] = both(1, ROOT_CONTEXT, (span) => span.end(END), many).exported as [ReadableSpan]
+    expect([Object.keys(recorded.attributes).length, recorded.droppedAttributesCount]).toEqual([128, 2])
   })
 
   it("as a root at ratio 1: a new sampled trace; at ratio 0: ids of its own, not recorded, nothing exported", () => {
