@@ -9,7 +9,6 @@ import type { Sink } from "./runtime.js"
 import type { DeadLetterEntry } from "../src/tasks/view.js"
 import { utf8 } from "../src/eventlog/utf8.js"
 
-
 export const deadLetters = (kv: Bucket): Sink => ({
   name: "dead-letters",
   apply: ({ stored, after }) => {

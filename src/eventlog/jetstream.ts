@@ -16,7 +16,6 @@ import { headerBlockOf, headerReader, statusCodeOf, statusTextOf } from "./rawHe
 import { WireHeaders } from "./wireHeaders.js"
 import { utf8 } from "./utf8.js"
 
-
 /** A direct-get reply as a raw event; undefined for "no message" (status 404). */
 const directReplyToRaw = (msg: Msg): RawEvent | undefined => {
   const block = headerBlockOf(msg)

@@ -63,7 +63,6 @@ export const deleteBucket = async (conn: Connection, name: string): Promise<void
   })
 }
 
-
 export class PipelinedKv implements DocumentStore {
   private readonly stream: string
 

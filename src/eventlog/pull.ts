@@ -48,7 +48,6 @@ export interface PullOptions {
 /** The consumer no longer answers (deleted, or its stream is gone): make it again, or give up. */
 export class ConsumerGone extends Error {}
 
-
 /**
  * A request the server has not ended this long after its expiry is lost. WHY the consumer is then
  * looked up: a pull on a consumer that no longer exists (an ephemeral one after a server restart)

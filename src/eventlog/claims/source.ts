@@ -43,8 +43,6 @@ export const LANES = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0] as const
 /** How far past its wait a claim may run when a request is slow. */
 const GRACE_MS = 200
 
-
-
 export class ClaimSource {
   private readonly hot = new Set<string>()
   private readonly ensured = new Set<string>()

@@ -9,7 +9,6 @@ import { headerBlockOf, headerIn, parseHeaderBlock, statusTextOf } from "../rawH
 import { makeRecord, nsFromRfc3339, type BodyPolicy } from "./records.js"
 import { utf8 } from "../utf8.js"
 
-
 export interface SubjectRead {
   /** Stop before this sequence (the window's first event of the task). Default: read to the end. */
   readonly beforeSeq?: number
