@@ -117,6 +117,34 @@ describe("a transition span on codeq's provider", () => {
     expect([Object.keys(recorded.attributes).length, recorded.droppedAttributesCount]).toEqual([128, 2])
   })
 
+  it("takes attributes set later as the SDK's span does: on a span started without any, beside those it has, none once it has ended", () => {
+    const { ours, exported } = both(1, remoteParent(TraceFlags.SAMPLED), (span) => {
+      span.setAttributes(ATTRIBUTES)
+      span.end(END)
+      span.setAttributes({ late: 1 })
+    }, {})
+    expect(ours).toBeInstanceOf(RecordedSpan)
+    const [recorded, made] = exported as [ReadableSpan, ReadableSpan]
+    expect(recorded.attributes).toEqual(ATTRIBUTES)
+    expect(shape(recorded)).toEqual(shape(made))
+
+    const { exported: late } = both(1, remoteParent(TraceFlags.SAMPLED), (span) => {
+      span.end(END)
+      span.setAttributes(ATTRIBUTES)
+    }, {})
+    const [endedFirst, madeEnded] = late as [ReadableSpan, ReadableSpan]
+    expect(endedFirst.attributes).toEqual({})
+    expect(shape(endedFirst)).toEqual(shape(madeEnded))
+
+    const { exported: more } = both(1, remoteParent(TraceFlags.SAMPLED), (span) => {
+      span.setAttributes({ "codeq.worker_id": "w-1" })
+      span.end(END)
+    })
+    const [added, madeAdded] = more as [ReadableSpan, ReadableSpan]
+    expect(added.attributes).toEqual({ ...ATTRIBUTES, "codeq.worker_id": "w-1" })
+    expect(shape(added)).toEqual(shape(madeAdded))
+  })
+
   it("as a root at ratio 1: a new sampled trace; at ratio 0: ids of its own, not recorded, nothing exported", () => {
     const sampled = both(1, ROOT_CONTEXT)
     expect(shape(sampled.exported[0] as ReadableSpan)).toEqual({ ...shape(sampled.exported[1] as ReadableSpan), traceId: expect.any(String) })
