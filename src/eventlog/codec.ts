@@ -1,28 +1,16 @@
 /**
- * Event bodies on the wire: JSON encoded, decoded with the Effect Schema of the event union. A
- * message that does not decode is reported with the reason, never thrown.
+ * Event bodies on the wire: JSON encoded, decoded with the Effect Schema of the type the
+ * `Codeq-Event` header names (domain/eventDecode.ts). A message that does not decode is reported
+ * with the reason, never thrown.
  */
-import { Either, ParseResult, Schema } from "effect"
-import { TaskEvent, type EventTrace, type StoredEvent } from "../domain/events.js"
+import { Either, ParseResult } from "effect"
+import { decodeAnyEvent, eventDecoderOf } from "../domain/eventDecode.js"
+import type { EventTrace, StoredEvent, TaskEvent } from "../domain/events.js"
 import { HEADERS } from "../tracing/conventions.js"
 import { readTraceHeaders } from "../tracing/codec.js"
 import { utf8 } from "./utf8.js"
 
 const decoder = new TextDecoder()
-const decodeBody = Schema.decodeUnknownEither(TaskEvent)
-
-/**
- * One decoder per event type: the `Codeq-Event` header names the type, so the body is checked
- * against that member alone (half the cost of trying the union) — and a body of another type fails
- * the member's `type` literal, which is the header/body mismatch check. Without a header, or with
- * an unknown one, the union decides.
- */
-const decodeByType: ReadonlyMap<string, (body: unknown) => ReturnType<typeof decodeBody>> = new Map(
-  TaskEvent.members.map((member) => {
-    const decode = Schema.decodeUnknownEither(member as Schema.Schema<TaskEvent, unknown>)
-    return [member.fields.type.literals[0], (body: unknown) => decode(body, { onExcessProperty: "ignore" })] as const
-  })
-)
 
 export const encodeEvent = (event: TaskEvent): Uint8Array => utf8(JSON.stringify(event))
 
@@ -48,10 +36,10 @@ export const decodeEvent = (raw: RawEvent): DecodeResult => {
     return fail("body is not JSON")
   }
   const declared = raw.header(HEADERS.event)
-  const byType = declared === undefined ? undefined : decodeByType.get(declared)
+  const byType = declared === undefined ? undefined : eventDecoderOf(declared)
   const bodyType = typeof body === "object" && body !== null && "type" in body ? String((body as { type: unknown }).type) : "?"
   if (byType !== undefined && bodyType !== declared) return fail(`${HEADERS.event} header says ${declared} but the body is ${bodyType.slice(0, 64)}`)
-  const decoded = byType !== undefined ? byType(body) : decodeBody(body, { onExcessProperty: "ignore" })
+  const decoded = (byType ?? decodeAnyEvent)(body)
   if (Either.isLeft(decoded)) {
     // The first issue, briefly: the union's full tree would print every event schema.
     const [first] = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)

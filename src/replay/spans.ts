@@ -7,24 +7,18 @@
  * decided here (`spanStatusOf`, `spanKindOf`) and nowhere else in replay.
  */
 import { SpanKind, SpanStatusCode, type Attributes } from "@opentelemetry/api"
-import { Either, ParseResult, Schema } from "effect"
-import { TaskEvent, evolve, type StoredEvent, type TaskState } from "../domain/events.js"
+import { Either, ParseResult } from "effect"
+import { eventDecoderOf } from "../domain/eventDecode.js"
+import { evolve, type TaskEvent, type StoredEvent, type TaskState } from "../domain/events.js"
 import { ATTR } from "../tracing/conventions.js"
 import { spanSpecFor, spanStatusOf as liveStatusOf } from "../tracing/transitions.js"
 import { spanCoreOf } from "./core.js"
 import type { LogRecord, ReplaySpan, SpanCore, SpanStatusJson } from "./model.js"
 
-const decoders: ReadonlyMap<string, (body: unknown) => Either.Either<TaskEvent, ParseResult.ParseError>> = new Map(
-  TaskEvent.members.map((member) => {
-    const decode = Schema.decodeUnknownEither(member as Schema.Schema<TaskEvent, unknown>)
-    return [member.fields.type.literals[0], (body: unknown) => decode(body, { onExcessProperty: "ignore" })] as const
-  })
-)
-
 /** A record's event, decoded with the event schema of its type; a reason when it does not decode. */
 export const decodeRecordEvent = (record: LogRecord): TaskEvent | string => {
   if (record.bodyError !== undefined) return record.bodyError
-  const decode = decoders.get(record.type)
+  const decode = eventDecoderOf(record.type)
   if (decode === undefined) return `unknown event type ${JSON.stringify(record.type.slice(0, 64))}`
   const decoded = decode(record.body)
   if (Either.isRight(decoded)) return decoded.right
@@ -144,8 +138,7 @@ export const rebuildSpans = (records: ReadonlyArray<LogRecord>, before: TaskStat
 
 /** Name and tracer of an event type whose body is unreadable (the type is all there is). */
 const namedOnly = (type: string): { name: string; scope: string } => {
-  const decode = decoders.get(type)
-  if (decode === undefined) return { name: `codeq.unknown_event`, scope: "codeq/replay" }
+  if (eventDecoderOf(type) === undefined) return { name: `codeq.unknown_event`, scope: "codeq/replay" }
   // spanSpecFor reads only the type for name and tracer; the attributes are never built here.
   const spec = spanSpecFor({ type } as TaskEvent, null, "")
   return { name: spec.name, scope: spec.tracer }

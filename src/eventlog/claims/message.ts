@@ -6,8 +6,9 @@
  * append is refused and the worker reads the history and decides again.
  */
 import { dedupHeaders } from "../pipeline.js"
-import { Either, Schema } from "effect"
-import { TaskCreated, type EventOf, type EventTrace, type StoredEvent } from "../../domain/events.js"
+import { Either } from "effect"
+import { decodeCreated } from "../../domain/eventDecode.js"
+import type { EventOf, EventTrace, StoredEvent } from "../../domain/events.js"
 import { claimSubject, claimsStream, eventSubject, type Naming } from "../../../streams/definitions.js"
 import { utf8 } from "../utf8.js"
 
@@ -25,7 +26,6 @@ export interface ClaimMessage {
 }
 
 const decoder = new TextDecoder()
-const decodeCreated = Schema.decodeUnknownEither(TaskCreated)
 
 export const encodeClaim = (claim: ClaimMessage): Uint8Array => utf8(JSON.stringify(claim))
 
@@ -66,7 +66,7 @@ export const claimOfCreate = (stored: StoredEvent<EventOf<"TaskCreated">>): Clai
  */
 export const createdOfClaim = (naming: Naming, claim: ClaimMessage): StoredEvent | undefined => {
   if (claim.created === undefined || typeof claim.eventSeq !== "number") return undefined
-  const decoded = decodeCreated(claim.created.event, { onExcessProperty: "ignore" })
+  const decoded = decodeCreated(claim.created.event)
   if (Either.isLeft(decoded)) return undefined
   const event = decoded.right
   if (event.taskId !== claim.taskId || event.tenant !== claim.tenant) return undefined
