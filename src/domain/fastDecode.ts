@@ -7,10 +7,11 @@
  * per-field results: the input itself when it has no other keys (then in the input's key order),
  * else a copy in the schema's order. A value it refuses goes through Effect's decoder,
  * which gives the error (and the last word: anything Effect accepts is accepted). A schema with
- * any other node — a transformation, a declaration, a parse-options annotation — is decoded by
- * Effect alone.
+ * any other node — a transformation, a declaration, a parse-options annotation, a struct without
+ * fields, a union of two structs — is decoded by Effect alone.
  *
- * An event's body checks in ~0.4–0.8 µs this way, against ~1.1–2 µs through Effect's decoder.
+ * An event's body checks in ~0.4–0.8 µs this way, against ~1.1–2.3 µs through Effect's decoder
+ * (a loop of 500,000 on the built code).
  */
 import { Either, Option, Schema, SchemaAST as AST, type ParseResult } from "effect"
 
@@ -28,6 +29,16 @@ interface Field {
 const NOT: unique symbol = Symbol("not")
 
 const hasOwn = Object.prototype.hasOwnProperty
+
+/** The input's own values of `fields[0..end)`, for fields that decoded to the input's own value. */
+const ownFields = (input: Record<string, unknown>, fields: ReadonlyArray<Field>, end: number): Record<string, unknown> => {
+  const out: Record<string, unknown> = {}
+  for (let i = 0; i < end; i++) {
+    const { name } = fields[i]!
+    if (hasOwn.call(input, name)) out[name] = input[name]
+  }
+  return out
+}
 
 /** Nodes whose decoded value is the input itself (no copy), when they accept it. */
 const same = (accept: (u: unknown) => boolean): Check => (u) => (accept(u) ? u : NOT)
@@ -109,29 +120,26 @@ const compile = (ast: AST.AST): Check | undefined => {
         if (typeof u !== "object" || u === null || Object.getPrototypeOf(u) !== Object.prototype) return NOT
         const input = u as Record<string, unknown>
         // The input itself when it holds exactly the schema's keys and every value decodes to
-        // itself (a body just parsed from JSON, nothing else holds it); a copy otherwise.
-        let same = true
+        // itself (a body just parsed from JSON, nothing else holds it). Otherwise a copy, begun at
+        // the first field that differs: the fields before it decoded to the input's own values.
+        let out: Record<string, unknown> | undefined
         let present = 0
-        for (const field of fields) {
-          const { name, optional, check } = field
+        for (let i = 0; i < fields.length; i++) {
+          const { name, optional, check, inherited } = fields[i]!
           const read = input[name]
           // A defined value is the input's own unless Object.prototype has the name too.
-          const has = (read !== undefined && !field.inherited) || hasOwn.call(input, name)
+          const has = (read !== undefined && !inherited) || hasOwn.call(input, name)
           if (!has && optional) continue
           const before = has ? read : undefined
           const value = check(before)
           if (value === NOT) return NOT
           if (has) present++
-          same = same && has && value === before
+          if (out === undefined && (!has || value !== before)) out = ownFields(input, fields, i)
+          if (out !== undefined) out[name] = value
         }
-        if (same && Object.keys(input).length === present) return input
-        const out: Record<string, unknown> = {}
-        for (const { name, optional, check } of fields) {
-          const has = hasOwn.call(input, name)
-          if (!has && optional) continue
-          out[name] = check(has ? input[name] : undefined)
-        }
-        return out
+        if (out !== undefined) return out
+        // Every field as it came: the input itself, unless it has keys the schema does not.
+        return Object.keys(input).length === present ? input : ownFields(input, fields, fields.length)
       }
     }
     default:
