@@ -4,13 +4,19 @@
  * a dispatcher that replays events after a restart adds no duplicate work (JetStream dedup). A
  * create's claim carries the TaskCreated itself, so a worker claims without reading the log.
  * Publishes leave in log order, so a lane stays FIFO; a failed one is retried until it is stored.
+ *
+ * On a claims stream of one replica the dispatcher is its only writer (under the projections
+ * lease), so claims go without an ack each and are counted in by a barrier per burst
+ * (eventlog/counted.ts): one server message per claim instead of two. A burst that does not add up
+ * (a replay's duplicates, a refused publish) is published again with acks, as on a cluster.
  */
 import { Duration, Schedule } from "effect"
 import { tryThenRetry } from "../src/domain/retry.js"
 import { claimOfCreate, claimPublication, type ClaimMessage } from "../src/eventlog/claims/message.js"
 import type { PipelinedPublisher } from "../src/eventlog/pipeline.js"
+import { CountedPublisher } from "../src/eventlog/counted.js"
 import type { AppendResult } from "../src/eventlog/EventLog.js"
-import type { Naming } from "../streams/definitions.js"
+import { claimBarrierSubject, type Naming } from "../streams/definitions.js"
 import type { Change } from "./docs.js"
 import type { Sink } from "./runtime.js"
 
@@ -35,15 +41,18 @@ export const publishUntilStored = async (publish: () => Promise<AppendResult>, s
   if (!result.ok) throw result.error
 }
 
-export const dispatcher = (claims: PipelinedPublisher, naming: Naming): Sink => {
+/** `replicas`: the claims stream's; with one, claims are counted in rather than acked one by one. */
+export const dispatcher = (claims: PipelinedPublisher, naming: Naming, replicas = 1): Sink => {
   let stopped = false
+  const counted = replicas === 1 ? new CountedPublisher(claims, claimBarrierSubject(naming)) : undefined
   return {
     name: "dispatcher",
     apply: (change) => {
       const claim = claimOf(change)
       if (claim === undefined) return undefined
       const { subject, data, headers } = claimPublication(naming, claim)
-      return publishUntilStored(() => claims.publish(subject, data, headers), () => stopped)
+      const acked = () => publishUntilStored(() => claims.publish(subject, data, headers), () => stopped)
+      return counted === undefined ? acked() : counted.publish(subject, data, headers).then((stored) => (stored ? undefined : acked()))
     },
     stop: () => {
       stopped = true

@@ -27,6 +27,8 @@ export const eventSubjects = (n: Naming, tenant = "*") => `${n.subjectRoot}.evt.
 /** Claim subjects: one per tenant, command and priority lane (0-9). */
 export const claimSubject = (n: Naming, tenant: string, command: string, lane: number) =>
   `${n.subjectRoot}.claim.${tenant}.${command}.${lane}`
+/** Where the dispatcher's barriers go: in the claims stream, on no lane (they are never stored). */
+export const claimBarrierSubject = (n: Naming) => `${n.subjectRoot}.claim._barrier`
 export const claimSubjects = (n: Naming, tenant = "*", command = "*") => `${n.subjectRoot}.claim.${tenant}.${command}.*`
 
 /** Parses `<root>.evt.<tenant>.<taskId>`; undefined when the subject is not an event subject. */

@@ -7,6 +7,9 @@
  * own — a tenth of a worker's CPU in the kernel's write path. Deferring them to the end of the
  * turn (setImmediate) and publishing them in one synchronous burst puts them in one write, in the
  * order they were asked for, at the cost of at most one turn of latency.
+ *
+ * A caller can also ask to be called back as the next burst is about to leave (`beforeNextFlush`),
+ * to add a last publish to it: a barrier behind everything published in the turn.
  */
 import type { NatsConnection, PublishOptions } from "nats"
 
@@ -19,18 +22,38 @@ interface Queued {
 
 class Outbox {
   private queue: Array<Queued> = []
+  private hooks: Array<() => void> = []
   private scheduled = false
 
   constructor(private readonly nc: NatsConnection) {}
 
   publish(subject: string, data: Uint8Array, options?: PublishOptions, onError?: (error: unknown) => void): void {
     this.queue.push({ subject, data, options, onError })
+    this.schedule()
+  }
+
+  beforeFlush(hook: () => void): void {
+    this.hooks.push(hook)
+    this.schedule()
+  }
+
+  private schedule(): void {
     if (this.scheduled) return
     this.scheduled = true
     setImmediate(this.flush)
   }
 
   private readonly flush = (): void => {
+    // Still scheduled while the hooks run: what they publish joins this burst, behind the rest.
+    const hooks = this.hooks
+    this.hooks = []
+    for (const hook of hooks) {
+      try {
+        hook()
+      } catch {
+        // a hook never stops the burst
+      }
+    }
     this.scheduled = false
     const queue = this.queue
     this.queue = []
@@ -47,6 +70,15 @@ class Outbox {
 
 const outboxes = new WeakMap<NatsConnection, Outbox>()
 
+const outboxOf = (nc: NatsConnection): Outbox => {
+  let outbox = outboxes.get(nc)
+  if (outbox === undefined) {
+    outbox = new Outbox(nc)
+    outboxes.set(nc, outbox)
+  }
+  return outbox
+}
+
 /**
  * Publishes on `nc` at the end of this turn, together with every other publish of the turn;
  * `onError` is called when it cannot go out.
@@ -57,11 +89,10 @@ export const publishSoon = (
   data: Uint8Array,
   options?: PublishOptions,
   onError?: (error: unknown) => void
-): void => {
-  let outbox = outboxes.get(nc)
-  if (outbox === undefined) {
-    outbox = new Outbox(nc)
-    outboxes.set(nc, outbox)
-  }
-  outbox.publish(subject, data, options, onError)
-}
+): void => outboxOf(nc).publish(subject, data, options, onError)
+
+/**
+ * Calls `hook` once, as the next burst of publishes on `nc` is about to leave; what it publishes
+ * with `publishSoon` leaves last in that burst.
+ */
+export const beforeNextFlush = (nc: NatsConnection, hook: () => void): void => outboxOf(nc).beforeFlush(hook)
