@@ -10,7 +10,9 @@
  * publishes since the barrier before, every one of them was stored; anything else — a publish
  * refused, a duplicate dropped by the stream's dedup window, another writer, a barrier without an
  * answer — leaves the group unconfirmed, and the caller publishes it again with acks. Its messages
- * carry a message id, so those already stored are not stored twice.
+ * carry a message id, so those already stored are not stored twice. (A barrier held back by the
+ * publisher's in-flight limit, or a group published again meanwhile, makes the counts around it
+ * not add up: those groups too are published again, never confirmed wrongly.)
  *
  * Only for a stream with one replica: a clustered stream answers a refused publish from its leader
  * before the ones ahead of it are replicated, so the barrier would say nothing about them.
