@@ -19,14 +19,18 @@ const storedIds = async (nc: NatsConnection, stream: string): Promise<Array<stri
   return ids
 }
 
+/** A fresh claims stream, a publisher on it, and one lane's subject. */
+const setup = async () => {
+  const naming = freshNaming()
+  const nc = await nats.connect()
+  await provision(nc, naming)
+  const publisher = new PipelinedPublisher(nc)
+  return { naming, nc, publisher, counted: new CountedPublisher(publisher, claimBarrierSubject(naming)), subject: claimSubject(naming, "acme", "encode", 5) }
+}
+
 describe("publishes counted in by a barrier", () => {
   it("confirms bursts the stream stored whole, in order, and stores nothing for the barriers", async () => {
-    const naming = freshNaming()
-    const nc = await nats.connect()
-    await provision(nc, naming)
-    const publisher = new PipelinedPublisher(nc)
-    const counted = new CountedPublisher(publisher, claimBarrierSubject(naming))
-    const subject = claimSubject(naming, "acme", "encode", 5)
+    const { naming, nc, publisher, counted, subject } = await setup()
     const ids: Array<string> = []
     // Bursts of several sizes, one after another and two in flight at once.
     for (const size of [1, 500, 37]) {
@@ -47,12 +51,7 @@ describe("publishes counted in by a barrier", () => {
   })
 
   it("leaves a burst unconfirmed when the stream dropped a duplicate or refused a publish, and goes on confirming the next", async () => {
-    const naming = freshNaming()
-    const nc = await nats.connect()
-    await provision(nc, naming)
-    const publisher = new PipelinedPublisher(nc)
-    const counted = new CountedPublisher(publisher, claimBarrierSubject(naming))
-    const subject = claimSubject(naming, "acme", "encode", 5)
+    const { naming, nc, publisher, counted, subject } = await setup()
     const stream = claimsStream(naming)
     expect(await burst(counted, subject, stream, ["x-1", "x-2"])).toEqual([true, true])
 
@@ -73,12 +72,7 @@ describe("publishes counted in by a barrier", () => {
   })
 
   it("confirms nothing once the connection is closed", async () => {
-    const naming = freshNaming()
-    const nc = await nats.connect()
-    await provision(nc, naming)
-    const publisher = new PipelinedPublisher(nc)
-    const counted = new CountedPublisher(publisher, claimBarrierSubject(naming))
-    const subject = claimSubject(naming, "acme", "encode", 5)
+    const { naming, nc, publisher, counted, subject } = await setup()
     expect(await burst(counted, subject, claimsStream(naming), ["y-1"])).toEqual([true])
     const answer = counted.publish(subject, new Uint8Array([1]), dedupHeaders("y-2", claimsStream(naming)))
     await nc.close()
