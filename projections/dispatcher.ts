@@ -11,6 +11,7 @@
  * (a replay's duplicates, a refused publish) is published again with acks, as on a cluster.
  */
 import { Duration, Schedule } from "effect"
+import type { MsgHdrs } from "nats"
 import { tryThenRetry } from "../src/domain/retry.js"
 import { claimOfCreate, claimPublication, type ClaimMessage } from "../src/eventlog/claims/message.js"
 import type { PipelinedPublisher } from "../src/eventlog/pipeline.js"
@@ -41,6 +42,22 @@ export const publishUntilStored = async (publish: () => Promise<AppendResult>, s
   if (!result.ok) throw result.error
 }
 
+/**
+ * A message derived from the log (it carries a message id), published until stored: counted in by
+ * `counted` when given (a stream of one replica with one writer), else acked; one `counted` could
+ * not confirm is published again with an ack.
+ */
+export const publishDerived = (
+  publisher: PipelinedPublisher,
+  counted: CountedPublisher | undefined,
+  message: { readonly subject: string; readonly data: Uint8Array; readonly headers: MsgHdrs },
+  stopped: () => boolean
+): Promise<void> => {
+  const { subject, data, headers } = message
+  const acked = () => publishUntilStored(() => publisher.publish(subject, data, headers), stopped)
+  return counted === undefined ? acked() : counted.publish(subject, data, headers).then((stored) => (stored ? undefined : acked()))
+}
+
 /** `replicas`: the claims stream's; with one, claims are counted in rather than acked one by one. */
 export const dispatcher = (claims: PipelinedPublisher, naming: Naming, replicas = 1): Sink => {
   let stopped = false
@@ -50,9 +67,7 @@ export const dispatcher = (claims: PipelinedPublisher, naming: Naming, replicas 
     apply: (change) => {
       const claim = claimOf(change)
       if (claim === undefined) return undefined
-      const { subject, data, headers } = claimPublication(naming, claim)
-      const acked = () => publishUntilStored(() => claims.publish(subject, data, headers), () => stopped)
-      return counted === undefined ? acked() : counted.publish(subject, data, headers).then((stored) => (stored ? undefined : acked()))
+      return publishDerived(claims, counted, claimPublication(naming, claim), () => stopped)
     },
     stop: () => {
       stopped = true

@@ -19,6 +19,8 @@ export const webhooksStream = (n: Naming) => `${n.streamPrefix}_WEBHOOKS`
 
 /** A webhook to deliver (the webhook outbox): one message per terminal event of a task with a webhook. */
 export const webhookJobSubject = (n: Naming, tenant: string) => `${n.subjectRoot}.hook.${tenant}`
+/** Where the webhook outbox's barriers go: in the webhooks stream, on no tenant (never stored). */
+export const webhookBarrierSubject = (n: Naming) => `${n.subjectRoot}.hook._barrier`
 
 /** All events of one task share this subject: per-task optimistic concurrency rests on it. */
 export const eventSubject = (n: Naming, tenant: string, taskId: string) => `${n.subjectRoot}.evt.${tenant}.${taskId}`
