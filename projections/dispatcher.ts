@@ -11,10 +11,9 @@
  * (a replay's duplicates, a refused publish) is published again with acks, as on a cluster.
  */
 import { Duration, Schedule } from "effect"
-import type { MsgHdrs } from "nats"
 import { tryThenRetry } from "../src/domain/retry.js"
 import { claimOfCreate, claimPublication, type ClaimMessage } from "../src/eventlog/claims/message.js"
-import type { PipelinedPublisher } from "../src/eventlog/pipeline.js"
+import type { dedupHeaders, PipelinedPublisher } from "../src/eventlog/pipeline.js"
 import { CountedPublisher } from "../src/eventlog/counted.js"
 import type { AppendResult } from "../src/eventlog/EventLog.js"
 import { claimBarrierSubject, type Naming } from "../streams/definitions.js"
@@ -50,7 +49,7 @@ export const publishUntilStored = async (publish: () => Promise<AppendResult>, s
 export const publishDerived = (
   publisher: PipelinedPublisher,
   counted: CountedPublisher | undefined,
-  message: { readonly subject: string; readonly data: Uint8Array; readonly headers: MsgHdrs },
+  message: { readonly subject: string; readonly data: Uint8Array; readonly headers: ReturnType<typeof dedupHeaders> },
   stopped: () => boolean
 ): Promise<void> => {
   const { subject, data, headers } = message
