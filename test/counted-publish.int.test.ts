@@ -71,6 +71,27 @@ describe("publishes counted in by a barrier", () => {
     await nc.close()
   })
 
+  it("sends one barrier per burst, none for a publish alone in its turn (acked: two messages where a barrier makes three)", async () => {
+    const { naming, nc, publisher, counted, subject } = await setup()
+    const stream = claimsStream(naming)
+    let barriers = 0
+    nc.subscribe(claimBarrierSubject(naming), { callback: () => barriers++ })
+    await nc.flush()
+    for (let i = 0; i < 5; i++) expect(await burst(counted, subject, stream, [`alone-${i}`])).toEqual([true])
+    expect(barriers).toBe(0)
+    // The last ack told the last sequence: the burst is counted from it, with one barrier after it.
+    const many = Array.from({ length: 100 }, (_, i) => `many-${i}`)
+    expect((await burst(counted, subject, stream, many)).every((stored) => stored)).toBe(true)
+    expect(barriers).toBe(1)
+    // A publisher that knows no last sequence yet asks for one ahead of its first burst.
+    const fresh = new CountedPublisher(publisher, claimBarrierSubject(naming))
+    expect(await burst(fresh, subject, stream, ["fresh-1", "fresh-2"])).toEqual([true, true])
+    expect(barriers).toBe(3)
+    expect(await storedIds(nc, stream)).toEqual([...Array.from({ length: 5 }, (_, i) => `alone-${i}`), ...many, "fresh-1", "fresh-2"])
+    publisher.close()
+    await nc.close()
+  })
+
   it("confirms nothing once the connection is closed", async () => {
     const { naming, nc, publisher, counted, subject } = await setup()
     expect(await burst(counted, subject, claimsStream(naming), ["y-1"])).toEqual([true])
