@@ -41,32 +41,36 @@ export const publishUntilStored = async (publish: () => Promise<AppendResult>, s
   if (!result.ok) throw result.error
 }
 
+/** A message derived from the log, with the message id that keeps a replay of it from being stored twice. */
+export interface DerivedMessage {
+  readonly subject: string
+  readonly data: Uint8Array
+  readonly headers: ReturnType<typeof dedupHeaders>
+}
+
 /**
- * A message derived from the log (it carries a message id), published until stored: counted in by
- * `counted` when given (a stream of one replica with one writer), else acked; one `counted` could
- * not confirm is published again with an ack.
+ * Publishes derived messages to one stream, each until stored. On a stream of one replica, whose
+ * only writer the caller is, they are counted in by a barrier (eventlog/counted.ts); on a cluster,
+ * and for any the barrier could not confirm, acked one by one.
  */
-export const publishDerived = (
-  publisher: PipelinedPublisher,
-  counted: CountedPublisher | undefined,
-  message: { readonly subject: string; readonly data: Uint8Array; readonly headers: ReturnType<typeof dedupHeaders> },
-  stopped: () => boolean
-): Promise<void> => {
-  const { subject, data, headers } = message
-  const acked = () => publishUntilStored(() => publisher.publish(subject, data, headers), stopped)
-  return counted === undefined ? acked() : counted.publish(subject, data, headers).then((stored) => (stored ? undefined : acked()))
+export const derivedPublisher = (publisher: PipelinedPublisher, barrierSubject: string, replicas: number) => {
+  const counted = replicas === 1 ? new CountedPublisher(publisher, barrierSubject) : undefined
+  return ({ subject, data, headers }: DerivedMessage, stopped: () => boolean): Promise<void> => {
+    const acked = () => publishUntilStored(() => publisher.publish(subject, data, headers), stopped)
+    return counted === undefined ? acked() : counted.publish(subject, data, headers).then((stored) => (stored ? undefined : acked()))
+  }
 }
 
 /** `replicas`: the claims stream's; with one, claims are counted in rather than acked one by one. */
 export const dispatcher = (claims: PipelinedPublisher, naming: Naming, replicas = 1): Sink => {
   let stopped = false
-  const counted = replicas === 1 ? new CountedPublisher(claims, claimBarrierSubject(naming)) : undefined
+  const publish = derivedPublisher(claims, claimBarrierSubject(naming), replicas)
   return {
     name: "dispatcher",
     apply: (change) => {
       const claim = claimOf(change)
       if (claim === undefined) return undefined
-      return publishDerived(claims, counted, claimPublication(naming, claim), () => stopped)
+      return publish(claimPublication(naming, claim), () => stopped)
     },
     stop: () => {
       stopped = true

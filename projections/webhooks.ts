@@ -27,8 +27,7 @@ import { hrNow } from "../src/tracing/spans.js"
 import { ATTR, SPANS, TRACERS } from "../src/tracing/conventions.js"
 import { DELIVERY_ID_HEADER, deliverWebhook, deliveryId, webhookBackoffSeconds, type WebhookSettings } from "../src/webhooks/deliver.js"
 import { webhookBarrierSubject, webhookJobSubject, webhooksStream, type Naming } from "../streams/definitions.js"
-import { publishDerived } from "./dispatcher.js"
-import { CountedPublisher } from "../src/eventlog/counted.js"
+import { derivedPublisher } from "./dispatcher.js"
 import type { Sink } from "./runtime.js"
 import { Duration } from "effect"
 import { backoff, tryThenRetry } from "../src/domain/retry.js"
@@ -50,15 +49,15 @@ const decoder = new TextDecoder()
 /** The outbox sink: a job per terminal event of a task with a webhook still to deliver. */
 export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming, replicas = 1): Sink => {
   let stopped = false
-  // Its only writer, like the dispatcher the claims': on one replica, jobs are counted in.
-  const counted = replicas === 1 ? new CountedPublisher(publisher, webhookBarrierSubject(naming)) : undefined
+  // The webhooks stream's only writer, as the dispatcher is the claims stream's.
+  const publish = derivedPublisher(publisher, webhookBarrierSubject(naming), replicas)
   return {
     name: "webhooks",
     apply: ({ stored, after }) => {
       if (!TERMINAL_EVENTS.has(stored.event.type) || after === null || after.webhook === undefined || after.webhookDelivered) return undefined
       const job: WebhookJob = { tenant: stored.event.tenant, taskId: stored.event.taskId, seq: stored.seq }
       const h = dedupHeaders(`hook.${job.tenant}.${job.taskId}.${job.seq}`, webhooksStream(naming))
-      return publishDerived(publisher, counted, { subject: webhookJobSubject(naming, job.tenant), data: utf8(JSON.stringify(job)), headers: h }, () => stopped)
+      return publish({ subject: webhookJobSubject(naming, job.tenant), data: utf8(JSON.stringify(job)), headers: h }, () => stopped)
     },
     stop: () => {
       stopped = true
