@@ -143,6 +143,51 @@ describe("projections over the in-memory log and buckets", () => {
     expect(docs.durableThrough(last)).toBe(last)
   })
 
+  it("reports durable only below the lowest unwritten sequence, in whatever order documents became dirty (a refold, a failed write)", async () => {
+    const log = new InMemoryEventLog(naming)
+    const repo = new TaskRepository(log, new Telemetry())
+    const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()]
+    const bucket = new InMemoryBucket()
+    let failing = false
+    const store = {
+      get: (key: string) => bucket.get(key),
+      putUnacked: (key: string, value: Uint8Array) => bucket.putUnacked(key, value),
+      barrier: async () => {
+        if (failing) throw new Error("no ack")
+      }
+    }
+    const docs = new TaskDocs(store, log, { writeAfterMs: 60_000 })
+    const seqOf = () => log.events().at(-1)?.seq ?? 0
+    await repo.apply(TENANT, a, create(a), { now: at(0) })
+    const aCreated = seqOf()
+    await repo.apply(TENANT, b, create(b), { now: at(0) })
+    await project(docs, [], log.events())
+    await docs.flush(true)
+    const written = seqOf()
+    expect(docs.durableThrough(written)).toBe(written)
+    // a's claim is never handed to the fold (as if quarantined); b's is.
+    await repo.apply(TENANT, a, claim(a, "w1"), { now: at(1) })
+    await repo.apply(TENANT, b, claim(b, "w1"), { now: at(1) })
+    await project(docs, [], log.events(seqOf()))
+    // a's completion does not follow a's state: a refolds from the log, unwritten from just past
+    // its state (its create) — below b's change, which became dirty first.
+    await repo.apply(TENANT, a, complete(a, "w1"), { now: at(2) })
+    await project(docs, [], log.events(seqOf()))
+    expect(docs.stateOf(TENANT, a)?.status).toBe("COMPLETED")
+    expect(docs.durableThrough(seqOf())).toBe(aCreated)
+    // Every write fails: all of them are unwritten again from where they were, and a later create
+    // becomes dirty after them.
+    failing = true
+    await expect(docs.flush(true)).rejects.toThrow("no ack")
+    await repo.apply(TENANT, c, create(c), { now: at(3) })
+    await project(docs, [], log.events(seqOf()))
+    expect(docs.durableThrough(seqOf())).toBe(aCreated)
+    failing = false
+    await docs.flush(true)
+    expect(docs.durableThrough(seqOf())).toBe(seqOf())
+    for (const id of [a, b, c]) expect(documentOf(bucket, id)).toEqual(fold((await log.readTask(TENANT, id)).events))
+  })
+
   it("forgets an ended task once it is written (read back from the bucket for a later event), keeps running ones", async () => {
     const log = new InMemoryEventLog(naming)
     const repo = new TaskRepository(log, new Telemetry())
