@@ -120,6 +120,7 @@ export const runBullmq = async (round: number, ctx: RunContext): Promise<BullmqR
     tenant: TENANT,
     command: COMMAND,
     payloadBytes: options.payload,
+    webhook: "",
     tasks: options.tasks,
     batch: options.batch,
     inflight: 1,

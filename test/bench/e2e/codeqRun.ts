@@ -17,6 +17,7 @@ import { driveLoad, type ExactlyOnce } from "./load.js"
 import { delta, projectionLag, scaled, serverSnapshot, trafficPerTask, waitForCatchUp, type CatchUp, type Counters, type Traffic } from "./monitor.js"
 import type { E2eOptions, VariantName } from "./options.js"
 import { ProcessGroup, RssSampler } from "./processes.js"
+import { startWebhookReceiver } from "./webhookReceiver.js"
 import { COMMAND, startCodeqStack, startPrivateNats, TENANT, type PrivateNats } from "./stack.js"
 
 /** The name `codeq serve` gives its NATS connection (src/broker.ts). */
@@ -32,6 +33,23 @@ export interface CodeqSpec {
   readonly rate: number
   readonly tracing: boolean
   readonly readLatency: boolean
+  /** Every task carries a webhook to a loopback receiver; the run waits for every delivery. */
+  readonly webhooks: boolean
+}
+
+/** The webhooks run: deliveries counted by the receiver, from the first create to the last delivery. */
+export interface WebhookOutcome {
+  readonly delivered: number
+  readonly duplicates: number
+  readonly rejected: number
+  readonly allDelivered: boolean
+  readonly lastDeliveryAt: number
+  /** Tasks per second from the first create to the last delivery. */
+  readonly tasksPerSec: number
+  /** From the workers' last completion to the last delivery. */
+  readonly delayMs: number
+  /** Server traffic from the first create to the last delivery. */
+  readonly traffic: Traffic
 }
 
 export interface CodeqRunResult {
@@ -55,6 +73,7 @@ export interface CodeqRunResult {
   readonly rss: { readonly startBytes: number; readonly peakBytes: number; readonly endBytes: number; readonly afterCatchUpBytes: number | undefined } | undefined
   readonly latency: LogLatency | undefined
   readonly spans: { readonly received: number; readonly perTask: number } | undefined
+  readonly webhooks: WebhookOutcome | undefined
   /** CPU of the nats-server, the broker, the producer and each worker, first create to last completion. */
   readonly cpu: CpuPerTask | undefined
   readonly errors: ReadonlyArray<string>
@@ -72,6 +91,7 @@ const loadConfig = (options: E2eOptions, spec: CodeqSpec, nats: PrivateNats, ext
   tenant: TENANT,
   command: COMMAND,
   payloadBytes: options.payload,
+  webhook: "",
   tasks: spec.tasks,
   batch: spec.rate > 0 ? Math.max(1, Math.min(options.batch, Math.ceil(spec.rate / 100))) : options.batch,
   inflight: options.httpInflight,
@@ -92,13 +112,14 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
   const label = `r${spec.round}-${spec.variant}`
   const group = new ProcessGroup()
   const receiver = spec.tracing ? await (await import("../../support/otlpReceiver.js")).startOtlpReceiver({ keeps: "count" }) : undefined
+  const hooks = spec.webhooks ? await startWebhookReceiver() : undefined
   let nats: PrivateNats | undefined
   let sampler: RssSampler | undefined
   const scrapes: { scrapes: number; cancelled?: boolean } = { scrapes: 0 }
   try {
     const privateNats = await startPrivateNats()
     nats = privateNats
-    const stack = await startCodeqStack(privateNats, { group, logDir: ctx.logDir, label, workers: options.workers, otlpEndpoint: receiver?.endpoint })
+    const stack = await startCodeqStack(privateNats, { group, logDir: ctx.logDir, label, workers: options.workers, otlpEndpoint: receiver?.endpoint, loopbackWebhooks: hooks !== undefined })
     sampler = new RssSampler(stack.broker.pid)
     const common = { naming: stack.naming, httpUrl: stack.httpUrl, tracing: receiver === undefined ? undefined : { endpoint: receiver.endpoint } }
     const workers = stack.workerTokens.map((token, i) =>
@@ -107,7 +128,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
         logFile: join(ctx.logDir, `${label}-worker-${i + 1}.log`)
       })
     )
-    const producer = group.fork("./producer.ts", loadConfig(options, spec, privateNats, { ...common, role: "producer", connectionName: "producer", token: stack.producerToken }), {
+    const producer = group.fork("./producer.ts", loadConfig(options, spec, privateNats, { ...common, role: "producer", connectionName: "producer", token: stack.producerToken, webhook: hooks?.url ?? "" }), {
       name: "producer",
       logFile: join(ctx.logDir, `${label}-producer.log`)
     })
@@ -142,6 +163,9 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
     const afterCatchUp = await serverSnapshot(privateNats.monitorUrl)
     const rssAfter = await sampler.sample()
     sampler.stop()
+    const tasksCreated = outcome.check.created - outcome.check.lost
+    const allDelivered = hooks === undefined ? undefined : await hooks.waitFor(tasksCreated, Date.now() + options.catchupTimeoutS * 1000)
+    const afterDeliveries = hooks === undefined ? undefined : await serverSnapshot(privateNats.monitorUrl)
 
     const admin = await connect({ servers: privateNats.url, name: "bench-admin", noAsyncTraces: true })
     let logEnd: number | undefined
@@ -163,6 +187,19 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
     const caughtUpAt = settled.caughtUpAt
     const delayMs = caughtUpAt === undefined ? undefined : Math.max(0, caughtUpAt - lastCompletionAt)
 
+    const webhooks: WebhookOutcome | undefined =
+      hooks === undefined || afterDeliveries === undefined
+        ? undefined
+        : {
+            delivered: hooks.delivered(),
+            duplicates: hooks.duplicates(),
+            rejected: hooks.rejected(),
+            allDelivered: allDelivered === true,
+            lastDeliveryAt: hooks.lastAt(),
+            tasksPerSec: (hooks.delivered() * 1000) / Math.max(1, hooks.lastAt() - firstCreateAt),
+            delayMs: Math.max(0, hooks.lastAt() - outcome.workersLastAt),
+            traffic: trafficPerTask(before, afterDeliveries, perTask, [], deduct(scrapes.scrapes))
+          }
     let spans: CodeqRunResult["spans"]
     if (receiver !== undefined) {
       // The broker flushes its spans on SIGTERM; the producer and workers did when they stopped.
@@ -177,7 +214,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
       tasks: spec.tasks,
       rate: spec.rate,
       tracing: spec.tracing,
-      clean: outcome.check.clean && !outcome.stalled,
+      clean: outcome.check.clean && !outcome.stalled && (webhooks === undefined || (webhooks.allDelivered && webhooks.duplicates === 0 && webhooks.rejected === 0)),
       check: outcome.check,
       stalled: outcome.stalled,
       firstCreateAt,
@@ -200,6 +237,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
       rss: { startBytes: rssStart, peakBytes: rssPeak, endBytes: rssEnd, afterCatchUpBytes: rssAfter },
       latency,
       spans,
+      webhooks,
       cpu: outcome.cpu,
       errors: outcome.errors
     }
@@ -208,6 +246,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
     sampler?.stop()
     await group.killAll()
     await receiver?.stop()
+    await hooks?.stop()
     await nats?.stop()
   }
 }

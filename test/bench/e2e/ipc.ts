@@ -84,6 +84,8 @@ export interface LoadConfig {
   readonly natsUrl: string
   readonly naming: Naming
   readonly tracing: TracingTarget | undefined
+  /** A webhook URL every created task carries ("" for none). */
+  readonly webhook: string
   /** HTTP variants: the broker's base URL and this process's bearer token. */
   readonly httpUrl: string
   readonly token: string

@@ -6,11 +6,11 @@
 import { parseArgs } from "node:util"
 
 /** Every variant a run can measure, in the order of the first round. */
-export const VARIANTS = ["codeq-sdk", "codeq-http", "bullmq", "raw-js", "tracing", "latency", "rss"] as const
+export const VARIANTS = ["codeq-sdk", "codeq-http", "bullmq", "raw-js", "tracing", "webhooks", "latency", "rss"] as const
 export type VariantName = (typeof VARIANTS)[number]
 
 /** Variants measured once per round, order rotated; `latency` follows them, `rss` runs once at the end. */
-export const ROTATED: ReadonlyArray<VariantName> = ["codeq-sdk", "codeq-http", "bullmq", "raw-js", "tracing"]
+export const ROTATED: ReadonlyArray<VariantName> = ["codeq-sdk", "codeq-http", "bullmq", "raw-js", "tracing", "webhooks"]
 
 export interface E2eOptions {
   readonly rounds: number

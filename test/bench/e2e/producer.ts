@@ -58,7 +58,11 @@ const createPaced = async (config: LoadConfig, startAt: number, create: CreateBa
   await Promise.all(pending)
 }
 
+/** The webhook field of every create, when the run has one. */
+const webhookOf = (config: LoadConfig) => (config.webhook === "" ? {} : { webhook: config.webhook })
+
 const sdkProducer = async (config: LoadConfig) => {
+  const webhook = webhookOf(config)
   const nc = await connect({ servers: config.natsUrl, name: config.connectionName, noAsyncTraces: true })
   const { CodeqClient } = await loadCodeq()
   const client = await CodeqClient.connect({ connection: nc, naming: config.naming })
@@ -66,7 +70,7 @@ const sdkProducer = async (config: LoadConfig) => {
   const payload = makePayload(config.payloadBytes)
   const create: CreateBatch = async (n, sink) => {
     try {
-      const results = await producer.createMany(Array.from({ length: n }, () => ({ command: config.command, payload })))
+      const results = await producer.createMany(Array.from({ length: n }, () => ({ command: config.command, payload, ...webhook })))
       for (const item of results) {
         if (item.ok) sink.ids.push(item.task.id)
         else sink.errors.add(item.error)
@@ -85,12 +89,13 @@ const sdkProducer = async (config: LoadConfig) => {
 }
 
 const httpProducer = async (config: LoadConfig) => {
+  const webhook = webhookOf(config)
   const { Pool } = await import("undici")
   const pool = new Pool(config.httpUrl, { connections: config.inflight, pipelining: 1 })
   const payload = makePayload(config.payloadBytes)
   const create: CreateBatch = async (n, sink) => {
     try {
-      const tasks = Array.from({ length: n }, () => ({ command: config.command, payload }))
+      const tasks = Array.from({ length: n }, () => ({ command: config.command, payload, ...webhook }))
       const answer = await postJson(pool, config.token, "/v1/codeq/tasks/batch", { tasks })
       const results = (answer.body as { results?: ReadonlyArray<{ task?: { id: string }; error?: string }> } | undefined)?.results ?? []
       for (const item of results) {

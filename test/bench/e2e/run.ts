@@ -31,7 +31,11 @@ const describe = (run: AnyRun): string => {
   const catchUp = run.catchUp.caughtUp ? `caught up +${int(run.catchUp.delayMs)} ms` : `NOT caught up within ${run.catchUp.timeoutS} s`
   const latency = run.latency?.createdToClaimed === undefined ? "" : `, create→claimed p50/p99 ${run.latency.createdToClaimed.p50.toFixed(1)}/${run.latency.createdToClaimed.p99.toFixed(1)} ms`
   const rss = run.variant === "rss" && run.rss !== undefined ? `, RSS ${(run.rss.startBytes / 2 ** 20).toFixed(0)}→${(run.rss.peakBytes / 2 ** 20).toFixed(0)}→${(run.rss.endBytes / 2 ** 20).toFixed(0)} MB` : ""
-  return `${rate}, ${catchUp}, ${run.traffic.atCompletion.msgsPerTask.toFixed(1)} server msgs/task${latency}${rss}`
+  const hooks =
+    run.webhooks === undefined
+      ? ""
+      : `, ${int(run.webhooks.delivered)} webhooks delivered (${int(run.webhooks.duplicates)} twice), last +${int(run.webhooks.delayMs)} ms: ${int(run.webhooks.tasksPerSec)} tasks/s, ${run.webhooks.traffic.msgsPerTask.toFixed(1)} server msgs/task`
+  return `${rate}, ${catchUp}, ${run.traffic.atCompletion.msgsPerTask.toFixed(1)} server msgs/task${latency}${rss}${hooks}`
 }
 
 /** The half-load rate of the latency run: the option, else half the median codeq-sdk rate so far. */
@@ -48,7 +52,8 @@ const codeqSpec = (variant: VariantName, round: number, options: E2eOptions, rat
   tasks: variant === "rss" ? options.rssTasks : variant === "latency" ? options.latencyTasks : options.tasks,
   rate,
   tracing: variant === "tracing",
-  readLatency: variant === "latency"
+  readLatency: variant === "latency",
+  webhooks: variant === "webhooks"
 })
 
 const runVariant = async (variant: VariantName, round: number, ctx: RunContext, rate: number): Promise<AnyRun> => {

@@ -66,6 +66,8 @@ export interface StackOptions {
   readonly workers: number
   /** OTLP gRPC receiver (`host:port`) when tracing is on. */
   readonly otlpEndpoint: string | undefined
+  /** Lets the broker deliver webhooks to loopback (the bench's receiver). */
+  readonly loopbackWebhooks?: boolean
 }
 
 const token = () => randomBytes(24).toString("hex")
@@ -115,6 +117,7 @@ export const startCodeqStack = async (nats: PrivateNats, options: StackOptions):
     CODEQ_HTTP_HOST: "127.0.0.1",
     CODEQ_HTTP_PORT: String(httpPort),
     CODEQ_HTTP_STATIC_TOKENS: JSON.stringify(staticTokens),
+    ...(options.loopbackWebhooks === true ? { CODEQ_WEBHOOK_ALLOW_PRIVATE_NETWORKS: "true" } : {}),
     ...tracing
   })
   const broker = options.group.spawnNode([CLI, "serve"], { name: "broker", logFile: join(options.logDir, `${options.label}-broker.log`), env })

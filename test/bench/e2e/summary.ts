@@ -85,6 +85,7 @@ export const tableRows = (runs: ReadonlyArray<AnyRun>, catchupTimeoutS: number):
   const traced = cleanCodeq(runs, "tracing")
   const bull = runsOf(runs, "bullmq").filter((run): run is BullmqRunResult => run.system === "bullmq" && run.clean)
   const raw = runsOf(runs, "raw-js").filter((run): run is RawRunResult => run.system === "raw-js" && run.clean)
+  const hooked = cleanCodeq(runs, "webhooks").filter((r) => r.webhooks !== undefined)
   const latency = cleanCodeq(runs, "latency")
   const rss = cleanCodeq(runs, "rss")
   const total = (variant: VariantName) => runsOf(runs, variant).length
@@ -117,6 +118,11 @@ export const tableRows = (runs: ReadonlyArray<AnyRun>, catchupTimeoutS: number):
   rows.push(cpuRow("codeq-sdk CPU µs/task, all processes", cpuOf(sdk), total("codeq-sdk")))
   rows.push(cpuRow("bullmq CPU µs/task, all processes", cpuOf(bull), total("bullmq")))
   rows.push(cpuRow("codeq-sdk tracing on, CPU µs/task", cpuOf(traced), total("tracing")))
+  const hooks = hooked.flatMap((r) => (r.webhooks === undefined ? [] : [{ round: r.round, ...r.webhooks }]))
+  rows.push(row("codeq-sdk with a webhook per task, to last delivery (tasks/s)", hooks.map((h) => h.tasksPerSec), total("webhooks"), int))
+  rows.push(ratioRow("webhooks to last delivery / codeq-sdk", hooks.map((h) => ({ round: h.round, value: h.tasksPerSec })), rates(sdk), ""))
+  rows.push(row("last webhook after the workers' last completion (ms)", hooks.map((h) => h.delayMs), total("webhooks"), int))
+  rows.push(...trafficRows("webhooks server msgs/task (in+out), to last delivery", hooks.map((h) => h.traffic), total("webhooks"), "").filter((_, i) => i !== 1))
   rows.push(...trafficRows("codeq-http server msgs/task, at last completion", http.map((r) => r.traffic.atCompletion), total("codeq-http"), "").slice(0, 1))
   rows.push(row("raw JetStream acked publishes/s (pipelined)", raw.map((r) => r.publishPerSec), total("raw-js"), int))
   rows.push(row("raw JetStream consume+ack/s (pull, batch 256)", raw.map((r) => r.consumePerSec), total("raw-js"), int))
@@ -162,5 +168,6 @@ export const failedRuns = (runs: ReadonlyArray<AnyRun>): ReadonlyArray<string> =
       if (run.system === "failed") return `${where}: failed: ${oneLine(run.error)}`
       if (run.system === "raw-js") return `${where}: ${run.raw.published}/${run.messages} acked, ${run.raw.consumed} consumed, ack floor ${run.raw.ackFloor}; ${run.errors.join(" | ")}`
       const c = run.check
-      return `${where}: created ${c.created} (failed ${c.createFailures}), completions ${c.completions}, lost ${c.lost}, duplicates ${c.duplicates}, unknown ${c.unknown}${run.stalled ? ", stalled" : ""}; ${run.errors.slice(0, 3).join(" | ")}`
+      const hooks = run.system !== "codeq" || run.webhooks === undefined ? "" : `, webhooks delivered ${run.webhooks.delivered} (twice ${run.webhooks.duplicates}, rejected ${run.webhooks.rejected})`
+      return `${where}: created ${c.created} (failed ${c.createFailures}), completions ${c.completions}, lost ${c.lost}, duplicates ${c.duplicates}, unknown ${c.unknown}${hooks}${run.stalled ? ", stalled" : ""}; ${run.errors.slice(0, 3).join(" | ")}`
     })
