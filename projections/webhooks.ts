@@ -5,8 +5,12 @@
  * has a webhook not yet delivered, put a delivery job on the webhook outbox stream (work queue,
  * message id from the event, so a replay adds nothing). Tasks without a webhook cost nothing here.
  *
- * The deliveries: every broker pulls jobs from the outbox's one durable consumer. A job reads the
- * task from the log, POSTs codeQ's result payload from a `codeq.webhook.task_result` span parented
+ * The deliveries: every broker pulls jobs from the outbox's one durable consumer. A job carries the
+ * task's state as of its terminal event (when the job stays under JOB_SNAPSHOT_MAX_BYTES), so an
+ * attempt reads only what the task's subject holds after that event — one direct get, nothing in
+ * the common case, and then the snapshot is the task as it is now, on its first attempt. Anything
+ * after it (a failed attempt, a requeue), or a job without a snapshot, reads the whole history,
+ * which gives the exact attempt number. The attempt POSTs codeQ's result payload from a `codeq.webhook.task_result` span parented
  * on the span that wrote the terminal event (its context injected, with an `X-CodeQ-Delivery-Id`
  * stable across retries), and appends the outcome, WebhookDelivered or WebhookFailed, from the same
  * span. A failed attempt naks the job with the backoff: the retry lives in the consumer, so it
@@ -14,7 +18,7 @@
  * A POST is at least once: a broker killed between the POST and the outcome's append sends it again.
  */
 import { SpanStatusCode, trace } from "@opentelemetry/api"
-import { TERMINAL, fold, type StoredEvent } from "../src/domain/events.js"
+import { TERMINAL, fold, type StoredEvent, type TaskState } from "../src/domain/events.js"
 import { dedupHeaders, type PipelinedPublisher } from "../src/eventlog/pipeline.js"
 import type { Connection } from "../src/eventlog/connection.js"
 import { ensureWorkConsumer } from "../src/eventlog/streams.js"
@@ -41,7 +45,22 @@ export interface WebhookJob {
   readonly tenant: string
   readonly taskId: string
   readonly seq: number
+  /** The task as of the terminal event at `seq`, and that event's time and trace: what a first attempt needs. */
+  readonly snapshot?: JobSnapshot
 }
+
+export interface JobSnapshot {
+  readonly state: TaskState
+  readonly at: string
+  readonly traceparent?: string
+  readonly tracestate?: string
+}
+
+/**
+ * A job with its snapshot larger than this goes without it (a task's payload and result may take up
+ * to 256 KiB each): it stays far from the server's message limit, and such a job reads the log.
+ */
+export const JOB_SNAPSHOT_MAX_BYTES = 64 * 1024
 
 const TERMINAL_EVENTS: ReadonlySet<string> = new Set(["TaskCompleted", "TaskFailed", "TaskDeadLettered"])
 const decoder = new TextDecoder()
@@ -56,8 +75,11 @@ export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming, rep
     apply: ({ stored, after }) => {
       if (!TERMINAL_EVENTS.has(stored.event.type) || after === null || after.webhook === undefined || after.webhookDelivered) return undefined
       const job: WebhookJob = { tenant: stored.event.tenant, taskId: stored.event.taskId, seq: stored.seq }
+      const snapshot: JobSnapshot = { state: after, at: stored.event.at, ...(stored.trace === undefined ? {} : { traceparent: stored.trace.traceparent, ...(stored.trace.tracestate === undefined ? {} : { tracestate: stored.trace.tracestate }) }) }
+      const carried = utf8(JSON.stringify({ ...job, snapshot }))
+      const data = carried.length <= JOB_SNAPSHOT_MAX_BYTES ? carried : utf8(JSON.stringify(job))
       const h = dedupHeaders(`hook.${job.tenant}.${job.taskId}.${job.seq}`, webhooksStream(naming))
-      return publish({ subject: webhookJobSubject(naming, job.tenant), data: utf8(JSON.stringify(job)), headers: h }, () => stopped)
+      return publish({ subject: webhookJobSubject(naming, job.tenant), data, headers: h }, () => stopped)
     },
     stop: () => {
       stopped = true
@@ -68,22 +90,56 @@ export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming, rep
 /** What one attempt did: nothing to do, delivered, failed for good, or try again after a delay. */
 type Step = "none" | "delivered" | "failed_final" | { readonly retryInSeconds: number }
 
-const attemptOnce = async (repo: TaskRepository, settings: WebhookSettings, job: WebhookJob): Promise<Step> => {
-  const { tenant, taskId } = job
-  const history = await repo.log.readTask(tenant, taskId)
+/** What an attempt starts from: the task, the version to append after, the terminal event, the attempt number. */
+interface Basis {
+  readonly state: TaskState & { readonly webhook: string }
+  readonly version: number
+  readonly at: string
+  readonly traceparent: string | undefined
+  readonly tracestate: string | undefined
+  readonly attempt: number
+}
+
+/**
+ * The basis from the job's snapshot: when it carries a sound one and the task's subject holds
+ * nothing after the terminal event (so no attempt was recorded yet and nothing changed the task).
+ */
+const basisOfJob = async (repo: TaskRepository, job: WebhookJob): Promise<Basis | undefined> => {
+  const carried = job.snapshot
+  if (carried === undefined) return undefined
+  const { state } = carried
+  if (state.version !== job.seq || state.id !== job.taskId || state.tenant !== job.tenant || state.webhookDelivered || !TERMINAL.has(state.status)) return undefined
+  const webhook = state.webhook
+  if (typeof webhook !== "string") return undefined
+  const since = await repo.log.readTask(job.tenant, job.taskId, job.seq + 1)
+  if (since.version !== 0) return undefined
+  return { state: { ...state, webhook }, version: job.seq, at: carried.at, traceparent: carried.traceparent, tracestate: carried.tracestate, attempt: 1 }
+}
+
+/** The basis read from the log: undefined when there is nothing to deliver for this job. */
+const basisOfLog = async (repo: TaskRepository, job: WebhookJob): Promise<Basis | undefined> => {
+  const history = await repo.log.readTask(job.tenant, job.taskId)
   const state = fold(history.events)
-  const snapshot = { state, version: history.version }
-  if (state === null || state.webhook === undefined || state.webhookDelivered || !TERMINAL.has(state.status)) return "none"
+  if (state === null || state.webhook === undefined || state.webhookDelivered || !TERMINAL.has(state.status)) return undefined
+  const webhook = state.webhook
   // Only the latest terminal event is delivered (a requeued dead letter ends again later).
   const lastTerminal = [...history.events].reverse().find((e) => TERMINAL_EVENTS.has(e.event.type))
-  if (lastTerminal === undefined || lastTerminal.seq !== job.seq) return "none"
+  if (lastTerminal === undefined || lastTerminal.seq !== job.seq) return undefined
   const stored: StoredEvent = lastTerminal
   const failures = history.events.filter((e) => e.seq > stored.seq && e.event.type === "WebhookFailed")
-  if (failures.some((e) => e.event.type === "WebhookFailed" && e.event.final)) return "none"
-  const attempt = failures.length + 1
+  if (failures.some((e) => e.event.type === "WebhookFailed" && e.event.final)) return undefined
+  return { state: { ...state, webhook }, version: history.version, at: stored.event.at, traceparent: stored.trace?.traceparent, tracestate: stored.trace?.tracestate, attempt: failures.length + 1 }
+}
+
+const attemptOnce = async (repo: TaskRepository, settings: WebhookSettings, job: WebhookJob): Promise<Step> => {
+  const { tenant, taskId } = job
+  const basis = (await basisOfJob(repo, job)) ?? (await basisOfLog(repo, job))
+  if (basis === undefined) return "none"
+  const { state, attempt } = basis
+  const snapshot = { state, version: basis.version }
 
   // Parented on the span that wrote the terminal event, with the baggage the create received.
-  const parent = withBaggageHeader(contextFromTraceparent(stored.trace?.traceparent, stored.trace?.tracestate), state.baggage)
+  const parent = withBaggageHeader(contextFromTraceparent(basis.traceparent, basis.tracestate), state.baggage)
   const span = repo.telemetry.startTransition(TRACERS.resultCallback, SPANS.webhook, parent, {
     [ATTR.webhookAttempt]: attempt,
     [ATTR.webhookHost]: new URL(state.webhook).hostname,
@@ -98,14 +154,14 @@ const attemptOnce = async (repo: TaskRepository, settings: WebhookSettings, job:
     result: state.result ?? null,
     error: state.error ?? null,
     artifacts: state.artifacts ?? null,
-    completedAt: stored.event.at
+    completedAt: basis.at
   })
   // The request continues the delivery span through the configured propagators (W3C and baggage,
   // B3 when OTEL_PROPAGATORS asks), with the flags and tracestate exactly as its event carries them.
   const wire = parseTraceparent(span.trace.traceparent, span.trace.tracestate)
   const requestHeaders: Record<string, string> = {
     ...traceHeadersOf(wire === undefined ? span.context : trace.setSpanContext(span.context, wire)),
-    [DELIVERY_ID_HEADER]: deliveryId(taskId, stored.seq)
+    [DELIVERY_ID_HEADER]: deliveryId(taskId, job.seq)
   }
   const outcome = await deliverWebhook(state.webhook, body, requestHeaders, settings)
   const final = !outcome.delivered && (outcome.permanent || attempt >= settings.maxAttempts)
@@ -142,10 +198,25 @@ export interface WebhookDeliveries {
   stop(): Promise<void>
 }
 
+const optionalString = (value: unknown) => value === undefined || typeof value === "string"
+
+/** The snapshot if it has the shape a first attempt relies on; a job with any other reads the log. */
+const soundSnapshot = (value: unknown): JobSnapshot | undefined => {
+  if (typeof value !== "object" || value === null) return undefined
+  const { state, at, traceparent, tracestate } = value as Partial<Record<keyof JobSnapshot, unknown>>
+  if (typeof state !== "object" || state === null || typeof at !== "string" || !optionalString(traceparent) || !optionalString(tracestate)) return undefined
+  const s = state as Partial<Record<keyof TaskState, unknown>>
+  const typed =
+    typeof s.id === "string" && typeof s.tenant === "string" && typeof s.command === "string" && typeof s.status === "string" && typeof s.version === "number" && typeof s.webhook === "string" && optionalString(s.baggage) && optionalString(s.error)
+  return typed ? (value as JobSnapshot) : undefined
+}
+
 const parseJob = (delivery: Delivery): WebhookJob | undefined => {
   try {
     const job = JSON.parse(decoder.decode(delivery.data)) as Partial<WebhookJob>
-    return typeof job.tenant === "string" && typeof job.taskId === "string" && typeof job.seq === "number" ? (job as WebhookJob) : undefined
+    if (typeof job.tenant !== "string" || typeof job.taskId !== "string" || typeof job.seq !== "number") return undefined
+    const snapshot = soundSnapshot(job.snapshot)
+    return { tenant: job.tenant, taskId: job.taskId, seq: job.seq, ...(snapshot === undefined ? {} : { snapshot }) }
   } catch {
     return undefined
   }

@@ -9,7 +9,9 @@ import { parseTraceparent } from "../src/tracing/codec.js"
 import { signature } from "../src/webhooks/deliver.js"
 import { brokerConfig, freshNaming, provision, recordSpans, useNatsServer, waitFor } from "./support/harness.js"
 import { WEBHOOK_CONSUMER } from "../projections/webhooks.js"
-import { webhooksStream } from "../streams/definitions.js"
+import { eventSubject, eventsStream, webhookJobSubject, webhooksStream } from "../streams/definitions.js"
+import { connect } from "nats"
+import { fold } from "../src/domain/events.js"
 
 const nats = useNatsServer()
 
@@ -75,6 +77,60 @@ describe("result webhooks", () => {
     expect(webhookSpans.map((s) => s.attributes["codeq.webhook.attempt"])).toEqual([1, 2, 3, 4])
     expect(webhookSpans.every((s) => s.attributes["codeq.webhook.host"] === "127.0.0.1")).toBe(true)
     expect(JSON.stringify(webhookSpans.map((s) => s.attributes))).not.toContain(hook.url)
+    await broker.stop()
+    await c.close()
+    await hook.close()
+  })
+
+  it("delivers from the job's snapshot after one read of what follows the terminal event, and from the whole history once the task moved on", async () => {
+    const naming = freshNaming()
+    const hook = await receiver(() => 200)
+    // Every direct get of the events stream, as the server receives it: the subject and where it starts.
+    const watcher = await connect({ servers: nats.url(), name: "direct-get-watcher" })
+    const reads: Array<{ subject: string; seq: number }> = []
+    const sub = watcher.subscribe(`$JS.API.DIRECT.GET.${eventsStream(naming)}`, {
+      callback: (_error, msg) => {
+        const request = JSON.parse(new TextDecoder().decode(msg.data)) as { next_by_subj?: string; seq?: number }
+        if (request.next_by_subj !== undefined) reads.push({ subject: request.next_by_subj, seq: request.seq ?? 0 })
+      }
+    })
+    await watcher.flush()
+    const broker = await startBroker(brokerConfig(nats.url(), naming))
+    const c = await CodeqClient.connect({ servers: nats.url(), naming })
+    const task = await c.producer("acme").create({ command: "render", webhook: hook.url })
+    const claimed = await c.tasks.claim("acme", ["render"], { workerId: "w", waitSeconds: 10 })
+    expect(claimed?.task.id).toBe(task.id)
+    await c.tasks.settleLease("acme", task.id, { workerId: "w" }, { type: "complete", result: { pages: 3 } })
+    // Waits without reading the log: the job is answered once its outcome is appended.
+    const jsm = await watcher.jetstreamManager()
+    const jobsAnswered = async (sent: number) => {
+      const info = await jsm.consumers.info(webhooksStream(naming), WEBHOOK_CONSUMER)
+      return info.delivered.stream_seq >= sent && info.num_pending === 0 && info.num_ack_pending === 0
+    }
+    await waitFor(() => jobsAnswered(1), { what: "the delivery" })
+    const delivering = [...reads]
+    const history = await c.log.readTask("acme", task.id)
+    expect(history.events.map((e) => e.event.type)).toEqual(["TaskCreated", "TaskClaimed", "TaskCompleted", "WebhookDelivered"])
+    const completed = history.events.find((e) => e.event.type === "TaskCompleted")
+    if (completed === undefined) throw new Error("no TaskCompleted")
+    const subject = eventSubject(naming, "acme", task.id)
+    // The delivery read only past the TaskCompleted (and found nothing there); nobody read from the start.
+    expect(delivering.filter((r) => r.subject === subject)).toEqual([{ subject, seq: completed.seq + 1 }])
+    expect(hook.requests).toHaveLength(1)
+    expect(JSON.parse(hook.requests[0]?.body ?? "{}")).toMatchObject({ taskId: task.id, status: "COMPLETED", result: { pages: 3 } })
+
+    // The same job again (as a replay past the dedup window would make it), its snapshot now stale:
+    // the task's subject holds the WebhookDelivered after it, so the whole history is read and
+    // nothing is sent twice.
+    const snapshot = { state: fold(history.events.filter((e) => e.seq <= completed.seq)), at: completed.event.at }
+    reads.length = 0
+    watcher.publish(webhookJobSubject(naming, "acme"), new TextEncoder().encode(JSON.stringify({ tenant: "acme", taskId: task.id, seq: completed.seq, snapshot })))
+    await waitFor(() => jobsAnswered(2), { what: "the job answered" })
+    const after = history.events.filter((e) => e.seq > completed.seq)
+    expect(reads.filter((r) => r.subject === subject).map((r) => r.seq)).toEqual([completed.seq + 1, ...after.map((e) => e.seq + 1), 0, ...history.events.map((e) => e.seq + 1)])
+    expect(hook.requests).toHaveLength(1)
+    sub.unsubscribe()
+    await watcher.close()
     await broker.stop()
     await c.close()
     await hook.close()
