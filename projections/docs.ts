@@ -9,8 +9,9 @@
  * (a gap: an event quarantined, a bucket behind) makes the task refold from the log. An event at or
  * below the state's version (a replay after a restart) changes nothing.
  *
- * Writes are coalesced: a task's document is written when it ends, or once it has been unwritten
- * for a while, so a task that runs quickly costs one write for its whole life. The projection is
+ * Writes are coalesced: a task's document is written when it is over (ended, and its webhook, if
+ * any, answered), or once it has been unwritten for a while, so a task that runs quickly costs one
+ * write for its whole life. The projection is
  * the bucket's one writer (the projections lease), so a flush sends plain puts and one
  * acknowledged barrier after them (eventlog/kv.ts): one message per document. A create that may
  * have been folded before (at or below the replay horizon: the log's end when this fold started)
@@ -96,7 +97,11 @@ export class TaskDocs {
   private lastDirtyFrom = 0
   /** Dirty documents that would break the order of `dirty` (a refold, a failed write): few, walked whole. */
   private readonly late = new Map<string, Doc>()
-  /** Dirty documents of ended tasks: written at the next flush, whatever their age. */
+  /**
+   * Dirty documents of tasks that are over: written at the next flush, whatever their age. An ended
+   * task whose webhook is still to be answered waits like a running one, so the answer (most often
+   * within milliseconds) is written with the end in one document.
+   */
   private readonly due = new Map<string, Doc>()
   /** Written documents (neither dirty nor being written), least recently used first: what may be forgotten. */
   private readonly clean = new Map<string, Doc>()
@@ -185,14 +190,14 @@ export class TaskDocs {
     if (after !== before) {
       doc.state = after
       this.markDirty(doc, stored.seq)
-      if (after !== null && TERMINAL.has(after.status)) this.due.set(key, doc)
+      if (isOver(after)) this.due.set(key, doc)
     }
     return { stored, before, after, replayed: false }
   }
 
   /**
-   * Writes dirty documents: ended tasks and those unwritten for `writeAfterMs`, or all of them
-   * when `all`. What is written is forgotten at the next `prepare` (see the top).
+   * Writes dirty documents: tasks that are over and those unwritten for `writeAfterMs`, or all of
+   * them when `all`. What is written is forgotten at the next `prepare` (see the top).
    */
   async flush(all: boolean): Promise<void> {
     if (!this.write) {
@@ -232,7 +237,7 @@ export class TaskDocs {
       if (!room() || !(all || old(doc))) break
       send(doc)
     }
-    for (const doc of this.late.values()) if (room() && (all || old(doc) || (doc.state !== null && TERMINAL.has(doc.state.status)))) send(doc)
+    for (const doc of this.late.values()) if (room() && (all || old(doc) || isOver(doc.state))) send(doc)
     if (sent.length === 0) return
     try {
       await this.kv.barrier()
