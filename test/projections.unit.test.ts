@@ -44,6 +44,20 @@ const documentOf = (bucket: InMemoryBucket, taskId: string): TaskState | undefin
   return value === undefined ? undefined : (JSON.parse(decoder.decode(value)) as TaskState)
 }
 
+/** A bucket whose barrier fails while `fail(true)` holds: its puts are not known to be stored. */
+const failingBarrier = () => {
+  const bucket = new InMemoryBucket()
+  let failing = false
+  const store = {
+    get: (key: string) => bucket.get(key),
+    putUnacked: (key: string, value: Uint8Array) => bucket.putUnacked(key, value),
+    barrier: async () => {
+      if (failing) throw new Error("no ack")
+    }
+  }
+  return { bucket, store, fail: (on: boolean) => (failing = on) }
+}
+
 describe("projections over the in-memory log and buckets", () => {
   it("folds every task to the state its history folds to, writes it, and indexes dead letters until requeued", async () => {
     const log = new InMemoryEventLog(naming)
@@ -114,16 +128,8 @@ describe("projections over the in-memory log and buckets", () => {
     await repo.apply(TENANT, ended, claim(ended, "w1"), { now: at(1) })
     await repo.apply(TENANT, ended, complete(ended, "w1"), { now: at(2) })
     const last = log.events().at(-1)?.seq ?? 0
-    // A bucket whose barrier fails while `failing`: its puts are not known to be stored.
-    const bucket = new InMemoryBucket()
-    let failing = true
-    const store = {
-      get: (key: string) => bucket.get(key),
-      putUnacked: (key: string, value: Uint8Array) => bucket.putUnacked(key, value),
-      barrier: async () => {
-        if (failing) throw new Error("no ack")
-      }
-    }
+    const { bucket, store, fail } = failingBarrier()
+    fail(true)
     const docs = new TaskDocs(store, log, { writeAfterMs: 60_000 })
     await project(docs, [], log.events())
     // Nothing written yet: durable only before the running task's create.
@@ -131,7 +137,7 @@ describe("projections over the in-memory log and buckets", () => {
     await expect(docs.flush(false)).rejects.toThrow("no ack")
     expect(docs.written).toBe(0)
     expect(docs.durableThrough(last)).toBe(0)
-    failing = false
+    fail(false)
     // Not all: only the ended task is due; the running one waits for writeAfterMs.
     await docs.flush(false)
     expect(docs.written).toBe(1)
@@ -147,15 +153,7 @@ describe("projections over the in-memory log and buckets", () => {
     const log = new InMemoryEventLog(naming)
     const repo = new TaskRepository(log, new Telemetry())
     const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()]
-    const bucket = new InMemoryBucket()
-    let failing = false
-    const store = {
-      get: (key: string) => bucket.get(key),
-      putUnacked: (key: string, value: Uint8Array) => bucket.putUnacked(key, value),
-      barrier: async () => {
-        if (failing) throw new Error("no ack")
-      }
-    }
+    const { bucket, store, fail } = failingBarrier()
     const docs = new TaskDocs(store, log, { writeAfterMs: 60_000 })
     const seqOf = () => log.events().at(-1)?.seq ?? 0
     await repo.apply(TENANT, a, create(a), { now: at(0) })
@@ -177,12 +175,12 @@ describe("projections over the in-memory log and buckets", () => {
     expect(docs.durableThrough(seqOf())).toBe(aCreated)
     // Every write fails: all of them are unwritten again from where they were, and a later create
     // becomes dirty after them.
-    failing = true
+    fail(true)
     await expect(docs.flush(true)).rejects.toThrow("no ack")
     await repo.apply(TENANT, c, create(c), { now: at(3) })
     await project(docs, [], log.events(seqOf()))
     expect(docs.durableThrough(seqOf())).toBe(aCreated)
-    failing = false
+    fail(false)
     await docs.flush(true)
     expect(docs.durableThrough(seqOf())).toBe(seqOf())
     for (const id of [a, b, c]) expect(documentOf(bucket, id)).toEqual(fold((await log.readTask(TENANT, id)).events))
