@@ -10,11 +10,12 @@
  * attempt reads only what the task's subject holds after that event — one direct get, nothing in
  * the common case, and then the snapshot is the task as it is now, on its first attempt. Anything
  * after it (a failed attempt, a requeue), or a job without a snapshot, reads the whole history,
- * which gives the exact attempt number. The attempt POSTs codeQ's result payload from a `codeq.webhook.task_result` span parented
- * on the span that wrote the terminal event (its context injected, with an `X-CodeQ-Delivery-Id`
- * stable across retries), and appends the outcome, WebhookDelivered or WebhookFailed, from the same
- * span. A failed attempt naks the job with the backoff: the retry lives in the consumer, so it
- * survives a broker restart. The attempt number comes from the log, so it is exact across restarts.
+ * which gives the exact attempt number. The attempt POSTs codeQ's result payload from a
+ * `codeq.webhook.task_result` span parented on the span that wrote the terminal event (its context
+ * injected, with an `X-CodeQ-Delivery-Id` stable across retries), and appends the outcome,
+ * WebhookDelivered or WebhookFailed, from the same span. A failed attempt naks the job with the
+ * backoff: the retry lives in the consumer, so it survives a broker restart. The attempt number
+ * comes from the log, so it is exact across restarts.
  * A POST is at least once: a broker killed between the POST and the outcome's append sends it again.
  */
 import { SpanStatusCode, trace } from "@opentelemetry/api"
