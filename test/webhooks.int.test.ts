@@ -108,6 +108,8 @@ describe("result webhooks", () => {
       return info.delivered.stream_seq >= sent && info.num_pending === 0 && info.num_ack_pending === 0
     }
     await waitFor(() => jobsAnswered(1), { what: "the delivery" })
+    // A round trip on the watcher's connection: every request the server took before is in `reads`.
+    await watcher.flush()
     const delivering = [...reads]
     const history = await c.log.readTask("acme", task.id)
     expect(history.events.map((e) => e.event.type)).toEqual(["TaskCreated", "TaskClaimed", "TaskCompleted", "WebhookDelivered"])
@@ -123,9 +125,11 @@ describe("result webhooks", () => {
     // the task's subject holds the WebhookDelivered after it, so the whole history is read and
     // nothing is sent twice.
     const snapshot = { state: fold(history.events.filter((e) => e.seq <= completed.seq)), at: completed.event.at }
+    await watcher.flush()
     reads.length = 0
     watcher.publish(webhookJobSubject(naming, "acme"), new TextEncoder().encode(JSON.stringify({ tenant: "acme", taskId: task.id, seq: completed.seq, snapshot })))
     await waitFor(() => jobsAnswered(2), { what: "the job answered" })
+    await watcher.flush()
     const after = history.events.filter((e) => e.seq > completed.seq)
     expect(reads.filter((r) => r.subject === subject).map((r) => r.seq)).toEqual([completed.seq + 1, ...after.map((e) => e.seq + 1), 0, ...history.events.map((e) => e.seq + 1)])
     expect(hook.requests).toHaveLength(1)
