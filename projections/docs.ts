@@ -175,6 +175,7 @@ export class TaskDocs {
       const doc = this.docs.get(key) ?? this.added(key)
       if (state !== null && state.version > (doc.state?.version ?? 0)) this.markDirty(doc, (doc.state?.version ?? 0) + 1)
       doc.state = state ?? doc.state
+      if (doc.dirtyFrom !== 0 && isOver(doc.state)) this.due.set(key, doc)
     }))
   }
 
