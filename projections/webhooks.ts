@@ -53,8 +53,8 @@ export interface WebhookJob {
 export interface JobSnapshot {
   readonly state: TaskState
   readonly at: string
-  readonly traceparent?: string
-  readonly tracestate?: string
+  readonly traceparent?: string | undefined
+  readonly tracestate?: string | undefined
 }
 
 /**
@@ -76,7 +76,8 @@ export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming, rep
     apply: ({ stored, after }) => {
       if (!TERMINAL_EVENTS.has(stored.event.type) || after === null || after.webhook === undefined || after.webhookDelivered) return undefined
       const job: WebhookJob = { tenant: stored.event.tenant, taskId: stored.event.taskId, seq: stored.seq }
-      const snapshot: JobSnapshot = { state: after, at: stored.event.at, ...(stored.trace === undefined ? {} : { traceparent: stored.trace.traceparent, ...(stored.trace.tracestate === undefined ? {} : { tracestate: stored.trace.tracestate }) }) }
+      // JSON leaves out the trace fields an event without trace context does not have.
+      const snapshot: JobSnapshot = { state: after, at: stored.event.at, traceparent: stored.trace?.traceparent, tracestate: stored.trace?.tracestate }
       const carried = utf8(JSON.stringify({ ...job, snapshot }))
       const data = carried.length <= JOB_SNAPSHOT_MAX_BYTES ? carried : utf8(JSON.stringify(job))
       const h = dedupHeaders(`hook.${job.tenant}.${job.taskId}.${job.seq}`, webhooksStream(naming))
