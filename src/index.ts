@@ -1,6 +1,6 @@
 /** codeq's public surface. Everything a user imports is listed here by name. */
 export { CodeqClient, type CodeqClientOptions } from "./sdk/client.js"
-export { Producer, type CreateOptions } from "./sdk/producer.js"
+export { Producer, type CreateOptions, type CreateManyOptions } from "./sdk/producer.js"
 export {
   Worker,
   complete,

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { CodeqClient } from "../src/sdk/client.js"
 import { ValidationError } from "../src/tasks/errors.js"
 import type { CreateTaskInput } from "../src/tasks/create.js"
-import { eventCount, freshNaming, provision, useNatsServer } from "./support/harness.js"
+import { eventCount, freshNaming, provision, useNatsServer, waitFor } from "./support/harness.js"
+import { eventsStream, eventSubjects } from "../streams/definitions.js"
 
 const nats = useNatsServer()
 
@@ -82,5 +83,71 @@ describe("creating tasks", () => {
     expect(results.map((r) => r.ok)).toEqual([true, false, true])
     const failed = results[1]
     if (failed !== undefined && !failed.ok) expect(failed.error).toMatchObject({ field: "command", rule: "pattern" })
+  })
+
+  /**
+   * Creates in flight as the server sees them: a watcher on another connection gets a copy of
+   * every create as the server reads it, and of every ack the stream sends back (to the
+   * producer's inbox), in that order for each create.
+   */
+  const watchInFlight = async (tenant: string) => {
+    const watcher = await nats.connect()
+    let published = 0
+    let acked = 0
+    let most = 0
+    const stream = eventsStream(naming)
+    watcher.subscribe(eventSubjects(naming, tenant), {
+      callback: () => {
+        published++
+        most = Math.max(most, published - acked)
+      }
+    })
+    watcher.subscribe("_INBOX.>", {
+      callback: (_error, msg) => {
+        if (msg.data.length === 0) return
+        try {
+          const ack = JSON.parse(new TextDecoder().decode(msg.data)) as { stream?: string; seq?: number }
+          if (ack.stream === stream && typeof ack.seq === "number") acked++
+        } catch {
+          // a direct get's answer: not an ack
+        }
+      }
+    })
+    await watcher.flush()
+    return { mostInFlight: () => most, acks: () => acked, published: () => published, flush: () => watcher.flush() }
+  }
+
+  it.each([
+    [undefined, 64],
+    [5, 5],
+    [1, 1]
+  ])("keeps at most maxInFlight=%s creates of a batch in flight (%i) and creates every one", async (maxInFlight, expected) => {
+    const tenant = `window-${expected}`
+    const watch = await watchInFlight(tenant)
+    const inputs = Array.from({ length: 200 }, (_, i) => ({ command: "resize", payload: { i } }))
+    const results = await client.producer(tenant).createMany(inputs, maxInFlight === undefined ? {} : { maxInFlight })
+    expect(results.every((r) => r.ok)).toBe(true)
+    expect(new Set(results.map((r) => (r.ok ? r.task.id : ""))).size).toBe(200)
+    await waitFor(
+      async () => {
+        await watch.flush()
+        return watch.acks() === 200
+      },
+      { timeoutMs: 5_000, what: "the watcher to see every ack" }
+    )
+    expect(watch.published()).toBe(200)
+    // Never past the limit; pipelined (more than one at a time) whenever the limit allows it.
+    expect(watch.mostInFlight()).toBeLessThanOrEqual(expected)
+    expect(watch.mostInFlight()).toBeGreaterThanOrEqual(Math.min(2, expected))
+  })
+
+  it.each([0, 4097, 1.5, Number.NaN])("refuses maxInFlight=%s naming the field, and creates nothing", async (maxInFlight) => {
+    const before = await eventCount(client.nc, naming)
+    await expect(client.producer("acme").createMany([{ command: "resize" }], { maxInFlight })).rejects.toMatchObject({
+      _tag: "ValidationError",
+      field: "maxInFlight",
+      rule: "range"
+    })
+    expect(await eventCount(client.nc, naming)).toBe(before)
   })
 })

@@ -125,21 +125,49 @@ export const createTask = async (
   return toView(state)
 }
 
-/** Creates many tasks at once (pipelined); one result per input, in order. */
-export const createTasks = (
+/**
+ * Creates of one `createTasks` call in flight at once, by default. Each create waiting for its ack
+ * holds its event, its message and its promises: with a whole batch of 1,000 in flight, the young
+ * generation's collections copied and promoted all of them, and a producer spent a third of its
+ * time collecting. 64 keep the appends pipelined (a new create starts as each is answered) and
+ * cut its collecting to a third.
+ */
+export const DEFAULT_CREATE_IN_FLIGHT = 64
+/** The most a caller may ask for: the publisher's own in-flight limit. */
+export const MAX_CREATE_IN_FLIGHT = 4096
+
+/**
+ * Creates many tasks, at most `maxInFlight` at once, a new one starting as each is answered; one
+ * result per input, in order. A broken rule is that input's result; any other failure rejects the
+ * call, and the inputs not yet started are not created.
+ */
+export const createTasks = async (
   repo: TaskRepository,
   limits: TaskLimits,
   tenant: string,
   inputs: ReadonlyArray<CreateTaskInput>,
-  parent?: Context
-): Promise<ReadonlyArray<CreateItemResult>> =>
-  Promise.all(
-    inputs.map(async (input): Promise<CreateItemResult> => {
+  parent?: Context,
+  maxInFlight: number = DEFAULT_CREATE_IN_FLIGHT
+): Promise<ReadonlyArray<CreateItemResult>> => {
+  const issue = checkIntRange(maxInFlight, "maxInFlight", 1, MAX_CREATE_IN_FLIGHT)
+  if (issue !== undefined) throw new ValidationError(issue)
+  const results = new Array<CreateItemResult>(inputs.length)
+  let next = 0
+  let failed = false
+  const lane = async (): Promise<void> => {
+    while (next < inputs.length && !failed) {
+      const index = next++
       try {
-        return { ok: true, task: await createTask(repo, limits, tenant, input, parent) }
+        results[index] = { ok: true, task: await createTask(repo, limits, tenant, inputs[index] as CreateTaskInput, parent) }
       } catch (error) {
-        if (error instanceof ValidationError) return { ok: false, error }
-        throw error
+        if (!(error instanceof ValidationError)) {
+          failed = true
+          throw error
+        }
+        results[index] = { ok: false, error }
       }
-    })
-  )
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(maxInFlight, inputs.length) }, lane))
+  return results
+}
