@@ -131,7 +131,11 @@ export const driveLoad = async (producer: Proc, workers: ReadonlyArray<Proc>, op
   producer.send({ type: "stop" })
   for (const worker of workers) worker.send({ type: "stop" })
   const results = await Promise.all(workers.map((worker) => worker.waitFor("result", RESULT_TIMEOUT_MS)))
-  await Promise.race([produced, new Promise((resolve) => setTimeout(resolve, RESULT_TIMEOUT_MS))])
+  // The timer is cleared once the producer answers: left running, it kept the bench process alive
+  // for two minutes after its table.
+  let resultTimer: NodeJS.Timeout | undefined
+  await Promise.race([produced, new Promise((resolve) => (resultTimer = setTimeout(resolve, RESULT_TIMEOUT_MS)))])
+  clearTimeout(resultTimer)
   for (const off of offs) off()
   const workerResults = results.map((message) => message.result).filter((result): result is WorkerResult => result.kind === "worker")
   const errors = [
