@@ -104,3 +104,88 @@ describe("one producer, four workers, 1,000 tasks over three commands", () => {
     expect(submits.size).toBe(1000)
   })
 })
+
+describe("a worker's concurrency", () => {
+  const naming = freshNaming()
+  const clients: Array<CodeqClient> = []
+  let broker: RunningBroker
+
+  beforeAll(async () => {
+    broker = await startBroker(brokerConfig(nats.url(), naming))
+  })
+  afterAll(async () => {
+    await Promise.all(clients.map((client) => client.close()))
+    await broker.stop()
+  })
+
+  const connect = async () => {
+    const client = await CodeqClient.connect({ servers: nats.url(), naming })
+    clients.push(client)
+    return client
+  }
+
+  it("never runs more handlers at once than its concurrency, and fills every slot", async () => {
+    const client = await connect()
+    let running = 0
+    let most = 0
+    let done = 0
+    // Handlers wait here; the test lets them all go each time the slots are full.
+    let release: () => void = () => undefined
+    let gate = new Promise<void>((resolve) => (release = resolve))
+    const worker = client.worker("acme", { workerId: "slots" })
+    const run = worker.run(
+      ["slots"],
+      async () => {
+        running++
+        most = Math.max(most, running)
+        await gate
+        running--
+        done++
+      },
+      { concurrency: 3 }
+    )
+    const results = await client.producer("acme").createMany(Array.from({ length: 12 }, (_, i) => ({ command: "slots", payload: { i } })))
+    expect(results.every((r) => r.ok)).toBe(true)
+    for (let round = 0; round < 4; round++) {
+      await waitFor(() => running === 3, { timeoutMs: 10_000, what: `three handlers running (round ${round + 1})` })
+      const open = release
+      gate = new Promise<void>((resolve) => (release = resolve))
+      open()
+      await waitFor(() => done === 3 * (round + 1), { timeoutMs: 10_000, what: `round ${round + 1} done` })
+    }
+    expect(most).toBe(3)
+    await worker.stop()
+    await run
+  })
+
+  it("keeps taking tasks in the free slot while one handler runs long", async () => {
+    const client = await connect()
+    let longStarted = false
+    let releaseLong: () => void = () => undefined
+    const long = new Promise<void>((resolve) => (releaseLong = resolve))
+    const short: Array<number> = []
+    const worker = client.worker("acme", { workerId: "one-long" })
+    const run = worker.run(
+      ["long", "short"],
+      async (task) => {
+        if (task.command !== "long") short.push((task.payload as { i: number }).i)
+        else {
+          longStarted = true
+          await long
+        }
+      },
+      { concurrency: 2 }
+    )
+    const producer = client.producer("acme")
+    await producer.create({ command: "long" })
+    await waitFor(() => longStarted, { timeoutMs: 10_000, what: "the long handler to start" })
+    // Every short task goes through the one free slot while the long handler holds the other.
+    const results = await producer.createMany(Array.from({ length: 30 }, (_, i) => ({ command: "short", payload: { i } })))
+    expect(results.every((r) => r.ok)).toBe(true)
+    await waitFor(() => short.length === 30, { timeoutMs: 20_000, what: "30 short tasks beside the long one" })
+    expect(longStarted).toBe(true)
+    releaseLong()
+    await worker.stop()
+    await run
+  })
+})
