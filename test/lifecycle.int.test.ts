@@ -1,32 +1,37 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startBroker, type RunningBroker } from "../src/broker.js"
-import { CodeqClient } from "../src/sdk/client.js"
+import { CodeqClient, type CodeqClientOptions } from "../src/sdk/client.js"
 import { isValidTraceparent, parseTraceparent } from "../src/tracing/codec.js"
 import { SPANS, TRACERS } from "../src/tracing/conventions.js"
 import { brokerConfig, freshNaming, recordSpans, useNatsServer, waitFor } from "./support/harness.js"
 
 const nats = useNatsServer()
 
-describe("one producer, four workers, 1,000 tasks over three commands", () => {
+/** A broker on a namespace of the describe block's own, and a way to connect clients closed after it. */
+const useBroker = () => {
   const naming = freshNaming()
-  const recorder = recordSpans()
   const clients: Array<CodeqClient> = []
-  let broker: RunningBroker
-
+  let broker: RunningBroker | undefined
   beforeAll(async () => {
     broker = await startBroker(brokerConfig(nats.url(), naming))
   })
   afterAll(async () => {
     await Promise.all(clients.map((client) => client.close()))
-    await broker.stop()
+    await broker?.stop()
   })
+  return async (options: Partial<CodeqClientOptions> = {}) => {
+    const client = await CodeqClient.connect({ servers: nats.url(), naming, ...options })
+    clients.push(client)
+    return client
+  }
+}
+
+describe("one producer, four workers, 1,000 tasks over three commands", () => {
+  const recorder = recordSpans()
+  const connect = useBroker()
 
   it("completes every task exactly once, each log Created → Claimed → Completed, traced on one trace per task", async () => {
-    const client = async () => {
-      const c = await CodeqClient.connect({ servers: nats.url(), naming, tracerProvider: recorder.provider })
-      clients.push(c)
-      return c
-    }
+    const client = () => connect({ tracerProvider: recorder.provider })
     const producerClient = await client()
     const handled = new Map<string, number>()
     const workers = await Promise.all(
@@ -106,23 +111,7 @@ describe("one producer, four workers, 1,000 tasks over three commands", () => {
 })
 
 describe("a worker's concurrency", () => {
-  const naming = freshNaming()
-  const clients: Array<CodeqClient> = []
-  let broker: RunningBroker
-
-  beforeAll(async () => {
-    broker = await startBroker(brokerConfig(nats.url(), naming))
-  })
-  afterAll(async () => {
-    await Promise.all(clients.map((client) => client.close()))
-    await broker.stop()
-  })
-
-  const connect = async () => {
-    const client = await CodeqClient.connect({ servers: nats.url(), naming })
-    clients.push(client)
-    return client
-  }
+  const connect = useBroker()
 
   it("never runs more handlers at once than its concurrency, and fills every slot", async () => {
     const client = await connect()
