@@ -4,6 +4,7 @@ import { CodeqClient, type CodeqClientOptions } from "../src/sdk/client.js"
 import { isValidTraceparent, parseTraceparent } from "../src/tracing/codec.js"
 import { SPANS, TRACERS } from "../src/tracing/conventions.js"
 import { brokerConfig, freshNaming, recordSpans, useNatsServer, waitFor } from "./support/harness.js"
+import { claimsStream } from "../streams/definitions.js"
 
 const nats = useNatsServer()
 
@@ -19,16 +20,17 @@ const useBroker = () => {
     await Promise.all(clients.map((client) => client.close()))
     await broker?.stop()
   })
-  return async (options: Partial<CodeqClientOptions> = {}) => {
+  const connect = async (options: Partial<CodeqClientOptions> = {}) => {
     const client = await CodeqClient.connect({ servers: nats.url(), naming, ...options })
     clients.push(client)
     return client
   }
+  return { naming, connect }
 }
 
 describe("one producer, four workers, 1,000 tasks over three commands", () => {
   const recorder = recordSpans()
-  const connect = useBroker()
+  const { connect } = useBroker()
 
   it("completes every task exactly once, each log Created → Claimed → Completed, traced on one trace per task", async () => {
     const client = () => connect({ tracerProvider: recorder.provider })
@@ -111,7 +113,7 @@ describe("one producer, four workers, 1,000 tasks over three commands", () => {
 })
 
 describe("a worker's concurrency", () => {
-  const connect = useBroker()
+  const { naming, connect } = useBroker()
 
   it("never runs more handlers at once than its concurrency, and fills every slot", async () => {
     const client = await connect()
@@ -174,6 +176,59 @@ describe("a worker's concurrency", () => {
     await waitFor(() => short.length === 30, { timeoutMs: 20_000, what: "30 short tasks beside the long one" })
     expect(longStarted).toBe(true)
     releaseLong()
+    await worker.stop()
+    await run
+  })
+
+  it("leaves a claim that comes beyond its concurrency in the buffer until its slot is free", async () => {
+    const client = await connect()
+    const jsm = await client.nc.jetstreamManager()
+    let releaseFirst: () => void = () => undefined
+    const first = new Promise<void>((resolve) => (releaseFirst = resolve))
+    let firstStarted = false
+    const handled: Array<string> = []
+    const worker = client.worker("acme", { workerId: "one-slot" })
+    const run = worker.run(
+      ["first", "second"],
+      async (task) => {
+        if (task.command === "first") {
+          firstStarted = true
+          await first
+        }
+        handled.push(task.command)
+      },
+      { concurrency: 1 }
+    )
+    // An idle worker keeps a one-message long-poll open on each lane, outside its capacity.
+    const longPolls = async () => {
+      let waiting = 0
+      for await (const info of jsm.consumers.list(claimsStream(naming))) if (/^claim-acme-(first|second)-0$/.test(info.name)) waiting += info.num_waiting
+      return waiting === 2
+    }
+    await waitFor(longPolls, { timeoutMs: 10_000, what: "the worker's long-polls" })
+    const producer = client.producer("acme")
+    const a = await producer.create({ command: "first" })
+    await waitFor(() => firstStarted, { timeoutMs: 10_000, what: "the first handler to start" })
+    // The second command's lanes keep a one-message long-poll open outside the capacity: its claim
+    // reaches the worker while the only slot is taken (the consumer counts it delivered, not yet
+    // acked), and a round trip on the worker's connection means the worker has read it.
+    const b = await producer.create({ command: "second" })
+    const deliveredToWorker = async () => {
+      let pending = 0
+      for await (const info of jsm.consumers.list(claimsStream(naming))) if (info.name.startsWith("claim-acme-second-")) pending += info.num_ack_pending
+      // Handled already means it was not held back: the assertions below say so.
+      return pending === 1 || handled.includes("second")
+    }
+    await waitFor(deliveredToWorker, { timeoutMs: 10_000, what: "the second claim to reach the worker" })
+    await client.nc.flush()
+    await client.nc.flush()
+    releaseFirst()
+    await waitFor(() => handled.length === 2, { timeoutMs: 10_000, what: "both handlers" })
+    // Claimed only once the first task had ended: its TaskClaimed follows the first TaskCompleted in the stream.
+    const completedFirst = (await client.log.readTask("acme", a.id)).events.find((e) => e.event.type === "TaskCompleted")
+    const claimedSecond = (await client.log.readTask("acme", b.id)).events.find((e) => e.event.type === "TaskClaimed")
+    expect(handled).toEqual(["first", "second"])
+    expect(claimedSecond?.seq).toBeGreaterThan(completedFirst?.seq ?? Number.POSITIVE_INFINITY)
     await worker.stop()
     await run
   })

@@ -133,19 +133,12 @@ export class Worker {
 
   private async loop(commands: ReadonlyArray<string>, handler: Handler, concurrency: number): Promise<void> {
     const feed = new ClaimFeed(this.nc, this.repo.log.naming, this.tenant, commands, { capacity: concurrency, ackWaitMs: this.ackWaitMs })
+    // The feed hands out at most `concurrency` claims not yet done: `take` waits for a free slot.
     const inflight = new Set<Promise<void>>()
-    // Woken as a handler's job ends, when every slot was taken. Promise.race over the jobs would
-    // add a reaction to each of them for every task taken: `concurrency` allocations a task,
-    // held until each job ends.
-    let slotFreed: (() => void) | undefined
     const stopFeed = () => feed.stop()
     this.abort.signal.addEventListener("abort", stopFeed, { once: true })
     try {
       while (!this.abort.signal.aborted) {
-        if (inflight.size >= concurrency) {
-          await new Promise<void>((resolve) => (slotFreed = resolve))
-          continue
-        }
         const signal = this.abort.signal
         const retry = (attempt: Attempted<ClaimDelivery | undefined>) => {
           if (attempt.ok || signal.aborted) return false
@@ -157,9 +150,6 @@ export class Worker {
         const job: Promise<void> = this.process(delivery, handler).finally(() => {
           inflight.delete(job)
           feed.done()
-          const wake = slotFreed
-          slotFreed = undefined
-          wake?.()
         })
         inflight.add(job)
       }

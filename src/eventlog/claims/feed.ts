@@ -100,8 +100,10 @@ export class ClaimFeed {
   }
 
   /**
-   * The next claim to run, highest lane first; waits for one. Resolves undefined once stopped.
-   * The caller runs it and calls `done()` when its slot is free again.
+   * The next claim to run, highest lane first; waits for one, and for a free slot (at most
+   * `capacity` taken and not yet `done`: a cold lane's long-poll may bring a claim beyond the
+   * capacity, which waits in the buffer). Resolves undefined once stopped. The caller runs it and
+   * calls `done()` when its slot is free again.
    */
   async take(): Promise<ClaimDelivery | undefined> {
     this.started ??= this.ensureConsumers().catch((error: unknown) => {
@@ -111,7 +113,7 @@ export class ClaimFeed {
     await this.started
     for (;;) {
       if (this.stopped) return undefined
-      const next = this.shift()
+      const next = this.running < this.options.capacity ? this.shift() : undefined
       if (next !== undefined) {
         this.running++
         this.pump()
@@ -125,6 +127,7 @@ export class ClaimFeed {
   /** A delivery taken with `take` has been settled: its slot is free. */
   done(): void {
     this.running--
+    this.wake()
     this.pump()
   }
 
