@@ -11,11 +11,11 @@
  *
  * Writes are coalesced: a task's document is written when it is over (ended, and its webhook, if
  * any, answered), or once it has been unwritten for a while, so a task that runs quickly costs one
- * write for its whole life. The projection is
- * the bucket's one writer (the projections lease), so a flush sends plain puts and one
- * acknowledged barrier after them (eventlog/kv.ts): one message per document. A create that may
- * have been folded before (at or below the replay horizon: the log's end when this fold started)
- * is looked up in the bucket first, so a replay never writes a task back to its first state.
+ * write for its whole life. The projection is the bucket's one writer (the projections lease), so
+ * a flush sends plain puts and one acknowledged barrier after them (eventlog/kv.ts): one message
+ * per document. A create that may have been folded before (at or below the replay horizon: the
+ * log's end when this fold started) is looked up in the bucket first, so a replay never writes a
+ * task back to its first state.
  *
  * Memory: the document of a task that is over — ended, and its webhook (if any) delivered — is
  * forgotten once the bucket has it (a rare later event, a purge, reads it back from there), so

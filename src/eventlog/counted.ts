@@ -4,9 +4,9 @@
  *
  * The publishes of an event-loop turn leave together at the end of the turn (outbox.ts), and they
  * end with a barrier: a publish to the stream that says `Nats-Expected-Last-Sequence` of a
- * sequence no stream reaches, so the server refuses it, stores nothing, and answers with the stream's last sequence.
- * A stream on one server handles a connection's publishes in order, so that answer comes after every
- * publish of the burst was stored or refused. When the last sequence moved by exactly the number of
+ * sequence no stream reaches, so the server refuses it, stores nothing, and answers with the
+ * stream's last sequence. A stream on one server handles a connection's publishes in order, so
+ * that answer comes after every publish of the burst was stored or refused. When the last sequence moved by exactly the number of
  * publishes since the barrier before, every one of them was stored; anything else — a publish
  * refused, a duplicate dropped by the stream's dedup window, another writer, a barrier without an
  * answer — leaves the group unconfirmed, and the caller publishes it again with acks. Its messages
