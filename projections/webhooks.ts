@@ -243,6 +243,10 @@ export const runWebhookDeliveries = async (
   const inflight = new Set<Promise<void>>()
   const busy = new Set<string>()
   let stopping = false
+  // Woken as an attempt ends, when every slot was taken. WHY not Promise.race over the attempts in
+  // flight: each race adds a reaction to every one of them, kept until it settles, so one attempt
+  // waiting out a slow receiver's timeout beside fast ones held a reaction per job taken meanwhile.
+  let slotFreed: (() => void) | undefined
   const handle = async (delivery: Delivery): Promise<void> => {
     const job = parseJob(delivery)
     if (job === undefined) return session.answer(delivery, "term")
@@ -278,7 +282,7 @@ export const runWebhookDeliveries = async (
   const loop = (async () => {
     while (!stopping) {
       if (inflight.size >= concurrency) {
-        await Promise.race(inflight)
+        await new Promise<void>((resolve) => (slotFreed = resolve))
         continue
       }
       const got = await tryThenRetry(
@@ -291,7 +295,12 @@ export const runWebhookDeliveries = async (
         OUTBOX_READ_RETRY
       ).catch((): Array<Delivery> => [])
       for (const delivery of got) {
-        const job: Promise<void> = handle(delivery).finally(() => inflight.delete(job))
+        const job: Promise<void> = handle(delivery).finally(() => {
+          inflight.delete(job)
+          const wake = slotFreed
+          slotFreed = undefined
+          wake?.()
+        })
         inflight.add(job)
       }
     }

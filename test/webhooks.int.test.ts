@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { spawn, type ChildProcess } from "node:child_process"
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http"
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { startBroker } from "../src/broker.js"
 import { CodeqClient } from "../src/sdk/client.js"
@@ -223,6 +223,63 @@ describe("result webhooks", () => {
       await hook.close()
     }
   }, 180_000)
+  it("holds at most 64 deliveries open at once, and takes the next job as soon as one of 64 held requests is answered", async () => {
+    const naming = freshNaming()
+    // A receiver that holds every request until 64 are open at once, then answers one at a time,
+    // each answer waiting for the request that takes its place: the broker must notice a slot freed
+    // while every other one is still taken.
+    const held: Array<ServerResponse> = []
+    let open = 0
+    let mostOpen = 0
+    let answered = 0
+    let filled = false
+    const answerOne = () => {
+      const res = held.shift()
+      if (res === undefined) return
+      open--
+      answered++
+      res.writeHead(200).end()
+    }
+    const server: Server = createServer((req, res) => {
+      req.resume()
+      req.on("end", () => {
+        open++
+        mostOpen = Math.max(mostOpen, open)
+        held.push(res)
+        if (open === 64) filled = true
+        // Once filled, answer the oldest each time a new request arrives (the slot came back), and
+        // everything once no more can come.
+        if (filled) answerOne()
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`
+    const broker = await startBroker(brokerConfig(nats.url(), naming))
+    const c = await CodeqClient.connect({ servers: nats.url(), naming })
+    try {
+      const created = await c.producer("acme").createMany(Array.from({ length: 80 }, () => ({ command: "render", webhook: url })))
+      const ids = created.map((r) => (r.ok ? r.task.id : ""))
+      const worker = c.worker("acme", { workerId: "finisher" })
+      const running = worker.run(["render"], () => "ok", { concurrency: 16 })
+      await waitFor(() => filled || undefined, { timeoutMs: 30_000, what: "64 deliveries open at once" })
+      // 16 more jobs are left; each one reaches the receiver only if the broker took it after an
+      // answer freed a slot. Then the 64 still held are answered.
+      await waitFor(() => answered >= 16 || undefined, { timeoutMs: 30_000, what: "the jobs beyond the first 64, each in a freed slot" })
+      while (held.length > 0) answerOne()
+      await waitFor(async () => {
+        const histories = await Promise.all(ids.map((id) => c.log.readTask("acme", id)))
+        return histories.every((h) => h.events.some((e) => e.event.type === "WebhookDelivered")) || undefined
+      }, { timeoutMs: 30_000, what: "every webhook delivered" })
+      expect(mostOpen).toBe(64)
+      await worker.stop()
+      await running
+    } finally {
+      for (const res of held.splice(0)) res.writeHead(200).end()
+      await broker.stop()
+      await c.close()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  })
   it("makes its outbox consumer again when it is deleted under a running broker, and delivers the webhooks", async () => {
     const naming = freshNaming()
     const hook = await receiver(() => 200)
