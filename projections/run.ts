@@ -75,9 +75,17 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
     runtime = current
     log.info({ holder: setup.holder, from }, "projections: this broker leads; folding the log")
     const running = current.run()
-    while (!stopping) {
-      const ended = await Promise.race([running.then(() => true), pause(renewEveryMs).then(() => false)])
-      if (ended) break
+    // WHY a flag and not Promise.race with the run on every renewal: each race adds a reaction to
+    // the run, kept until it ends — one every few seconds for as long as this broker leads.
+    let ended = false
+    const end = () => {
+      ended = true
+      wake?.()
+    }
+    void running.then(end, end)
+    while (!stopping && !ended) {
+      await pause(renewEveryMs)
+      if (ended || stopping) break
       if (!(await leadership.renew().catch(() => false))) {
         log.warn({ holder: setup.holder }, "projections: the lease was lost; standing by")
         current.abandon()

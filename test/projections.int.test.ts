@@ -9,7 +9,7 @@ import { readAllTaskStates, readTaskState } from "../src/eventlog/taskStates.js"
 import { TaskDocs } from "../projections/docs.js"
 import { fold } from "../src/domain/events.js"
 import { PipelinedKv } from "../src/eventlog/kv.js"
-import { taskStateBucket } from "../streams/definitions.js"
+import { projectionsBucket, taskStateBucket } from "../streams/definitions.js"
 import type { RunningBroker } from "../src/broker.js"
 import { brokerConfig, freshNaming, projectionsCaughtUp, provision, useNatsServer, waitFor } from "./support/harness.js"
 
@@ -81,6 +81,33 @@ describe("projections", () => {
     await client.close()
   })
 
+  it("stands by when its projections lease is taken from it, leads again once that lease runs out, and dispatches what was created meanwhile", async () => {
+    const naming = freshNaming()
+    // Renewed every 300 ms: the lease taken below is noticed at the next renewal.
+    const broker = await startBroker(brokerConfig(nats.url(), naming), { leaseTtlMs: 900 })
+    const client = await CodeqClient.connect({ servers: nats.url(), naming })
+    try {
+      const leases = await client.nc.jetstream().views.kv(projectionsBucket(naming))
+      const holderNow = async () => {
+        const entry = await leases.get("leader")
+        return entry === null || entry.value.length === 0 ? undefined : (JSON.parse(new TextDecoder().decode(entry.value)) as { holder: string; until: number })
+      }
+      await waitFor(() => broker.projections.leading || undefined, { what: "the broker to lead" })
+      const own = (await holderNow())?.holder
+      expect(own).toBeDefined()
+      // Another holder, without a presence subject to ask: it counts as live until its time runs out.
+      await leases.put("leader", new TextEncoder().encode(JSON.stringify({ holder: "intruder", until: Date.now() + 3_000 })))
+      await waitFor(() => !broker.projections.leading || undefined, { what: "the broker to notice at its next renewal and stand by" })
+      const task = await client.producer("acme").create({ command: "later" })
+      expect((await holderNow())?.holder).toBe("intruder")
+      await waitFor(async () => ((await holderNow())?.holder === own && broker.projections.leading) || undefined, { timeoutMs: 10_000, what: "the broker to lead again" })
+      const claimed = await client.tasks.claim("acme", ["later"], { workerId: "w", waitSeconds: 10 })
+      expect(claimed?.task.id).toBe(task.id)
+    } finally {
+      await broker.stop()
+      await client.close()
+    }
+  })
   it("quarantines a hand-published garbage event, reporting its sequence, and every projection keeps going", async () => {
     const naming = freshNaming()
     const nc = await nats.connect()
