@@ -34,6 +34,13 @@ const BENCHMARKS: ReadonlyMap<string, Benchmark> = new Map([
     }
   ],
   [
+    "server-ops",
+    {
+      summary: "the nats-server's CPU per operation of each kind a task causes (appends, claim messages, deliveries, documents)",
+      run: async (argv: ReadonlyArray<string>) => (await import("./serverOps.js")).runServerOps(argv)
+    }
+  ],
+  [
     "tracing",
     {
       summary: "tasks/s end to end with tracing disabled against tracing on with the collector down",
