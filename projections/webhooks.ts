@@ -224,6 +224,9 @@ const parseJob = (delivery: Delivery): WebhookJob | undefined => {
   }
 }
 
+/** Deliveries a broker makes at once by default. */
+export const WEBHOOK_CONCURRENCY = 64
+
 /** Delivers the outbox's jobs, up to `concurrency` at once, until stopped. */
 export const runWebhookDeliveries = async (
   nc: Connection,
@@ -237,7 +240,7 @@ export const runWebhookDeliveries = async (
   // An attempt takes at most the connect and response timeouts, plus the log reads and append.
   const ensureConsumer = () => ensureWorkConsumer(nc, stream, WEBHOOK_CONSUMER, { ackWaitMs: settings.connectTimeoutMs + settings.responseTimeoutMs + 5_000, maxAckPending: 10_000 })
   await ensureConsumer()
-  const concurrency = options.concurrency ?? 64
+  const concurrency = options.concurrency ?? WEBHOOK_CONCURRENCY
   const open = () => new PullSession(nc, stream, WEBHOOK_CONSUMER, { batch: concurrency, expiresMs: 1_000 })
   let session = open()
   const inflight = new Set<Promise<void>>()

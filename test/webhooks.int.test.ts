@@ -8,7 +8,7 @@ import { freePort } from "../src/testing/natsServer.js"
 import { parseTraceparent } from "../src/tracing/codec.js"
 import { signature } from "../src/webhooks/deliver.js"
 import { brokerConfig, freshNaming, provision, recordSpans, useNatsServer, waitFor } from "./support/harness.js"
-import { WEBHOOK_CONSUMER } from "../projections/webhooks.js"
+import { WEBHOOK_CONCURRENCY, WEBHOOK_CONSUMER } from "../projections/webhooks.js"
 import { eventSubject, eventsStream, webhookJobSubject, webhooksStream } from "../streams/definitions.js"
 import { connect } from "nats"
 import { fold } from "../src/domain/events.js"
@@ -223,11 +223,11 @@ describe("result webhooks", () => {
       await hook.close()
     }
   }, 180_000)
-  it("holds at most 64 deliveries open at once, and takes the next job as soon as one of 64 held requests is answered", async () => {
+  it("holds at most its concurrency of deliveries open at once, and takes the next job as soon as one of them is answered", async () => {
     const naming = freshNaming()
-    // A receiver that holds every request until 64 are open at once, then answers one at a time,
-    // each answer waiting for the request that takes its place: the broker must notice a slot freed
-    // while every other one is still taken.
+    // A receiver that holds every request until the broker's concurrency (64) are open at once,
+    // then answers one at a time, each answer waiting for the request that takes its place: the
+    // broker must notice a slot freed while every other one is still taken.
     const held: Array<ServerResponse> = []
     let open = 0
     let mostOpen = 0
@@ -246,7 +246,7 @@ describe("result webhooks", () => {
         open++
         mostOpen = Math.max(mostOpen, open)
         held.push(res)
-        if (open === 64) filled = true
+        if (open === WEBHOOK_CONCURRENCY) filled = true
         // Once filled, answer the oldest each time a new request arrives (the slot came back), and
         // everything once no more can come.
         if (filled) answerOne()
@@ -254,23 +254,24 @@ describe("result webhooks", () => {
     })
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`
-    const broker = await startBroker(brokerConfig(nats.url(), naming))
+    // Held requests must not time out (that frees their slot while the receiver still holds them).
+    const broker = await startBroker(brokerConfig(nats.url(), naming, { responseTimeoutMs: 120_000 }))
     const c = await CodeqClient.connect({ servers: nats.url(), naming })
     try {
-      const created = await c.producer("acme").createMany(Array.from({ length: 80 }, () => ({ command: "render", webhook: url })))
+      const created = await c.producer("acme").createMany(Array.from({ length: WEBHOOK_CONCURRENCY + 16 }, () => ({ command: "render", webhook: url })))
       const ids = created.map((r) => (r.ok ? r.task.id : ""))
       const worker = c.worker("acme", { workerId: "finisher" })
       const running = worker.run(["render"], () => "ok", { concurrency: 16 })
-      await waitFor(() => filled || undefined, { timeoutMs: 30_000, what: "64 deliveries open at once" })
+      await waitFor(() => filled || undefined, { timeoutMs: 30_000, what: "every slot's delivery open at once" })
       // 16 more jobs are left; each one reaches the receiver only if the broker took it after an
-      // answer freed a slot. Then the 64 still held are answered.
-      await waitFor(() => answered >= 16 || undefined, { timeoutMs: 30_000, what: "the jobs beyond the first 64, each in a freed slot" })
+      // answer freed a slot. Then the ones still held are answered.
+      await waitFor(() => answered >= 16 || undefined, { timeoutMs: 30_000, what: "the jobs beyond the first slots full, each in a freed slot" })
       while (held.length > 0) answerOne()
       await waitFor(async () => {
         const histories = await Promise.all(ids.map((id) => c.log.readTask("acme", id)))
         return histories.every((h) => h.events.some((e) => e.event.type === "WebhookDelivered")) || undefined
       }, { timeoutMs: 30_000, what: "every webhook delivered" })
-      expect(mostOpen).toBe(64)
+      expect(mostOpen).toBe(WEBHOOK_CONCURRENCY)
       await worker.stop()
       await running
     } finally {
