@@ -6,16 +6,16 @@
  * message id from the event, so a replay adds nothing). Tasks without a webhook cost nothing here.
  *
  * The deliveries: every broker pulls jobs from the outbox's one durable consumer. A job carries the
- * task's state as of its terminal event (when the job stays under JOB_SNAPSHOT_MAX_BYTES), so an
- * attempt reads only what the task's subject holds after that event — one direct get, nothing in
- * the common case, and then the snapshot is the task as it is now, on its first attempt. Anything
- * after it (a failed attempt, a requeue), or a job without a snapshot, reads the whole history,
- * which gives the exact attempt number. The attempt POSTs codeQ's result payload from a
- * `codeq.webhook.task_result` span parented on the span that wrote the terminal event (its context
- * injected, with an `X-CodeQ-Delivery-Id` stable across retries), and appends the outcome,
- * WebhookDelivered or WebhookFailed, from the same span. A failed attempt naks the job with the
- * backoff: the retry lives in the consumer, so it survives a broker restart. The attempt number
- * comes from the log, so it is exact across restarts.
+ * task's state as of its terminal event, without its payload (when the job stays under
+ * JOB_SNAPSHOT_MAX_BYTES), so an attempt reads only what the task's subject holds after that event
+ * — one direct get, nothing in the common case, and then the snapshot is the task as it is now, on
+ * its first attempt. Anything after it (a failed attempt, a requeue), or a job without a snapshot,
+ * reads the whole history, which gives the exact attempt number. The attempt POSTs codeQ's result
+ * payload from a `codeq.webhook.task_result` span parented on the span that wrote the terminal
+ * event (its context injected, with an `X-CodeQ-Delivery-Id` stable across retries), and appends
+ * the outcome, WebhookDelivered or WebhookFailed, from the same span. A failed attempt naks the
+ * job with the backoff: the retry lives in the consumer, so it survives a broker restart. The
+ * attempt number comes from the log, so it is exact across restarts.
  * A POST is at least once: a broker killed between the POST and the outcome's append sends it again.
  */
 import { SpanStatusCode, trace } from "@opentelemetry/api"
@@ -51,6 +51,7 @@ export interface WebhookJob {
 }
 
 export interface JobSnapshot {
+  /** Without the payload (undefined): a delivery reports the outcome, and nothing of it reads the input. */
   readonly state: TaskState
   readonly at: string
   readonly traceparent?: string | undefined
@@ -58,8 +59,8 @@ export interface JobSnapshot {
 }
 
 /**
- * A job with its snapshot larger than this goes without it (a task's payload and result may take up
- * to 256 KiB each): it stays far from the server's message limit, and such a job reads the log.
+ * A job with its snapshot larger than this goes without it (a task's result may take up to
+ * 256 KiB): it stays far from the server's message limit, and such a job reads the log.
  */
 export const JOB_SNAPSHOT_MAX_BYTES = 64 * 1024
 
@@ -77,7 +78,11 @@ export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming, rep
       if (!TERMINAL_EVENTS.has(stored.event.type) || after === null || after.webhook === undefined || after.webhookDelivered) return undefined
       const job: WebhookJob = { tenant: stored.event.tenant, taskId: stored.event.taskId, seq: stored.seq }
       // JSON leaves out the trace fields an event without trace context does not have.
-      const snapshot: JobSnapshot = { state: after, at: stored.event.at, traceparent: stored.trace?.traceparent, tracestate: stored.trace?.tracestate }
+      // WHY without the payload: the POST, the outcome's decision and its span read none of it, and
+      // a payload of up to 256 KiB made the job too big to carry a snapshot at all — its delivery
+      // then read the task's whole history, the payload with it — after serializing it for nothing.
+      const state: TaskState = { ...after, payload: undefined }
+      const snapshot: JobSnapshot = { state, at: stored.event.at, traceparent: stored.trace?.traceparent, tracestate: stored.trace?.tracestate }
       const carried = utf8(JSON.stringify({ ...job, snapshot }))
       const data = carried.length <= JOB_SNAPSHOT_MAX_BYTES ? carried : utf8(JSON.stringify(job))
       const h = dedupHeaders(`hook.${job.tenant}.${job.taskId}.${job.seq}`, webhooksStream(naming))

@@ -140,6 +140,59 @@ describe("result webhooks", () => {
     await hook.close()
   })
 
+  it("carries the task without its payload in the job, so a task with a 200 KiB payload is delivered after one read past its end", async () => {
+    const naming = freshNaming()
+    const hook = await receiver(() => 200)
+    const watcher = await connect({ servers: nats.url(), name: "job-and-read-watcher" })
+    const reads: Array<{ subject: string; seq: number }> = []
+    const reading = watcher.subscribe(`$JS.API.DIRECT.GET.${eventsStream(naming)}`, {
+      callback: (_error, msg) => {
+        const request = JSON.parse(new TextDecoder().decode(msg.data)) as { next_by_subj?: string; seq?: number }
+        if (request.next_by_subj !== undefined) reads.push({ subject: request.next_by_subj, seq: request.seq ?? 0 })
+      }
+    })
+    // The job as the outbox publishes it.
+    const jobs: Array<Uint8Array> = []
+    const publishing = watcher.subscribe(webhookJobSubject(naming, "acme"), { callback: (_error, msg) => void jobs.push(msg.data) })
+    await watcher.flush()
+    const broker = await startBroker(brokerConfig(nats.url(), naming))
+    const c = await CodeqClient.connect({ servers: nats.url(), naming })
+    try {
+      const task = await c.producer("acme").create({ command: "render", webhook: hook.url, payload: { blob: "x".repeat(200 * 1024) } })
+      const claimed = await c.tasks.claim("acme", ["render"], { workerId: "w", waitSeconds: 10 })
+      expect(claimed?.task.id).toBe(task.id)
+      await c.tasks.settleLease("acme", task.id, { workerId: "w" }, { type: "complete", result: { pages: 3 } })
+      // Waits without reading the log: the job is answered once its outcome is appended.
+      const jsm = await watcher.jetstreamManager()
+      await waitFor(async () => {
+        const info = await jsm.consumers.info(webhooksStream(naming), WEBHOOK_CONSUMER)
+        return (info.delivered.stream_seq >= 1 && info.num_pending === 0 && info.num_ack_pending === 0) || undefined
+      }, { what: "the delivery" })
+      // A round trip on the watcher's connection: every read the server took before is in `reads`.
+      await watcher.flush()
+      const delivering = [...reads]
+      const history = await c.log.readTask("acme", task.id)
+      expect(history.events.map((e) => e.event.type)).toEqual(["TaskCreated", "TaskClaimed", "TaskCompleted", "WebhookDelivered"])
+      const completed = history.events.find((e) => e.event.type === "TaskCompleted")
+      if (completed === undefined) throw new Error("no TaskCompleted")
+      const subject = eventSubject(naming, "acme", task.id)
+      // The delivery read only past the TaskCompleted; nobody read the task, payload and all, from the start.
+      expect(delivering.filter((r) => r.subject === subject)).toEqual([{ subject, seq: completed.seq + 1 }])
+      expect(jobs).toHaveLength(1)
+      const job = JSON.parse(new TextDecoder().decode(jobs[0])) as { snapshot?: { state: Record<string, unknown> } }
+      expect(jobs[0]?.length).toBeLessThan(4 * 1024)
+      expect(job.snapshot?.state).toMatchObject({ id: task.id, status: "COMPLETED", result: { pages: 3 } })
+      expect(job.snapshot?.state).not.toHaveProperty("payload")
+      expect(JSON.parse(hook.requests[0]?.body ?? "{}")).toMatchObject({ taskId: task.id, status: "COMPLETED", result: { pages: 3 } })
+    } finally {
+      reading.unsubscribe()
+      publishing.unsubscribe()
+      await watcher.close()
+      await broker.stop()
+      await c.close()
+      await hook.close()
+    }
+  })
   it("refuses a loopback destination unless private networks are allowed, recording a final failure", async () => {
     const naming = freshNaming()
     const hook = await receiver(() => 200)
