@@ -9,8 +9,8 @@ import { parseTraceparent } from "../src/tracing/codec.js"
 import { signature } from "../src/webhooks/deliver.js"
 import { brokerConfig, freshNaming, provision, recordSpans, useNatsServer, waitFor } from "./support/harness.js"
 import { WEBHOOK_CONCURRENCY, WEBHOOK_CONSUMER } from "../projections/webhooks.js"
-import { eventSubject, eventsStream, webhookJobSubject, webhooksStream } from "../streams/definitions.js"
-import { connect } from "nats"
+import { eventSubject, eventsStream, webhookJobSubject, webhooksStream, type Naming } from "../streams/definitions.js"
+import { connect, type JetStreamManager } from "nats"
 import { fold } from "../src/domain/events.js"
 
 const nats = useNatsServer()
@@ -30,6 +30,52 @@ const receiver = async (status: (body: { taskId: string }) => number) => {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
   const { port } = server.address() as AddressInfo
   return { url: `http://127.0.0.1:${port}/hook`, requests, close: () => new Promise<void>((resolve) => server.close(() => resolve())) }
+}
+
+/**
+ * Every direct get of the events stream, as the server receives it (the subject and where it
+ * starts), on a connection of the test's own: a round trip on it (`flush`) means every read the
+ * server took before is in `reads`.
+ */
+const watchDirectGets = async (naming: Naming) => {
+  const watcher = await connect({ servers: nats.url(), name: "direct-get-watcher" })
+  const reads: Array<{ subject: string; seq: number }> = []
+  watcher.subscribe(`$JS.API.DIRECT.GET.${eventsStream(naming)}`, {
+    callback: (_error, msg) => {
+      const request = JSON.parse(new TextDecoder().decode(msg.data)) as { next_by_subj?: string; seq?: number }
+      if (request.next_by_subj !== undefined) reads.push({ subject: request.next_by_subj, seq: request.seq ?? 0 })
+    }
+  })
+  await watcher.flush()
+  return { watcher, reads }
+}
+
+/** Whether the outbox's consumer has handed out `sent` jobs and every one was answered: waiting on it reads no log. */
+const jobsAnswered = async (jsm: JetStreamManager, naming: Naming, sent: number): Promise<boolean> => {
+  const info = await jsm.consumers.info(webhooksStream(naming), WEBHOOK_CONSUMER)
+  return info.delivered.stream_seq >= sent && info.num_pending === 0 && info.num_ack_pending === 0
+}
+
+/**
+ * Creates a task with a webhook, completes it, and waits until its job is answered (reading no
+ * log). Returns its history, its TaskCompleted, and the direct gets the delivery made of its
+ * subject before this function read the history itself.
+ */
+const completeAndDeliver = async (c: CodeqClient, naming: Naming, watched: Awaited<ReturnType<typeof watchDirectGets>>, webhook: string, payload?: unknown) => {
+  const task = await c.producer("acme").create({ command: "render", webhook, ...(payload === undefined ? {} : { payload }) })
+  const claimed = await c.tasks.claim("acme", ["render"], { workerId: "w", waitSeconds: 10 })
+  expect(claimed?.task.id).toBe(task.id)
+  await c.tasks.settleLease("acme", task.id, { workerId: "w" }, { type: "complete", result: { pages: 3 } })
+  const jsm = await watched.watcher.jetstreamManager()
+  await waitFor(() => jobsAnswered(jsm, naming, 1), { what: "the delivery" })
+  await watched.watcher.flush()
+  const subject = eventSubject(naming, "acme", task.id)
+  const delivering = watched.reads.filter((r) => r.subject === subject)
+  const history = await c.log.readTask("acme", task.id)
+  expect(history.events.map((e) => e.event.type)).toEqual(["TaskCreated", "TaskClaimed", "TaskCompleted", "WebhookDelivered"])
+  const completed = history.events.find((e) => e.event.type === "TaskCompleted")
+  if (completed === undefined) throw new Error("no TaskCompleted")
+  return { task, history, completed, subject, delivering, jsm }
 }
 
 describe("result webhooks", () => {
@@ -85,39 +131,13 @@ describe("result webhooks", () => {
   it("delivers from the job's snapshot after one read of what follows the terminal event, and from the whole history once the task moved on", async () => {
     const naming = freshNaming()
     const hook = await receiver(() => 200)
-    // Every direct get of the events stream, as the server receives it: the subject and where it starts.
-    const watcher = await connect({ servers: nats.url(), name: "direct-get-watcher" })
-    const reads: Array<{ subject: string; seq: number }> = []
-    const sub = watcher.subscribe(`$JS.API.DIRECT.GET.${eventsStream(naming)}`, {
-      callback: (_error, msg) => {
-        const request = JSON.parse(new TextDecoder().decode(msg.data)) as { next_by_subj?: string; seq?: number }
-        if (request.next_by_subj !== undefined) reads.push({ subject: request.next_by_subj, seq: request.seq ?? 0 })
-      }
-    })
-    await watcher.flush()
+    const watched = await watchDirectGets(naming)
+    const { watcher, reads } = watched
     const broker = await startBroker(brokerConfig(nats.url(), naming))
     const c = await CodeqClient.connect({ servers: nats.url(), naming })
-    const task = await c.producer("acme").create({ command: "render", webhook: hook.url })
-    const claimed = await c.tasks.claim("acme", ["render"], { workerId: "w", waitSeconds: 10 })
-    expect(claimed?.task.id).toBe(task.id)
-    await c.tasks.settleLease("acme", task.id, { workerId: "w" }, { type: "complete", result: { pages: 3 } })
-    // Waits without reading the log: the job is answered once its outcome is appended.
-    const jsm = await watcher.jetstreamManager()
-    const jobsAnswered = async (sent: number) => {
-      const info = await jsm.consumers.info(webhooksStream(naming), WEBHOOK_CONSUMER)
-      return info.delivered.stream_seq >= sent && info.num_pending === 0 && info.num_ack_pending === 0
-    }
-    await waitFor(() => jobsAnswered(1), { what: "the delivery" })
-    // A round trip on the watcher's connection: every request the server took before is in `reads`.
-    await watcher.flush()
-    const delivering = [...reads]
-    const history = await c.log.readTask("acme", task.id)
-    expect(history.events.map((e) => e.event.type)).toEqual(["TaskCreated", "TaskClaimed", "TaskCompleted", "WebhookDelivered"])
-    const completed = history.events.find((e) => e.event.type === "TaskCompleted")
-    if (completed === undefined) throw new Error("no TaskCompleted")
-    const subject = eventSubject(naming, "acme", task.id)
+    const { task, history, completed, subject, delivering, jsm } = await completeAndDeliver(c, naming, watched, hook.url)
     // The delivery read only past the TaskCompleted (and found nothing there); nobody read from the start.
-    expect(delivering.filter((r) => r.subject === subject)).toEqual([{ subject, seq: completed.seq + 1 }])
+    expect(delivering).toEqual([{ subject, seq: completed.seq + 1 }])
     expect(hook.requests).toHaveLength(1)
     expect(JSON.parse(hook.requests[0]?.body ?? "{}")).toMatchObject({ taskId: task.id, status: "COMPLETED", result: { pages: 3 } })
 
@@ -128,12 +148,11 @@ describe("result webhooks", () => {
     await watcher.flush()
     reads.length = 0
     watcher.publish(webhookJobSubject(naming, "acme"), new TextEncoder().encode(JSON.stringify({ tenant: "acme", taskId: task.id, seq: completed.seq, snapshot })))
-    await waitFor(() => jobsAnswered(2), { what: "the job answered" })
+    await waitFor(() => jobsAnswered(jsm, naming, 2), { what: "the job answered" })
     await watcher.flush()
     const after = history.events.filter((e) => e.seq > completed.seq)
     expect(reads.filter((r) => r.subject === subject).map((r) => r.seq)).toEqual([completed.seq + 1, ...after.map((e) => e.seq + 1), 0, ...history.events.map((e) => e.seq + 1)])
     expect(hook.requests).toHaveLength(1)
-    sub.unsubscribe()
     await watcher.close()
     await broker.stop()
     await c.close()
@@ -143,41 +162,18 @@ describe("result webhooks", () => {
   it("carries the task without its payload in the job, so a task with a 200 KiB payload is delivered after one read past its end", async () => {
     const naming = freshNaming()
     const hook = await receiver(() => 200)
-    const watcher = await connect({ servers: nats.url(), name: "job-and-read-watcher" })
-    const reads: Array<{ subject: string; seq: number }> = []
-    const reading = watcher.subscribe(`$JS.API.DIRECT.GET.${eventsStream(naming)}`, {
-      callback: (_error, msg) => {
-        const request = JSON.parse(new TextDecoder().decode(msg.data)) as { next_by_subj?: string; seq?: number }
-        if (request.next_by_subj !== undefined) reads.push({ subject: request.next_by_subj, seq: request.seq ?? 0 })
-      }
-    })
+    const watched = await watchDirectGets(naming)
+    const { watcher } = watched
     // The job as the outbox publishes it.
     const jobs: Array<Uint8Array> = []
-    const publishing = watcher.subscribe(webhookJobSubject(naming, "acme"), { callback: (_error, msg) => void jobs.push(msg.data) })
+    watcher.subscribe(webhookJobSubject(naming, "acme"), { callback: (_error, msg) => void jobs.push(msg.data) })
     await watcher.flush()
     const broker = await startBroker(brokerConfig(nats.url(), naming))
     const c = await CodeqClient.connect({ servers: nats.url(), naming })
     try {
-      const task = await c.producer("acme").create({ command: "render", webhook: hook.url, payload: { blob: "x".repeat(200 * 1024) } })
-      const claimed = await c.tasks.claim("acme", ["render"], { workerId: "w", waitSeconds: 10 })
-      expect(claimed?.task.id).toBe(task.id)
-      await c.tasks.settleLease("acme", task.id, { workerId: "w" }, { type: "complete", result: { pages: 3 } })
-      // Waits without reading the log: the job is answered once its outcome is appended.
-      const jsm = await watcher.jetstreamManager()
-      await waitFor(async () => {
-        const info = await jsm.consumers.info(webhooksStream(naming), WEBHOOK_CONSUMER)
-        return (info.delivered.stream_seq >= 1 && info.num_pending === 0 && info.num_ack_pending === 0) || undefined
-      }, { what: "the delivery" })
-      // A round trip on the watcher's connection: every read the server took before is in `reads`.
-      await watcher.flush()
-      const delivering = [...reads]
-      const history = await c.log.readTask("acme", task.id)
-      expect(history.events.map((e) => e.event.type)).toEqual(["TaskCreated", "TaskClaimed", "TaskCompleted", "WebhookDelivered"])
-      const completed = history.events.find((e) => e.event.type === "TaskCompleted")
-      if (completed === undefined) throw new Error("no TaskCompleted")
-      const subject = eventSubject(naming, "acme", task.id)
+      const { task, completed, subject, delivering } = await completeAndDeliver(c, naming, watched, hook.url, { blob: "x".repeat(200 * 1024) })
       // The delivery read only past the TaskCompleted; nobody read the task, payload and all, from the start.
-      expect(delivering.filter((r) => r.subject === subject)).toEqual([{ subject, seq: completed.seq + 1 }])
+      expect(delivering).toEqual([{ subject, seq: completed.seq + 1 }])
       expect(jobs).toHaveLength(1)
       const job = JSON.parse(new TextDecoder().decode(jobs[0])) as { snapshot?: { state: Record<string, unknown> } }
       expect(jobs[0]?.length).toBeLessThan(4 * 1024)
@@ -185,8 +181,6 @@ describe("result webhooks", () => {
       expect(job.snapshot?.state).not.toHaveProperty("payload")
       expect(JSON.parse(hook.requests[0]?.body ?? "{}")).toMatchObject({ taskId: task.id, status: "COMPLETED", result: { pages: 3 } })
     } finally {
-      reading.unsubscribe()
-      publishing.unsubscribe()
       await watcher.close()
       await broker.stop()
       await c.close()
