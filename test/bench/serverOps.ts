@@ -9,32 +9,23 @@
  * server's CPU comes from /proc/<pid>/stat (user + system, in clock ticks of 10 ms, so 20,000
  * operations resolve 0.5 µs each). Linux only.
  */
-import { readFileSync } from "node:fs"
+import { parseArgs } from "node:util"
 import { AckPolicy, DeliverPolicy, connect, headers, type JetStreamClient, type NatsConnection } from "nats"
 import { startNatsServer } from "../../src/testing/natsServer.js"
 import { provisionStreams } from "../../src/eventlog/provision.js"
 import { claimSubject, claimsStream, eventSubject, eventsStream, streamDefinitions, taskStateBucket, type Naming } from "../../streams/definitions.js"
+import { processCpuSeconds } from "./e2e/cpu.js"
+import { integer } from "./e2e/options.js"
+import { median } from "./stats.js"
 
-const arg = (argv: ReadonlyArray<string>, name: string, fallback: number): number => {
-  const i = argv.indexOf(`--${name}`)
-  if (i < 0) return fallback
-  const value = Number(argv[i + 1])
-  if (!Number.isInteger(value) || value < 1 || value > 1_000_000) throw new Error(`--${name} must be an integer from 1 to 1,000,000`)
-  return value
+/** The server's CPU time so far, in µs; throws when it cannot be read (not Linux, or the server is gone). */
+const serverCpuUs = async (pid: number): Promise<number> => {
+  const seconds = await processCpuSeconds(pid)
+  if (seconds === undefined) throw new Error(`cannot read the nats-server's CPU time from /proc/${pid}/stat`)
+  return seconds * 1e6
 }
 
-const median = (xs: ReadonlyArray<number>): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)] ?? 0
-}
-
-/** The server's CPU time so far, in µs (clock ticks of 10 ms). */
-const serverCpuUs = (pid: number): number => {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? []
-  return (Number(fields[11]) + Number(fields[12])) * 10_000
-}
-
-/** A TaskCreated-sized body (~450 bytes, a 200-byte payload) and the headers every event carries. */
+/** A TaskCreated-sized body (~360 bytes, a 200-byte payload) and the headers every event carries. */
 const BODY = new TextEncoder().encode(JSON.stringify({ type: "TaskCreated", taskId: "x".repeat(36), tenant: "bench", command: "noop", payload: "p".repeat(200), priority: 5, at: new Date().toISOString() }))
 const eventHeaders = (expected: number) => {
   const h = headers()
@@ -120,12 +111,13 @@ const kinds = (nc: NatsConnection, js: JetStreamClient, naming: Naming): Readonl
 ]
 
 export const runServerOps = async (argv: ReadonlyArray<string>): Promise<number> => {
-  if (argv.includes("--help")) {
-    console.log("usage: npm run bench -- server-ops [--ops N (20000)] [--rounds R (3)]")
+  const { values } = parseArgs({ args: [...argv], strict: true, allowPositionals: false, options: { ops: { type: "string" }, rounds: { type: "string" }, help: { type: "boolean", short: "h" } } })
+  if (values.help === true) {
+    console.log("usage: npm run bench -- server-ops [--ops N (20,000; 1 to 1,000,000)] [--rounds R (3; 1 to 100)]")
     return 0
   }
-  const ops = arg(argv, "ops", 20_000)
-  const rounds = arg(argv, "rounds", 3)
+  const ops = integer("ops", values.ops, 20_000, 1, 1_000_000)
+  const rounds = integer("rounds", values.rounds, 3, 1, 100)
   const server = await startNatsServer({ ownServer: true })
   const pid = server.pid
   if (pid === undefined) throw new Error("server-ops needs a nats-server of its own (its CPU is read from /proc)")
@@ -141,17 +133,17 @@ export const runServerOps = async (argv: ReadonlyArray<string>): Promise<number>
       for (const [i, kind] of list.entries()) {
         // Let the server's background work of the last kind settle before reading its clock.
         await new Promise((resolve) => setTimeout(resolve, 300))
-        const before = serverCpuUs(pid)
+        const before = await serverCpuUs(pid)
         await kind.run(ops, round)
         await nc.flush()
         await new Promise((resolve) => setTimeout(resolve, 300))
-        cost[i]?.push((serverCpuUs(pid) - before) / ops)
+        cost[i]?.push(((await serverCpuUs(pid)) - before) / ops)
       }
     console.log(`nats-server CPU per operation, ${rounds} round(s) of ${ops.toLocaleString("en-US")} operations each, 64 in flight (median, min–max):`)
     let perTask = 0
     for (const [i, kind] of list.entries()) {
       const us = cost[i] ?? []
-      const m = median(us)
+      const m = median(us) ?? 0
       perTask += m * kind.perTask
       console.log(`  ${kind.name.padEnd(66)} ${m.toFixed(1).padStart(5)} µs   ${Math.min(...us).toFixed(1)}–${Math.max(...us).toFixed(1)}   × ${kind.perTask} per task`)
     }

@@ -65,7 +65,8 @@ table of BENCHMARKS.md.
   --no-markdown         do not rewrite the results table in BENCHMARKS.md
   -h, --help            this text`
 
-const integer = (flag: string, raw: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+/** `--flag`'s integer in [min, max] (underscores allowed), the fallback when absent; throws naming the flag and the range. */
+export const integer = (flag: string, raw: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number => {
   if (raw === undefined) return fallback
   const value = Number(raw.replace(/_/g, ""))
   if (raw.trim() === "" || !Number.isSafeInteger(value) || value < min || value > max)
