@@ -77,11 +77,12 @@ export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming, rep
     apply: ({ stored, after }) => {
       if (!TERMINAL_EVENTS.has(stored.event.type) || after === null || after.webhook === undefined || after.webhookDelivered) return undefined
       const job: WebhookJob = { tenant: stored.event.tenant, taskId: stored.event.taskId, seq: stored.seq }
-      // JSON leaves out the trace fields an event without trace context does not have.
       // WHY without the payload: the POST, the outcome's decision and its span read none of it, and
       // a payload of up to 256 KiB made the job too big to carry a snapshot at all — its delivery
       // then read the task's whole history, the payload with it — after serializing it for nothing.
       const state: TaskState = { ...after, payload: undefined }
+      // JSON leaves out what is undefined: the payload, and the trace fields of an event without
+      // trace context.
       const snapshot: JobSnapshot = { state, at: stored.event.at, traceparent: stored.trace?.traceparent, tracestate: stored.trace?.tracestate }
       const carried = utf8(JSON.stringify({ ...job, snapshot }))
       const data = carried.length <= JOB_SNAPSHOT_MAX_BYTES ? carried : utf8(JSON.stringify(job))

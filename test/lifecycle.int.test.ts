@@ -174,7 +174,6 @@ describe("a worker's concurrency", () => {
     const results = await producer.createMany(Array.from({ length: 30 }, (_, i) => ({ command: "short", payload: { i } })))
     expect(results.every((r) => r.ok)).toBe(true)
     await waitFor(() => short.length === 30, { timeoutMs: 20_000, what: "30 short tasks beside the long one" })
-    expect(longStarted).toBe(true)
     releaseLong()
     await worker.stop()
     await run
@@ -220,7 +219,6 @@ describe("a worker's concurrency", () => {
       return pending === 1 || handled.includes("second")
     }
     await waitFor(deliveredToWorker, { timeoutMs: 10_000, what: "the second claim to reach the worker" })
-    await client.nc.flush()
     await client.nc.flush()
     releaseFirst()
     await waitFor(() => handled.length === 2, { timeoutMs: 10_000, what: "both handlers" })
