@@ -114,7 +114,7 @@ describe("creating tasks", () => {
       }
     })
     await watcher.flush()
-    return { mostInFlight: () => most, acks: () => acked, published: () => published, flush: () => watcher.flush() }
+    return { mostInFlight: () => most, acks: () => acked, published: () => published, flush: () => watcher.flush(), close: () => watcher.close() }
   }
 
   it.each([
@@ -139,6 +139,8 @@ describe("creating tasks", () => {
     // Never past the limit; pipelined (more than one at a time) whenever the limit allows it.
     expect(watch.mostInFlight()).toBeLessThanOrEqual(expected)
     expect(watch.mostInFlight()).toBeGreaterThanOrEqual(Math.min(2, expected))
+    // Its `_INBOX.>` subscription would otherwise see every ack of the file's later tests.
+    await watch.close()
   })
 
   it.each([0, 4097, 1.5, Number.NaN])("refuses maxInFlight=%s naming the field, and creates nothing", async (maxInFlight) => {
