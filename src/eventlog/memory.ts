@@ -14,7 +14,7 @@ import { writeTraceHeaders } from "../tracing/codec.js"
 import { decodeEvent, encodeEvent, type RawEvent } from "./codec.js"
 import { ConcurrencyConflict, LogError } from "./errors.js"
 import type { AppendRequest, AppendResult, EventLog, TaskHistory } from "./EventLog.js"
-import type { Bucket, DocumentStore, KvEntry } from "./kv.js"
+import type { Bucket, BucketWatch, DocumentStore, KvEntry } from "./kv.js"
 
 interface StoredMessage {
   readonly seq: number
@@ -142,7 +142,7 @@ const matchesFilter = (filter: string, key: string): boolean => {
 /**
  * A key-value bucket in memory, as a read model's port sees it (Bucket, and DocumentStore for the
  * task-state fold): revisions from one counter, compare-and-set on them, deletes kept as `DEL`
- * entries, `keys` without the deleted ones. For unit tests of projections and their sinks.
+ * entries, a watch of what is there now. For unit tests of projections and their sinks.
  */
 export class InMemoryBucket implements Bucket, DocumentStore {
   private readonly entries = new Map<string, KvEntry & { readonly operation: string }>()
@@ -177,11 +177,19 @@ export class InMemoryBucket implements Bucket, DocumentStore {
     this.set(key, new Uint8Array(), "DEL")
   }
 
-  async keys(filter = ">"): Promise<AsyncIterable<string>> {
-    const keys = [...this.entries].filter(([key, e]) => e.operation === "PUT" && matchesFilter(filter, key)).map(([key]) => key)
-    return (async function* () {
-      yield* keys
-    })()
+  /** The entries matching `key` as they are now, then `initializedFn`; no later writes. */
+  async watch(options: { readonly key: string; readonly initializedFn?: () => void }): Promise<BucketWatch> {
+    const entries = [...this.entries].filter(([key]) => matchesFilter(options.key, key)).map(([key, e]) => ({ key, value: e.value, operation: e.operation }))
+    let stopped = false
+    return {
+      stop: () => {
+        stopped = true
+      },
+      [Symbol.asyncIterator]: async function* () {
+        for (const entry of entries) if (!stopped) yield entry
+        options.initializedFn?.()
+      }
+    }
   }
 
   putUnacked(key: string, value: Uint8Array): void {

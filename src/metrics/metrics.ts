@@ -8,7 +8,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client"
 import type { Connection } from "../eventlog/connection.js"
-import type { Bucket } from "../eventlog/kv.js"
+import { liveEntries, type Bucket } from "../eventlog/kv.js"
 import { lastSequence, subjectCounts } from "../eventlog/streams.js"
 import { claimSubjects, claimsStream, eventsStream, type Naming } from "../../streams/definitions.js"
 
@@ -81,7 +81,7 @@ export class BrokerMetrics {
     if (this.dlq !== undefined) {
       this.dlqDepth.reset()
       const counts = new Map<string, number>()
-      for await (const key of await this.dlq.keys()) {
+      for (const key of (await liveEntries(this.dlq, ">", { headersOnly: true })).keys()) {
         const [tenant = "", command = ""] = key.split(".")
         counts.set(`${tenant}\u0000${command}`, (counts.get(`${tenant}\u0000${command}`) ?? 0) + 1)
       }

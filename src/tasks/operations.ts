@@ -4,7 +4,7 @@
  * per connection; it holds nothing a restart would lose (claim sources are caches).
  */
 import type { Connection } from "../eventlog/connection.js"
-import { openBucket, type Bucket } from "../eventlog/kv.js"
+import { liveEntries, openBucket, type Bucket } from "../eventlog/kv.js"
 import type { BackoffSettings } from "../domain/backoff.js"
 import type { LeaseRef } from "../domain/decide.js"
 import { checkCommand, checkIntRange, checkTaskId, checkTenant, checkWorkerId, firstIssue, type ValidationIssue } from "../domain/validation.js"
@@ -246,12 +246,9 @@ export class TaskOperations {
   /** Dead-lettered tasks of a tenant, optionally of one command, oldest first. */
   async deadLetters(tenant: string, command?: string): Promise<ReadonlyArray<DeadLetterEntry>> {
     check(checkTenant(tenant), command === undefined ? undefined : checkCommand(command))
-    const kv = await this.deadLetterIndex()
-    const keys: Array<string> = []
-    for await (const key of await kv.keys(`${tenant}.${command ?? "*"}.*`)) keys.push(key)
-    const entries = await Promise.all(keys.map(async (key) => (await kv.get(key))?.value))
-    return entries
-      .flatMap((value) => (value === undefined || value.length === 0 ? [] : [JSON.parse(decoder.decode(value)) as DeadLetterEntry]))
+    const entries = await liveEntries(await this.deadLetterIndex(), `${tenant}.${command ?? "*"}.*`)
+    return [...entries.values()]
+      .flatMap(({ value }) => (value.length === 0 ? [] : [JSON.parse(decoder.decode(value)) as DeadLetterEntry]))
       .sort((a, b) => a.deadLetteredAt.localeCompare(b.deadLetteredAt))
   }
 
