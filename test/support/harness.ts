@@ -59,7 +59,12 @@ export const brokerConfig = (url: string, naming: Naming, webhooks: Partial<Webh
   tracing: {}
 })
 
-/** Polls `check` until it returns a value other than undefined/false, or fails at the deadline. */
+const STILL_CHECKING = Symbol("still checking")
+
+/**
+ * Polls `check` until it returns a value other than undefined/false, or fails at the deadline —
+ * also when a check is still running then, so a call that never answers fails naming `what`.
+ */
 export const waitFor = async <T>(
   check: () => Promise<T | undefined | false> | T | undefined | false,
   { timeoutMs = 20_000, intervalMs = 25, what = "condition" }: { timeoutMs?: number; intervalMs?: number; what?: string } = {}
@@ -67,12 +72,20 @@ export const waitFor = async <T>(
   const deadline = Date.now() + timeoutMs
   let last: unknown
   for (;;) {
+    let expiry: NodeJS.Timeout | undefined
+    const expired = new Promise<typeof STILL_CHECKING>((resolve) => {
+      expiry = setTimeout(() => resolve(STILL_CHECKING), Math.max(0, deadline - Date.now()))
+    })
+    let value: Awaited<ReturnType<typeof check>> | typeof STILL_CHECKING = undefined
     try {
-      const value = await check()
-      if (value !== undefined && value !== false) return value
+      value = await Promise.race([Promise.resolve().then(check), expired])
     } catch (error) {
       last = error
+    } finally {
+      clearTimeout(expiry)
     }
+    if (value === STILL_CHECKING) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: a check was still running`)
+    if (value !== undefined && value !== false) return value
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`)
     await new Promise((resolve) => setTimeout(resolve, intervalMs))
   }
