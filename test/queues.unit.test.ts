@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest"
 import type { TaskState, TaskStatus } from "../src/domain/events.js"
+import { NewestTasks } from "../src/tasks/newest.js"
 import { QueueTally } from "../src/tasks/queues.js"
 
 const NOW = new Date("2026-03-01T12:00:00.000Z")
@@ -82,5 +83,34 @@ describe("queue statistics from task states", () => {
     const t = tally([task("resize", "PENDING"), task("encode", "PENDING")], "encode")
     expect(t.command("nothing")).toEqual({ command: "nothing", ready: 0, delayed: 0, inProgress: 0, lanes: {}, deadLettered: 0 })
     expect(t.overview().commands).toEqual([{ command: "encode", ready: 1, delayed: 0, inProgress: 0, lanes: { "0": { ready: 1, delayed: 0, inProgress: 0 } }, deadLettered: 0 }])
+  })
+})
+
+describe("the newest tasks of a listing", () => {
+  it("keeps the newest `limit` of thousands visited in any order, holding at most twice `limit`", () => {
+    const states = Array.from({ length: 3_000 }, () => task("resize", "PENDING"))
+    const shuffled = states.map((s) => ({ s, k: Math.random() })).sort((a, b) => a.k - b.k).map(({ s }) => s)
+    const newest = new NewestTasks(7)
+    let most = 0
+    for (const s of shuffled) {
+      newest.offer(s, true)
+      most = Math.max(most, newest.held)
+    }
+    expect(newest.newest().map((s) => s.createdSeq)).toEqual(states.slice(-7).reverse().map((s) => s.createdSeq))
+    expect(most).toBeLessThanOrEqual(14)
+  })
+
+  it("lists a task once, as last visited, and leaves it out when its last version does not match", () => {
+    const older = task("resize", "PENDING")
+    const kept = task("resize", "PENDING")
+    const changed = task("resize", "PENDING")
+    const newest = new NewestTasks(2)
+    for (const s of [older, kept, changed]) newest.offer(s, true)
+    newest.offer({ ...kept, status: "IN_PROGRESS" }, true)
+    newest.offer({ ...changed, status: "COMPLETED" }, false)
+    expect(newest.newest().map((s) => [s.id, s.status])).toEqual([
+      [kept.id, "IN_PROGRESS"],
+      [older.id, "PENDING"]
+    ])
   })
 })

@@ -52,10 +52,6 @@ export class TaskStateReader {
     return this.kv
   }
 
-  async readAll(tenant?: string): Promise<Map<string, TaskState>> {
-    return readAllTaskStates(await this.open(), tenant)
-  }
-
   async scan(tenant: string, visit: (state: TaskState) => void): Promise<void> {
     return scanTaskStates(await this.open(), tenant, visit)
   }

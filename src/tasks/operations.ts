@@ -28,6 +28,7 @@ import {
 } from "./lifecycle.js"
 import type { TaskLimits } from "./limits.js"
 import { HeldLeases } from "./heldLeases.js"
+import { NewestTasks } from "./newest.js"
 import { QueueTally, type CommandQueue, type QueueOverview } from "./queues.js"
 import type { TaskRepository } from "./repository.js"
 import { toView, type TaskView } from "./view.js"
@@ -199,7 +200,9 @@ export class TaskOperations {
   /**
    * Tasks of a tenant from the task-state read model (it may trail the log by the projection's
    * lag), optionally of one status, command and trace (the trace id of the create's traceparent:
-   * the tasks created under one inbound trace share it), newest first, at most `limit`.
+   * the tasks created under one inbound trace share it), newest first, at most `limit`. Streams
+   * the tenant's task states, holding at most twice `limit` of them; a task written meanwhile may
+   * or may not be there.
    */
   async list(
     tenant: string,
@@ -207,17 +210,13 @@ export class TaskOperations {
   ): Promise<ReadonlyArray<TaskView>> {
     const limit = filter.limit ?? 100
     check(checkTenant(tenant), filter.command === undefined ? undefined : checkCommand(filter.command), checkIntRange(limit, "limit", 1, 1000))
-    const states = await this.taskStates.readAll(tenant)
-    return [...states.values()]
-      .filter(
-        (s) =>
-          (filter.status === undefined || s.status === filter.status) &&
-          (filter.command === undefined || s.command === filter.command) &&
-          (filter.traceId === undefined || s.traceParent?.split("-")[1] === filter.traceId)
-      )
-      .sort((a, b) => b.createdSeq - a.createdSeq)
-      .slice(0, limit)
-      .map(toView)
+    const matches = (s: TaskState) =>
+      (filter.status === undefined || s.status === filter.status) &&
+      (filter.command === undefined || s.command === filter.command) &&
+      (filter.traceId === undefined || s.traceParent?.split("-")[1] === filter.traceId)
+    const newest = new NewestTasks(limit)
+    await this.taskStates.scan(tenant, (state) => newest.offer(state, matches(state)))
+    return newest.newest().map(toView)
   }
 
   /**
