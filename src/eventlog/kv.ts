@@ -56,14 +56,14 @@ export interface BucketWatch extends AsyncIterable<WatchedEntry> {
   stop(): void
 }
 
-/** How long a scan waits for the watch's next entry before it gives up (it never waits for one otherwise). */
+/** How long a scan waits for the watch's next entry before it gives up (checked every this often). */
 export const SCAN_IDLE_MS = 10_000
 
 /**
  * Calls `visit` with the last entry of every key matching `filter`, deleted ones included, and
  * ends once the entries that existed when it started are delivered; an entry written meanwhile
  * may be visited too, after the one it replaces. Nothing is held but the entry being visited.
- * Rejects when the watch delivers nothing for `idleMs` before then.
+ * Rejects when the watch delivers nothing for `idleMs` (up to twice that) before then.
  *
  * Not nats.js's `keys()`: that listing ends only with a message after which nothing is pending,
  * so while keys under the filter are written it can go on as long as the writes do (on
@@ -84,20 +84,25 @@ export const scanBucket = async (bucket: Pick<Bucket, "watch">, filter: string, 
   scan.stop = () => watch.stop()
   // A stopped iterator still yields what was queued before the stop.
   if (scan.initialized) watch.stop()
+  // One timer for the whole scan, not one per entry: it stops the watch when no entry came since
+  // its last tick.
   const idleMs = options.idleMs ?? SCAN_IDLE_MS
-  const stall = () => {
-    scan.stalled = true
-    watch.stop()
-  }
-  let idle = setTimeout(stall, idleMs)
+  let visited = 0
+  let visitedAtTick = 0
+  const idle = setInterval(() => {
+    if (visited === visitedAtTick) {
+      scan.stalled = true
+      watch.stop()
+    }
+    visitedAtTick = visited
+  }, idleMs)
   try {
     for await (const entry of watch) {
-      clearTimeout(idle)
-      idle = setTimeout(stall, idleMs)
+      visited++
       visit(entry)
     }
   } finally {
-    clearTimeout(idle)
+    clearInterval(idle)
   }
   if (scan.stalled && !scan.initialized) throw new Error(`listing ${filter}: the watch delivered nothing for ${idleMs} ms`)
 }
