@@ -2,9 +2,14 @@
  * The dead-letter index (DESIGN §4): a key-value entry per dead-lettered task, keyed
  * `<tenant>.<command>.<taskId>`, so the queue of one tenant and command lists without scanning the
  * log. A requeue or a purge removes the entry. Replaying the log rebuilds it exactly.
+ *
+ * A removed entry leaves a delete marker in the bucket, and every listing reads the markers too:
+ * `compactDeadLetterIndex` takes away those old enough that no write of their key is racing them.
  */
-import type { Bucket } from "../src/eventlog/kv.js"
-import { deadLetterKey } from "../streams/definitions.js"
+import type { Connection } from "../src/eventlog/connection.js"
+import { findDeleteMarkers, purgeDeleteMarkers, type Bucket } from "../src/eventlog/kv.js"
+import type { Logger } from "../src/log/log.js"
+import { deadLetterBucket, deadLetterKey, type Naming } from "../streams/definitions.js"
 import type { Sink } from "./runtime.js"
 import type { DeadLetterEntry } from "../src/tasks/view.js"
 import { utf8 } from "../src/eventlog/utf8.js"
@@ -25,3 +30,17 @@ export const deadLetters = (kv: Bucket): Sink => ({
     return undefined
   }
 })
+
+/** Markers removed once this old: the write that made one is long done by then. */
+export const DEAD_LETTER_MARKER_AGE_MS = 10 * 60_000
+/** At most this many markers removed per pass; the next pass goes on. */
+export const DEAD_LETTER_MARKERS_PER_PASS = 10_000
+
+/** One pass: removes the index's delete markers older than `olderThanMs`. Safe from any broker, at any time. */
+export const compactDeadLetterIndex = async (conn: Connection, kv: Bucket, naming: Naming, log: Logger, olderThanMs = DEAD_LETTER_MARKER_AGE_MS): Promise<number> => {
+  const markers = await findDeleteMarkers(kv, olderThanMs, DEAD_LETTER_MARKERS_PER_PASS)
+  if (markers.length === 0) return 0
+  const purged = await purgeDeleteMarkers(conn, deadLetterBucket(naming), markers)
+  log.debug({ markers: markers.length, purged }, "dead letters: removed the delete markers of requeued and purged tasks")
+  return purged
+}

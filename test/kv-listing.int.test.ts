@@ -6,8 +6,13 @@
  */
 import { describe, expect, it } from "vitest"
 import { randomBytes } from "node:crypto"
-import { liveEntries, openBucket, scanBucket, type BucketWatch } from "../src/eventlog/kv.js"
-import { useNatsServer } from "./support/harness.js"
+import { findDeleteMarkers, liveEntries, openBucket, purgeDeleteMarkers, scanBucket, type BucketWatch } from "../src/eventlog/kv.js"
+import { startBroker } from "../src/broker.js"
+import { CodeqClient } from "../src/sdk/client.js"
+import { createLogger } from "../src/log/log.js"
+import { compactDeadLetterIndex } from "../projections/deadLetters.js"
+import { deadLetterBucket } from "../streams/definitions.js"
+import { brokerConfig, freshNaming, useNatsServer, waitFor } from "./support/harness.js"
 
 const nats = useNatsServer()
 const value = new TextEncoder().encode("{}")
@@ -84,5 +89,58 @@ describe("listing a key-value bucket", () => {
     }
     await expect(scanBucket({ watch: async () => silent }, "acme.*", () => undefined, { idleMs: 50 })).rejects.toThrow(/listing acme\.\*: the watch delivered nothing for 50 ms/)
     expect(stopped).toBe(true)
+  })
+})
+
+describe("delete markers", () => {
+  const subjectsOf = async (nc: Awaited<ReturnType<typeof nats.connect>>, bucket: string) =>
+    (await (await nc.jetstreamManager()).streams.info(`KV_${bucket}`, { subjects_filter: ">" })).state.subjects ?? {}
+
+  it("removes the markers old enough, and never a value written to the key after its marker", async () => {
+    const nc = await nats.connect()
+    const bucket = `MARK_${randomBytes(4).toString("hex")}`
+    const kv = await openBucket(nc, bucket)
+    for (const key of ["t.a", "t.b"]) {
+      await kv.put(key, value)
+      await kv.delete(key)
+    }
+    await kv.put("t.c", value)
+    expect(await findDeleteMarkers(kv, 60_000, 100)).toEqual([])
+    const markers = await findDeleteMarkers(kv, 0, 100)
+    expect(markers.map((m) => m.key).sort()).toEqual(["t.a", "t.b"])
+    // Written after its marker was found, before the marker is removed.
+    await kv.put("t.b", new TextEncoder().encode("again"))
+    expect(await purgeDeleteMarkers(nc, bucket, markers)).toBe(1)
+    expect(Object.keys(await subjectsOf(nc, bucket)).sort()).toEqual([`$KV.${bucket}.t.b`, `$KV.${bucket}.t.c`])
+    expect(new TextDecoder().decode((await liveEntries(kv, "t.*")).get("t.b")?.value)).toBe("again")
+    expect(await findDeleteMarkers(kv, 0, 100)).toEqual([])
+  })
+
+  it("takes out of the dead-letter index the marker a requeue left, and keeps the entries of dead letters", async () => {
+    const naming = freshNaming()
+    const broker = await startBroker(brokerConfig(nats.url(), naming))
+    const client = await CodeqClient.connect({ servers: nats.url(), naming })
+    try {
+      const producer = client.producer("acme")
+      const tasks = [await producer.create({ command: "mark", maxAttempts: 1 }), await producer.create({ command: "mark", maxAttempts: 1 })]
+      for (let i = 0; i < tasks.length; i++) {
+        const claimed = await client.tasks.claim("acme", ["mark"], { workerId: "w", waitSeconds: 10 })
+        await client.tasks.settleLease("acme", claimed?.task.id ?? "", { workerId: "w" }, { type: "nack", reason: "no", delaySeconds: 0 })
+      }
+      await waitFor(async () => (await client.tasks.deadLetters("acme", "mark")).length === 2, { what: "two dead letters" })
+      const [requeued, kept] = tasks
+      await client.tasks.requeue("acme", requeued?.id ?? "")
+      await waitFor(async () => (await client.tasks.deadLetters("acme", "mark")).length === 1, { what: "the requeue in the index" })
+      const nc = await nats.connect()
+      const bucket = deadLetterBucket(naming)
+      const kv = await openBucket(nc, bucket)
+      const quiet = createLogger({ level: "silent", destination: { write: () => undefined } })
+      expect(await compactDeadLetterIndex(nc, kv, naming, quiet, 0)).toBeGreaterThanOrEqual(1)
+      expect(Object.keys(await subjectsOf(nc, bucket))).toEqual([`$KV.${bucket}.acme.mark.${kept?.id}`])
+      expect((await client.tasks.deadLetters("acme", "mark")).map((entry) => entry.taskId)).toEqual([kept?.id])
+    } finally {
+      await client.close()
+      await broker.stop()
+    }
   })
 })

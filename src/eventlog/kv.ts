@@ -45,11 +45,13 @@ export interface Bucket {
   watch(options: { readonly key: string; readonly headers_only?: boolean; readonly initializedFn?: () => void }): Promise<BucketWatch>
 }
 
-/** An entry as a watch delivers it: `operation` is `PUT`, `DEL` or `PURGE`. */
+/** An entry as a watch delivers it: `operation` is `PUT`, `DEL` or `PURGE`; `revision` is its stream sequence. */
 export interface WatchedEntry {
   readonly key: string
   readonly value: Uint8Array
   readonly operation: string
+  readonly revision: number
+  readonly created: Date
 }
 
 export interface BucketWatch extends AsyncIterable<WatchedEntry> {
@@ -185,4 +187,42 @@ export class PipelinedKv implements DocumentStore {
     if (result.error instanceof ConcurrencyConflict) return { ok: false }
     throw result.error
   }
+}
+
+/** A delete marker a scan found: the key and the stream sequence of the marker. */
+export interface DeleteMarker {
+  readonly key: string
+  readonly revision: number
+}
+
+/** The delete markers of a bucket written at least `olderThanMs` ago, at most `max` of them. */
+export const findDeleteMarkers = async (bucket: Pick<Bucket, "watch">, olderThanMs: number, max: number, now = Date.now()): Promise<Array<DeleteMarker>> => {
+  const markers: Array<DeleteMarker> = []
+  await scanBucket(
+    bucket,
+    ">",
+    (entry) => {
+      if (entry.operation !== "PUT" && markers.length < max && now - entry.created.getTime() >= olderThanMs) markers.push({ key: entry.key, revision: entry.revision })
+    },
+    { headersOnly: true }
+  )
+  return markers
+}
+
+/**
+ * Removes delete markers from the bucket's stream (`KV_<bucket>`), `concurrency` purges at once;
+ * resolves with how many messages went. Each purge takes only the key's messages below the
+ * marker's own sequence plus one: a value written to the key after the marker stays, whoever
+ * purges and whenever, so any broker may run it.
+ */
+export const purgeDeleteMarkers = async (conn: Connection, bucket: string, markers: ReadonlyArray<DeleteMarker>, concurrency = 16): Promise<number> => {
+  const jsm = await conn.jetstreamManager({ checkAPI: false })
+  let purged = 0
+  for (let i = 0; i < markers.length; i += concurrency) {
+    const results = await Promise.all(
+      markers.slice(i, i + concurrency).map((marker) => jsm.streams.purge(`KV_${bucket}`, { filter: `$KV.${bucket}.${marker.key}`, seq: marker.revision + 1 }))
+    )
+    for (const result of results) purged += result.purged
+  }
+  return purged
 }

@@ -145,7 +145,7 @@ const matchesFilter = (filter: string, key: string): boolean => {
  * entries, a watch of what is there now. For unit tests of projections and their sinks.
  */
 export class InMemoryBucket implements Bucket, DocumentStore {
-  private readonly entries = new Map<string, KvEntry & { readonly operation: string }>()
+  private readonly entries = new Map<string, KvEntry & { readonly operation: string; readonly created: Date }>()
   private revision = 0
 
   async get(key: string): Promise<(KvEntry & { readonly operation: string }) | null> {
@@ -179,7 +179,7 @@ export class InMemoryBucket implements Bucket, DocumentStore {
 
   /** The entries matching `key` as they are now, then `initializedFn`; no later writes. */
   async watch(options: { readonly key: string; readonly initializedFn?: () => void }): Promise<BucketWatch> {
-    const entries = [...this.entries].filter(([key]) => matchesFilter(options.key, key)).map(([key, e]) => ({ key, value: e.value, operation: e.operation }))
+    const entries = [...this.entries].filter(([key]) => matchesFilter(options.key, key)).map(([key, e]) => ({ key, value: e.value, operation: e.operation, revision: e.revision, created: e.created }))
     let stopped = false
     return {
       stop: () => {
@@ -200,7 +200,7 @@ export class InMemoryBucket implements Bucket, DocumentStore {
 
   private set(key: string, value: Uint8Array, operation: string): number {
     this.revision++
-    this.entries.set(key, { value: value.slice(), revision: this.revision, operation })
+    this.entries.set(key, { value: value.slice(), revision: this.revision, operation, created: new Date() })
     return this.revision
   }
 }

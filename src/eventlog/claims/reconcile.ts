@@ -11,7 +11,7 @@
  */
 import type { NatsConnection } from "nats"
 import { claimsStream, type Naming } from "../../../streams/definitions.js"
-import { onReconnect } from "../connection.js"
+import { PeriodicPass } from "../periodic.js"
 import type { Logger } from "../../log/log.js"
 
 export interface ReconcileResult {
@@ -58,59 +58,19 @@ export interface ClaimReconcilerOptions {
 }
 
 /** Runs `reconcileClaims` on a timer and after each reconnect, until stopped. */
-export class ClaimReconciler {
-  private readonly timer: NodeJS.Timeout
-  private readonly pending = new Set<NodeJS.Timeout>()
-  private running: Promise<void> | undefined
-  private stopped = false
-
-  constructor(
-    private readonly nc: NatsConnection,
-    private readonly naming: Naming,
-    private readonly options: ClaimReconcilerOptions
-  ) {
-    this.timer = setInterval(() => this.pass(), options.everyMs ?? 15_000)
-    this.timer.unref()
-    onReconnect(nc, () => this.afterReconnect(), () => this.stopped)
-  }
-
-  /**
-   * Stops the timers and waits for a pass in flight — unless the server is gone: its requests
-   * would only time out (seconds), and a pass left behind only fails once the connection closes.
-   */
-  async stop(): Promise<void> {
-    this.stopped = true
-    clearInterval(this.timer)
-    for (const t of this.pending) clearTimeout(t)
-    if (this.connected()) await this.running
-  }
-
-  private connected(): boolean {
-    return this.options.connected?.() ?? true
-  }
-
-  /** One pass now (none when one is running); its failures are logged, never thrown. */
-  pass(): Promise<void> {
-    if (this.stopped || this.nc.isClosed() || !this.connected()) return Promise.resolve()
-    this.running ??= reconcileClaims(this.nc, this.naming)
-      .then(
+export class ClaimReconciler extends PeriodicPass {
+  constructor(nc: NatsConnection, naming: Naming, options: ClaimReconcilerOptions) {
+    const pass = () =>
+      reconcileClaims(nc, naming).then(
         ({ purged }) => {
-          if (purged > 0) this.options.log.info({ purged }, "claims: removed messages left below a consumer's ack floor (a server restart lost their removal)")
+          if (purged > 0) options.log.info({ purged }, "claims: removed messages left below a consumer's ack floor (a server restart lost their removal)")
         },
-        (error: unknown) => this.options.log.debug({ error: String(error) }, "claims: reconcile pass failed; next pass later")
+        (error: unknown) => options.log.debug({ error: String(error) }, "claims: reconcile pass failed; next pass later")
       )
-      .finally(() => {
-        this.running = undefined
-      })
-    return this.running
-  }
-
-  private afterReconnect(): void {
-    const t = setTimeout(() => {
-      this.pending.delete(t)
-      void this.pass()
-    }, this.options.afterReconnectMs ?? 3_000)
-    t.unref()
-    this.pending.add(t)
+    super(nc, pass, {
+      everyMs: options.everyMs ?? 15_000,
+      afterReconnectMs: options.afterReconnectMs ?? 3_000,
+      ...(options.connected !== undefined ? { connected: options.connected } : {})
+    })
   }
 }
