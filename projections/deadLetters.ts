@@ -4,7 +4,8 @@
  * log. A requeue or a purge removes the entry. Replaying the log rebuilds it exactly.
  *
  * A removed entry leaves a delete marker in the bucket, and every listing reads the markers too:
- * `compactDeadLetterIndex` takes away those old enough that no write of their key is racing them.
+ * `compactDeadLetterIndex` takes away those older than 10 minutes. Each purge stops at its marker,
+ * so an entry written to the key after it stays.
  */
 import type { Connection } from "../src/eventlog/connection.js"
 import { findDeleteMarkers, purgeDeleteMarkers, type Bucket } from "../src/eventlog/kv.js"
@@ -31,7 +32,7 @@ export const deadLetters = (kv: Bucket): Sink => ({
   }
 })
 
-/** Markers removed once this old: the write that made one is long done by then. */
+/** Markers removed once this old, and how often a broker looks for them. */
 export const DEAD_LETTER_MARKER_AGE_MS = 10 * 60_000
 /** At most this many markers removed per pass; the next pass goes on. */
 export const DEAD_LETTER_MARKERS_PER_PASS = 10_000
