@@ -51,7 +51,11 @@ describe("HTTP API: admin, health, OpenAPI and trace propagation", () => {
     await create({ command: cmd, priority: 5, delaySeconds: 3600 })
     await create({ command: cmd, runAt: new Date(Date.now() + 86_400_000).toISOString() })
     const stats = () => call("GET", `/v1/codeq/admin/queues/${cmd}`, { token: admin })
-    await waitFor(async () => (await stats()).json.ready === 3, { what: "three ready tasks in the read model" })
+    // Each document is written on its own flush: the delayed tasks, created last, may come later.
+    await waitFor(async () => {
+      const { ready, delayed } = (await stats()).json
+      return ready === 3 && delayed === 2
+    }, { what: "three ready and two delayed tasks in the read model" })
     expect((await stats()).json).toEqual({
       command: cmd,
       ready: 3,
