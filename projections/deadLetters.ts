@@ -9,6 +9,7 @@
  */
 import type { Connection } from "../src/eventlog/connection.js"
 import { findDeleteMarkers, purgeDeleteMarkers, type Bucket } from "../src/eventlog/kv.js"
+import { PeriodicPass } from "../src/eventlog/periodic.js"
 import type { Logger } from "../src/log/log.js"
 import { deadLetterBucket, deadLetterKey, type Naming } from "../streams/definitions.js"
 import type { Sink } from "./runtime.js"
@@ -44,4 +45,16 @@ export const compactDeadLetterIndex = async (conn: Connection, kv: Bucket, namin
   const purged = await purgeDeleteMarkers(conn, deadLetterBucket(naming), markers)
   log.debug({ markers: markers.length, purged }, "dead letters: removed the delete markers of requeued and purged tasks")
   return purged
+}
+
+/** Runs `compactDeadLetterIndex` every DEAD_LETTER_MARKER_AGE_MS until stopped; failures are logged, the next pass tries again. */
+export class DeadLetterUpkeep extends PeriodicPass {
+  constructor(nc: Connection, kv: Bucket, naming: Naming, options: { readonly connected?: () => boolean; readonly log: Logger }) {
+    const pass = () =>
+      compactDeadLetterIndex(nc, kv, naming, options.log).then(
+        () => undefined,
+        (error: unknown) => options.log.debug({ error: String(error) }, "dead letters: removing delete markers failed; next pass later")
+      )
+    super(nc, pass, { everyMs: DEAD_LETTER_MARKER_AGE_MS, ...(options.connected !== undefined ? { connected: options.connected } : {}) })
+  }
 }

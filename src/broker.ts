@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto"
 import { Cause, Data, Effect, Exit, Layer, Scope } from "effect"
 import type { TracerProvider } from "@opentelemetry/api"
 import { dispatcher } from "../projections/dispatcher.js"
-import { compactDeadLetterIndex, DEAD_LETTER_MARKER_AGE_MS, deadLetters } from "../projections/deadLetters.js"
+import { DeadLetterUpkeep, deadLetters } from "../projections/deadLetters.js"
 import { metricsProjection } from "../projections/metrics.js"
 import { startProjections, type RunningProjections } from "../projections/run.js"
 import type { RuntimeHooks } from "../projections/runtime.js"
@@ -24,7 +24,6 @@ import { checkJetStream, type Connection, type ConnectionWatch } from "./eventlo
 import { Log, Nats, Repository, Settings, jetStreamLogLayer, natsLayer, repositoryLayer, settingsLayer, tracingLayer } from "./services/services.js"
 import { log, type Logger } from "./log/log.js"
 import { ClaimReconciler } from "./eventlog/claims/reconcile.js"
-import { PeriodicPass } from "./eventlog/periodic.js"
 
 /** The broker could not start: which step, and why (the message is one line for people). */
 export class BrokerStartError extends Data.TaggedError("BrokerStartError")<{ readonly step: string; readonly cause: unknown }> {
@@ -126,16 +125,10 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
       Effect.sync(() => new ClaimReconciler(nc, config.naming, { connected, log: (options.logger ?? rootLogger).child({ component: "claims" }) })),
       (reconciler) => Effect.promise(() => reconciler.stop())
     )
-    // The dead-letter index's delete markers, removed once old (see projections/deadLetters.ts).
-    const dlqLog = (options.logger ?? rootLogger).child({ component: "dead-letters" })
-    const compactDlq = () =>
-      compactDeadLetterIndex(nc, dlq, config.naming, dlqLog).then(
-        () => undefined,
-        (error: unknown) => dlqLog.debug({ error: String(error) }, "dead letters: removing delete markers failed; next pass later")
-      )
+    // The dead-letter index's old delete markers (see projections/deadLetters.ts).
     yield* Effect.acquireRelease(
-      Effect.sync(() => new PeriodicPass(nc, compactDlq, { everyMs: DEAD_LETTER_MARKER_AGE_MS, connected })),
-      (pass) => Effect.promise(() => pass.stop())
+      Effect.sync(() => new DeadLetterUpkeep(nc, dlq, config.naming, { connected, log: (options.logger ?? rootLogger).child({ component: "dead-letters" }) })),
+      (upkeep) => Effect.promise(() => upkeep.stop())
     )
     yield* Effect.acquireRelease(
       attempt("start the webhook deliveries", () => runWebhookDeliveries(nc, repo, config.webhooks, { connected })),

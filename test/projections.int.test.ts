@@ -1,19 +1,27 @@
 import { describe, expect, it } from "vitest"
+import type { KV } from "nats"
 import { startBroker } from "../src/broker.js"
 import { CodeqClient } from "../src/sdk/client.js"
 import { startHttpServer } from "../src/http/index.js"
 import { fail } from "../src/sdk/worker.js"
 import type { QuarantinedEvent } from "../projections/runtime.js"
 import { rebuildProjectionState } from "../projections/rebuild.js"
-import { readAllTaskStates, readTaskState } from "../src/eventlog/taskStates.js"
+import { readTaskState } from "../src/eventlog/taskStates.js"
 import { TaskDocs } from "../projections/docs.js"
-import { fold } from "../src/domain/events.js"
-import { PipelinedKv } from "../src/eventlog/kv.js"
+import { fold, type TaskState } from "../src/domain/events.js"
+import { liveEntries, PipelinedKv } from "../src/eventlog/kv.js"
 import { projectionsBucket, taskStateBucket } from "../streams/definitions.js"
 import type { RunningBroker } from "../src/broker.js"
 import { brokerConfig, freshNaming, projectionsCaughtUp, provision, useNatsServer, waitFor } from "./support/harness.js"
 
 const nats = useNatsServer()
+
+/** Every task state in the bucket by key (the writer's barrier key, `_codeq.barrier`, left out). */
+const readAllTaskStates = async (kv: KV): Promise<Map<string, TaskState>> => {
+  const states = new Map<string, TaskState>()
+  for (const [key, entry] of await liveEntries(kv, ">")) if (!key.startsWith("_")) states.set(key, JSON.parse(new TextDecoder().decode(entry.value)) as TaskState)
+  return states
+}
 
 const caughtUp = (broker: RunningBroker, client: CodeqClient, projection: string) => projectionsCaughtUp(broker, client.nc, client.naming, [projection])
 

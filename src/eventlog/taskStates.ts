@@ -7,7 +7,7 @@ import type { KV } from "nats"
 import type { Connection } from "./connection.js"
 import type { TaskState } from "../domain/events.js"
 import { taskStateKey } from "../../streams/definitions.js"
-import { liveEntries, scanBucket } from "./kv.js"
+import { scanBucket } from "./kv.js"
 
 const decoder = new TextDecoder()
 
@@ -16,22 +16,10 @@ export const readTaskState = async (kv: KV, tenant: string, taskId: string): Pro
   return entry === null || entry.value.length === 0 ? null : (JSON.parse(decoder.decode(entry.value)) as TaskState)
 }
 
-/** Every task state in the bucket (optionally of one tenant), keyed `<tenant>.<taskId>`. */
-export const readAllTaskStates = async (kv: KV, tenant?: string): Promise<Map<string, TaskState>> => {
-  const out = new Map<string, TaskState>()
-  for (const [key, entry] of await liveEntries(kv, tenant === undefined ? ">" : `${tenant}.*`)) {
-    // Tasks only: `<tenant>.<taskId>` (the writer's barrier key starts with "_").
-    if (!key.startsWith("_") && entry.value.length > 0) out.set(key, JSON.parse(decoder.decode(entry.value)) as TaskState)
-  }
-  return out
-}
-
 /**
  * Calls `visit` with every task state of `tenant` in the bucket, streamed (kv.ts's `scanBucket`):
  * nothing held but the entry being visited. Costs one message per task of the tenant (ended ones
- * included) and no request per key, so it suits counts over tenants with many tasks where
- * `readAllTaskStates` would hold every state in memory. Entries written while the scan runs may or
- * may not be seen.
+ * included) and no request per key. Entries written while the scan runs may or may not be seen.
  */
 export const scanTaskStates = (kv: KV, tenant: string, visit: (state: TaskState) => void): Promise<void> =>
   scanBucket(kv, `${tenant}.*`, (entry) => {

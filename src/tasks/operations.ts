@@ -247,7 +247,7 @@ export class TaskOperations {
     check(checkTenant(tenant), command === undefined ? undefined : checkCommand(command))
     const entries = await liveEntries(await this.deadLetterIndex(), `${tenant}.${command ?? "*"}.*`)
     return [...entries.values()]
-      .flatMap(({ value }) => (value.length === 0 ? [] : [JSON.parse(decoder.decode(value)) as DeadLetterEntry]))
+      .map(({ value }) => JSON.parse(decoder.decode(value)) as DeadLetterEntry)
       .sort((a, b) => a.deadLetteredAt.localeCompare(b.deadLetteredAt))
   }
 
