@@ -5,11 +5,9 @@
 import { connect } from "nats"
 import { afterAll, describe, expect, it } from "vitest"
 import { ClaimReconciler } from "../src/eventlog/claims/reconcile.js"
-import { createLogger } from "../src/log/log.js"
-import { freshNaming, provision, useNatsServer } from "./support/harness.js"
+import { freshNaming, provision, quietLogger, useNatsServer } from "./support/harness.js"
 
 const nats = useNatsServer({ ownServer: true })
-const quiet = createLogger({ level: "silent", destination: { write: () => undefined } })
 
 describe("claim reconciler", () => {
   const resumes: Array<() => void> = []
@@ -22,7 +20,7 @@ describe("claim reconciler", () => {
     const naming = freshNaming()
     await provision(nc, naming)
     let up = true
-    const reconciler = new ClaimReconciler(nc, naming, { connected: () => up, everyMs: 3_600_000, log: quiet })
+    const reconciler = new ClaimReconciler(nc, naming, { connected: () => up, everyMs: 3_600_000, log: quietLogger })
     // A pass on a healthy server completes.
     await reconciler.pass()
 

@@ -12,6 +12,7 @@ import { provisionStreams } from "../../src/eventlog/provision.js"
 import { DEFAULT_STREAM_SETTINGS } from "../../streams/definitions.js"
 import type { BrokerConfig } from "../../src/config/config.js"
 import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from "../../src/webhooks/deliver.js"
+import { createLogger } from "../../src/log/log.js"
 
 /** Starts a nats-server before the file's tests and stops it after; returns an accessor. */
 export const useNatsServer = (options: { ownServer?: boolean } = {}) => {
@@ -58,6 +59,9 @@ export const brokerConfig = (url: string, naming: Naming, webhooks: Partial<Webh
   webhooks: { ...DEFAULT_WEBHOOK_SETTINGS, allowPrivateNetworks: true, ...webhooks },
   tracing: {}
 })
+
+/** A logger that writes nothing, for code under test that needs one. */
+export const quietLogger = createLogger({ level: "silent", destination: { write: () => undefined } })
 
 const STILL_CHECKING = Symbol("still checking")
 
