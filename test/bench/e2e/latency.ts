@@ -7,6 +7,7 @@
  * the time of its last stored event: the end of a codeq run, read from the log rather than from a
  * worker's clock.
  */
+import { writeFileSync } from "node:fs"
 import type { NatsConnection } from "nats"
 
 export interface Percentiles {
@@ -84,6 +85,8 @@ export const readLogLatency = async (nc: NatsConnection, stream: string, subject
       messages.stop()
     }
   }
+  const dump = process.env["E2E_LATENCY_DUMP"]
+  if (dump !== undefined && dump !== "") writeTimes(dump, times)
   const claimed: Array<number> = []
   const completed: Array<number> = []
   let tasks = 0
@@ -105,6 +108,15 @@ export const readLogLatency = async (nc: NatsConnection, stream: string, subject
     else completed.push(task.completed - task.created)
   }
   return { createdToClaimed: percentiles(claimed), createdToCompleted: percentiles(completed), tasks, warmup, withoutClaim, withoutCompletion, events }
+}
+
+/**
+ * Writes each task's log times as CSV (`created,claimed,completed`, ms since the epoch, empty when
+ * missing), for looking at the tail: `E2E_LATENCY_DUMP=<file>` in the bench's environment.
+ */
+const writeTimes = (file: string, times: ReadonlyMap<string, TaskTimes>) => {
+  const rows = [...times.values()].map((t) => `${t.created ?? ""},${t.claimed ?? ""},${t.completed ?? ""}`)
+  writeFileSync(file, `created,claimed,completed\n${rows.join("\n")}\n`)
 }
 
 /** Wall time (ms) of the last message stored in a stream, from its state; undefined when empty. */
