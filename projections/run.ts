@@ -22,8 +22,11 @@ export interface ProjectionsSetup extends RuntimeHooks {
   readonly leases: Bucket
   /** The task-state bucket, read and written through the request mux. */
   readonly taskState: PipelinedKv
-  /** The sinks of one leadership term (made afresh each time this broker takes over). */
-  readonly sinks: () => ReadonlyArray<Sink>
+  /**
+   * The sinks of one leadership term (made afresh each time this broker takes over), told the
+   * term's replay horizon: events up to it may have been handled by an earlier term.
+   */
+  readonly sinks: (term: { readonly replayHorizon: number }) => ReadonlyArray<Sink>
   readonly holder: string
   readonly docs?: TaskDocsOptions
   /** Lease time to live. Default 15 s; renewed every third of it. */
@@ -69,7 +72,7 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
     const horizon = await lastSequence(setup.nc, eventsStream(setup.naming))
     const feed = new EventFeed(setup.nc, setup.naming, { fromSeq: from })
     const docs = new TaskDocs(setup.taskState, setup.log, { ...setup.docs, replayHorizon: horizon })
-    const sinks = setup.sinks()
+    const sinks = setup.sinks({ replayHorizon: horizon })
     names = ["task-state", ...sinks.map((sink) => sink.name)]
     const current = new ProjectionRuntime(feed, docs, sinks, { save: (seq) => leadership.save(seq) }, setup)
     runtime = current

@@ -9,8 +9,10 @@
  * task's state as of its terminal event, without its payload (when the job stays under
  * JOB_SNAPSHOT_MAX_BYTES), so an attempt reads only what the task's subject holds after that event
  * — one direct get, nothing in the common case, and then the snapshot is the task as it is now, on
- * its first attempt. Anything after it (a failed attempt, a requeue), or a job without a snapshot,
- * reads the whole history, which gives the exact attempt number. The attempt POSTs codeQ's result
+ * its first attempt. A job's first delivery for a task that completed or failed after its term
+ * began (`fresh`) does not even read that: nothing but this job's own attempts can follow such an
+ * event, and none was made yet. Anything after it (a failed attempt, a requeue), or a job without
+ * a snapshot, reads the whole history, which gives the exact attempt number. The attempt POSTs codeQ's result
  * payload from a `codeq.webhook.task_result` span parented on the span that wrote the terminal
  * event (its context injected, with an `X-CodeQ-Delivery-Id` stable across retries), and appends
  * the outcome, WebhookDelivered or WebhookFailed, from the same span. A failed attempt naks the
@@ -48,6 +50,11 @@ export interface WebhookJob {
   readonly seq: number
   /** The task as of the terminal event at `seq`, and that event's time and trace: what a first attempt needs. */
   readonly snapshot?: JobSnapshot
+  /**
+   * The terminal event came after the replay horizon of the term that made the job: no earlier
+   * term made a job for it (a replay of an event it had handled would be at or below the horizon).
+   */
+  readonly fresh?: boolean
 }
 
 export interface JobSnapshot {
@@ -67,8 +74,11 @@ export const JOB_SNAPSHOT_MAX_BYTES = 64 * 1024
 const TERMINAL_EVENTS: ReadonlySet<string> = new Set(["TaskCompleted", "TaskFailed", "TaskDeadLettered"])
 const decoder = new TextDecoder()
 
-/** The outbox sink: a job per terminal event of a task with a webhook still to deliver. */
-export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming, replicas = 1): Sink => {
+/**
+ * The outbox sink: a job per terminal event of a task with a webhook still to deliver. Events after
+ * `replayHorizon` (the log's end when this term began) make `fresh` jobs; by default none is.
+ */
+export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming, replicas = 1, replayHorizon = Number.POSITIVE_INFINITY): Sink => {
   let stopped = false
   // The webhooks stream's only writer, as the dispatcher is the claims stream's.
   const publish = derivedPublisher(publisher, webhookBarrierSubject(naming), replicas)
@@ -76,7 +86,7 @@ export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming, rep
     name: "webhooks",
     apply: ({ stored, after }) => {
       if (!TERMINAL_EVENTS.has(stored.event.type) || after === null || after.webhook === undefined || after.webhookDelivered) return undefined
-      const job: WebhookJob = { tenant: stored.event.tenant, taskId: stored.event.taskId, seq: stored.seq }
+      const job: WebhookJob = { tenant: stored.event.tenant, taskId: stored.event.taskId, seq: stored.seq, ...(stored.seq > replayHorizon ? { fresh: true } : {}) }
       // WHY without the payload: the POST, the outcome's decision and its span read none of it, and
       // a payload of up to 256 KiB made the job too big to carry a snapshot at all — its delivery
       // then read the task's whole history, the payload with it — after serializing it for nothing.
@@ -108,19 +118,26 @@ interface Basis {
   readonly attempt: number
 }
 
+/** Statuses that no command but a webhook's record can leave (a dead letter can be requeued or purged). */
+const SETTLED: ReadonlySet<string> = new Set(["COMPLETED", "FAILED"])
+
 /**
  * The basis from the job's snapshot: when it carries a sound one and the task's subject holds
  * nothing after the terminal event (so no attempt was recorded yet and nothing changed the task).
+ * That is read from the log, unless it is known: on the first delivery of a fresh job for a task
+ * that completed or failed, only this job's attempts could have written after the event, and none
+ * was made. Were that ever wrong, the outcome's append under the event's sequence would be refused
+ * and decided again on the task as the log has it: a second POST at worst, never a second record.
  */
-const basisOfJob = async (repo: TaskRepository, job: WebhookJob): Promise<Basis | undefined> => {
+const basisOfJob = async (repo: TaskRepository, job: WebhookJob, firstDelivery: boolean): Promise<Basis | undefined> => {
   const carried = job.snapshot
   if (carried === undefined) return undefined
   const { state } = carried
   if (state.version !== job.seq || state.id !== job.taskId || state.tenant !== job.tenant || state.webhookDelivered || !TERMINAL.has(state.status)) return undefined
   const webhook = state.webhook
   if (typeof webhook !== "string") return undefined
-  const since = await repo.log.readTask(job.tenant, job.taskId, job.seq + 1)
-  if (since.version !== 0) return undefined
+  const known = firstDelivery && job.fresh === true && SETTLED.has(state.status)
+  if (!known && (await repo.log.readTask(job.tenant, job.taskId, job.seq + 1)).version !== 0) return undefined
   return { state: { ...state, webhook }, version: job.seq, at: carried.at, traceparent: carried.traceparent, tracestate: carried.tracestate, attempt: 1 }
 }
 
@@ -139,9 +156,9 @@ const basisOfLog = async (repo: TaskRepository, job: WebhookJob): Promise<Basis 
   return { state: { ...state, webhook }, version: history.version, at: stored.event.at, traceparent: stored.trace?.traceparent, tracestate: stored.trace?.tracestate, attempt: failures.length + 1 }
 }
 
-const attemptOnce = async (repo: TaskRepository, settings: WebhookSettings, job: WebhookJob): Promise<Step> => {
+const attemptOnce = async (repo: TaskRepository, settings: WebhookSettings, job: WebhookJob, firstDelivery: boolean): Promise<Step> => {
   const { tenant, taskId } = job
-  const basis = (await basisOfJob(repo, job)) ?? (await basisOfLog(repo, job))
+  const basis = (await basisOfJob(repo, job, firstDelivery)) ?? (await basisOfLog(repo, job))
   if (basis === undefined) return "none"
   const { state, attempt } = basis
   const snapshot = { state, version: basis.version }
@@ -224,7 +241,7 @@ const parseJob = (delivery: Delivery): WebhookJob | undefined => {
     const job = JSON.parse(decoder.decode(delivery.data)) as Partial<WebhookJob>
     if (typeof job.tenant !== "string" || typeof job.taskId !== "string" || typeof job.seq !== "number") return undefined
     const snapshot = soundSnapshot(job.snapshot)
-    return { tenant: job.tenant, taskId: job.taskId, seq: job.seq, ...(snapshot === undefined ? {} : { snapshot }) }
+    return { tenant: job.tenant, taskId: job.taskId, seq: job.seq, ...(snapshot === undefined ? {} : { snapshot }), ...(job.fresh === true ? { fresh: true } : {}) }
   } catch {
     return undefined
   }
@@ -265,7 +282,7 @@ export const runWebhookDeliveries = async (
     if (busy.has(key)) return session.answer(delivery, { nakDelayMs: 1_000 })
     busy.add(key)
     try {
-      const step = await attemptOnce(repo, settings, job)
+      const step = await attemptOnce(repo, settings, job, delivery.deliveryCount === 1)
       session.answer(delivery, typeof step === "object" ? { nakDelayMs: step.retryInSeconds * 1000 } : "ack")
     } catch (error) {
       log.warn({ task_id: job.taskId, error: error instanceof Error ? error.message : String(error) }, "webhook attempt failed; retrying")

@@ -106,7 +106,12 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
           log,
           leases,
           taskState: new PipelinedKv(publisher, taskStateBucket(config.naming)),
-          sinks: () => [dispatcher(publisher, config.naming, config.streams.replicas), webhookOutbox(publisher, config.naming, config.streams.replicas), deadLetters(dlq), metricsProjection(metrics)],
+          sinks: ({ replayHorizon }) => [
+            dispatcher(publisher, config.naming, config.streams.replicas),
+            webhookOutbox(publisher, config.naming, config.streams.replicas, replayHorizon),
+            deadLetters(dlq),
+            metricsProjection(metrics)
+          ],
           holder: `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
           connected,
           ...(options.leaseTtlMs !== undefined ? { leaseTtlMs: options.leaseTtlMs } : {}),

@@ -128,7 +128,7 @@ describe("result webhooks", () => {
     await hook.close()
   })
 
-  it("delivers from the job's snapshot after one read of what follows the terminal event, and from the whole history once the task moved on", async () => {
+  it("delivers a live task's first job from its snapshot without reading the log, and a job made again from the whole history", async () => {
     const naming = freshNaming()
     const hook = await receiver(() => 200)
     const watched = await watchDirectGets(naming)
@@ -136,14 +136,15 @@ describe("result webhooks", () => {
     const broker = await startBroker(brokerConfig(nats.url(), naming))
     const c = await CodeqClient.connect({ servers: nats.url(), naming })
     const { task, history, completed, subject, delivering, jsm } = await completeAndDeliver(c, naming, watched, hook.url)
-    // The delivery read only past the TaskCompleted (and found nothing there); nobody read from the start.
-    expect(delivering).toEqual([{ subject, seq: completed.seq + 1 }])
+    // The task completed while this broker led (a fresh job), on the job's first delivery: nothing
+    // but the job's own attempt can follow a completion, so the delivery read nothing at all.
+    expect(delivering).toEqual([])
     expect(hook.requests).toHaveLength(1)
     expect(JSON.parse(hook.requests[0]?.body ?? "{}")).toMatchObject({ taskId: task.id, status: "COMPLETED", result: { pages: 3 } })
 
-    // The same job again (as a replay past the dedup window would make it), its snapshot now stale:
-    // the task's subject holds the WebhookDelivered after it, so the whole history is read and
-    // nothing is sent twice.
+    // The same job again, not fresh (as a replay past the dedup window would make it), its snapshot
+    // now stale: what follows the terminal event is read, the task's subject holds the
+    // WebhookDelivered there, so the whole history is read and nothing is sent twice.
     const snapshot = { state: fold(history.events.filter((e) => e.seq <= completed.seq)), at: completed.event.at }
     await watcher.flush()
     reads.length = 0
@@ -159,7 +160,7 @@ describe("result webhooks", () => {
     await hook.close()
   })
 
-  it("carries the task without its payload in the job, so a task with a 200 KiB payload is delivered after one read past its end", async () => {
+  it("carries the task without its payload in the job, so a task with a 200 KiB payload is delivered without reading it", async () => {
     const naming = freshNaming()
     const hook = await receiver(() => 200)
     const watched = await watchDirectGets(naming)
@@ -171,11 +172,12 @@ describe("result webhooks", () => {
     const broker = await startBroker(brokerConfig(nats.url(), naming))
     const c = await CodeqClient.connect({ servers: nats.url(), naming })
     try {
-      const { task, completed, subject, delivering } = await completeAndDeliver(c, naming, watched, hook.url, { blob: "x".repeat(200 * 1024) })
-      // The delivery read only past the TaskCompleted; nobody read the task, payload and all, from the start.
-      expect(delivering).toEqual([{ subject, seq: completed.seq + 1 }])
+      const { task, delivering } = await completeAndDeliver(c, naming, watched, hook.url, { blob: "x".repeat(200 * 1024) })
+      // Nobody read the task, payload and all: the job carried what the delivery needed.
+      expect(delivering).toEqual([])
       expect(jobs).toHaveLength(1)
-      const job = JSON.parse(new TextDecoder().decode(jobs[0])) as { snapshot?: { state: Record<string, unknown> } }
+      const job = JSON.parse(new TextDecoder().decode(jobs[0])) as { snapshot?: { state: Record<string, unknown> }; fresh?: boolean }
+      expect(job.fresh).toBe(true)
       expect(jobs[0]?.length).toBeLessThan(4 * 1024)
       expect(job.snapshot?.state).toMatchObject({ id: task.id, status: "COMPLETED", result: { pages: 3 } })
       expect(job.snapshot?.state).not.toHaveProperty("payload")
@@ -187,6 +189,59 @@ describe("result webhooks", () => {
       await hook.close()
     }
   })
+  it("reads past the terminal event for a job of a task that ended before the broker led, and for a dead letter's", async () => {
+    const naming = freshNaming()
+    const hook = await receiver(() => 200)
+    const watched = await watchDirectGets(naming)
+    const { watcher, reads } = watched
+    const nc = await nats.connect()
+    await provision(nc, naming)
+    const c = await CodeqClient.connect({ servers: nats.url(), naming })
+    let broker: Awaited<ReturnType<typeof startBroker>> | undefined
+    try {
+      // Ended before any broker ran: the log holds it, but no term has seen it yet.
+      const early = await c.producer("acme").create({ command: "render", webhook: hook.url })
+      const claim = await c.repo.apply("acme", early.id, (now) => ({ type: "ClaimTask", taskId: early.id, tenant: "acme", now, workerId: "w", leaseSeconds: 60, leaseHandle: "by-hand" }))
+      expect(claim.ok).toBe(true)
+      const done = await c.repo.apply("acme", early.id, (now) => ({ type: "CompleteTask", taskId: early.id, tenant: "acme", now, workerId: "w", attempt: 1, result: { pages: 1 } }))
+      if (!done.ok) throw new Error("not completed")
+      const completedSeq = done.snapshot.version
+      // From here on only the broker reads the log (the waits below read the consumer, not the log).
+      await watcher.flush()
+      reads.length = 0
+      broker = await startBroker(brokerConfig(nats.url(), naming))
+      const jsm = await watcher.jetstreamManager()
+      const earlySubject = eventSubject(naming, "acme", early.id)
+      await waitFor(() => jobsAnswered(jsm, naming, 1), { what: "the early task's delivery" })
+      await watcher.flush()
+      // At or below the horizon the term began with: the job may repeat an earlier term's, so the
+      // delivery reads what follows the completion (nothing) before it posts.
+      expect(reads.filter((r) => r.subject === earlySubject)).toEqual([{ subject: earlySubject, seq: completedSeq + 1 }])
+
+      // A dead letter of this term: fresh, but an operator may requeue or purge it at any time, so
+      // the delivery reads what follows it too.
+      const doomed = await c.producer("acme").create({ command: "render", webhook: hook.url, maxAttempts: 1 })
+      const claimed = await c.tasks.claim("acme", ["render"], { workerId: "w", waitSeconds: 10 })
+      expect(claimed?.task.id).toBe(doomed.id)
+      await c.tasks.settleLease("acme", doomed.id, { workerId: "w" }, { type: "nack", reason: "gives up", delaySeconds: 0 })
+      await waitFor(() => jobsAnswered(jsm, naming, 2), { what: "the dead letter's delivery" })
+      await watcher.flush()
+      const doomedSubject = eventSubject(naming, "acme", doomed.id)
+      const delivering = reads.filter((r) => r.subject === doomedSubject)
+      const history = await c.log.readTask("acme", doomed.id)
+      expect(history.events.map((e) => e.event.type)).toEqual(["TaskCreated", "TaskClaimed", "TaskNacked", "TaskDeadLettered", "WebhookDelivered"])
+      const deadLettered = history.events.find((e) => e.event.type === "TaskDeadLettered")
+      expect(delivering).toEqual([{ subject: doomedSubject, seq: (deadLettered?.seq ?? 0) + 1 }])
+      expect(hook.requests.map((r) => (JSON.parse(r.body) as { taskId: string; status: string }).status)).toEqual(["COMPLETED", "DEAD_LETTERED"])
+    } finally {
+      await broker?.stop()
+      await c.close()
+      await nc.close()
+      await watcher.close()
+      await hook.close()
+    }
+  })
+
   it("refuses a loopback destination unless private networks are allowed, recording a final failure", async () => {
     const naming = freshNaming()
     const hook = await receiver(() => 200)
