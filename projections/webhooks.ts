@@ -12,10 +12,10 @@
  * its first attempt. A job's first delivery for a task that completed or failed after its term
  * began (`fresh`) does not even read that: nothing but this job's own attempts can follow such an
  * event, and none was made yet. Anything after it (a failed attempt, a requeue), or a job without
- * a snapshot, reads the whole history, which gives the exact attempt number. The attempt POSTs codeQ's result
- * payload from a `codeq.webhook.task_result` span parented on the span that wrote the terminal
- * event (its context injected, with an `X-CodeQ-Delivery-Id` stable across retries), and appends
- * the outcome, WebhookDelivered or WebhookFailed, from the same span. A failed attempt naks the
+ * a snapshot, reads the whole history, which gives the exact attempt number. The attempt POSTs
+ * codeQ's result payload from a `codeq.webhook.task_result` span parented on the span that wrote
+ * the terminal event (its context injected, with an `X-CodeQ-Delivery-Id` stable across retries),
+ * and appends the outcome, WebhookDelivered or WebhookFailed, from the same span. A failed attempt naks the
  * job with the backoff: the retry lives in the consumer, so it survives a broker restart. The
  * attempt number comes from the log, so it is exact across restarts.
  * A POST is at least once: a broker killed between the POST and the outcome's append sends it again.
