@@ -15,12 +15,13 @@
  * a snapshot, reads the whole history, which gives the exact attempt number. The attempt POSTs
  * codeQ's result payload from a `codeq.webhook.task_result` span parented on the span that wrote
  * the terminal event (its context injected, with an `X-CodeQ-Delivery-Id` stable across retries),
- * and appends the outcome, WebhookDelivered or WebhookFailed, from the same span. A failed attempt naks the
- * job with the backoff: the retry lives in the consumer, so it survives a broker restart. The
- * attempt number comes from the log, so it is exact across restarts.
+ * and appends the outcome, WebhookDelivered or WebhookFailed, from the same span. A failed attempt
+ * naks the job with the backoff: the retry lives in the consumer, so it survives a broker restart.
+ * The attempt number comes from the log, so it is exact across restarts.
  * A POST is at least once: a broker killed between the POST and the outcome's append sends it again.
  */
 import { SpanStatusCode, trace } from "@opentelemetry/api"
+import { SETTLED } from "../src/domain/decide.js"
 import { TERMINAL, fold, type StoredEvent, type TaskState } from "../src/domain/events.js"
 import { dedupHeaders, type PipelinedPublisher } from "../src/eventlog/pipeline.js"
 import type { Connection } from "../src/eventlog/connection.js"
@@ -76,9 +77,9 @@ const decoder = new TextDecoder()
 
 /**
  * The outbox sink: a job per terminal event of a task with a webhook still to deliver. Events after
- * `replayHorizon` (the log's end when this term began) make `fresh` jobs; by default none is.
+ * `replayHorizon` (the log's end when this term began) make `fresh` jobs.
  */
-export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming, replicas = 1, replayHorizon = Number.POSITIVE_INFINITY): Sink => {
+export const webhookOutbox = (publisher: PipelinedPublisher, naming: Naming, replicas: number, replayHorizon: number): Sink => {
   let stopped = false
   // The webhooks stream's only writer, as the dispatcher is the claims stream's.
   const publish = derivedPublisher(publisher, webhookBarrierSubject(naming), replicas)
@@ -118,15 +119,12 @@ interface Basis {
   readonly attempt: number
 }
 
-/** Statuses that no command but a webhook's record can leave (a dead letter can be requeued or purged). */
-const SETTLED: ReadonlySet<string> = new Set(["COMPLETED", "FAILED"])
-
 /**
  * The basis from the job's snapshot: when it carries a sound one and the task's subject holds
  * nothing after the terminal event (so no attempt was recorded yet and nothing changed the task).
- * That is read from the log, unless it is known: on the first delivery of a fresh job for a task
- * that completed or failed, only this job's attempts could have written after the event, and none
- * was made. Were that ever wrong, the outcome's append under the event's sequence would be refused
+ * That is read from the log, unless it is known: on the first delivery of a fresh job for a
+ * settled task (decide.ts's SETTLED: completed or failed here), only this job's attempts could
+ * have written after the event, and none was made. Were that ever wrong, the outcome's append under the event's sequence would be refused
  * and decided again on the task as the log has it: a second POST at worst, never a second record.
  */
 const basisOfJob = async (repo: TaskRepository, job: WebhookJob, firstDelivery: boolean): Promise<Basis | undefined> => {

@@ -4,7 +4,7 @@
  * a rejection with its `reason` — in which case nothing happens to the log.
  */
 import { describe, expect, it } from "vitest"
-import { decide, type Decision, type RejectionReason, type TaskCommand } from "../src/domain/decide.js"
+import { decide, SETTLED, type Decision, type RejectionReason, type TaskCommand } from "../src/domain/decide.js"
 import {
   EVENT_SCHEMA_VERSION,
   EVENT_TYPES,
@@ -334,6 +334,14 @@ describe("decide, for every state and every command", () => {
       DEAD_LETTERED: "DEAD_LETTERED",
       CANCELLED: "CANCELLED"
     })
+  })
+
+  it("settles a task exactly when the table refuses it every command but a webhook's record", () => {
+    // What the webhook deliveries rely on to skip a read (projections/webhooks.ts): nothing but
+    // RecordWebhook can follow a settled status. And every other ended status takes another command.
+    const takesOthers = new Set(table.filter(([, command, then]) => command !== "RecordWebhook" && !("rejects" in then)).map(([state]) => state))
+    const ended = ["COMPLETED", "FAILED", "DEAD_LETTERED", "CANCELLED"] as const
+    expect(ended.filter((status) => !takesOthers.has(status))).toEqual([...SETTLED])
   })
 
   for (const [state, command, then] of table) {

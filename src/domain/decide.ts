@@ -3,7 +3,7 @@
  * to append or a rejection as data. Time, ids and lease handles arrive on the command; nothing here
  * reads a clock.
  */
-import { EVENT_SCHEMA_VERSION, TERMINAL, type EventOf, type TaskEvent, type TaskState } from "./events.js"
+import { EVENT_SCHEMA_VERSION, TERMINAL, type EventOf, type TaskEvent, type TaskState, type TaskStatus } from "./events.js"
 
 interface CommandBase {
   readonly taskId: string
@@ -226,6 +226,12 @@ const decideCancel = (state: TaskState, cmd: CancelTask): Decision =>
   TERMINAL.has(state.status)
     ? reject("terminal", `task is ${state.status}`)
     : accept(make("TaskCancelled", cmd, { reason: cmd.reason }))
+
+/**
+ * Statuses a task leaves by no command but a webhook's record (RecordWebhook): every other command
+ * is refused on it. A dead letter is not settled: an operator may requeue or purge it.
+ */
+export const SETTLED: ReadonlySet<TaskStatus> = new Set(["COMPLETED", "FAILED", "CANCELLED"])
 
 const decideRequeue = (state: TaskState, cmd: RequeueTask): Decision =>
   state.status === "DEAD_LETTERED" && !state.purged
