@@ -4,8 +4,9 @@
  * log. A requeue or a purge removes the entry. Replaying the log rebuilds it exactly.
  *
  * A removed entry leaves a delete marker in the bucket, and every listing reads the markers too:
- * `compactDeadLetterIndex` takes away those older than 10 minutes. Each purge stops at its marker,
- * so an entry written to the key after it stays.
+ * `compactDeadLetterIndex` takes away those older than 10 minutes, on the broker that leads the
+ * projections (any broker could: each purge stops at its marker, so an entry written to the key
+ * after it stays — but one scan of the bucket per pass is enough).
  */
 import type { Connection } from "../src/eventlog/connection.js"
 import { findDeleteMarkers, purgeDeleteMarkers, type Bucket } from "../src/eventlog/kv.js"
@@ -47,14 +48,27 @@ export const compactDeadLetterIndex = async (conn: Connection, kv: Bucket, namin
   return purged
 }
 
-/** Runs `compactDeadLetterIndex` every DEAD_LETTER_MARKER_AGE_MS until stopped; failures are logged, the next pass tries again. */
+export interface DeadLetterUpkeepOptions {
+  /** Whether this broker leads the projections now: a pass on any other does nothing. */
+  readonly leading: () => boolean
+  readonly connected?: () => boolean
+  readonly log: Logger
+  /** Markers removed once this old. Default DEAD_LETTER_MARKER_AGE_MS. */
+  readonly olderThanMs?: number
+}
+
+/**
+ * Runs `compactDeadLetterIndex` every DEAD_LETTER_MARKER_AGE_MS while this broker leads the
+ * projections, until stopped; failures are logged, the next pass tries again.
+ */
 export class DeadLetterUpkeep extends PeriodicPass {
-  constructor(nc: Connection, kv: Bucket, naming: Naming, options: { readonly connected?: () => boolean; readonly log: Logger }) {
-    const pass = () =>
-      compactDeadLetterIndex(nc, kv, naming, options.log).then(
-        () => undefined,
-        (error: unknown) => options.log.debug({ error: String(error) }, "dead letters: removing delete markers failed; next pass later")
+  constructor(nc: Connection, kv: Bucket, naming: Naming, options: DeadLetterUpkeepOptions) {
+    const pass = async () => {
+      if (!options.leading()) return
+      await compactDeadLetterIndex(nc, kv, naming, options.log, options.olderThanMs).catch((error: unknown) =>
+        options.log.debug({ error: String(error) }, "dead letters: removing delete markers failed; next pass later")
       )
+    }
     super(nc, pass, { everyMs: DEAD_LETTER_MARKER_AGE_MS, ...(options.connected !== undefined ? { connected: options.connected } : {}) })
   }
 }

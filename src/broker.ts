@@ -132,7 +132,14 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
     )
     // The dead-letter index's old delete markers (see projections/deadLetters.ts).
     yield* Effect.acquireRelease(
-      Effect.sync(() => new DeadLetterUpkeep(nc, dlq, config.naming, { connected, log: (options.logger ?? rootLogger).child({ component: "dead-letters" }) })),
+      Effect.sync(
+        () =>
+          new DeadLetterUpkeep(nc, dlq, config.naming, {
+            leading: () => started.projections?.leading === true,
+            connected,
+            log: (options.logger ?? rootLogger).child({ component: "dead-letters" })
+          })
+      ),
       (upkeep) => Effect.promise(() => upkeep.stop())
     )
     yield* Effect.acquireRelease(
