@@ -72,6 +72,9 @@ const completeAndDeliver = async (c: CodeqClient, naming: Naming, watched: Await
   const subject = eventSubject(naming, "acme", task.id)
   const delivering = watched.reads.filter((r) => r.subject === subject)
   const history = await c.log.readTask("acme", task.id)
+  // The watcher sees reads of this subject (this one, the test's own): an empty `delivering` means none was made.
+  await watched.watcher.flush()
+  expect(watched.reads.filter((r) => r.subject === subject).length).toBeGreaterThan(delivering.length)
   expect(history.events.map((e) => e.event.type)).toEqual(["TaskCreated", "TaskClaimed", "TaskCompleted", "WebhookDelivered"])
   const completed = history.events.find((e) => e.event.type === "TaskCompleted")
   if (completed === undefined) throw new Error("no TaskCompleted")
