@@ -35,7 +35,8 @@
  */
 import { TERMINAL, evolve, fold, type StoredEvent, type TaskState } from "../src/domain/events.js"
 import type { EventLog } from "../src/eventlog/EventLog.js"
-import type { DocumentStore } from "../src/eventlog/kv.js"
+import type { DocumentStore, IndexStore } from "../src/eventlog/kv.js"
+import { openTaskEntry } from "../src/domain/openTask.js"
 import { taskStateKey } from "../streams/definitions.js"
 import { utf8 } from "../src/eventlog/utf8.js"
 
@@ -57,6 +58,8 @@ interface Doc {
   dirtyAt: number
   /** Bytes of its JSON as last written or read from the bucket (0: not yet). */
   bytes: number
+  /** The task's entry in the open-task index as last written (undefined: none). */
+  indexed: string | undefined
 }
 
 export interface TaskDocsOptions {
@@ -74,6 +77,12 @@ export interface TaskDocsOptions {
   readonly write?: boolean
   /** Events up to this sequence may have been folded into the bucket already. Default 0. */
   readonly replayHorizon?: number
+  /**
+   * The open-task index, written with the documents: a task whose document is written while it
+   * waits or is leased gets an entry, removed when its document is written ended. A task that ends
+   * before its first write never has one. Default none.
+   */
+  readonly index?: IndexStore
 }
 
 const decoder = new TextDecoder()
@@ -114,6 +123,7 @@ export class TaskDocs {
   private readonly writeAfterMs: number
   private readonly write: boolean
   private readonly replayHorizon: number
+  private readonly index: IndexStore | undefined
   private writes = 0
 
   constructor(
@@ -126,6 +136,7 @@ export class TaskDocs {
     this.writeAfterMs = options.writeAfterMs ?? 3_000
     this.write = options.write ?? true
     this.replayHorizon = options.replayHorizon ?? 0
+    this.index = options.index
   }
 
   /** Documents written to the bucket so far. */
@@ -162,7 +173,8 @@ export class TaskDocs {
       const entry = await this.kv.get(key)
       const state = entry === null || entry.value.length === 0 ? null : (JSON.parse(decoder.decode(entry.value)) as TaskState)
       const bytes = entry?.value.length ?? 0
-      const doc: Doc = { key, state, dirtyFrom: 0, dirtyAt: 0, bytes }
+      // The index has an entry for every open document the bucket has (written together).
+      const doc: Doc = { key, state, dirtyFrom: 0, dirtyAt: 0, bytes, indexed: openTaskEntry(state) }
       this.docs.set(key, doc)
       this.clean.set(key, doc)
       this.held += bytes
@@ -214,18 +226,32 @@ export class TaskDocs {
       return
     }
     const now = Date.now()
-    const sent: Array<{ readonly doc: Doc; readonly dirtyFrom: number }> = []
+    const sent: Array<{ readonly doc: Doc; readonly dirtyFrom: number; readonly indexed: string | undefined }> = []
+    let indexWrites = 0
     // A barrier waits behind every put before it: bounded groups keep its ack quick.
     const room = () => all || sent.length < MAX_PUTS_PER_FLUSH
     const send = (doc: Doc) => {
       const state = doc.state
       if (state === null) return
       const value = utf8(JSON.stringify(state))
+      const indexed = doc.indexed
+      if (this.index !== undefined) {
+        // WHY before the document: a connection's messages reach the server in order, so a
+        // document that was stored implies its index write was received; a replay that finds the
+        // document already written (and writes nothing) cannot leave the index behind it.
+        const entry = openTaskEntry(state)
+        if (entry !== doc.indexed) {
+          if (entry === undefined) this.index.deleteUnacked(doc.key)
+          else this.index.putUnacked(doc.key, utf8(entry))
+          doc.indexed = entry
+          indexWrites++
+        }
+      }
       this.kv.putUnacked(doc.key, value)
       // A dirty document is always in memory (only written ones are forgotten).
       this.held += value.length - doc.bytes
       doc.bytes = value.length
-      sent.push({ doc, dirtyFrom: doc.dirtyFrom })
+      sent.push({ doc, dirtyFrom: doc.dirtyFrom, indexed })
       doc.dirtyFrom = 0
       this.dirty.delete(doc.key)
       this.late.delete(doc.key)
@@ -241,7 +267,7 @@ export class TaskDocs {
     for (const doc of this.late.values()) if (room() && (all || old(doc) || isOver(doc.state))) send(doc)
     if (sent.length === 0) return
     try {
-      await this.kv.barrier()
+      await Promise.all([this.kv.barrier(), indexWrites > 0 ? this.index?.barrier() : undefined])
       this.writes += sent.length
       for (const { doc } of sent) {
         if (doc.dirtyFrom !== 0 || this.docs.get(doc.key) !== doc) continue
@@ -251,8 +277,10 @@ export class TaskDocs {
     } catch (error) {
       // Not known to be stored: dirty again from where it was (a newer change may have made it
       // dirty from later since) — out of `dirty`'s order, so among the late ones.
-      for (const { doc, dirtyFrom } of sent)
+      for (const { doc, dirtyFrom, indexed } of sent)
         if (doc.dirtyFrom === 0 || doc.dirtyFrom > dirtyFrom) {
+          // The index write is not known to be stored either: made again with the document.
+          doc.indexed = indexed
           doc.dirtyFrom = dirtyFrom
           this.dirty.delete(doc.key)
           this.clean.delete(doc.key)
@@ -275,7 +303,7 @@ export class TaskDocs {
 
   /** A new document with no state yet: nothing to write, so it may be forgotten like a written one. */
   private added(key: string): Doc {
-    const doc: Doc = { key, state: null, dirtyFrom: 0, dirtyAt: 0, bytes: 0 }
+    const doc: Doc = { key, state: null, dirtyFrom: 0, dirtyAt: 0, bytes: 0, indexed: undefined }
     this.docs.set(key, doc)
     this.clean.set(key, doc)
     return doc

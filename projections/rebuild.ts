@@ -4,6 +4,7 @@
  * reporting progress. The same runtime and fold as the live projections, with only the rebuilt
  * projection's writes switched on. Only projections whose state is derived and idempotent can be
  * rebuilt (task-state, dead-letters); the dispatcher and webhooks act on the world and are not.
+ * Rebuilding task-state rebuilds the open-task index with it, and marks it ready once done.
  */
 import { EventFeed } from "../src/eventlog/feed.js"
 import type { EventLog } from "../src/eventlog/EventLog.js"
@@ -11,7 +12,9 @@ import { PipelinedKv, deleteBucket, openBucket } from "../src/eventlog/kv.js"
 import type { Connection } from "../src/eventlog/connection.js"
 import { lastSequence } from "../src/eventlog/streams.js"
 import { PipelinedPublisher } from "../src/eventlog/pipeline.js"
-import { deadLetterBucket, eventsStream, taskStateBucket, type Naming } from "../streams/definitions.js"
+import { deadLetterBucket, eventsStream, openTaskBucket, taskStateBucket, type Naming } from "../streams/definitions.js"
+import { OPEN_INDEX_READY_KEY } from "../src/eventlog/openTasks.js"
+import { utf8 } from "../src/eventlog/utf8.js"
 import { deadLetters } from "./deadLetters.js"
 import { TaskDocs } from "./docs.js"
 import { ProjectionRuntime } from "./runtime.js"
@@ -39,6 +42,9 @@ export const rebuildProjectionState = async (
   const bucket = target.bucket(naming)
   await deleteBucket(nc, bucket)
   const kv = await openBucket(nc, bucket, options.replicas ?? 1)
+  const indexName = openTaskBucket(naming)
+  // The index is written with the documents: rebuilt with them, not ready until they are.
+  const index = name === "task-state" ? (await deleteBucket(nc, indexName), await openBucket(nc, indexName, options.replicas ?? 1)) : undefined
   // The fold reads task-state documents it does not hold; while dead-letters is rebuilt they come
   // from the live bucket, which is only read.
   await openBucket(nc, taskStateBucket(naming), options.replicas ?? 1)
@@ -48,7 +54,10 @@ export const rebuildProjectionState = async (
   let report = 0
   let finished: () => void = () => undefined
   const caughtUp = new Promise<void>((resolve) => (finished = resolve))
-  const docs = new TaskDocs(new PipelinedKv(publisher, taskStateBucket(naming)), log, { write: name === "task-state" })
+  const docs = new TaskDocs(new PipelinedKv(publisher, taskStateBucket(naming)), log, {
+    write: name === "task-state",
+    ...(index !== undefined ? { index: new PipelinedKv(publisher, indexName) } : {})
+  })
   const runtime = new ProjectionRuntime(
     new EventFeed(nc, naming, { fromSeq: 1 }),
     docs,
@@ -73,6 +82,7 @@ export const rebuildProjectionState = async (
     await running
     publisher.close()
   }
+  await index?.put(OPEN_INDEX_READY_KEY, utf8(new Date().toISOString()))
   options.onProgress?.({ handled: total, total })
   return total
 }

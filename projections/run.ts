@@ -13,6 +13,8 @@ import { ProjectionRuntime, type RuntimeHooks, type Sink } from "./runtime.js"
 import type { Bucket, PipelinedKv } from "../src/eventlog/kv.js"
 import type { Connection } from "../src/eventlog/connection.js"
 import { lastSequence } from "../src/eventlog/streams.js"
+import { backfillOpenTasks } from "../src/eventlog/openTasks.js"
+import type { OpenTaskIndex } from "./openTasks.js"
 
 export interface ProjectionsSetup extends RuntimeHooks {
   readonly nc: Connection
@@ -27,6 +29,8 @@ export interface ProjectionsSetup extends RuntimeHooks {
    * term's replay horizon: events up to it may have been handled by an earlier term.
    */
   readonly sinks: (term: { readonly replayHorizon: number }) => ReadonlyArray<Sink>
+  /** The open-task index, written with the documents; filled at the start of a term when not ready. */
+  readonly openTasks?: OpenTaskIndex
   readonly holder: string
   readonly docs?: TaskDocsOptions
   /** Lease time to live. Default 15 s; renewed every third of it. */
@@ -70,8 +74,14 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
     const from = (await leadership.position()) + 1
     // What the log held before this term may have been folded into the bucket by another one.
     const horizon = await lastSequence(setup.nc, eventsStream(setup.naming))
+    const index = setup.openTasks
+    if (index !== undefined) {
+      // Before the first fold of the term: nothing writes the documents while they are read.
+      const written = await backfillOpenTasks(setup.nc, index.documents, index.bucket, index.writer, index.name)
+      if (written !== undefined) log.info({ written }, "projections: filled the open-task index from the task-state documents")
+    }
     const feed = new EventFeed(setup.nc, setup.naming, { fromSeq: from })
-    const docs = new TaskDocs(setup.taskState, setup.log, { ...setup.docs, replayHorizon: horizon })
+    const docs = new TaskDocs(setup.taskState, setup.log, { ...setup.docs, replayHorizon: horizon, ...(index !== undefined ? { index: index.writer } : {}) })
     const sinks = setup.sinks({ replayHorizon: horizon })
     names = ["task-state", ...sinks.map((sink) => sink.name)]
     const current = new ProjectionRuntime(feed, docs, sinks, { save: (seq) => leadership.save(seq) }, setup)

@@ -10,11 +10,12 @@ import { Cause, Data, Effect, Exit, Layer, Scope } from "effect"
 import type { TracerProvider } from "@opentelemetry/api"
 import { dispatcher } from "../projections/dispatcher.js"
 import { DeadLetterUpkeep, deadLetters } from "../projections/deadLetters.js"
+import { OpenTaskUpkeep, type OpenTaskIndex } from "../projections/openTasks.js"
 import { metricsProjection } from "../projections/metrics.js"
 import { startProjections, type RunningProjections } from "../projections/run.js"
 import type { RuntimeHooks } from "../projections/runtime.js"
 import { runWebhookDeliveries, webhookOutbox } from "../projections/webhooks.js"
-import { deadLetterBucket, projectionsBucket, streamDefinitions, taskStateBucket } from "../streams/definitions.js"
+import { deadLetterBucket, openTaskBucket, projectionsBucket, streamDefinitions, taskStateBucket } from "../streams/definitions.js"
 import { provisionStreams } from "./eventlog/provision.js"
 import { BrokerMetrics } from "./metrics/metrics.js"
 import { PipelinedKv, openBucket } from "./eventlog/kv.js"
@@ -93,7 +94,13 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
     const kv = (bucket: string) => attempt(`open the key-value bucket ${bucket}`, () => openBucket(nc, bucket, config.streams.replicas))
     const dlq = yield* kv(deadLetterBucket(config.naming))
     const leases = yield* kv(projectionsBucket(config.naming))
-    yield* kv(taskStateBucket(config.naming))
+    const documents = yield* kv(taskStateBucket(config.naming))
+    const openTasks: OpenTaskIndex = {
+      name: openTaskBucket(config.naming),
+      bucket: yield* kv(openTaskBucket(config.naming)),
+      writer: new PipelinedKv(publisher, openTaskBucket(config.naming)),
+      documents
+    }
     // The metrics read the projections' positions, and the projections count into the metrics.
     const started: { projections?: RunningProjections } = {}
     const metrics = new BrokerMetrics(nc, config.naming, dlq, options.traceExportFailures, () => started.projections?.positions() ?? Promise.resolve(new Map()))
@@ -106,6 +113,7 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
           log,
           leases,
           taskState: new PipelinedKv(publisher, taskStateBucket(config.naming)),
+          openTasks,
           sinks: ({ replayHorizon }) => [
             dispatcher(publisher, config.naming, config.streams.replicas),
             webhookOutbox(publisher, config.naming, config.streams.replicas, replayHorizon),
@@ -138,6 +146,18 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
             leading: () => started.projections?.leading === true,
             connected,
             log: (options.logger ?? rootLogger).child({ component: "dead-letters" })
+          })
+      ),
+      (upkeep) => Effect.promise(() => upkeep.stop())
+    )
+    // The open-task index's delete markers (see eventlog/openTasks.ts).
+    yield* Effect.acquireRelease(
+      Effect.sync(
+        () =>
+          new OpenTaskUpkeep(nc, openTasks, {
+            leading: () => started.projections?.leading === true,
+            connected,
+            log: (options.logger ?? rootLogger).child({ component: "open-tasks" })
           })
       ),
       (upkeep) => Effect.promise(() => upkeep.stop())

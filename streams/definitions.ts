@@ -135,3 +135,9 @@ export const projectionsBucket = (n: Naming) => `${n.streamPrefix}_PROJECTIONS`
 /** Key-value bucket of the task-state read model (`<tenant>.<taskId>` → TaskState JSON). */
 export const taskStateBucket = (n: Naming) => `${n.streamPrefix}_TASKS`
 export const taskStateKey = (tenant: string, taskId: string) => `${tenant}.${taskId}`
+
+/**
+ * Key-value bucket of the open-task index: an entry per task still waiting or leased, under its
+ * task-state key (`<tenant>.<taskId>` → OpenTask JSON), written with the task's document.
+ */
+export const openTaskBucket = (n: Naming) => `${n.streamPrefix}_OPEN`

@@ -23,7 +23,8 @@ import { CodeqClient } from "../src/sdk/client.js"
 import { ClaimCapacity, InvalidTransition, LeaseLost, TaskNotFound, ValidationError } from "../src/tasks/errors.js"
 import { DEFAULT_LIMITS } from "../src/tasks/limits.js"
 import { KV_BARRIER_KEY } from "../src/eventlog/kv.js"
-import { claimsStream, deadLetterBucket, eventsStream, projectionsBucket, taskStateBucket, webhooksStream } from "../streams/definitions.js"
+import { OPEN_INDEX_READY_KEY } from "../src/eventlog/openTasks.js"
+import { claimsStream, deadLetterBucket, eventsStream, openTaskBucket, projectionsBucket, taskStateBucket, webhooksStream } from "../streams/definitions.js"
 import { brokerConfig, freshNaming, projectionsCaughtUp, useNatsServer, waitFor } from "./support/harness.js"
 import { STATIC_TOKENS } from "./support/jwks.js"
 
@@ -817,6 +818,8 @@ describe("fuzzing the HTTP API and the SDK with hostile input", () => {
       // Besides tenants' tasks, the read model's write barrier (KV_BARRIER_KEY, never a tenant's key).
       [`KV_${taskStateBucket(naming)}`]: new RegExp(`^\\$KV\\.${taskStateBucket(naming)}\\.(${tenant}\\.${uuid}|${KV_BARRIER_KEY.replace(".", "\\.")})$`),
       [`KV_${deadLetterBucket(naming)}`]: new RegExp(`^\\$KV\\.${deadLetterBucket(naming)}\\.${tenant}\\.${command}\\.${uuid}$`),
+      // Open tasks under their task-state keys, besides the write barrier and the ready key (OPEN_INDEX_READY_KEY).
+      [`KV_${openTaskBucket(naming)}`]: new RegExp(`^\\$KV\\.${openTaskBucket(naming)}\\.(${tenant}\\.${uuid}|${KV_BARRIER_KEY.replace(".", "\\.")}|${OPEN_INDEX_READY_KEY.replace(".", "\\.")})$`),
       [`KV_${projectionsBucket(naming)}`]: new RegExp(`^\\$KV\\.${projectionsBucket(naming)}\\.[A-Za-z0-9_-]+$`)
     }
     const jsm = await client.nc.jetstreamManager()

@@ -129,9 +129,18 @@ export interface DocumentStore {
   barrier(): Promise<void>
 }
 
+/** A document store whose writer also removes keys, unanswered like its puts (an index). */
+export interface IndexStore extends DocumentStore {
+  /** A delete with no answer: the key's delete marker, covered by the next `barrier`. */
+  deleteUnacked(key: string): void
+}
+
 /** Opens (creating when missing) the bucket `name` with `replicas` (default 1). */
 export const openBucket = (conn: Connection, name: string, replicas?: number): Promise<Bucket> =>
   conn.jetstream().views.kv(name, replicas === undefined ? {} : { replicas })
+
+/** The bucket `name` without creating it: reads of a bucket that does not exist reject. */
+export const bindBucket = (conn: Connection, name: string): Promise<Bucket> => conn.jetstream().views.kv(name, { bindOnly: true })
 
 /** Deletes the bucket `name` with everything in it; nothing when it does not exist. */
 export const deleteBucket = async (conn: Connection, name: string): Promise<void> => {
@@ -141,7 +150,13 @@ export const deleteBucket = async (conn: Connection, name: string): Promise<void
   })
 }
 
-export class PipelinedKv implements DocumentStore {
+const DELETE_HEADERS = (() => {
+  const h = new WireHeaders()
+  h.set("KV-Operation", "DEL")
+  return h
+})()
+
+export class PipelinedKv implements IndexStore {
   private readonly stream: string
 
   constructor(
@@ -167,6 +182,11 @@ export class PipelinedKv implements DocumentStore {
   /** A plain put with no answer (see the module comment); follow a group of them with `barrier`. */
   putUnacked(key: string, value: Uint8Array): void {
     publishSoon(this.publisher.mux.connection, `$KV.${this.bucket}.${key}`, value)
+  }
+
+  /** A delete with no answer (a `DEL` marker, as nats.js writes one); follow with `barrier`. */
+  deleteUnacked(key: string): void {
+    publishSoon(this.publisher.mux.connection, `$KV.${this.bucket}.${key}`, new Uint8Array(), { headers: DELETE_HEADERS })
   }
 
   /** Resolves once every put sent before it on this connection was handled; rejects otherwise. */

@@ -14,7 +14,7 @@ import { writeTraceHeaders } from "../tracing/codec.js"
 import { decodeEvent, encodeEvent, type RawEvent } from "./codec.js"
 import { ConcurrencyConflict, LogError } from "./errors.js"
 import type { AppendRequest, AppendResult, EventLog, TaskHistory } from "./EventLog.js"
-import type { Bucket, BucketWatch, DocumentStore, KvEntry } from "./kv.js"
+import type { Bucket, BucketWatch, IndexStore, KvEntry } from "./kv.js"
 
 interface StoredMessage {
   readonly seq: number
@@ -144,7 +144,7 @@ const matchesFilter = (filter: string, key: string): boolean => {
  * task-state fold): revisions from one counter, compare-and-set on them, deletes kept as `DEL`
  * entries, a watch of what is there now. For unit tests of projections and their sinks.
  */
-export class InMemoryBucket implements Bucket, DocumentStore {
+export class InMemoryBucket implements Bucket, IndexStore {
   private readonly entries = new Map<string, KvEntry & { readonly operation: string; readonly created: Date }>()
   private revision = 0
 
@@ -194,6 +194,10 @@ export class InMemoryBucket implements Bucket, DocumentStore {
 
   putUnacked(key: string, value: Uint8Array): void {
     this.set(key, value, "PUT")
+  }
+
+  deleteUnacked(key: string): void {
+    this.set(key, new Uint8Array(), "DEL")
   }
 
   async barrier(): Promise<void> {}

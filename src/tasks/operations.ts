@@ -4,14 +4,15 @@
  * per connection; it holds nothing a restart would lose (claim sources are caches).
  */
 import type { Connection } from "../eventlog/connection.js"
-import { liveEntries, openBucket, type Bucket } from "../eventlog/kv.js"
+import { bindBucket, liveEntries, openBucket, type Bucket } from "../eventlog/kv.js"
+import { openIndexReady, scanOpenTasks } from "../eventlog/openTasks.js"
 import type { BackoffSettings } from "../domain/backoff.js"
 import type { LeaseRef } from "../domain/decide.js"
 import { checkCommand, checkIntRange, checkTaskId, checkTenant, checkWorkerId, firstIssue, type ValidationIssue } from "../domain/validation.js"
 import { answerDelivery } from "../eventlog/acks.js"
 import { ClaimSource, type ClaimSourceOptions } from "../eventlog/claims/source.js"
 import type { LaneWatch } from "../eventlog/claims/laneWatch.js"
-import { deadLetterBucket, deadLetterKey, taskStateBucket } from "../../streams/definitions.js"
+import { deadLetterBucket, deadLetterKey, openTaskBucket, taskStateBucket } from "../../streams/definitions.js"
 import { TaskStateReader } from "../eventlog/taskStates.js"
 import type { DeadLetterEntry } from "./view.js"
 import { ClaimCapacity, InvalidTransition, TaskNotFound, ValidationError } from "./errors.js"
@@ -78,6 +79,7 @@ export class TaskOperations {
   private readonly maxSourcesPerTenant: number
   private readonly held: HeldLeases
   private dlq: Promise<Bucket> | undefined
+  private openIndex: Promise<Bucket> | undefined
   private readonly taskStates: TaskStateReader
 
   constructor(
@@ -220,10 +222,11 @@ export class TaskOperations {
   }
 
   /**
-   * Every queue of a tenant from the task-state read model (trailing the log by the projection's
-   * lag): per command and lane, tasks ready, delayed (runAt ahead) and in progress, and the
-   * dead-lettered ones. Streams every task state the bucket holds for the tenant, ended tasks
-   * included — one message each, nothing kept but the counts.
+   * Every queue of a tenant from the read models (trailing the log by the projection's lag): per
+   * command and lane, tasks ready, delayed (runAt ahead) and in progress, and the dead-lettered
+   * ones. Streams the tenant's open tasks from the open-task index and its dead letters' keys from
+   * their index — a message each, nothing kept but the counts; until the open-task index is ready
+   * (see eventlog/openTasks.ts), every task state the bucket holds for the tenant, ended ones too.
    */
   async queues(tenant: string): Promise<QueueOverview> {
     check(checkTenant(tenant))
@@ -238,7 +241,18 @@ export class TaskOperations {
 
   private async tally(tenant: string, command?: string): Promise<QueueTally> {
     const tally = new QueueTally(new Date(), command)
-    await this.taskStates.scan(tenant, (state) => tally.add(state))
+    this.openIndex ??= bindBucket(this.nc, openTaskBucket(this.repo.log.naming))
+    const index = await this.openIndex
+    // A bucket that is missing (no broker of this version has run) is not ready either.
+    if (await openIndexReady(index).catch(() => false)) {
+      await Promise.all([
+        scanOpenTasks(index, tenant, (task) => tally.add(task)),
+        (async () => {
+          const deadLetters = await liveEntries(await this.deadLetterIndex(), `${tenant}.${command ?? "*"}.*`, { headersOnly: true })
+          for (const key of deadLetters.keys()) tally.addDeadLetter(key.split(".")[1] ?? "")
+        })()
+      ])
+    } else await this.taskStates.scan(tenant, (state) => tally.add(state))
     return tally
   }
 

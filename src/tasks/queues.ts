@@ -1,13 +1,24 @@
 /**
- * Queue statistics of a tenant, counted from the task-state read model: per command and priority
- * lane, how many tasks are ready, delayed and in progress, and how many are dead-lettered. Each
- * task is counted once, by its folded state — unlike the claim stream, which cannot tell a task
- * waiting for its `runAt` from one that is leased. The counts trail the log by the projection's lag.
+ * Queue statistics of a tenant, counted from the read models: per command and priority lane, how
+ * many tasks are ready, delayed and in progress, and how many are dead-lettered. Each task is
+ * counted once, by its folded state — unlike the claim stream, which cannot tell a task waiting for
+ * its `runAt` from one that is leased. The counts trail the log by the projection's lag. They come
+ * from the open-task index and the dead-letter index, or, until the open-task index is ready, from
+ * every task-state document (both give the same counts).
  *
  * Known gap: a task given back with a nack delay is PENDING in its state and counted as ready
  * until the delay ends (TaskState does not keep the nack's retry time).
  */
-import type { TaskState } from "../domain/events.js"
+import type { TaskStatus } from "../domain/events.js"
+
+/** What a count needs of a task: a TaskState, or an open-task index entry. */
+export interface Countable {
+  readonly command: string
+  readonly priority: number
+  readonly status: TaskStatus
+  readonly runAt?: string | undefined
+  readonly purged?: boolean
+}
 
 /** Tasks of one lane, or of a whole command, by what they are waiting for. */
 export interface LaneCounts {
@@ -53,7 +64,7 @@ export class QueueTally {
     private readonly only?: string
   ) {}
 
-  add(state: TaskState): void {
+  add(state: Countable): void {
     if (this.only !== undefined && state.command !== this.only) return
     const slot = (): MutableCounts => {
       const queue = this.queue(state.command)
@@ -77,6 +88,12 @@ export class QueueTally {
       case "CANCELLED":
         return
     }
+  }
+
+  /** A dead letter of `command`, as the dead-letter index lists it (the index holds no purged task). */
+  addDeadLetter(command: string): void {
+    if (this.only !== undefined && command !== this.only) return
+    this.queue(command).deadLettered++
   }
 
   /** One command's queue (all zero when it has no task). */
