@@ -21,6 +21,32 @@ export interface ReconcileResult {
   readonly purged: number
 }
 
+/** What one lane consumer reports, as far as a pass looks at it. */
+export interface LaneState {
+  /** Messages the stream holds on the lane's subject. */
+  readonly stored: number
+  /** Not yet delivered. */
+  readonly pending: number
+  /** Delivered and not yet acknowledged (nak'ed ones waiting for their delay included). */
+  readonly ackPending: number
+  /** The consumer's ack floor: every message of the lane up to this stream sequence is acknowledged. */
+  readonly ackFloor: number
+}
+
+/**
+ * The stream sequence below which a lane's messages may be purged, or undefined when none may.
+ *
+ * WHY a floor of 0 purges nothing: nats-server 2.9 purges every message of the subject when a
+ * filtered purge names sequence 1 (it bounds the purge only from sequence 2 on), so a purge
+ * "below floor + 1" with a floor of 0 removed the lane's whole queue. And the counts are read in
+ * two requests while workers take and acknowledge claims, so under load they can show messages
+ * "below the floor" that are not: measured, a lane whose first claim waited for its runAt (floor
+ * 0) lost 20,000–47,000 waiting claims to one pass, and their tasks were never delivered. Only the
+ * floor bounds what goes; the counts only decide whether to ask.
+ */
+export const purgeBelow = (lane: LaneState): number | undefined =>
+  lane.ackFloor >= 1 && lane.stored - lane.pending - lane.ackPending > 0 ? lane.ackFloor + 1 : undefined
+
 /**
  * One pass over every lane consumer of the claim stream. A lane's stored messages are those still
  * to deliver (`num_pending`) and those delivered and not yet acknowledged (`num_ack_pending`);
@@ -39,9 +65,9 @@ export const reconcileClaims = async (nc: NatsConnection, naming: Naming): Promi
     lanes++
     const filter = consumer.config.filter_subject
     if (filter === undefined) continue
-    const below = (stored[filter] ?? 0) - consumer.num_pending - consumer.num_ack_pending
-    if (below <= 0) continue
-    const result = await jsm.streams.purge(stream, { filter, seq: consumer.ack_floor.stream_seq + 1 })
+    const seq = purgeBelow({ stored: stored[filter] ?? 0, pending: consumer.num_pending, ackPending: consumer.num_ack_pending, ackFloor: consumer.ack_floor.stream_seq })
+    if (seq === undefined) continue
+    const result = await jsm.streams.purge(stream, { filter, seq })
     purged += result.purged
   }
   return { lanes, purged }
