@@ -5,7 +5,7 @@
  */
 import type { Connection } from "../src/eventlog/connection.js"
 import type { Bucket, IndexStore } from "../src/eventlog/kv.js"
-import { compactOpenTasks } from "../src/eventlog/openTasks.js"
+import { compactOpenTasks, MARKERS_PER_PASS } from "../src/eventlog/openTasks.js"
 import { PeriodicPass } from "../src/eventlog/periodic.js"
 import type { Logger } from "../src/log/log.js"
 
@@ -20,30 +20,58 @@ export interface OpenTaskIndex {
   readonly documents: Pick<Bucket, "watch">
 }
 
-/** How often the leader compacts the index. */
-export const OPEN_TASKS_COMPACT_EVERY_MS = 10 * 60_000
+/** How often the leader looks at how many entries the fold removed. */
+export const OPEN_TASKS_CHECK_EVERY_MS = 10_000
+/** Entries removed since the last pass below which no pass is made (unless the last is long ago). */
+export const OPEN_TASKS_COMPACT_FROM = 10_000
+/** A pass at least this often while leading: markers an earlier leader left. */
+export const OPEN_TASKS_COMPACT_AT_LEAST_EVERY_MS = 10 * 60_000
 
 export interface OpenTaskUpkeepOptions {
-  /** Whether this broker leads the projections now: a pass on any other does nothing. */
+  /** Whether this broker leads the projections now: a check on any other does nothing. */
   readonly leading: () => boolean
   readonly connected?: () => boolean
   readonly log: Logger
-  /** Time between passes. Default OPEN_TASKS_COMPACT_EVERY_MS. */
+  /** Entries this broker's fold has removed so far (each left a delete marker). */
+  readonly removed: () => number
+  /** Time between checks. Default OPEN_TASKS_CHECK_EVERY_MS. */
   readonly everyMs?: number
+  /** Default OPEN_TASKS_COMPACT_FROM. */
+  readonly compactFrom?: number
+  /** Default OPEN_TASKS_COMPACT_AT_LEAST_EVERY_MS. */
+  readonly atLeastEveryMs?: number
 }
 
-/** Runs `compactOpenTasks` while this broker leads the projections, until stopped; failures are logged. */
+/**
+ * Compacts the index while this broker leads the projections, until stopped; failures are logged.
+ * A check costs nothing on the server. A pass (which reads the whole index) is made once the fold
+ * has removed `compactFrom` entries and as many as the last pass found open since then, or when
+ * the last pass is `atLeastEveryMs` ago: passes cost a bounded share of what is written, and a
+ * scan reads at most about twice the open tasks (or `compactFrom`) — where a backlog's tasks leave
+ * thousands of markers a second.
+ */
 export class OpenTaskUpkeep extends PeriodicPass {
   constructor(nc: Connection, index: Pick<OpenTaskIndex, "name" | "bucket">, options: OpenTaskUpkeepOptions) {
+    const compactFrom = options.compactFrom ?? OPEN_TASKS_COMPACT_FROM
+    const atLeastEveryMs = options.atLeastEveryMs ?? OPEN_TASKS_COMPACT_AT_LEAST_EVERY_MS
+    let removedAtPass = 0
+    let openAtPass = 0
+    let passedAt = Date.now()
     const pass = async () => {
       if (!options.leading()) return
+      const removed = options.removed()
+      if (removed - removedAtPass < Math.max(compactFrom, openAtPass) && Date.now() - passedAt < atLeastEveryMs) return
       try {
         const result = await compactOpenTasks(nc, index.bucket, index.name)
+        // A pass that stopped at its limit goes on at the next check.
+        if (result.markers < MARKERS_PER_PASS) removedAtPass = removed
+        openAtPass = result.open
+        passedAt = Date.now()
         if (result.purged > 0) options.log.debug({ ...result }, "open tasks: compacted the index's delete markers")
       } catch (error) {
-        options.log.debug({ error: String(error) }, "open tasks: compacting the index failed; next pass later")
+        options.log.debug({ error: String(error) }, "open tasks: compacting the index failed; next check later")
       }
     }
-    super(nc, pass, { everyMs: options.everyMs ?? OPEN_TASKS_COMPACT_EVERY_MS, ...(options.connected !== undefined ? { connected: options.connected } : {}) })
+    super(nc, pass, { everyMs: options.everyMs ?? OPEN_TASKS_CHECK_EVERY_MS, ...(options.connected !== undefined ? { connected: options.connected } : {}) })
   }
 }

@@ -95,12 +95,8 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
     const dlq = yield* kv(deadLetterBucket(config.naming))
     const leases = yield* kv(projectionsBucket(config.naming))
     const documents = yield* kv(taskStateBucket(config.naming))
-    const openTasks: OpenTaskIndex = {
-      name: openTaskBucket(config.naming),
-      bucket: yield* kv(openTaskBucket(config.naming)),
-      writer: new PipelinedKv(publisher, openTaskBucket(config.naming)),
-      documents
-    }
+    const openTaskWriter = new PipelinedKv(publisher, openTaskBucket(config.naming))
+    const openTasks: OpenTaskIndex = { name: openTaskBucket(config.naming), bucket: yield* kv(openTaskBucket(config.naming)), writer: openTaskWriter, documents }
     // The metrics read the projections' positions, and the projections count into the metrics.
     const started: { projections?: RunningProjections } = {}
     const metrics = new BrokerMetrics(nc, config.naming, dlq, options.traceExportFailures, () => started.projections?.positions() ?? Promise.resolve(new Map()))
@@ -156,6 +152,7 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
         () =>
           new OpenTaskUpkeep(nc, openTasks, {
             leading: () => started.projections?.leading === true,
+            removed: () => openTaskWriter.deletesSent,
             connected,
             log: (options.logger ?? rootLogger).child({ component: "open-tasks" })
           })

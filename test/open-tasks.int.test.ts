@@ -13,7 +13,7 @@ import { rebuildProjectionState } from "../projections/rebuild.js"
 import type { TaskState } from "../src/domain/events.js"
 import { openTaskEntry } from "../src/domain/openTask.js"
 import { deleteBucket, liveEntries, openBucket, type Bucket } from "../src/eventlog/kv.js"
-import { compactOpenTasks, OPEN_INDEX_READY_KEY } from "../src/eventlog/openTasks.js"
+import { compactOpenTasks, OPEN_INDEX_READY_KEY, readOpenTasks } from "../src/eventlog/openTasks.js"
 import { QueueTally } from "../src/tasks/queues.js"
 import { openTaskBucket, taskStateBucket, type Naming } from "../streams/definitions.js"
 import type { RunningBroker } from "../src/broker.js"
@@ -154,7 +154,31 @@ describe("open-task index", () => {
     }
   }, 60_000)
 
-  it("compacts its delete markers in one purge, and a key written during the pass keeps that write", async () => {
+  it("counts every open task exactly while a compaction removes thousands of markers beside the scan", async () => {
+    const naming: Naming = freshNaming()
+    const nc = await nats.connect()
+    try {
+      const name = openTaskBucket(naming)
+      const index = await openBucket(nc, name)
+      const js = nc.jetstream()
+      const entry = new TextEncoder().encode('{"command":"c","priority":0,"status":"PENDING","createdSeq":1}')
+      const keys = Array.from({ length: 5_000 }, (_, i) => `acme.t${i}`)
+      for (let i = 0; i < keys.length; i += 1_000) await Promise.all(keys.slice(i, i + 1_000).map((key) => js.publish(`$KV.${name}.${key}`, entry)))
+      const removed = keys.slice(500)
+      for (let i = 0; i < removed.length; i += 1_000) await Promise.all(removed.slice(i, i + 1_000).map((key) => index.delete(key)))
+      let compacting = true
+      const compaction = compactOpenTasks(nc, index, name).finally(() => (compacting = false))
+      const counts: Array<number> = []
+      while (compacting || counts.length === 0) counts.push((await readOpenTasks(index, "acme")).size)
+      expect((await compaction).purged).toBe(4_500)
+      expect(counts.length).toBeGreaterThan(1)
+      expect(new Set(counts)).toEqual(new Set([500]))
+    } finally {
+      await nc.close()
+    }
+  }, 60_000)
+
+  it("compacts its delete markers key by key, keeping live entries as they are and a key written during the pass", async () => {
     const naming: Naming = freshNaming()
     const nc = await nats.connect()
     try {
@@ -163,45 +187,54 @@ describe("open-task index", () => {
       const value = (s: string) => new TextEncoder().encode(s)
       for (const key of ["acme.a", "acme.b", "acme.c", "acme.d", "acme.e"]) await index.put(key, value(`{"k":"${key}"}`))
       for (const key of ["acme.c", "acme.d", "acme.e"]) await index.delete(key)
+      const revisions = async () => new Map([...(await liveEntries(index, ">"))].map(([key, entry]) => [key, entry.revision]))
+      const before = await revisions()
+      expect([...before.keys()].sort()).toEqual(["acme.a", "acme.b"])
       expect(await streamMessages(nc, `KV_${name}`)).toBe(5)
-      // The projection removes acme.a between the scan and its copy (the task ended meanwhile).
-      const racing: Pick<Bucket, "watch" | "update"> = {
-        watch: (options) => index.watch(options),
-        update: async (key, data, revision) => {
-          if (key === "acme.a") await index.delete(key)
-          return index.update(key, data, revision)
+      // The projection writes acme.c again after the pass found its marker, before the purge.
+      const racing: Pick<Bucket, "watch"> = {
+        watch: async (options) => {
+          const watch = await index.watch(options)
+          return {
+            stop: () => watch.stop(),
+            [Symbol.asyncIterator]: async function* () {
+              yield* watch
+              await index.put("acme.c", value('{"k":"again"}'))
+            }
+          }
         }
       }
       const result = await compactOpenTasks(nc, racing, name)
-      // The old revisions of acme.a and acme.b went as the newer ones were written (one message per key).
-      expect(result).toEqual({ markers: 3, copied: 1, purged: 3 })
-      const live = await liveEntries(index, ">")
-      expect([...live.keys()]).toEqual(["acme.b"])
-      expect(decoder.decode(live.get("acme.b")?.value)).toBe('{"k":"acme.b"}')
-      // acme.b's copy and acme.a's delete marker are all that is left.
-      expect(await streamMessages(nc, `KV_${name}`)).toBe(2)
-      // Fewer markers than live entries to copy: the pass waits.
-      await index.put("acme.f", value("{}"))
-      await index.put("acme.g", value("{}"))
-      expect((await compactOpenTasks(nc, index, name)).purged).toBe(0)
+      expect(result).toEqual({ open: 2, markers: 3, purged: 2 })
+      // The live entries were not touched; acme.c's new entry stayed; d and e are gone.
+      const after = await revisions()
+      expect(after.get("acme.a")).toBe(before.get("acme.a"))
+      expect(after.get("acme.b")).toBe(before.get("acme.b"))
+      expect([...after.keys()].sort()).toEqual(["acme.a", "acme.b", "acme.c"])
+      expect(decoder.decode((await index.get("acme.c"))?.value)).toBe('{"k":"again"}')
+      expect(await streamMessages(nc, `KV_${name}`)).toBe(3)
 
-      // The upkeep passes on the broker that leads the projections only.
+      // The upkeep passes on the broker that leads the projections only, once enough was removed.
       for (const key of ["acme.h", "acme.i", "acme.j", "acme.k"]) {
         await index.put(key, value("{}"))
         await index.delete(key)
       }
       const stored = () => streamMessages(nc, `KV_${name}`)
-      expect(await stored()).toBe(8)
+      expect(await stored()).toBe(7)
       let leading = false
-      const upkeep = new OpenTaskUpkeep(nc, { name, bucket: index }, { leading: () => leading, log: quietLogger })
+      let removed = 4
+      const upkeep = new OpenTaskUpkeep(nc, { name, bucket: index }, { leading: () => leading, log: quietLogger, removed: () => removed, compactFrom: 5 })
       try {
         await upkeep.pass()
-        expect(await stored()).toBe(8)
+        expect(await stored()).toBe(7)
+        // Leading, but fewer entries removed than a pass waits for.
         leading = true
         await upkeep.pass()
-        // acme.b, f and g copied forward, acme.a's marker and the four new ones purged with it.
+        expect(await stored()).toBe(7)
+        removed = 5
+        await upkeep.pass()
         expect(await stored()).toBe(3)
-        expect([...(await liveEntries(index, ">")).keys()].sort()).toEqual(["acme.b", "acme.f", "acme.g"])
+        expect([...(await liveEntries(index, ">")).keys()].sort()).toEqual(["acme.a", "acme.b", "acme.c"])
       } finally {
         await upkeep.stop()
       }

@@ -158,6 +158,7 @@ const DELETE_HEADERS = (() => {
 
 export class PipelinedKv implements IndexStore {
   private readonly stream: string
+  private deletes = 0
 
   constructor(
     private readonly publisher: PipelinedPublisher,
@@ -186,7 +187,13 @@ export class PipelinedKv implements IndexStore {
 
   /** A delete with no answer (a `DEL` marker, as nats.js writes one); follow with `barrier`. */
   deleteUnacked(key: string): void {
+    this.deletes++
     publishSoon(this.publisher.mux.connection, `$KV.${this.bucket}.${key}`, new Uint8Array(), { headers: DELETE_HEADERS })
+  }
+
+  /** Deletes sent with `deleteUnacked` so far. */
+  get deletesSent(): number {
+    return this.deletes
   }
 
   /** Resolves once every put sent before it on this connection was handled; rejects otherwise. */

@@ -5,7 +5,7 @@
  */
 import type { Connection } from "../eventlog/connection.js"
 import { bindBucket, liveEntries, openBucket, type Bucket } from "../eventlog/kv.js"
-import { openIndexReady, scanOpenTasks } from "../eventlog/openTasks.js"
+import { openIndexReady, readOpenTasks } from "../eventlog/openTasks.js"
 import type { BackoffSettings } from "../domain/backoff.js"
 import type { LeaseRef } from "../domain/decide.js"
 import { checkCommand, checkIntRange, checkTaskId, checkTenant, checkWorkerId, firstIssue, type ValidationIssue } from "../domain/validation.js"
@@ -224,8 +224,9 @@ export class TaskOperations {
   /**
    * Every queue of a tenant from the read models (trailing the log by the projection's lag): per
    * command and lane, tasks ready, delayed (runAt ahead) and in progress, and the dead-lettered
-   * ones. Streams the tenant's open tasks from the open-task index and its dead letters' keys from
-   * their index — a message each, nothing kept but the counts; until the open-task index is ready
+   * ones. Reads the tenant's open tasks from the open-task index (kept by key until counted, so a
+   * task written again meanwhile counts once) and its dead letters' keys from their index — a
+   * message each; until the open-task index is ready
    * (see eventlog/openTasks.ts), every task state the bucket holds for the tenant, ended ones too.
    */
   async queues(tenant: string): Promise<QueueOverview> {
@@ -246,7 +247,9 @@ export class TaskOperations {
     // A bucket that is missing (no broker of this version has run) is not ready either.
     if (await openIndexReady(index).catch(() => false)) {
       await Promise.all([
-        scanOpenTasks(index, tenant, (task) => tally.add(task)),
+        readOpenTasks(index, tenant).then((open) => {
+          for (const task of open.values()) tally.add(task)
+        }),
         (async () => {
           const deadLetters = await liveEntries(await this.deadLetterIndex(), `${tenant}.${command ?? "*"}.*`, { headersOnly: true })
           for (const key of deadLetters.keys()) tally.addDeadLetter(key.split(".")[1] ?? "")

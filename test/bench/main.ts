@@ -27,6 +27,13 @@ const BENCHMARKS: ReadonlyMap<string, Benchmark> = new Map([
     }
   ],
   [
+    "queues",
+    {
+      summary: "queue statistics of a tenant with 10^5 tasks: from the open-task index against every task-state document",
+      run: async (argv: ReadonlyArray<string>) => (await import("./queues.js")).runQueuesBench(argv)
+    }
+  ],
+  [
     "replay",
     {
       summary: "codeq replay --audit over 10^6 realistic events in a private server: events/s and peak RSS",
