@@ -25,6 +25,11 @@
  * together, are forgotten least recently used first. Forgetting happens only as a batch is
  * prepared, never between `prepare` and `apply`: a flush runs beside the fold.
  *
+ * The open-task index (src/eventlog/openTasks.ts) is written here too: as a document is sent, its
+ * task's entry is put (the task is open) or removed (it ended and had one) when it differs from
+ * what the index was last sent for it, before the document; a flush whose barrier fails sends both
+ * again. A document read back from the bucket counts as indexed when it is open.
+ *
  * Bookkeeping costs what is written or forgotten, not what is held: under a backlog tens of
  * thousands of waiting tasks are dirty or held at once, and walking all of them ten times a second
  * (flush, durableThrough) and once per batch (forget) was ~5 % of the broker's CPU and a tenth of
