@@ -60,6 +60,17 @@ const expectIndexMatches = async (broker: RunningBroker, client: CodeqClient, op
   expect(await client.tasks.queues("acme")).toEqual(await scannedCounts(client, "acme"))
 }
 
+/** A listing from the index, then with the index not ready (from every document): they must be equal. */
+const listedBothWays = async (client: CodeqClient, filter: Parameters<CodeqClient["tasks"]["list"]>[1]) => {
+  const fromIndex = await client.tasks.list("acme", filter)
+  const kv = await client.nc.jetstream().views.kv(openTaskBucket(client.naming))
+  await kv.delete(OPEN_INDEX_READY_KEY)
+  const fromDocuments = await client.tasks.list("acme", filter)
+  await kv.put(OPEN_INDEX_READY_KEY, new TextEncoder().encode("again"))
+  expect(fromIndex).toEqual(fromDocuments)
+  return fromIndex
+}
+
 const ready = async (client: CodeqClient): Promise<boolean> => {
   const kv = await client.nc.jetstream().views.kv(openTaskBucket(client.naming))
   return (await kv.get(OPEN_INDEX_READY_KEY))?.operation === "PUT"
@@ -108,6 +119,18 @@ describe("open-task index", () => {
       })
       expect((await client.tasks.queues("acme")).totals.inProgress).toBe(started)
       await expectIndexMatches(broker, client, 360)
+      // Listings of waiting or leased tasks are chosen from the index: the same as from every document.
+      const inProgress = await listedBothWays(client, { status: "IN_PROGRESS" })
+      expect(inProgress.map((t) => t.status)).toEqual(Array.from({ length: started }, () => "IN_PROGRESS"))
+      const newestPending = await listedBothWays(client, { status: "PENDING", command: "work", limit: 7 })
+      expect(newestPending).toHaveLength(7)
+      // Chosen from the index indeed: a task whose entry is not there is not listed from it.
+      const openIndex = await client.nc.jetstream().views.kv(openTaskBucket(naming))
+      const newestKey = `acme.${newestPending[0]?.id}`
+      const entry = await openIndex.get(newestKey)
+      await openIndex.delete(newestKey)
+      expect((await client.tasks.list("acme", { status: "PENDING", command: "work", limit: 7 })).map((t) => t.id)).not.toContain(newestPending[0]?.id)
+      await openIndex.put(newestKey, entry?.value ?? new Uint8Array())
 
       // A restart between: the next term goes on from the documents the last one wrote.
       await broker.stop()

@@ -43,4 +43,9 @@ export class TaskStateReader {
   async scan(tenant: string, visit: (state: TaskState) => void): Promise<void> {
     return scanTaskStates(await this.open(), tenant, visit)
   }
+
+  /** One task's state in the bucket, or null. */
+  async get(tenant: string, taskId: string): Promise<TaskState | null> {
+    return readTaskState(await this.open(), tenant, taskId)
+  }
 }

@@ -204,7 +204,8 @@ export class TaskOperations {
    * lag), optionally of one status, command and trace (the trace id of the create's traceparent:
    * the tasks created under one inbound trace share it), newest first, at most `limit`. Streams
    * the tenant's task states, holding at most twice `limit` of them; a task written meanwhile may
-   * or may not be there.
+   * or may not be there. Waiting or leased tasks (status PENDING or IN_PROGRESS, no trace) are
+   * chosen from the open-task index when it is ready, and only their documents read.
    */
   async list(
     tenant: string,
@@ -216,9 +217,33 @@ export class TaskOperations {
       (filter.status === undefined || s.status === filter.status) &&
       (filter.command === undefined || s.command === filter.command) &&
       (filter.traceId === undefined || s.traceParent?.split("-")[1] === filter.traceId)
+    if ((filter.status === "PENDING" || filter.status === "IN_PROGRESS") && filter.traceId === undefined) {
+      const fromIndex = await this.listOpen(tenant, filter.status, filter.command, limit, matches)
+      if (fromIndex !== undefined) return fromIndex
+    }
     const newest = new NewestTasks(limit)
     await this.taskStates.scan(tenant, (state) => newest.offer(state, matches(state)))
     return newest.newest().map(toView)
+  }
+
+  /**
+   * The newest open tasks of one status from the index, their documents read; undefined when the
+   * index is not ready. Twice `limit` candidates are read, so a task that moved on since the index
+   * was written leaves room for the next one.
+   */
+  private async listOpen(tenant: string, status: TaskStatus, command: string | undefined, limit: number, matches: (s: TaskState) => boolean): Promise<ReadonlyArray<TaskView> | undefined> {
+    const index = await this.openTaskIndex()
+    if (!(await openIndexReady(index).catch(() => false))) return undefined
+    const candidates = [...(await readOpenTasks(index, tenant))]
+      .filter(([, task]) => task.status === status && (command === undefined || task.command === command))
+      .sort(([, a], [, b]) => b.createdSeq - a.createdSeq)
+      .slice(0, 2 * limit)
+    const states = await Promise.all(candidates.map(([key]) => this.taskStates.get(tenant, key.slice(tenant.length + 1))))
+    return states
+      .filter((state): state is TaskState => state !== null && matches(state))
+      .sort((a, b) => b.createdSeq - a.createdSeq)
+      .slice(0, limit)
+      .map(toView)
   }
 
   /**
@@ -242,8 +267,7 @@ export class TaskOperations {
 
   private async tally(tenant: string, command?: string): Promise<QueueTally> {
     const tally = new QueueTally(new Date(), command)
-    this.openIndex ??= bindBucket(this.nc, openTaskBucket(this.repo.log.naming))
-    const index = await this.openIndex
+    const index = await this.openTaskIndex()
     // A bucket that is missing (no broker of this version has run) is not ready either.
     if (await openIndexReady(index).catch(() => false)) {
       await Promise.all([
@@ -326,6 +350,11 @@ export class TaskOperations {
     if (victim === undefined) throw new ClaimCapacity({ tenant, limit: this.maxSourcesPerTenant })
     victim[1].source.close()
     this.sources.delete(victim[0])
+  }
+
+  private openTaskIndex(): Promise<Bucket> {
+    this.openIndex ??= bindBucket(this.nc, openTaskBucket(this.repo.log.naming))
+    return this.openIndex
   }
 
   private deadLetterIndex(): Promise<Bucket> {

@@ -79,12 +79,22 @@ export const runQueuesBench = async (argv: ReadonlyArray<string>): Promise<numbe
     const compacting = performance.now()
     while ((await indexMessages()) > delayed + 2 && performance.now() - compacting < 300_000) await new Promise((resolve) => setTimeout(resolve, 500))
     console.error(`index: ${markers} messages (entries and delete markers) after the fill, ${await indexMessages()} after ${((performance.now() - compacting) / 1000).toFixed(1)} s of compaction`)
+    const listed = async (): Promise<number> => {
+      const t = performance.now()
+      const tasks = await client.tasks.list("bench", { status: "PENDING", limit: 100 })
+      if (tasks.length !== Math.min(100, delayed)) throw new Error(`listed ${tasks.length} waiting tasks, not ${Math.min(100, delayed)}`)
+      return performance.now() - t
+    }
     const fromIndex: Array<number> = []
     const fromDocuments: Array<number> = []
+    const listFromIndex: Array<number> = []
+    const listFromDocuments: Array<number> = []
     for (let r = 0; r < reads; r++) {
       fromIndex.push(await timed())
+      listFromIndex.push(await listed())
       await index.delete(OPEN_INDEX_READY_KEY)
       fromDocuments.push(await timed())
+      listFromDocuments.push(await listed())
       await index.put(OPEN_INDEX_READY_KEY, new TextEncoder().encode(new Date().toISOString()))
     }
     const show = (xs: ReadonlyArray<number>) => {
@@ -95,6 +105,9 @@ export const runQueuesBench = async (argv: ReadonlyArray<string>): Promise<numbe
     console.log(`from the open-task index:        ${show(fromIndex)}`)
     console.log(`from every task-state document: ${show(fromDocuments)}`)
     console.log(`ratio (documents / index, medians): ${((percentiles(fromDocuments)?.p50 ?? 0) / (percentiles(fromIndex)?.p50 ?? 1)).toFixed(1)}x`)
+    console.log(`list the newest 100 PENDING, from the index: ${show(listFromIndex)}`)
+    console.log(`list the newest 100 PENDING, from every document: ${show(listFromDocuments)}`)
+    console.log(`ratio (documents / index, medians): ${((percentiles(listFromDocuments)?.p50 ?? 0) / (percentiles(listFromIndex)?.p50 ?? 1)).toFixed(1)}x`)
     return 0
   } finally {
     await client.close()
