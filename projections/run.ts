@@ -58,6 +58,8 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
   const renewEveryMs = (setup.leaseTtlMs ?? 15_000) / 3
   const connected = setup.connected ?? (() => true)
   let runtime: ProjectionRuntime | undefined
+  /** The open-task index was found or made ready by an earlier term: nothing unreadies it while brokers run. */
+  let indexReady = false
   let names: ReadonlyArray<string> = []
   let stopping = false
   let wake: (() => void) | undefined
@@ -75,10 +77,12 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
     // What the log held before this term may have been folded into the bucket by another one.
     const horizon = await lastSequence(setup.nc, eventsStream(setup.naming))
     const index = setup.openTasks
-    if (index !== undefined) {
-      // Before the first fold of the term: nothing writes the documents while they are read.
+    if (index !== undefined && !indexReady) {
+      // Before the first fold of the term: nothing writes the documents while they are read. Once
+      // per process: a later term (a failover, when requests are slow) asks nothing more.
       const written = await backfillOpenTasks(setup.nc, index.documents, index.bucket, index.writer, index.name)
       if (written !== undefined) log.info({ written }, "projections: filled the open-task index from the task-state documents")
+      indexReady = true
     }
     const feed = new EventFeed(setup.nc, setup.naming, { fromSeq: from })
     const docs = new TaskDocs(setup.taskState, setup.log, { ...setup.docs, replayHorizon: horizon, ...(index !== undefined ? { index: index.writer } : {}) })
