@@ -36,7 +36,11 @@ export class TaskStateReader {
   ) {}
 
   private open(): Promise<KV> {
-    this.kv ??= this.conn.jetstream().views.kv(this.bucket)
+    // A failure (the server unreachable meanwhile) is not kept: the next call tries again.
+    this.kv ??= this.conn.jetstream().views.kv(this.bucket).catch((error: unknown) => {
+      this.kv = undefined
+      throw error
+    })
     return this.kv
   }
 

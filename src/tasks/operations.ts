@@ -205,7 +205,8 @@ export class TaskOperations {
    * the tasks created under one inbound trace share it), newest first, at most `limit`. Streams
    * the tenant's task states, holding at most twice `limit` of them; a task written meanwhile may
    * or may not be there. Waiting or leased tasks (status PENDING or IN_PROGRESS, no trace) are
-   * chosen from the open-task index when it is ready, and only their documents read.
+   * chosen from the open-task index when it is ready (the tenant's open tasks held by key while
+   * they are chosen), and only the chosen ones' documents read.
    */
   async list(
     tenant: string,
@@ -251,8 +252,8 @@ export class TaskOperations {
    * command and lane, tasks ready, delayed (runAt ahead) and in progress, and the dead-lettered
    * ones. Reads the tenant's open tasks from the open-task index (kept by key until counted, so a
    * task written again meanwhile counts once) and its dead letters' keys from their index — a
-   * message each; until the open-task index is ready
-   * (see eventlog/openTasks.ts), every task state the bucket holds for the tenant, ended ones too.
+   * message each; until the open-task index is ready (see eventlog/openTasks.ts), every task state
+   * the bucket holds for the tenant, ended ones too.
    */
   async queues(tenant: string): Promise<QueueOverview> {
     check(checkTenant(tenant))
@@ -352,13 +353,20 @@ export class TaskOperations {
     this.sources.delete(victim[0])
   }
 
+  // Opened once and kept; a failure (the server unreachable meanwhile) is not kept, the next call tries again.
   private openTaskIndex(): Promise<Bucket> {
-    this.openIndex ??= bindBucket(this.nc, openTaskBucket(this.repo.log.naming))
+    this.openIndex ??= bindBucket(this.nc, openTaskBucket(this.repo.log.naming)).catch((error: unknown) => {
+      this.openIndex = undefined
+      throw error
+    })
     return this.openIndex
   }
 
   private deadLetterIndex(): Promise<Bucket> {
-    this.dlq ??= openBucket(this.nc, deadLetterBucket(this.repo.log.naming))
+    this.dlq ??= openBucket(this.nc, deadLetterBucket(this.repo.log.naming)).catch((error: unknown) => {
+      this.dlq = undefined
+      throw error
+    })
     return this.dlq
   }
 }
