@@ -44,28 +44,25 @@ export interface OpenTaskUpkeepOptions {
 
 /**
  * Compacts the index while this broker leads the projections, until stopped; failures are logged.
- * A check costs nothing on the server. A pass (which reads the whole index) is made once the fold
- * has removed `compactFrom` entries and as many as the last pass found open since then, or when
- * the last pass is `atLeastEveryMs` ago: passes cost a bounded share of what is written, and a
- * scan reads at most about twice the open tasks (or `compactFrom`) — where a backlog's tasks leave
- * thousands of markers a second.
+ * A check costs nothing on the server. A pass (which reads the whole index, headers only) is made
+ * once the fold has removed `compactFrom` entries since the last one, or when the last pass is
+ * `atLeastEveryMs` ago: a scan then reads the open tasks and at most about `compactFrom` markers
+ * more — where a backlog's tasks leave thousands of markers a second.
  */
 export class OpenTaskUpkeep extends PeriodicPass {
   constructor(nc: Connection, index: Pick<OpenTaskIndex, "name" | "bucket">, options: OpenTaskUpkeepOptions) {
     const compactFrom = options.compactFrom ?? OPEN_TASKS_COMPACT_FROM
     const atLeastEveryMs = options.atLeastEveryMs ?? OPEN_TASKS_COMPACT_AT_LEAST_EVERY_MS
     let removedAtPass = 0
-    let openAtPass = 0
     let passedAt = Date.now()
     const pass = async () => {
       if (!options.leading()) return
       const removed = options.removed()
-      if (removed - removedAtPass < Math.max(compactFrom, openAtPass) && Date.now() - passedAt < atLeastEveryMs) return
+      if (removed - removedAtPass < compactFrom && Date.now() - passedAt < atLeastEveryMs) return
       try {
         const result = await compactOpenTasks(nc, index.bucket, index.name)
         // A pass that stopped at its limit goes on at the next check.
         if (result.markers < MARKERS_PER_PASS) removedAtPass = removed
-        openAtPass = result.open
         passedAt = Date.now()
         if (result.purged > 0) options.log.debug({ ...result }, "open tasks: compacted the index's delete markers")
       } catch (error) {

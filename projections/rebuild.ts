@@ -8,7 +8,7 @@
  */
 import { EventFeed } from "../src/eventlog/feed.js"
 import type { EventLog } from "../src/eventlog/EventLog.js"
-import { PipelinedKv, deleteBucket, openBucket } from "../src/eventlog/kv.js"
+import { PipelinedKv, deleteBucket, openBucket, type Bucket } from "../src/eventlog/kv.js"
 import type { Connection } from "../src/eventlog/connection.js"
 import { lastSequence } from "../src/eventlog/streams.js"
 import { PipelinedPublisher } from "../src/eventlog/pipeline.js"
@@ -44,7 +44,11 @@ export const rebuildProjectionState = async (
   const kv = await openBucket(nc, bucket, options.replicas ?? 1)
   const indexName = openTaskBucket(naming)
   // The index is written with the documents: rebuilt with them, not ready until they are.
-  const index = name === "task-state" ? (await deleteBucket(nc, indexName), await openBucket(nc, indexName, options.replicas ?? 1)) : undefined
+  let index: Bucket | undefined
+  if (name === "task-state") {
+    await deleteBucket(nc, indexName)
+    index = await openBucket(nc, indexName, options.replicas ?? 1)
+  }
   // The fold reads task-state documents it does not hold; while dead-letters is rebuilt they come
   // from the live bucket, which is only read.
   await openBucket(nc, taskStateBucket(naming), options.replicas ?? 1)

@@ -15,10 +15,9 @@
  *   (`compactOpenTasks`) purges each marked key below its marker.
  */
 import type { Connection } from "./connection.js"
-import { purgeDeleteMarkers, scanBucket, type Bucket, type DeleteMarker, type IndexStore } from "./kv.js"
+import { findDeleteMarkers, purgeDeleteMarkers, scanBucket, type Bucket, type IndexStore } from "./kv.js"
 import { utf8 } from "./utf8.js"
-import type { OpenTask } from "../domain/openTask.js"
-import { openTaskEntry } from "../domain/openTask.js"
+import { openTaskEntry, type OpenTask } from "../domain/openTask.js"
 import type { TaskState } from "../domain/events.js"
 
 /** Written once the index holds every open task; not a tenant's key (tenants start with a lowercase letter). */
@@ -79,8 +78,6 @@ export const backfillOpenTasks = async (
 }
 
 export interface CompactionResult {
-  /** Live entries the pass saw (the ready key left out). */
-  readonly open: number
   /** Delete markers it found. */
   readonly markers: number
   /** Messages the purges removed. */
@@ -97,8 +94,8 @@ export const MARKERS_PER_PASS = 20_000
 const PURGE_CONCURRENCY = 4
 
 /**
- * One compaction pass over the index (see the top): finds its delete markers (a headers-only scan)
- * and purges each key below its marker, so a write to the key after the marker stays, whoever
+ * One compaction pass over the index (see the top): finds its delete markers and purges each key
+ * below its marker (kv.ts, as the dead-letter index's upkeep does), so a write to the key after the marker stays, whoever
  * purges and whenever. Any broker may run it at any time.
  *
  * WHY a purge per key and not one purge of everything below the stream's end (with the live
@@ -108,18 +105,7 @@ const PURGE_CONCURRENCY = 4
  * such a purge counted 64,733. A purge of one key's old messages leaves other readers alone.
  */
 export const compactOpenTasks = async (conn: Connection, index: Pick<Bucket, "watch">, indexBucket: string): Promise<CompactionResult> => {
-  let open = 0
-  const markers: Array<DeleteMarker> = []
-  await scanBucket(
-    index,
-    ">",
-    (entry) => {
-      if (entry.operation === "PUT") {
-        if (!entry.key.startsWith("_")) open++
-      } else if (markers.length < MARKERS_PER_PASS) markers.push({ key: entry.key, revision: entry.revision })
-    },
-    { headersOnly: true }
-  )
+  const markers = await findDeleteMarkers(index, 0, MARKERS_PER_PASS)
   const purged = markers.length === 0 ? 0 : await purgeDeleteMarkers(conn, indexBucket, markers, PURGE_CONCURRENCY)
-  return { open, markers: markers.length, purged }
+  return { markers: markers.length, purged }
 }
