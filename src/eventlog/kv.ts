@@ -10,6 +10,7 @@
  */
 import type { Connection } from "./connection.js"
 import { publishSoon } from "./outbox.js"
+import { purgeSubjectBelow } from "./streams.js"
 import { headerBlockOf, headerIn, statusCodeOf, statusTextOf } from "./rawHeaders.js"
 import { WireHeaders } from "./wireHeaders.js"
 import { ConcurrencyConflict, isStreamNotFound } from "./errors.js"
@@ -58,6 +59,20 @@ export interface BucketWatch extends AsyncIterable<WatchedEntry> {
   stop(): void
 }
 
+/** A scan that has received nothing for this long asks its consumer whether anything is left. */
+const SCAN_QUIET_MS = 250
+
+/**
+ * Messages the watch's consumer still has to deliver, when the watch is nats.js's (its
+ * subscription, kept as `_data`); undefined otherwise or when the server does not answer.
+ */
+const leftToDeliver = async (watch: BucketWatch): Promise<number | undefined> => {
+  const sub = (watch as { _data?: { consumerInfo?: () => Promise<{ readonly num_pending: number; readonly num_ack_pending: number }> } })._data
+  if (typeof sub?.consumerInfo !== "function") return undefined
+  const info = await sub.consumerInfo().catch(() => undefined)
+  return info === undefined ? undefined : info.num_pending + info.num_ack_pending
+}
+
 /** How long a scan waits for the watch's next entry before it gives up (checked every this often). */
 export const SCAN_IDLE_MS = 10_000
 
@@ -66,6 +81,11 @@ export const SCAN_IDLE_MS = 10_000
  * ends once the entries that existed when it started are delivered; an entry written meanwhile
  * may be visited too, after the one it replaces. Nothing is held but the entry being visited.
  * Rejects when the watch delivers nothing for `idleMs` (up to twice that) before then.
+ *
+ * WHY a quiet scan asks its consumer: the watch ends when it has received as many entries as were
+ * pending when it began, and a message purged meanwhile (a compaction of delete markers) is never
+ * delivered — the count is never reached. A scan that has received nothing for SCAN_QUIET_MS and
+ * whose consumer has nothing left to deliver is complete.
  *
  * Not nats.js's `keys()`: that listing ends only with a message after which nothing is pending,
  * so while keys under the filter are written it can go on as long as the writes do (on
@@ -98,6 +118,16 @@ export const scanBucket = async (bucket: Pick<Bucket, "watch">, filter: string, 
     }
     visitedAtTick = visited
   }, idleMs)
+  let visitedAtQuiet = -1
+  const quiet = setInterval(() => {
+    if (visited !== visitedAtQuiet) {
+      visitedAtQuiet = visited
+      return
+    }
+    void leftToDeliver(watch).then((left) => {
+      if (left === 0 && visited === visitedAtQuiet) done()
+    })
+  }, SCAN_QUIET_MS)
   try {
     for await (const entry of watch) {
       visited++
@@ -105,6 +135,7 @@ export const scanBucket = async (bucket: Pick<Bucket, "watch">, filter: string, 
     }
   } finally {
     clearInterval(idle)
+    clearInterval(quiet)
   }
   if (scan.stalled && !scan.initialized) throw new Error(`listing ${filter}: the watch delivered nothing for ${idleMs} ms`)
 }
@@ -247,9 +278,9 @@ export const purgeDeleteMarkers = async (conn: Connection, bucket: string, marke
   let purged = 0
   for (let i = 0; i < markers.length; i += concurrency) {
     const results = await Promise.all(
-      markers.slice(i, i + concurrency).map((marker) => jsm.streams.purge(`KV_${bucket}`, { filter: `$KV.${bucket}.${marker.key}`, seq: marker.revision + 1 }))
+      markers.slice(i, i + concurrency).map((marker) => purgeSubjectBelow(jsm, `KV_${bucket}`, `$KV.${bucket}.${marker.key}`, marker.revision + 1))
     )
-    for (const result of results) purged += result.purged
+    for (const count of results) purged += count
   }
   return purged
 }

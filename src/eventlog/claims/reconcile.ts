@@ -12,6 +12,7 @@
 import type { NatsConnection } from "nats"
 import { claimsStream, type Naming } from "../../../streams/definitions.js"
 import { PeriodicPass } from "../periodic.js"
+import { purgeSubjectBelow } from "../streams.js"
 import type { Logger } from "../../log/log.js"
 
 export interface ReconcileResult {
@@ -37,8 +38,9 @@ export interface LaneState {
  * The stream sequence below which a lane's messages may be purged, or undefined when none may.
  *
  * WHY a floor of 0 purges nothing: nats-server 2.9 purges every message of the subject when a
- * filtered purge names sequence 1 (it bounds the purge only from sequence 2 on), so a purge
- * "below floor + 1" with a floor of 0 removed the lane's whole queue. And the counts are read in
+ * filtered purge names sequence 1 (it bounds the purge only from sequence 2 on; purgeSubjectBelow
+ * in streams.ts refuses that for every caller), so a purge "below floor + 1" with a floor of 0
+ * removed the lane's whole queue. And the counts are read in
  * two requests while workers take and acknowledge claims, so under load they can show messages
  * "below the floor" that are not: measured, a lane whose first claim waited for its runAt (floor
  * 0) lost 20,000–47,000 waiting claims to one pass, and their tasks were never delivered. Only the
@@ -67,8 +69,7 @@ export const reconcileClaims = async (nc: NatsConnection, naming: Naming): Promi
     if (filter === undefined) continue
     const seq = purgeBelow({ stored: stored[filter] ?? 0, pending: consumer.num_pending, ackPending: consumer.num_ack_pending, ackFloor: consumer.ack_floor.stream_seq })
     if (seq === undefined) continue
-    const result = await jsm.streams.purge(stream, { filter, seq })
-    purged += result.purged
+    purged += await purgeSubjectBelow(jsm, stream, filter, seq)
   }
   return { lanes, purged }
 }
