@@ -59,20 +59,6 @@ export interface BucketWatch extends AsyncIterable<WatchedEntry> {
   stop(): void
 }
 
-/** A scan that has received nothing for this long asks its consumer whether anything is left. */
-const SCAN_QUIET_MS = 250
-
-/**
- * Messages the watch's consumer still has to deliver, when the watch is nats.js's (its
- * subscription, kept as `_data`); undefined otherwise or when the server does not answer.
- */
-const leftToDeliver = async (watch: BucketWatch): Promise<number | undefined> => {
-  const sub = (watch as { _data?: { consumerInfo?: () => Promise<{ readonly num_pending: number; readonly num_ack_pending: number }> } })._data
-  if (typeof sub?.consumerInfo !== "function") return undefined
-  const info = await sub.consumerInfo().catch(() => undefined)
-  return info === undefined ? undefined : info.num_pending + info.num_ack_pending
-}
-
 /** How long a scan waits for the watch's next entry before it gives up (checked every this often). */
 export const SCAN_IDLE_MS = 10_000
 
@@ -81,11 +67,7 @@ export const SCAN_IDLE_MS = 10_000
  * ends once the entries that existed when it started are delivered; an entry written meanwhile
  * may be visited too, after the one it replaces. Nothing is held but the entry being visited.
  * Rejects when the watch delivers nothing for `idleMs` (up to twice that) before then.
- *
- * WHY a quiet scan asks its consumer: the watch ends when it has received as many entries as were
- * pending when it began, and a message purged meanwhile (a compaction of delete markers) is never
- * delivered — the count is never reached. A scan that has received nothing for SCAN_QUIET_MS and
- * whose consumer has nothing left to deliver is complete.
+
  *
  * Not nats.js's `keys()`: that listing ends only with a message after which nothing is pending,
  * so while keys under the filter are written it can go on as long as the writes do (on
@@ -118,16 +100,6 @@ export const scanBucket = async (bucket: Pick<Bucket, "watch">, filter: string, 
     }
     visitedAtTick = visited
   }, idleMs)
-  let visitedAtQuiet = -1
-  const quiet = setInterval(() => {
-    if (visited !== visitedAtQuiet) {
-      visitedAtQuiet = visited
-      return
-    }
-    void leftToDeliver(watch).then((left) => {
-      if (left === 0 && visited === visitedAtQuiet) done()
-    })
-  }, SCAN_QUIET_MS)
   try {
     for await (const entry of watch) {
       visited++
@@ -135,7 +107,6 @@ export const scanBucket = async (bucket: Pick<Bucket, "watch">, filter: string, 
     }
   } finally {
     clearInterval(idle)
-    clearInterval(quiet)
   }
   if (scan.stalled && !scan.initialized) throw new Error(`listing ${filter}: the watch delivered nothing for ${idleMs} ms`)
 }
