@@ -62,12 +62,35 @@ export interface BucketWatch extends AsyncIterable<WatchedEntry> {
 /** How long a scan waits for the watch's next entry before it gives up (checked every this often). */
 export const SCAN_IDLE_MS = 10_000
 
+/** A scan that has received nothing for this long asks the watch's consumer what it has delivered. */
+const SCAN_QUIET_MS = 250
+
+/**
+ * What the watch's consumer says it has delivered and still has to deliver, when the watch is
+ * nats.js's (its subscription, kept as `_data`); undefined otherwise or when the server does not
+ * answer.
+ */
+const consumerProgress = async (watch: BucketWatch): Promise<{ readonly delivered: number; readonly pending: number } | undefined> => {
+  const sub = (watch as { _data?: { consumerInfo?: () => Promise<{ readonly num_pending: number; readonly delivered: { readonly consumer_seq: number } }> } })._data
+  if (typeof sub?.consumerInfo !== "function") return undefined
+  const info = await sub.consumerInfo().catch(() => undefined)
+  return info === undefined ? undefined : { delivered: info.delivered.consumer_seq, pending: info.num_pending }
+}
+
 /**
  * Calls `visit` with the last entry of every key matching `filter`, deleted ones included, and
  * ends once the entries that existed when it started are delivered; an entry written meanwhile
  * may be visited too, after the one it replaces. Nothing is held but the entry being visited.
  * Rejects when the watch delivers nothing for `idleMs` (up to twice that) before then.
-
+ *
+ * WHY a quiet scan asks the consumer: nats.js's watch ends the initial listing when it has
+ * received as many entries as were pending when it began, or an entry after which nothing is
+ * pending. A message purged in between (a compaction of delete markers beside the scan) is never
+ * delivered, so neither may ever come. A scan that has received nothing for SCAN_QUIET_MS, whose
+ * consumer has nothing pending and has delivered exactly as many messages as the scan visited, has
+ * everything: comparing counts, not "nothing pending" alone, keeps a scan from ending while
+ * delivered messages are still on their way to it (a rebuild's scan of 10,000 documents once
+ * ended at 9,748 that way).
  *
  * Not nats.js's `keys()`: that listing ends only with a message after which nothing is pending,
  * so while keys under the filter are written it can go on as long as the writes do (on
@@ -100,6 +123,16 @@ export const scanBucket = async (bucket: Pick<Bucket, "watch">, filter: string, 
     }
     visitedAtTick = visited
   }, idleMs)
+  let visitedAtQuiet = -1
+  const quiet = setInterval(() => {
+    if (visited !== visitedAtQuiet) {
+      visitedAtQuiet = visited
+      return
+    }
+    void consumerProgress(watch).then((progress) => {
+      if (progress !== undefined && progress.pending === 0 && progress.delivered === visited && visited === visitedAtQuiet) done()
+    })
+  }, SCAN_QUIET_MS)
   try {
     for await (const entry of watch) {
       visited++
@@ -107,6 +140,7 @@ export const scanBucket = async (bucket: Pick<Bucket, "watch">, filter: string, 
     }
   } finally {
     clearInterval(idle)
+    clearInterval(quiet)
   }
   if (scan.stalled && !scan.initialized) throw new Error(`listing ${filter}: the watch delivered nothing for ${idleMs} ms`)
 }
