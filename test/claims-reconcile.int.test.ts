@@ -51,7 +51,7 @@ describe("claim reconciler", () => {
       const producer = client.producer("acme")
       // The lane's first claim waits for its runAt: the lane's ack floor stays at 0 meanwhile.
       await producer.create({ command: "lane", runAt: new Date(Date.now() + 3_600_000).toISOString() })
-      const total = 20_000
+      const total = 8_000
       for (let i = 0; i < total; i += 1_000) await producer.createMany(Array.from({ length: 1_000 }, () => ({ command: "lane" })))
       const passesDone = (async () => {
         while (passing) {
