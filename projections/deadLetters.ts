@@ -40,10 +40,10 @@ export const DEAD_LETTER_MARKER_AGE_MS = 10 * 60_000
 export const DEAD_LETTER_MARKERS_PER_PASS = 10_000
 
 /** One pass: removes the index's delete markers older than `olderThanMs`. Safe from any broker, at any time. */
-export const compactDeadLetterIndex = async (conn: Connection, kv: Bucket, naming: Naming, log: Logger, olderThanMs = DEAD_LETTER_MARKER_AGE_MS): Promise<number> => {
+export const compactDeadLetterIndex = async (conn: Connection, kv: Bucket, naming: Naming, log: Logger, olderThanMs = DEAD_LETTER_MARKER_AGE_MS, signal?: AbortSignal): Promise<number> => {
   const markers = await findDeleteMarkers(kv, olderThanMs, DEAD_LETTER_MARKERS_PER_PASS)
   if (markers.length === 0) return 0
-  const purged = await purgeDeleteMarkers(conn, deadLetterBucket(naming), markers)
+  const purged = await purgeDeleteMarkers(conn, deadLetterBucket(naming), markers, undefined, signal)
   log.debug({ markers: markers.length, purged }, "dead letters: removed the delete markers of requeued and purged tasks")
   return purged
 }
@@ -63,9 +63,9 @@ export interface DeadLetterUpkeepOptions {
  */
 export class DeadLetterUpkeep extends PeriodicPass {
   constructor(nc: Connection, kv: Bucket, naming: Naming, options: DeadLetterUpkeepOptions) {
-    const pass = async () => {
+    const pass = async (signal: AbortSignal) => {
       if (!options.leading()) return
-      await compactDeadLetterIndex(nc, kv, naming, options.log, options.olderThanMs).catch((error: unknown) =>
+      await compactDeadLetterIndex(nc, kv, naming, options.log, options.olderThanMs, signal).catch((error: unknown) =>
         options.log.debug({ error: String(error) }, "dead letters: removing delete markers failed; next pass later")
       )
     }

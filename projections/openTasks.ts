@@ -55,13 +55,13 @@ export class OpenTaskUpkeep extends PeriodicPass {
     const atLeastEveryMs = options.atLeastEveryMs ?? OPEN_TASKS_COMPACT_AT_LEAST_EVERY_MS
     let removedAtPass = 0
     let passedAt = Date.now()
-    const pass = async () => {
+    const pass = async (signal: AbortSignal) => {
       if (!options.leading()) return
       const removed = options.removed()
       if (removed - removedAtPass < compactFrom && Date.now() - passedAt < atLeastEveryMs) return
       try {
-        const result = await compactOpenTasks(nc, index.bucket, index.name)
-        // A pass that stopped at its limit goes on at the next check.
+        const result = await compactOpenTasks(nc, index.bucket, index.name, signal)
+        // A pass that stopped at its limit goes on at the next check (a stopped one ends the upkeep).
         if (result.markers < MARKERS_PER_PASS) removedAtPass = removed
         passedAt = Date.now()
         if (result.purged > 0) options.log.debug({ ...result }, "open tasks: compacted the index's delete markers")

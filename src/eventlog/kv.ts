@@ -276,12 +276,13 @@ export const findDeleteMarkers = async (bucket: Pick<Bucket, "watch">, olderThan
  * Removes delete markers from the bucket's stream (`KV_<bucket>`), `concurrency` purges at once;
  * resolves with how many messages went. Each purge takes only the key's messages below the
  * marker's own sequence plus one: a value written to the key after the marker stays, whoever
- * purges and whenever, so any broker may run it.
+ * purges and whenever, so any broker may run it — and stopping part way (`signal` aborted: no
+ * purge starts after) leaves nothing a later pass cannot finish.
  */
-export const purgeDeleteMarkers = async (conn: Connection, bucket: string, markers: ReadonlyArray<DeleteMarker>, concurrency = 16): Promise<number> => {
+export const purgeDeleteMarkers = async (conn: Connection, bucket: string, markers: ReadonlyArray<DeleteMarker>, concurrency = 16, signal?: AbortSignal): Promise<number> => {
   const jsm = await conn.jetstreamManager({ checkAPI: false })
   let purged = 0
-  for (let i = 0; i < markers.length; i += concurrency) {
+  for (let i = 0; i < markers.length && signal?.aborted !== true; i += concurrency) {
     const results = await Promise.all(
       markers.slice(i, i + concurrency).map((marker) => purgeSubjectBelow(jsm, `KV_${bucket}`, `$KV.${bucket}.${marker.key}`, marker.revision + 1))
     )

@@ -103,9 +103,10 @@ const PURGE_CONCURRENCY = 4
  * past it, and a listing that is reading the index then (a nats.js watch: an ordered consumer)
  * starts over and sees the same entries again and again — tried: one scan of 1,000 entries during
  * such a purge counted 64,733. A purge of one key's old messages leaves other readers alone.
+ * `signal` aborted: no purge starts after it (the broker stopping); the next pass finishes.
  */
-export const compactOpenTasks = async (conn: Connection, index: Pick<Bucket, "watch">, indexBucket: string): Promise<CompactionResult> => {
+export const compactOpenTasks = async (conn: Connection, index: Pick<Bucket, "watch">, indexBucket: string, signal?: AbortSignal): Promise<CompactionResult> => {
   const markers = await findDeleteMarkers(index, 0, MARKERS_PER_PASS)
-  const purged = markers.length === 0 ? 0 : await purgeDeleteMarkers(conn, indexBucket, markers, PURGE_CONCURRENCY)
+  const purged = markers.length === 0 ? 0 : await purgeDeleteMarkers(conn, indexBucket, markers, PURGE_CONCURRENCY, signal)
   return { markers: markers.length, purged }
 }

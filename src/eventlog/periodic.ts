@@ -1,7 +1,9 @@
 /**
  * Upkeep that runs on a timer until stopped: one pass at a time, never one without the server, and
  * a stop that does not wait for a pass whose server is gone. The pass reports its own outcome
- * (logs); a rejection is swallowed, the next tick tries again.
+ * (logs); a rejection is swallowed, the next tick tries again. A pass is given a signal that a stop
+ * aborts: a long pass (thousands of purges) ends at its next step instead of holding the broker's
+ * shutdown (a compaction of 20,000 markers held it 57 s).
  */
 import type { NatsConnection } from "nats"
 import { onReconnect } from "./connection.js"
@@ -19,11 +21,12 @@ export class PeriodicPass {
   private readonly timer: NodeJS.Timeout
   private readonly pending = new Set<NodeJS.Timeout>()
   private running: Promise<void> | undefined
+  private readonly aborted = new AbortController()
   private stopped = false
 
   constructor(
     private readonly nc: NatsConnection,
-    private readonly run: () => Promise<void>,
+    private readonly run: (signal: AbortSignal) => Promise<void>,
     private readonly options: PeriodicPassOptions
   ) {
     this.timer = setInterval(() => this.pass(), options.everyMs)
@@ -33,11 +36,13 @@ export class PeriodicPass {
   }
 
   /**
-   * Stops the timers and waits for a pass in flight — unless the server is gone: its requests
-   * would only time out (seconds), and a pass left behind only fails once the connection closes.
+   * Stops the timers, aborts a pass in flight and waits for it to end — unless the server is gone:
+   * its requests would only time out (seconds), and a pass left behind only fails once the
+   * connection closes.
    */
   async stop(): Promise<void> {
     this.stopped = true
+    this.aborted.abort()
     clearInterval(this.timer)
     for (const t of this.pending) clearTimeout(t)
     if (this.connected()) await this.running
@@ -46,7 +51,7 @@ export class PeriodicPass {
   /** One pass now (none when one is running). */
   pass(): Promise<void> {
     if (this.stopped || this.nc.isClosed() || !this.connected()) return Promise.resolve()
-    this.running ??= this.run()
+    this.running ??= this.run(this.aborted.signal)
       .catch(() => undefined)
       .finally(() => {
         this.running = undefined
