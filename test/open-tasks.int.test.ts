@@ -21,6 +21,22 @@ import { OpenTaskUpkeep } from "../projections/openTasks.js"
 import { brokerConfig, freshNaming, projectionsCaughtUp, quietLogger, streamMessages, useNatsServer, waitFor } from "./support/harness.js"
 
 const nats = useNatsServer()
+
+/**
+ * A fresh open-task index of `total` open entries of tenant acme, of which all but the first
+ * `kept` were then removed: that many delete markers to compact.
+ */
+const markedIndex = async (nc: Awaited<ReturnType<typeof nats.connect>>, naming: Naming, total: number, kept: number): Promise<{ readonly name: string; readonly index: Bucket }> => {
+  const name = openTaskBucket(naming)
+  const index = await openBucket(nc, name)
+  const js = nc.jetstream()
+  const entry = new TextEncoder().encode('{"command":"c","priority":0,"status":"PENDING","createdSeq":1}')
+  const keys = Array.from({ length: total }, (_, i) => `acme.t${i}`)
+  for (let i = 0; i < keys.length; i += 1_000) await Promise.all(keys.slice(i, i + 1_000).map((key) => js.publish(`$KV.${name}.${key}`, entry)))
+  const removed = keys.slice(kept)
+  for (let i = 0; i < removed.length; i += 1_000) await Promise.all(removed.slice(i, i + 1_000).map((key) => index.delete(key)))
+  return { name, index }
+}
 const decoder = new TextDecoder()
 
 /** The open task documents of the bucket, as index entries by key. */
@@ -181,14 +197,7 @@ describe("open-task index", () => {
     const naming: Naming = freshNaming()
     const nc = await nats.connect()
     try {
-      const name = openTaskBucket(naming)
-      const index = await openBucket(nc, name)
-      const js = nc.jetstream()
-      const entry = new TextEncoder().encode('{"command":"c","priority":0,"status":"PENDING","createdSeq":1}')
-      const keys = Array.from({ length: 2_000 }, (_, i) => `acme.t${i}`)
-      for (let i = 0; i < keys.length; i += 1_000) await Promise.all(keys.slice(i, i + 1_000).map((key) => js.publish(`$KV.${name}.${key}`, entry)))
-      const removed = keys.slice(200)
-      for (let i = 0; i < removed.length; i += 1_000) await Promise.all(removed.slice(i, i + 1_000).map((key) => index.delete(key)))
+      const { name, index } = await markedIndex(nc, naming, 2_000, 200)
       let compacting = true
       const compaction = compactOpenTasks(nc, index, name).finally(() => (compacting = false))
       const counts: Array<number> = []
@@ -270,12 +279,7 @@ describe("open-task index", () => {
     const naming: Naming = freshNaming()
     const nc = await nats.connect()
     try {
-      const name = openTaskBucket(naming)
-      const index = await openBucket(nc, name)
-      const js = nc.jetstream()
-      const keys = Array.from({ length: 3_000 }, (_, i) => `acme.t${i}`)
-      for (let i = 0; i < keys.length; i += 1_000) await Promise.all(keys.slice(i, i + 1_000).map((key) => js.publish(`$KV.${name}.${key}`, new Uint8Array([123, 125]))))
-      for (let i = 0; i < keys.length; i += 1_000) await Promise.all(keys.slice(i, i + 1_000).map((key) => index.delete(key)))
+      const { name, index } = await markedIndex(nc, naming, 3_000, 0)
       const stored = () => streamMessages(nc, `KV_${name}`)
       // The bucket keeps one message per key: the markers are all it holds.
       expect(await stored()).toBe(3_000)
