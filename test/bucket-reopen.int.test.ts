@@ -16,7 +16,7 @@ describe("bucket handles", () => {
     const client = await CodeqClient.connect({ connection: nc, naming })
     try {
       // Nothing opened yet; the server stops answering for the first calls.
-      nats.server().pause()
+      await nats.server().pause()
       try {
         await expect(client.tasks.queues("acme")).rejects.toThrow()
         await expect(client.tasks.list("acme", { status: "COMPLETED" })).rejects.toThrow()

@@ -95,7 +95,7 @@ describe("claim reconciler", () => {
 
     // The server stops answering (SIGSTOP) while a pass is in flight; the broker then sees the
     // connection gone and stops.
-    nats.server().pause()
+    await nats.server().pause()
     resumes.push(() => nats.server().resume())
     let passEnded = false
     const inFlight = reconciler.pass().then(() => {

@@ -30,7 +30,7 @@ describe("an append whose ack is lost", () => {
         const before = client.repo.unresolvedAppends
         // The state in hand, as a worker has it: the only request to the stopped server is the append.
         const known = await client.repo.load("acme", task.id)
-        server.pause()
+        await server.pause()
         const applying = client.repo.apply(
           "acme",
           task.id,

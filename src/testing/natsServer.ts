@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process"
 import { existsSync } from "node:fs"
-import { mkdtemp, rm } from "node:fs/promises"
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { delimiter, join } from "node:path"
@@ -26,8 +26,12 @@ export interface NatsServerHandle {
   kill(): Promise<void>
   /** Start the server again on the same port and store after `kill`. */
   restart(): Promise<void>
-  /** SIGSTOP: the server stops answering (requests in flight get no reply), connections stay up. */
-  pause(): void
+  /**
+   * SIGSTOP: the server stops answering (requests in flight get no reply), connections stay up.
+   * Resolves once every thread of the process is stopped: a signal sent right after a `resume`
+   * was seen to leave the server answering requests for a few milliseconds more.
+   */
+  pause(): Promise<void>
   /** SIGCONT after `pause`: what arrived meanwhile is processed. */
   resume(): void
   /** Stop the server and delete its store. Safe to call twice. */
@@ -132,7 +136,11 @@ const startProcess = async (binary: string, options: NatsServerOptions): Promise
     },
     kill,
     restart: launch,
-    pause: () => void child?.kill("SIGSTOP"),
+    pause: async () => {
+      if (child?.pid === undefined) return
+      child.kill("SIGSTOP")
+      await allThreadsStopped(child.pid)
+    },
     resume: () => void child?.kill("SIGCONT"),
     stop: async () => {
       if (stopped) return
@@ -156,6 +164,28 @@ const startContainer = async (): Promise<NatsServerHandle> => {
 }
 
 /** Starts (or points at) a JetStream-enabled NATS server for one test file. */
+/** How long `pause` waits for the stop to take hold before it gives up. */
+const PAUSE_DEADLINE_MS = 5_000
+
+/** The scheduler state letter of each thread of `pid` (Linux /proc; `T` is stopped). */
+const threadStates = async (pid: number): Promise<string[]> => {
+  const dir = `/proc/${pid}/task`
+  const stats = await Promise.all((await readdir(dir)).map((tid) => readFile(`${dir}/${tid}/stat`, "utf8").catch(() => "")))
+  // The command name (field 2) is in parentheses and may hold anything: the state follows its end.
+  return stats.filter((stat) => stat !== "").map((stat) => stat.charAt(stat.lastIndexOf(")") + 2))
+}
+
+/** Resolves once every thread of `pid` is stopped; rejects after PAUSE_DEADLINE_MS. */
+const allThreadsStopped = async (pid: number): Promise<void> => {
+  const deadline = Date.now() + PAUSE_DEADLINE_MS
+  for (;;) {
+    const states = await threadStates(pid)
+    if (states.every((state) => state === "T" || state === "t")) return
+    if (Date.now() > deadline) throw new Error(`nats-server ${pid} did not stop within ${PAUSE_DEADLINE_MS} ms of SIGSTOP (thread states ${states.join("")})`)
+    await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+}
+
 export const startNatsServer = async (options: NatsServerOptions = {}): Promise<NatsServerHandle> => {
   const external = process.env.NATS_URL
   if (external !== undefined && external !== "" && options.ownServer !== true) {
