@@ -21,7 +21,7 @@ export class PeriodicPass {
   private readonly timer: NodeJS.Timeout
   private readonly pending = new Set<NodeJS.Timeout>()
   private running: Promise<void> | undefined
-  private readonly aborted = new AbortController()
+  private readonly stopping = new AbortController()
   private stopped = false
 
   constructor(
@@ -42,7 +42,7 @@ export class PeriodicPass {
    */
   async stop(): Promise<void> {
     this.stopped = true
-    this.aborted.abort()
+    this.stopping.abort()
     clearInterval(this.timer)
     for (const t of this.pending) clearTimeout(t)
     if (this.connected()) await this.running
@@ -51,7 +51,7 @@ export class PeriodicPass {
   /** One pass now (none when one is running). */
   pass(): Promise<void> {
     if (this.stopped || this.nc.isClosed() || !this.connected()) return Promise.resolve()
-    this.running ??= this.run(this.aborted.signal)
+    this.running ??= this.run(this.stopping.signal)
       .catch(() => undefined)
       .finally(() => {
         this.running = undefined

@@ -163,7 +163,6 @@ const startContainer = async (): Promise<NatsServerHandle> => {
   return { url, port, storeDir: undefined, pid: undefined, kill: unsupported, restart: unsupported, pause: cannot, resume: cannot, stop: async () => void (await container.stop()) }
 }
 
-/** Starts (or points at) a JetStream-enabled NATS server for one test file. */
 /** How long `pause` waits for the stop to take hold before it gives up. */
 const PAUSE_DEADLINE_MS = 5_000
 
@@ -186,6 +185,7 @@ const allThreadsStopped = async (pid: number): Promise<void> => {
   }
 }
 
+/** Starts (or points at) a JetStream-enabled NATS server for one test file. */
 export const startNatsServer = async (options: NatsServerOptions = {}): Promise<NatsServerHandle> => {
   const external = process.env.NATS_URL
   if (external !== undefined && external !== "" && options.ownServer !== true) {
