@@ -95,8 +95,8 @@ const PURGE_CONCURRENCY = 4
 
 /**
  * One compaction pass over the index (see the top): finds its delete markers and purges each key
- * below its marker (kv.ts, as the dead-letter index's upkeep does), so a write to the key after the marker stays, whoever
- * purges and whenever. Any broker may run it at any time.
+ * below its marker (kv.ts, as the dead-letter index's upkeep does), so a write to the key after
+ * the marker stays, whoever purges and whenever. Any broker may run it at any time.
  *
  * WHY a purge per key and not one purge of everything below the stream's end (with the live
  * entries copied above it first): a purge below a sequence moves every consumer of the stream

@@ -8,6 +8,7 @@ import type { Connection } from "./connection.js"
 import type { TaskState } from "../domain/events.js"
 import { taskStateKey } from "../../streams/definitions.js"
 import { scanBucket } from "./kv.js"
+import { keptUnlessFailed } from "./kept.js"
 
 const decoder = new TextDecoder()
 
@@ -28,20 +29,10 @@ export const scanTaskStates = (kv: KV, tenant: string, visit: (state: TaskState)
 
 /** The task-state bucket of one deployment, opened on first use and kept. */
 export class TaskStateReader {
-  private kv: Promise<KV> | undefined
+  private readonly open: () => Promise<KV>
 
-  constructor(
-    private readonly conn: Connection,
-    private readonly bucket: string
-  ) {}
-
-  private open(): Promise<KV> {
-    // A failure (the server unreachable meanwhile) is not kept: the next call tries again.
-    this.kv ??= this.conn.jetstream().views.kv(this.bucket).catch((error: unknown) => {
-      this.kv = undefined
-      throw error
-    })
-    return this.kv
+  constructor(conn: Connection, bucket: string) {
+    this.open = keptUnlessFailed(() => conn.jetstream().views.kv(bucket))
   }
 
   async scan(tenant: string, visit: (state: TaskState) => void): Promise<void> {

@@ -6,6 +6,7 @@
 import type { Connection } from "../eventlog/connection.js"
 import { bindBucket, liveEntries, openBucket, type Bucket } from "../eventlog/kv.js"
 import { openIndexReady, readOpenTasks } from "../eventlog/openTasks.js"
+import { keptUnlessFailed } from "../eventlog/kept.js"
 import type { BackoffSettings } from "../domain/backoff.js"
 import type { LeaseRef } from "../domain/decide.js"
 import { checkCommand, checkIntRange, checkTaskId, checkTenant, checkWorkerId, firstIssue, type ValidationIssue } from "../domain/validation.js"
@@ -78,8 +79,9 @@ export class TaskOperations {
   private readonly sourceIdleMs: number
   private readonly maxSourcesPerTenant: number
   private readonly held: HeldLeases
-  private dlq: Promise<Bucket> | undefined
-  private openIndex: Promise<Bucket> | undefined
+  /** The dead-letter and open-task indexes (kept.ts: a failed open is tried again). */
+  private readonly deadLetterIndex: () => Promise<Bucket>
+  private readonly openTaskIndex: () => Promise<Bucket>
   private readonly taskStates: TaskStateReader
 
   constructor(
@@ -93,6 +95,8 @@ export class TaskOperations {
     this.settle = (subject, how) => answerDelivery(nc, subject, how)
     this.held = new HeldLeases(this.settle)
     this.taskStates = new TaskStateReader(nc, taskStateBucket(repo.log.naming))
+    this.deadLetterIndex = keptUnlessFailed(() => openBucket(nc, deadLetterBucket(repo.log.naming)))
+    this.openTaskIndex = keptUnlessFailed(() => bindBucket(nc, openTaskBucket(repo.log.naming)))
     this.sourceIdleMs = sourceOptions.sourceIdleMs ?? 120_000
     this.maxSourcesPerTenant = sourceOptions.maxSourcesPerTenant ?? 64
     // Any HTTP client can name a new set of commands: sources unused for a while are closed.
@@ -353,20 +357,4 @@ export class TaskOperations {
     this.sources.delete(victim[0])
   }
 
-  // Opened once and kept; a failure (the server unreachable meanwhile) is not kept, the next call tries again.
-  private openTaskIndex(): Promise<Bucket> {
-    this.openIndex ??= bindBucket(this.nc, openTaskBucket(this.repo.log.naming)).catch((error: unknown) => {
-      this.openIndex = undefined
-      throw error
-    })
-    return this.openIndex
-  }
-
-  private deadLetterIndex(): Promise<Bucket> {
-    this.dlq ??= openBucket(this.nc, deadLetterBucket(this.repo.log.naming)).catch((error: unknown) => {
-      this.dlq = undefined
-      throw error
-    })
-    return this.dlq
-  }
 }
