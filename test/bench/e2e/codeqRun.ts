@@ -70,7 +70,16 @@ export interface CodeqRunResult {
   readonly tasksPerSec: number
   readonly catchUp: CatchUp & { readonly caughtUp: boolean; readonly delayMs: number | undefined; readonly tasksPerSec: number | undefined; readonly timeoutS: number }
   readonly traffic: { readonly atCompletion: Traffic; readonly withCatchUp: Traffic; readonly scrapeCost: Counters }
-  readonly rss: { readonly startBytes: number; readonly peakBytes: number; readonly endBytes: number; readonly afterCatchUpBytes: number | undefined } | undefined
+  readonly rss:
+    | {
+        readonly startBytes: number
+        readonly peakBytes: number
+        readonly endBytes: number
+        readonly afterCatchUpBytes: number | undefined
+        /** Peaks of the run's first and second half (by time, from the first create to the last completion): growth with the tasks done, apart from the working set. */
+        readonly halves: { readonly firstPeakBytes: number; readonly secondPeakBytes: number } | undefined
+      }
+    | undefined
   readonly latency: LogLatency | undefined
   readonly spans: { readonly received: number; readonly perTask: number } | undefined
   readonly webhooks: WebhookOutcome | undefined
@@ -159,6 +168,9 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
     const atCompletion = await serverSnapshot(privateNats.monitorUrl)
     const rssEnd = (await sampler.sample()) ?? 0
     const rssPeak = sampler.peak(before.at) ?? rssEnd
+    const midRun = before.at + (Date.now() - before.at) / 2
+    const firstHalfPeak = sampler.peak(before.at, midRun)
+    const secondHalfPeak = sampler.peak(midRun)
     const settled = await (catchUp ?? waitForCatchUp(stack.httpUrl, options.catchupPollMs, Date.now(), scrapes))
     const afterCatchUp = await serverSnapshot(privateNats.monitorUrl)
     const rssAfter = await sampler.sample()
@@ -234,7 +246,13 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
         withCatchUp: trafficPerTask(before, afterCatchUp, perTask, [], deduct(settled.scrapes)),
         scrapeCost
       },
-      rss: { startBytes: rssStart, peakBytes: rssPeak, endBytes: rssEnd, afterCatchUpBytes: rssAfter },
+      rss: {
+        startBytes: rssStart,
+        peakBytes: rssPeak,
+        endBytes: rssEnd,
+        afterCatchUpBytes: rssAfter,
+        halves: firstHalfPeak === undefined || secondHalfPeak === undefined ? undefined : { firstPeakBytes: firstHalfPeak, secondPeakBytes: secondHalfPeak }
+      },
       latency,
       spans,
       webhooks,

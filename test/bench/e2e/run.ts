@@ -30,7 +30,7 @@ const describe = (run: AnyRun): string => {
   if (run.system === "bullmq") return rate
   const catchUp = run.catchUp.caughtUp ? `caught up +${int(run.catchUp.delayMs)} ms` : `NOT caught up within ${run.catchUp.timeoutS} s`
   const latency = run.latency?.createdToClaimed === undefined ? "" : `, create→claimed p50/p99 ${run.latency.createdToClaimed.p50.toFixed(1)}/${run.latency.createdToClaimed.p99.toFixed(1)} ms`
-  const rss = run.variant === "rss" && run.rss !== undefined ? `, RSS ${(run.rss.startBytes / 2 ** 20).toFixed(0)}→${(run.rss.peakBytes / 2 ** 20).toFixed(0)}→${(run.rss.endBytes / 2 ** 20).toFixed(0)} MB` : ""
+  const rss = run.variant === "rss" && run.rss !== undefined ? `, RSS ${(run.rss.startBytes / 2 ** 20).toFixed(0)}→${(run.rss.peakBytes / 2 ** 20).toFixed(0)}→${(run.rss.endBytes / 2 ** 20).toFixed(0)} MB${run.rss.halves === undefined ? "" : ` (peak ${(run.rss.halves.firstPeakBytes / 2 ** 20).toFixed(0)} MB in the first half, ${(run.rss.halves.secondPeakBytes / 2 ** 20).toFixed(0)} in the second)`}` : ""
   const hooks =
     run.webhooks === undefined
       ? ""

@@ -147,6 +147,18 @@ export const tableRows = (runs: ReadonlyArray<AnyRun>, catchupTimeoutS: number):
   rows.push([...rssRow("broker RSS at start (after ready)", (r) => r.rss?.startBytes, "").slice(0, 5), tasksNote])
   rows.push(rssRow("broker RSS peak", (r) => r.rss?.peakBytes, "±20 %"))
   rows.push(rssRow("broker RSS at end", (r) => r.rss?.endBytes, "±20 %"))
+  // Growth with the tasks done, apart from the working set the load builds up: the second half's peak against the first's.
+  const halves = rss.map((r) => r.rss?.halves).filter((h): h is NonNullable<typeof h> => h !== undefined)
+  const firstHalf = median(halves.map((h) => h.firstPeakBytes))
+  const secondHalf = median(halves.map((h) => h.secondPeakBytes))
+  rows.push([
+    ...row("broker RSS peak, run's first half", halves.map((h) => h.firstPeakBytes), total("rss"), mb, "").slice(0, 5),
+    ""
+  ])
+  rows.push([
+    ...row("broker RSS peak, run's second half", halves.map((h) => h.secondPeakBytes), total("rss"), mb, "").slice(0, 5),
+    secondHalf !== undefined && firstHalf !== undefined && firstHalf > 0 ? `${pct(secondHalf, firstHalf)} vs first half` : ""
+  ])
   return rows
 }
 
