@@ -95,6 +95,33 @@ describe("export to the collector", () => {
   })
 })
 
+describe("requests within a collector's message limit", () => {
+  it("splits a batch whose request would pass the 4 MiB a gRPC server takes by default, and every span arrives", async () => {
+    // 4,096 spans (one batch) of ~1.5 KB: one request would be ~6 MB, which the receiver (grpc-js,
+    // like the OpenTelemetry Collector and Jaeger) refuses whole with RESOURCE_EXHAUSTED.
+    const tracing = startTracing()
+    const tracer = trace.getTracer("app")
+    const spans = 4_096
+    for (let i = 0; i < spans; i++) tracer.startSpan("app.query", { attributes: { "db.statement": `select ${i} `.padEnd(1_500, "x") } }).end()
+    expect(await tracing.flush(20_000)).toBe("flushed")
+    await receiver.waitForSpans((got) => got.length === spans, 20_000)
+    expect(receiver.requests()).toBeGreaterThan(1)
+    expect(tracing.counters()).toEqual({ exportFailures: 0, droppedSpans: 0, exportedSpans: spans })
+  })
+
+  it("loses only a span too large for any request, and counts it alone as dropped", async () => {
+    const tracing = startTracing()
+    const tracer = trace.getTracer("app")
+    for (let i = 0; i < 9; i++) tracer.startSpan(`app.small-${i}`).end()
+    tracer.startSpan("app.huge", { attributes: { blob: "x".repeat(5 * 2 ** 20) } }).end()
+    // The export reports the huge span's refusal: the flush says it failed.
+    expect(await tracing.flush(20_000)).toBe("failed")
+    const got = await receiver.waitForSpans((spans) => spans.length === 9, 20_000)
+    expect(got.map((span) => span.name).sort()).toEqual(Array.from({ length: 9 }, (_, i) => `app.small-${i}`))
+    expect(tracing.counters()).toEqual({ exportFailures: 1, droppedSpans: 1, exportedSpans: 9 })
+  })
+})
+
 describe("a receiver that only counts (the benchmark's)", () => {
   it("counts every span of requests spanning several tracers, as many as a decoding receiver decodes", async () => {
     const counting = await startOtlpReceiver({ keeps: "count" })

@@ -45,6 +45,25 @@ export const describeError = (error: unknown): Record<string, unknown> => {
 }
 
 /**
+ * An export sent in parts (otlpExporter.ts) of which some failed: how many spans those held, and
+ * the first part's error. Its message and code are that error's, so an outage logs the same.
+ */
+export class PartlyExported extends Error {
+  override readonly cause: Error
+  readonly code: unknown
+
+  constructor(
+    readonly failedSpans: number,
+    cause: Error
+  ) {
+    super(cause.message)
+    this.name = "PartlyExported"
+    this.cause = cause
+    this.code = (cause as { code?: unknown }).code
+  }
+}
+
+/**
  * Wraps the real exporter: counts what fails, warns once when export starts failing and logs
  * once more (info) when it recovers, so an outage is two lines however many batches it drops.
  */
@@ -108,7 +127,10 @@ export class FailOpenExporter implements SpanExporter {
       return
     }
     this.failures++
-    this.dropped += count
+    // An export sent in parts may have delivered some of them.
+    const dropped = result.error instanceof PartlyExported ? Math.min(count, result.error.failedSpans) : count
+    this.dropped += dropped
+    this.exported += count - dropped
     if (!this.failing) {
       this.failing = true
       safeLog(
