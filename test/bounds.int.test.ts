@@ -1,8 +1,12 @@
 /**
  * Bounds on what producers and workers send (issue 9): a far-future runAt, a nak delay beyond what
- * the server accepts, claims naming many commands, and the claim sources they hold.
+ * the server accepts, claims naming many commands, and the claim sources they hold; and sizes: what
+ * a worker returns or sends, and an event over the server's max_payload.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
 import { AckPolicy, connect, headers, type NatsConnection } from "nats"
@@ -10,6 +14,7 @@ import { startNatsServer, freePort, type NatsServerHandle } from "../src/testing
 import { CodeqClient } from "../src/sdk/client.js"
 import { answerDelivery } from "../src/eventlog/acks.js"
 import { ClaimCapacity, ValidationError } from "../src/tasks/errors.js"
+import { LogError } from "../src/eventlog/errors.js"
 import { ClaimSource } from "../src/eventlog/claims/source.js"
 import { LaneWatch } from "../src/eventlog/claims/laneWatch.js"
 import { claimSubject, claimsStream } from "../streams/definitions.js"
@@ -187,5 +192,55 @@ describe("claims naming many commands", () => {
     // Once they are idle, a new set evicts the least recently used one.
     expect(await client.tasks.claim("acme", ["one-more"], { workerId: "w" })).toBeUndefined()
     await client.close()
+  })
+})
+
+describe("sizes", () => {
+  it("refuses over the SDK what the HTTP API refuses: a result over the payload limit, a reason or error too long; and changes nothing", async () => {
+    const naming = freshNaming()
+    const nc = await open("bounds-sizes")
+    await provision(nc, naming)
+    const broker = await startBroker(brokerConfig(server.url, naming))
+    const client = await CodeqClient.connect({ connection: nc, naming })
+    const task = await client.producer("acme").create({ command: "held" })
+    const claimed = await client.tasks.claim("acme", ["held"], { workerId: "w", waitSeconds: 5 })
+    expect(claimed?.task.id).toBe(task.id)
+    const lease = { workerId: "w" }
+    const refusals = [
+      [client.tasks.settleLease("acme", task.id, lease, { type: "complete", result: "x".repeat(300 * 1024) }), { field: "result", rule: "max_bytes" }],
+      [client.tasks.settleLease("acme", task.id, lease, { type: "fail", error: "x".repeat(4097) }), { field: "error", rule: "length" }],
+      [client.tasks.settleLease("acme", task.id, lease, { type: "nack", reason: "x".repeat(1025) }), { field: "reason", rule: "length" }],
+      [client.tasks.cancel("acme", task.id, "x".repeat(1025)), { field: "reason", rule: "length" }]
+    ] as const
+    for (const [call, issue] of refusals) await expect(call).rejects.toMatchObject({ name: "ValidationError", ...issue })
+    expect((await client.log.readTask("acme", task.id)).events.map((e) => e.event.type)).toEqual(["TaskCreated", "TaskClaimed"])
+    // At the limits, each is taken.
+    await client.tasks.settleLease("acme", task.id, lease, { type: "fail", error: "x".repeat(4096) })
+    expect((await client.producer("acme").get(task.id)).status).toBe("FAILED")
+    await client.close()
+    await broker.stop()
+  })
+
+  it("reports an event over the server's max_payload as refused, naming the limit, not as a closed connection", async () => {
+    // A server whose operator lowered max_payload below what codeq's 256 KiB payload limit needs.
+    const dir = mkdtempSync(join(tmpdir(), "codeq-maxpayload-"))
+    const config = join(dir, "server.conf")
+    writeFileSync(config, "max_payload: 65536\n")
+    const small = await startNatsServer({ ownServer: true, args: ["-c", config] })
+    try {
+      const naming = freshNaming()
+      const nc = await connect({ servers: small.url, noAsyncTraces: true })
+      await provision(nc, naming)
+      const client = await CodeqClient.connect({ connection: nc, naming, closeConnection: true })
+      const refused = await client.producer("acme").create({ command: "big", payload: "x".repeat(100_000) }).catch((error: unknown) => error)
+      expect(refused).toBeInstanceOf(LogError)
+      expect(refused).toMatchObject({ reason: "rejected" })
+      expect((refused as LogError).detail).toMatch(/over the server's max_payload \(65536 bytes\)/)
+      // The connection is fine: a smaller create goes through.
+      expect((await client.producer("acme").create({ command: "big", payload: "x".repeat(1_000) })).status).toBe("PENDING")
+      await client.close()
+    } finally {
+      await small.stop()
+    }
   })
 })

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startBroker, type RunningBroker } from "../src/broker.js"
 import { CodeqClient, type CodeqClientOptions } from "../src/sdk/client.js"
+import { fail, nack } from "../src/sdk/worker.js"
+import type { ValidationError } from "../src/tasks/errors.js"
 import { isValidTraceparent, parseTraceparent } from "../src/tracing/codec.js"
 import { SPANS, TRACERS } from "../src/tracing/conventions.js"
 import { brokerConfig, freshNaming, recordSpans, useNatsServer, waitFor } from "./support/harness.js"
@@ -227,6 +229,59 @@ describe("a worker's concurrency", () => {
     const claimedSecond = (await client.log.readTask("acme", b.id)).events.find((e) => e.event.type === "TaskClaimed")
     expect(handled).toEqual(["first", "second"])
     expect(claimedSecond?.seq).toBeGreaterThan(completedFirst?.seq ?? Number.POSITIVE_INFINITY)
+    await worker.stop()
+    await run
+  })
+})
+
+describe("what a handler returns that the log could not store", () => {
+  const { connect } = useBroker()
+
+  it("fails a task whose result is over the payload limit at once, saying so, and cuts an error or a reason too long", async () => {
+    const client = await connect()
+    const reported: Array<{ error: unknown; taskId: string | undefined }> = []
+    const worker = client.worker("acme", { workerId: "bounds-1", onError: (error, taskId) => reported.push({ error, taskId }) })
+    const runs = new Map<string, number>()
+    const run = worker.run(
+      ["big-result", "long-error", "long-reason"],
+      (task, job) => {
+        runs.set(task.id, (runs.get(task.id) ?? 0) + 1)
+        // 2 MB: over the 256 KiB payload limit, and over the server's 1 MB max_payload too.
+        if (task.command === "big-result") return { blob: "x".repeat(2_000_000) }
+        if (task.command === "long-error") return fail("e".repeat(10_000))
+        return job.attempt === 1 ? nack("r".repeat(5_000), 0) : "second attempt"
+      },
+      { concurrency: 4 }
+    )
+    const producer = client.producer("acme")
+    const big = await producer.create({ command: "big-result" })
+    const longError = await producer.create({ command: "long-error" })
+    const longReason = await producer.create({ command: "long-reason" })
+    const ended = async (id: string) => ["FAILED", "COMPLETED", "DEAD_LETTERED"].includes((await producer.get(id)).status)
+    // Long before the lease (300 s) that a task whose result was never stored would wait out.
+    await waitFor(async () => (await ended(big.id)) && (await ended(longError.id)) && (await ended(longReason.id)), { timeoutMs: 4_000, what: "the three tasks to end" })
+
+    const bigView = await producer.get(big.id)
+    expect(bigView).toMatchObject({ status: "FAILED", attempts: 1 })
+    expect(bigView.error).toMatch(/^result not stored: result and artifacts together exceed 262144 bytes/)
+    expect(bigView.result).toBeUndefined()
+    expect(runs.get(big.id)).toBe(1)
+    const errorView = await producer.get(longError.id)
+    expect(errorView.status).toBe("FAILED")
+    expect(errorView.error).toBe("e".repeat(4096))
+    const nacked = (await client.log.readTask("acme", longReason.id)).events.find((e) => e.event.type === "TaskNacked")
+    expect(nacked?.event).toMatchObject({ reason: "r".repeat(1024) })
+    expect((await producer.get(longReason.id)).status).toBe("COMPLETED")
+
+    const issues = reported.map(({ error, taskId }) => ({ taskId, name: (error as Error).name, field: (error as ValidationError).field, rule: (error as ValidationError).rule }))
+    expect(issues).toEqual(
+      expect.arrayContaining([
+        { taskId: big.id, name: "ValidationError", field: "result", rule: "max_bytes" },
+        { taskId: longError.id, name: "ValidationError", field: "error", rule: "length" },
+        { taskId: longReason.id, name: "ValidationError", field: "reason", rule: "length" }
+      ])
+    )
+    expect(issues).toHaveLength(3)
     await worker.stop()
     await run
   })

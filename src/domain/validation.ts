@@ -67,6 +67,10 @@ export const checkNotAfter = (value: string, field: string, maxAheadSeconds: num
     : issue(field, "range", `${field} must be at most ${maxAheadSeconds} seconds (${Math.floor(maxAheadSeconds / 86_400)} days) from now`)
 
 export const MAX_WEBHOOK_LENGTH = 2048
+/** The longest `error` of a failed task, in characters (HTTP and SDK alike). */
+export const MAX_ERROR_LENGTH = 4096
+/** The longest `reason` of a nack or a cancel, in characters (HTTP and SDK alike). */
+export const MAX_REASON_LENGTH = 1024
 
 /** An absolute http(s) URL. Where it may point (SSRF rules) is checked at delivery time. */
 export const checkWebhook = (value: unknown, field = "webhook"): ValidationIssue | undefined => {
@@ -82,6 +86,10 @@ export const checkWebhook = (value: unknown, field = "webhook"): ValidationIssue
     return issue(field, "url", `${field} must use http or https`)
   return undefined
 }
+
+/** A string (empty allowed) of at most `max` characters. */
+export const checkMaxLength = (value: unknown, field: string, max: number): ValidationIssue | undefined =>
+  typeof value === "string" && value.length <= max ? undefined : issue(field, "length", `${field} must be a string of at most ${max} characters`)
 
 export const checkShortString = (value: unknown, field: string, max: number): ValidationIssue | undefined =>
   typeof value === "string" && value.length > 0 && value.length <= max

@@ -4,12 +4,12 @@
  * timer, an error and a promise chain per call and is what limits Node clients; this keeps one
  * subscription and one sweep timer for all of them. Replies are handed back raw.
  */
-import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "nats"
+import { ErrorCode, createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from "nats"
 import { publishSoon } from "./outbox.js"
 
 export type MuxReply =
   | { readonly ok: true; readonly msg: Msg }
-  | { readonly ok: false; readonly reason: "timeout" | "closed"; readonly detail: string }
+  | { readonly ok: false; readonly reason: "timeout" | "closed" | "rejected"; readonly detail: string }
 
 export interface MuxOptions {
   /** How long to wait for each reply. Default 5 s. */
@@ -58,9 +58,20 @@ export class RequestMux {
         subject,
         data,
         headers === undefined ? { reply: `${this.inbox}.${id}` } : { reply: `${this.inbox}.${id}`, headers },
-        (cause) => this.settle(id, { ok: false, reason: "closed", detail: String(cause) })
+        (cause) => this.settle(id, this.unsent(cause, data))
       )
     })
+  }
+
+  /**
+   * Why a request could not be sent. nats.js refuses a message over the server's max_payload as
+   * it would refuse one on a closed connection; saying "closed" then sent a caller looking for an
+   * outage that was not there.
+   */
+  private unsent(cause: unknown, data: Uint8Array): MuxReply {
+    if ((cause as { code?: unknown } | null)?.code === ErrorCode.MaxPayloadExceeded)
+      return { ok: false, reason: "rejected", detail: `the message (${data.length} bytes and its headers) is over the server's max_payload (${this.nc.info?.max_payload ?? "?"} bytes)` }
+    return { ok: false, reason: "closed", detail: String(cause) }
   }
 
   /** The connection requests go out on. */

@@ -7,7 +7,7 @@
  * codeQ reads 0 as "not given" for the numeric fields that have a default, so 0 is in range there.
  */
 import { Schema } from "effect"
-import { COMMAND_PATTERN } from "../domain/validation.js"
+import { COMMAND_PATTERN, MAX_ERROR_LENGTH, MAX_REASON_LENGTH } from "../domain/validation.js"
 import { rule } from "./decode.js"
 import { DEFAULT_LIMITS, type TaskLimits } from "../tasks/limits.js"
 
@@ -99,11 +99,11 @@ const build = (limits: TaskLimits) => {
     delaySeconds: Schema.optional(
       intRange(0, limits.maxDelaySeconds).annotations({ description: "redelivery delay; 0 or absent means the backoff policy's" })
     ),
-    reason: Schema.optional(text(1024))
+    reason: Schema.optional(text(MAX_REASON_LENGTH))
   }).annotations({ identifier: "NackRequest" })
 
   const CancelBody = Schema.Struct({
-    reason: Schema.optional(text(1024).annotations({ description: "why, recorded on the TaskCancelled event; default \"cancelled\"" }))
+    reason: Schema.optional(text(MAX_REASON_LENGTH).annotations({ description: "why, recorded on the TaskCancelled event; default \"cancelled\"" }))
   }).annotations({ identifier: "CancelRequest" })
 
   const LookupBody = Schema.Struct({
@@ -126,7 +126,7 @@ const build = (limits: TaskLimits) => {
   const resultFields = {
     status: Schema.Literal("COMPLETED", "FAILED"),
     result: Schema.optional(Schema.Unknown.annotations({ description: "required when status is COMPLETED" })),
-    error: Schema.optional(text(4096).annotations({ description: "required when status is FAILED" })),
+    error: Schema.optional(text(MAX_ERROR_LENGTH).annotations({ description: "required when status is FAILED" })),
     artifacts: Schema.optional(Schema.Array(ArtifactIn).pipe(Schema.maxItems(100, rule("max_items", "an array of at most 100 items")))),
     workerId: Schema.optional(Schema.String.annotations({ description: "ignored: the worker is the token's subject" }))
   }

@@ -20,7 +20,7 @@ import type { ClaimDelivery } from "../eventlog/claims/source.js"
 import { ClaimFeed } from "../eventlog/claims/feed.js"
 import { timerDelayMs } from "../domain/delays.js"
 import { ValidationError, LeaseLost } from "../tasks/errors.js"
-import { claimDelivery, heartbeatLease, settleLease, type HeldLease, type LeaseOutcome, type Settle } from "../tasks/lifecycle.js"
+import { boundOutcome, claimDelivery, heartbeatLease, settleLease, type HeldLease, type LeaseOutcome, type Settle } from "../tasks/lifecycle.js"
 import type { TaskLimits } from "../tasks/limits.js"
 import type { Snapshot, TaskRepository } from "../tasks/repository.js"
 import type { TaskState } from "../domain/events.js"
@@ -201,6 +201,9 @@ export class Worker {
         await heartbeats.stop()
         span.end()
       }
+      const bounded = boundOutcome(result, this.limits)
+      if (bounded.issue !== undefined) this.report(new ValidationError(bounded.issue), lease.taskId)
+      const outcome = bounded.outcome
       // A result the log could not take is sent again until the lease would end: leaving it
       // would hold the task for the whole lease and then run it a second time.
       const leaseEnd = Date.now() + lease.leaseSeconds * 1000
@@ -209,10 +212,11 @@ export class Worker {
           this.repo,
           this.settle,
           { tenant: lease.tenant, taskId: lease.taskId, lease: { workerId: this.workerId, attempt: lease.attempt }, known },
-          result,
+          outcome,
           this.backoff
         )
-      const again = (error: unknown) => error instanceof LogError && error.reason !== "closed" && Date.now() < leaseEnd && !this.nc.isClosed()
+      // A refused append (a message over the server's max_payload) is refused again: not retried.
+      const again = (error: unknown) => error instanceof LogError && error.reason !== "closed" && error.reason !== "rejected" && Date.now() < leaseEnd && !this.nc.isClosed()
       // The plain call first (a fiber per task costs the worker about a tenth of its CPU); the
       // schedule only after a settle failed, and the last failure itself if it gives up.
       await tryThenRetry(settleOnce, (attempt) => !attempt.ok && again(attempt.error), SETTLE_RETRY)

@@ -19,7 +19,9 @@ import type { ClaimDelivery } from "../eventlog/claims/source.js"
 import { createdOfClaim } from "../eventlog/claims/message.js"
 import { evolve } from "../domain/events.js"
 import type { DeliveryAnswer } from "../eventlog/acks.js"
+import { checkPayload, MAX_ERROR_LENGTH, MAX_REASON_LENGTH, type ValidationIssue } from "../domain/validation.js"
 import { InvalidTransition, LeaseLost, TaskNotFound } from "./errors.js"
+import type { TaskLimits } from "./limits.js"
 import type { ApplyOutcome, Snapshot, TaskRepository } from "./repository.js"
 
 /** How a claim message is answered (bound to a connection; see eventlog/acks.ts). */
@@ -120,6 +122,45 @@ export type LeaseOutcome =
   | { readonly type: "fail"; readonly error: string; readonly result?: unknown; readonly artifacts?: ReadonlyArray<unknown> }
   | { readonly type: "nack"; readonly delaySeconds?: number; readonly reason: string }
   | { readonly type: "abandon" }
+
+/**
+ * A handler's outcome held to what the HTTP API accepts of a worker: result and artifacts
+ * together within the payload limit, an error or a nack's reason within its length. WHY: the
+ * server refuses an event over its max_payload, so a result nobody bounded was never stored — the
+ * task waited out its lease and ran again, attempt after attempt, until it was dead-lettered. A
+ * result too large fails the task saying so (it would not fit on the next attempt either); an
+ * error or a reason too long is cut. The broken rule comes back for the caller to report.
+ */
+export const boundOutcome = (outcome: LeaseOutcome, limits: TaskLimits): { readonly outcome: LeaseOutcome; readonly issue?: ValidationIssue } => {
+  switch (outcome.type) {
+    case "complete":
+    case "fail": {
+      if (outcome.result !== undefined || outcome.artifacts !== undefined) {
+        const size = checkPayload({ result: outcome.result, artifacts: outcome.artifacts }, limits.maxPayloadBytes, "result")
+        if ("field" in size) {
+          const message = `result and artifacts together exceed ${limits.maxPayloadBytes} bytes (${size.message})`
+          const error = outcome.type === "fail" ? outcome.error : `result not stored: ${message}`
+          return { outcome: { type: "fail", error: error.slice(0, MAX_ERROR_LENGTH) }, issue: { ...size, message } }
+        }
+      }
+      if (outcome.type === "fail" && outcome.error.length > MAX_ERROR_LENGTH)
+        return {
+          outcome: { ...outcome, error: outcome.error.slice(0, MAX_ERROR_LENGTH) },
+          issue: { field: "error", rule: "length", message: `error is ${outcome.error.length} characters; the first ${MAX_ERROR_LENGTH} are kept` }
+        }
+      return { outcome }
+    }
+    case "nack":
+      return outcome.reason.length > MAX_REASON_LENGTH
+        ? {
+            outcome: { ...outcome, reason: outcome.reason.slice(0, MAX_REASON_LENGTH) },
+            issue: { field: "reason", rule: "length", message: `reason is ${outcome.reason.length} characters; the first ${MAX_REASON_LENGTH} are kept` }
+          }
+        : { outcome }
+    case "abandon":
+      return { outcome }
+  }
+}
 
 export interface SettledLease {
   readonly state: TaskState

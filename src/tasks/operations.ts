@@ -9,7 +9,7 @@ import { openIndexReady, readOpenTasks } from "../eventlog/openTasks.js"
 import { keptUnlessFailed } from "../eventlog/kept.js"
 import type { BackoffSettings } from "../domain/backoff.js"
 import type { LeaseRef } from "../domain/decide.js"
-import { checkCommand, checkIntRange, checkTaskId, checkTenant, checkWorkerId, firstIssue, type ValidationIssue } from "../domain/validation.js"
+import { MAX_REASON_LENGTH, checkCommand, checkIntRange, checkMaxLength, checkTaskId, checkTenant, checkWorkerId, firstIssue, type ValidationIssue } from "../domain/validation.js"
 import { answerDelivery } from "../eventlog/acks.js"
 import { ClaimSource, type ClaimSourceOptions } from "../eventlog/claims/source.js"
 import type { LaneWatch } from "../eventlog/claims/laneWatch.js"
@@ -18,6 +18,7 @@ import { TaskStateReader } from "../eventlog/taskStates.js"
 import type { DeadLetterEntry } from "./view.js"
 import { ClaimCapacity, InvalidTransition, TaskNotFound, ValidationError } from "./errors.js"
 import {
+  boundOutcome,
   cancelTask,
   claimDelivery,
   heartbeatLease,
@@ -176,7 +177,9 @@ export class TaskOperations {
       checkTenant(tenant),
       checkTaskId(taskId),
       checkWorkerId(lease.workerId),
-      outcome.type === "nack" && outcome.delaySeconds !== undefined ? checkIntRange(outcome.delaySeconds, "delaySeconds", 0, this.limits.maxDelaySeconds) : undefined
+      outcome.type === "nack" && outcome.delaySeconds !== undefined ? checkIntRange(outcome.delaySeconds, "delaySeconds", 0, this.limits.maxDelaySeconds) : undefined,
+      // What a worker sends is held to what the log can store: refused here, as over HTTP.
+      boundOutcome(outcome, this.limits).issue
     )
     const known = this.held.known(tenant, taskId, lease.workerId)
     try {
@@ -199,7 +202,7 @@ export class TaskOperations {
   }
 
   async cancel(tenant: string, taskId: string, reason = "cancelled"): Promise<TaskView> {
-    check(checkTenant(tenant), checkTaskId(taskId))
+    check(checkTenant(tenant), checkTaskId(taskId), checkMaxLength(reason, "reason", MAX_REASON_LENGTH))
     return toView(await cancelTask(this.repo, this.settle, tenant, taskId, reason))
   }
 
@@ -298,13 +301,13 @@ export class TaskOperations {
   }
 
   async requeue(tenant: string, taskId: string, reason = "operator requeue"): Promise<TaskView> {
-    check(checkTenant(tenant), checkTaskId(taskId))
+    check(checkTenant(tenant), checkTaskId(taskId), checkMaxLength(reason, "reason", MAX_REASON_LENGTH))
     return toView(await requeueTask(this.repo, tenant, taskId, reason))
   }
 
   /** Removes a dead-lettered task from the queue for good (a TaskPurged event). */
   async purge(tenant: string, taskId: string, reason = "operator purge"): Promise<void> {
-    check(checkTenant(tenant), checkTaskId(taskId))
+    check(checkTenant(tenant), checkTaskId(taskId), checkMaxLength(reason, "reason", MAX_REASON_LENGTH))
     const applied = await this.repo.apply(tenant, taskId, (now) => ({ type: "PurgeTask", taskId, tenant, now, reason }))
     if (!applied.ok && applied.rejection.reason === "not_found") throw new TaskNotFound({ taskId })
     if (!applied.ok) throw new InvalidTransition({ taskId, reason: applied.rejection.reason, message: applied.rejection.message })
