@@ -237,17 +237,22 @@ describe("a worker's concurrency", () => {
 describe("what a handler returns that the log could not store", () => {
   const { connect } = useBroker()
 
-  it("fails a task whose result is over the payload limit at once, saying so, and cuts an error or a reason too long", async () => {
+  it("fails a task whose result is over the payload limit or not JSON at once, saying so, and cuts an error or a reason too long", async () => {
     const client = await connect()
     const reported: Array<{ error: unknown; taskId: string | undefined }> = []
     const worker = client.worker("acme", { workerId: "bounds-1", onError: (error, taskId) => reported.push({ error, taskId }) })
     const runs = new Map<string, number>()
     const run = worker.run(
-      ["big-result", "long-error", "long-reason"],
+      ["big-result", "cyclic-result", "long-error", "long-reason"],
       (task, job) => {
         runs.set(task.id, (runs.get(task.id) ?? 0) + 1)
         // 2 MB: over the 256 KiB payload limit, and over the server's 1 MB max_payload too.
         if (task.command === "big-result") return { blob: "x".repeat(2_000_000) }
+        if (task.command === "cyclic-result") {
+          const cyclic: Record<string, unknown> = {}
+          cyclic.self = cyclic
+          return cyclic
+        }
         if (task.command === "long-error") return fail("e".repeat(10_000))
         return job.attempt === 1 ? nack("r".repeat(5_000), 0) : "second attempt"
       },
@@ -257,15 +262,17 @@ describe("what a handler returns that the log could not store", () => {
     const big = await producer.create({ command: "big-result" })
     const longError = await producer.create({ command: "long-error" })
     const longReason = await producer.create({ command: "long-reason" })
+    const cyclic = await producer.create({ command: "cyclic-result" })
     const ended = async (id: string) => ["FAILED", "COMPLETED", "DEAD_LETTERED"].includes((await producer.get(id)).status)
     // Long before the lease (300 s) that a task whose result was never stored would wait out.
-    await waitFor(async () => (await ended(big.id)) && (await ended(longError.id)) && (await ended(longReason.id)), { timeoutMs: 4_000, what: "the three tasks to end" })
+    await waitFor(async () => (await ended(big.id)) && (await ended(longError.id)) && (await ended(longReason.id)) && (await ended(cyclic.id)), { timeoutMs: 4_000, what: "the four tasks to end" })
 
     const bigView = await producer.get(big.id)
     expect(bigView).toMatchObject({ status: "FAILED", attempts: 1 })
     expect(bigView.error).toMatch(/^result not stored: result and artifacts together exceed 262144 bytes/)
     expect(bigView.result).toBeUndefined()
     expect(runs.get(big.id)).toBe(1)
+    expect(await producer.get(cyclic.id)).toMatchObject({ status: "FAILED", error: "result not stored: result must be JSON-serialisable" })
     const errorView = await producer.get(longError.id)
     expect(errorView.status).toBe("FAILED")
     expect(errorView.error).toBe("e".repeat(4096))
@@ -277,11 +284,12 @@ describe("what a handler returns that the log could not store", () => {
     expect(issues).toEqual(
       expect.arrayContaining([
         { taskId: big.id, name: "ValidationError", field: "result", rule: "max_bytes" },
+        { taskId: cyclic.id, name: "ValidationError", field: "result", rule: "json" },
         { taskId: longError.id, name: "ValidationError", field: "error", rule: "length" },
         { taskId: longReason.id, name: "ValidationError", field: "reason", rule: "length" }
       ])
     )
-    expect(issues).toHaveLength(3)
+    expect(issues).toHaveLength(4)
     await worker.stop()
     await run
   })

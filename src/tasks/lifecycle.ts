@@ -128,7 +128,8 @@ export type LeaseOutcome =
  * together within the payload limit, an error or a nack's reason within its length. WHY: the
  * server refuses an event over its max_payload, so a result nobody bounded was never stored — the
  * task waited out its lease and ran again, attempt after attempt, until it was dead-lettered. A
- * result too large fails the task saying so (it would not fit on the next attempt either); an
+ * result too large, or not JSON (a cycle, a BigInt), fails the task saying so (it would not fit
+ * on the next attempt either); an
  * error or a reason too long is cut. The broken rule comes back for the caller to report.
  */
 export const boundOutcome = (outcome: LeaseOutcome, limits: TaskLimits): { readonly outcome: LeaseOutcome; readonly issue?: ValidationIssue } => {
@@ -138,7 +139,7 @@ export const boundOutcome = (outcome: LeaseOutcome, limits: TaskLimits): { reado
       if (outcome.result !== undefined || outcome.artifacts !== undefined) {
         const size = checkPayload({ result: outcome.result, artifacts: outcome.artifacts }, limits.maxPayloadBytes, "result")
         if ("field" in size) {
-          const message = `result and artifacts together exceed ${limits.maxPayloadBytes} bytes (${size.message})`
+          const message = size.rule === "max_bytes" ? `result and artifacts together exceed ${limits.maxPayloadBytes} bytes (${size.message})` : size.message
           const error = outcome.type === "fail" ? outcome.error : `result not stored: ${message}`
           return { outcome: { type: "fail", error: error.slice(0, MAX_ERROR_LENGTH) }, issue: { ...size, message } }
         }
