@@ -237,13 +237,13 @@ describe("a worker's concurrency", () => {
 describe("what a handler returns that the log could not store", () => {
   const { connect } = useBroker()
 
-  it("fails a task whose result is over the payload limit or not JSON at once, saying so, and cuts an error or a reason too long", async () => {
+  it("fails a task whose result is over the payload limit or not JSON at once, saying so; cuts an error or a reason too long; takes a nack delay that is not a number as none", async () => {
     const client = await connect()
     const reported: Array<{ error: unknown; taskId: string | undefined }> = []
     const worker = client.worker("acme", { workerId: "bounds-1", onError: (error, taskId) => reported.push({ error, taskId }) })
     const runs = new Map<string, number>()
     const run = worker.run(
-      ["big-result", "cyclic-result", "long-error", "long-reason"],
+      ["big-result", "cyclic-result", "long-error", "long-reason", "nan-delay", "error-object"],
       (task, job) => {
         runs.set(task.id, (runs.get(task.id) ?? 0) + 1)
         // 2 MB: over the 256 KiB payload limit, and over the server's 1 MB max_payload too.
@@ -254,6 +254,9 @@ describe("what a handler returns that the log could not store", () => {
           return cyclic
         }
         if (task.command === "long-error") return fail("e".repeat(10_000))
+        // From JavaScript: a delay that is not a number, an Error where the text goes.
+        if (task.command === "nan-delay") return job.attempt === 1 ? nack("later", Number.NaN) : "second attempt"
+        if (task.command === "error-object") return fail(new Error("boom") as unknown as string)
         return job.attempt === 1 ? nack("r".repeat(5_000), 0) : "second attempt"
       },
       { concurrency: 4 }
@@ -263,9 +266,11 @@ describe("what a handler returns that the log could not store", () => {
     const longError = await producer.create({ command: "long-error" })
     const longReason = await producer.create({ command: "long-reason" })
     const cyclic = await producer.create({ command: "cyclic-result" })
+    const nanDelay = await producer.create({ command: "nan-delay" })
+    const errorObject = await producer.create({ command: "error-object" })
     const ended = async (id: string) => ["FAILED", "COMPLETED", "DEAD_LETTERED"].includes((await producer.get(id)).status)
     // Long before the lease (300 s) that a task whose result was never stored would wait out.
-    await waitFor(async () => (await ended(big.id)) && (await ended(longError.id)) && (await ended(longReason.id)) && (await ended(cyclic.id)), { timeoutMs: 4_000, what: "the four tasks to end" })
+    await waitFor(async () => (await ended(big.id)) && (await ended(longError.id)) && (await ended(longReason.id)) && (await ended(cyclic.id)) && (await ended(errorObject.id)), { timeoutMs: 4_000, what: "the tasks to end" })
 
     const bigView = await producer.get(big.id)
     expect(bigView).toMatchObject({ status: "FAILED", attempts: 1 })
@@ -279,6 +284,14 @@ describe("what a handler returns that the log could not store", () => {
     const nacked = (await client.log.readTask("acme", longReason.id)).events.find((e) => e.event.type === "TaskNacked")
     expect(nacked?.event).toMatchObject({ reason: "r".repeat(1024) })
     expect((await producer.get(longReason.id)).status).toBe("COMPLETED")
+    expect(await producer.get(errorObject.id)).toMatchObject({ status: "FAILED", error: "boom" })
+    // NaN would have been stored as null: an event no reader takes, the task stuck behind it.
+    // The backoff's delay instead: nacked and readable.
+    await waitFor(async () => (await client.log.readTask("acme", nanDelay.id)).events.some((e) => e.event.type === "TaskNacked"), { timeoutMs: 4_000, what: "the nack" })
+    const history = await client.log.readTask("acme", nanDelay.id)
+    expect(history.undecodable).toEqual([])
+    const nackedNan = history.events.find((e) => e.event.type === "TaskNacked")?.event as { delaySeconds?: unknown } | undefined
+    expect(typeof nackedNan?.delaySeconds === "number" && Number.isFinite(nackedNan.delaySeconds)).toBe(true)
 
     const issues = reported.map(({ error, taskId }) => ({ taskId, name: (error as Error).name, field: (error as ValidationError).field, rule: (error as ValidationError).rule }))
     expect(issues).toEqual(
@@ -286,10 +299,12 @@ describe("what a handler returns that the log could not store", () => {
         { taskId: big.id, name: "ValidationError", field: "result", rule: "max_bytes" },
         { taskId: cyclic.id, name: "ValidationError", field: "result", rule: "json" },
         { taskId: longError.id, name: "ValidationError", field: "error", rule: "length" },
-        { taskId: longReason.id, name: "ValidationError", field: "reason", rule: "length" }
+        { taskId: longReason.id, name: "ValidationError", field: "reason", rule: "length" },
+        { taskId: nanDelay.id, name: "ValidationError", field: "delaySeconds", rule: "range" },
+        { taskId: errorObject.id, name: "ValidationError", field: "error", rule: "type" }
       ])
     )
-    expect(issues).toHaveLength(4)
+    expect(issues).toHaveLength(6)
     await worker.stop()
     await run
   })

@@ -123,14 +123,24 @@ export type LeaseOutcome =
   | { readonly type: "nack"; readonly delaySeconds?: number; readonly reason: string }
   | { readonly type: "abandon" }
 
+/** `value` as text of at most `max` characters: a non-string (an Error passed as the error) as its message or String(), then cut. */
+const boundedText = (value: unknown, field: string, max: number): { readonly text: string; readonly issue?: ValidationIssue } => {
+  const text = typeof value === "string" ? value : value instanceof Error ? value.message : String(value)
+  if (typeof value !== "string") return { text: text.slice(0, max), issue: { field, rule: "type", message: `${field} must be a string; got ${value instanceof Error ? "an Error, its message is used" : typeof value}` } }
+  if (text.length > max) return { text: text.slice(0, max), issue: { field, rule: "length", message: `${field} is ${text.length} characters; the first ${max} are kept` } }
+  return { text }
+}
+
 /**
  * A handler's outcome held to what the HTTP API accepts of a worker: result and artifacts
- * together within the payload limit, an error or a nack's reason within its length. WHY: the
- * server refuses an event over its max_payload, so a result nobody bounded was never stored — the
- * task waited out its lease and ran again, attempt after attempt, until it was dead-lettered. A
- * result too large, or not JSON (a cycle, a BigInt), fails the task saying so (it would not fit
- * on the next attempt either); an
- * error or a reason too long is cut. The broken rule comes back for the caller to report.
+ * together JSON within the payload limit, an error or a nack's reason text within its length, a
+ * nack's delay a number within the longest delay. WHY: what breaks these cannot be stored as it
+ * is — the server refuses an event over its max_payload, and a delay that is not a finite number
+ * (or an error that is not a string) makes an event no reader of the log accepts — and the task
+ * waited out its lease and ran again, attempt after attempt, or was stuck behind the bad event.
+ * A result that cannot be stored fails the task saying so (it would not fit on the next attempt
+ * either); a text is cut, a delay brought into range (not a number: the backoff's). The first
+ * broken rule comes back for the caller to report (the SDK worker) or refuse (`client.tasks`).
  */
 export const boundOutcome = (outcome: LeaseOutcome, limits: TaskLimits): { readonly outcome: LeaseOutcome; readonly issue?: ValidationIssue } => {
   switch (outcome.type) {
@@ -140,24 +150,33 @@ export const boundOutcome = (outcome: LeaseOutcome, limits: TaskLimits): { reado
         const size = checkPayload({ result: outcome.result, artifacts: outcome.artifacts }, limits.maxPayloadBytes, "result")
         if ("field" in size) {
           const message = size.rule === "max_bytes" ? `result and artifacts together exceed ${limits.maxPayloadBytes} bytes (${size.message})` : size.message
-          const error = outcome.type === "fail" ? outcome.error : `result not stored: ${message}`
+          const error = outcome.type === "fail" ? boundedText(outcome.error, "error", MAX_ERROR_LENGTH).text : `result not stored: ${message}`
           return { outcome: { type: "fail", error: error.slice(0, MAX_ERROR_LENGTH) }, issue: { ...size, message } }
         }
       }
-      if (outcome.type === "fail" && outcome.error.length > MAX_ERROR_LENGTH)
-        return {
-          outcome: { ...outcome, error: outcome.error.slice(0, MAX_ERROR_LENGTH) },
-          issue: { field: "error", rule: "length", message: `error is ${outcome.error.length} characters; the first ${MAX_ERROR_LENGTH} are kept` }
-        }
-      return { outcome }
+      if (outcome.type === "complete") return { outcome }
+      const error = boundedText(outcome.error, "error", MAX_ERROR_LENGTH)
+      return error.issue === undefined ? { outcome } : { outcome: { ...outcome, error: error.text }, issue: error.issue }
     }
-    case "nack":
-      return outcome.reason.length > MAX_REASON_LENGTH
-        ? {
-            outcome: { ...outcome, reason: outcome.reason.slice(0, MAX_REASON_LENGTH) },
-            issue: { field: "reason", rule: "length", message: `reason is ${outcome.reason.length} characters; the first ${MAX_REASON_LENGTH} are kept` }
-          }
-        : { outcome }
+    case "nack": {
+      const delay: unknown = outcome.delaySeconds
+      let delayIssue: ValidationIssue | undefined
+      let delaySeconds: number | undefined
+      if (typeof delay === "number" && delay >= 0 && delay <= limits.maxDelaySeconds) delaySeconds = delay
+      else if (delay !== undefined) {
+        // Not a number (NaN, Infinity, a string): the backoff policy's delay, as when none is named.
+        delaySeconds = typeof delay === "number" && Number.isFinite(delay) ? (delay < 0 ? 0 : limits.maxDelaySeconds) : undefined
+        delayIssue = {
+          field: "delaySeconds",
+          rule: "range",
+          message: `delaySeconds must be a number from 0 to ${limits.maxDelaySeconds}, got ${String(delay)}; ${delaySeconds === undefined ? "the backoff policy's delay is used" : `${delaySeconds} is used`}`
+        }
+      }
+      const reason = boundedText(outcome.reason, "reason", MAX_REASON_LENGTH)
+      const issue = delayIssue ?? reason.issue
+      if (issue === undefined) return { outcome }
+      return { outcome: { type: "nack", reason: reason.text, ...(delaySeconds !== undefined ? { delaySeconds } : {}) }, issue }
+    }
     case "abandon":
       return { outcome }
   }
