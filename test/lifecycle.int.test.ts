@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startBroker, type RunningBroker } from "../src/broker.js"
 import { CodeqClient, type CodeqClientOptions } from "../src/sdk/client.js"
-import { fail, nack } from "../src/sdk/worker.js"
+import { complete, fail, nack } from "../src/sdk/worker.js"
 import type { ValidationError } from "../src/tasks/errors.js"
 import { isValidTraceparent, parseTraceparent } from "../src/tracing/codec.js"
 import { SPANS, TRACERS } from "../src/tracing/conventions.js"
@@ -243,7 +243,7 @@ describe("what a handler returns that the log could not store", () => {
     const worker = client.worker("acme", { workerId: "bounds-1", onError: (error, taskId) => reported.push({ error, taskId }) })
     const runs = new Map<string, number>()
     const run = worker.run(
-      ["big-result", "cyclic-result", "long-error", "long-reason", "nan-delay", "error-object"],
+      ["big-result", "cyclic-result", "long-error", "long-reason", "nan-delay", "error-object", "artifacts-object"],
       (task, job) => {
         runs.set(task.id, (runs.get(task.id) ?? 0) + 1)
         // 2 MB: over the 256 KiB payload limit, and over the server's 1 MB max_payload too.
@@ -257,6 +257,7 @@ describe("what a handler returns that the log could not store", () => {
         // From JavaScript: a delay that is not a number, an Error where the text goes.
         if (task.command === "nan-delay") return job.attempt === 1 ? nack("later", Number.NaN) : "second attempt"
         if (task.command === "error-object") return fail(new Error("boom") as unknown as string)
+        if (task.command === "artifacts-object") return complete({ ok: true }, { name: "a.txt" } as unknown as ReadonlyArray<unknown>)
         return job.attempt === 1 ? nack("r".repeat(5_000), 0) : "second attempt"
       },
       { concurrency: 4 }
@@ -268,9 +269,10 @@ describe("what a handler returns that the log could not store", () => {
     const cyclic = await producer.create({ command: "cyclic-result" })
     const nanDelay = await producer.create({ command: "nan-delay" })
     const errorObject = await producer.create({ command: "error-object" })
+    const artifactsObject = await producer.create({ command: "artifacts-object" })
     const ended = async (id: string) => ["FAILED", "COMPLETED", "DEAD_LETTERED"].includes((await producer.get(id)).status)
     // Long before the lease (300 s) that a task whose result was never stored would wait out.
-    await waitFor(async () => (await ended(big.id)) && (await ended(longError.id)) && (await ended(longReason.id)) && (await ended(cyclic.id)) && (await ended(errorObject.id)), { timeoutMs: 4_000, what: "the tasks to end" })
+    await waitFor(async () => (await ended(big.id)) && (await ended(longError.id)) && (await ended(longReason.id)) && (await ended(cyclic.id)) && (await ended(errorObject.id)) && (await ended(artifactsObject.id)), { timeoutMs: 4_000, what: "the tasks to end" })
 
     const bigView = await producer.get(big.id)
     expect(bigView).toMatchObject({ status: "FAILED", attempts: 1 })
@@ -285,6 +287,7 @@ describe("what a handler returns that the log could not store", () => {
     expect(nacked?.event).toMatchObject({ reason: "r".repeat(1024) })
     expect((await producer.get(longReason.id)).status).toBe("COMPLETED")
     expect(await producer.get(errorObject.id)).toMatchObject({ status: "FAILED", error: "boom" })
+    expect(await producer.get(artifactsObject.id)).toMatchObject({ status: "FAILED", error: "result not stored: artifacts must be an array" })
     // NaN would have been stored as null: an event no reader takes, the task stuck behind it.
     // The backoff's delay instead: nacked and readable.
     await waitFor(async () => (await client.log.readTask("acme", nanDelay.id)).events.some((e) => e.event.type === "TaskNacked"), { timeoutMs: 4_000, what: "the nack" })
@@ -301,10 +304,11 @@ describe("what a handler returns that the log could not store", () => {
         { taskId: longError.id, name: "ValidationError", field: "error", rule: "length" },
         { taskId: longReason.id, name: "ValidationError", field: "reason", rule: "length" },
         { taskId: nanDelay.id, name: "ValidationError", field: "delaySeconds", rule: "range" },
-        { taskId: errorObject.id, name: "ValidationError", field: "error", rule: "type" }
+        { taskId: errorObject.id, name: "ValidationError", field: "error", rule: "type" },
+        { taskId: artifactsObject.id, name: "ValidationError", field: "artifacts", rule: "type" }
       ])
     )
-    expect(issues).toHaveLength(6)
+    expect(issues).toHaveLength(7)
     await worker.stop()
     await run
   })

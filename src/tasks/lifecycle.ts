@@ -147,7 +147,9 @@ export const boundOutcome = (outcome: LeaseOutcome, limits: TaskLimits): { reado
     case "complete":
     case "fail": {
       if (outcome.result !== undefined || outcome.artifacts !== undefined) {
-        const size = checkPayload({ result: outcome.result, artifacts: outcome.artifacts }, limits.maxPayloadBytes, "result")
+        const size: { readonly json: string } | ValidationIssue = outcome.artifacts !== undefined && !Array.isArray(outcome.artifacts)
+          ? { field: "artifacts", rule: "type", message: "artifacts must be an array" }
+          : checkPayload({ result: outcome.result, artifacts: outcome.artifacts }, limits.maxPayloadBytes, "result")
         if ("field" in size) {
           const message = size.rule === "max_bytes" ? `result and artifacts together exceed ${limits.maxPayloadBytes} bytes (${size.message})` : size.message
           const error = outcome.type === "fail" ? boundedText(outcome.error, "error", MAX_ERROR_LENGTH).text : `result not stored: ${message}`
