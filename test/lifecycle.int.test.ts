@@ -272,7 +272,7 @@ describe("what a handler returns that the log could not store", () => {
     const artifactsObject = await producer.create({ command: "artifacts-object" })
     const ended = async (id: string) => ["FAILED", "COMPLETED", "DEAD_LETTERED"].includes((await producer.get(id)).status)
     // Long before the lease (300 s) that a task whose result was never stored would wait out.
-    await waitFor(async () => (await ended(big.id)) && (await ended(longError.id)) && (await ended(longReason.id)) && (await ended(cyclic.id)) && (await ended(errorObject.id)) && (await ended(artifactsObject.id)), { timeoutMs: 4_000, what: "the tasks to end" })
+    await waitFor(async () => (await ended(big.id)) && (await ended(longError.id)) && (await ended(longReason.id)) && (await ended(cyclic.id)) && (await ended(errorObject.id)) && (await ended(artifactsObject.id)), { timeoutMs: 20_000, what: "the tasks to end" })
 
     const bigView = await producer.get(big.id)
     expect(bigView).toMatchObject({ status: "FAILED", attempts: 1 })
@@ -290,7 +290,7 @@ describe("what a handler returns that the log could not store", () => {
     expect(await producer.get(artifactsObject.id)).toMatchObject({ status: "FAILED", error: "result not stored: artifacts must be an array" })
     // NaN would have been stored as null: an event no reader takes, the task stuck behind it.
     // The backoff's delay instead: nacked and readable.
-    await waitFor(async () => (await client.log.readTask("acme", nanDelay.id)).events.some((e) => e.event.type === "TaskNacked"), { timeoutMs: 4_000, what: "the nack" })
+    await waitFor(async () => (await client.log.readTask("acme", nanDelay.id)).events.some((e) => e.event.type === "TaskNacked"), { timeoutMs: 20_000, what: "the nack" })
     const history = await client.log.readTask("acme", nanDelay.id)
     expect(history.undecodable).toEqual([])
     const nackedNan = history.events.find((e) => e.event.type === "TaskNacked")?.event as { delaySeconds?: unknown } | undefined
