@@ -130,6 +130,11 @@ export class TaskDocs {
   private readonly replayHorizon: number
   private readonly index: IndexStore | undefined
   private writes = 0
+  /**
+   * The lowest sequence sent by a flush whose barrier has not answered yet (0: none). Its
+   * documents are no longer dirty but not known to be stored: not durable yet.
+   */
+  private inFlightFrom = 0
 
   constructor(
     private readonly kv: DocumentStore,
@@ -271,6 +276,9 @@ export class TaskDocs {
     }
     for (const doc of this.late.values()) if (room() && (all || old(doc) || isOver(doc.state))) send(doc)
     if (sent.length === 0) return
+    let from = Number.POSITIVE_INFINITY
+    for (const { dirtyFrom } of sent) if (dirtyFrom < from) from = dirtyFrom
+    this.inFlightFrom = from
     try {
       await Promise.all([this.kv.barrier(), indexWrites > 0 ? this.index?.barrier() : undefined])
       this.writes += sent.length
@@ -292,12 +300,16 @@ export class TaskDocs {
           this.late.set(doc.key, doc)
         }
       throw error
+    } finally {
+      this.inFlightFrom = 0
     }
   }
 
   /** Every event up to this sequence is in the bucket (given `applied`, the last one applied). */
   durableThrough(applied: number): number {
-    let lowest = applied + 1
+    // WHY the documents in flight: a position read while a flush waits for its barrier (the
+    // metrics' lag, a caller waiting for the read model) said they were stored before they were.
+    let lowest = this.inFlightFrom === 0 ? applied + 1 : Math.min(applied + 1, this.inFlightFrom)
     for (const doc of this.dirty.values()) {
       lowest = Math.min(lowest, doc.dirtyFrom)
       break
