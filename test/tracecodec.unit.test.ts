@@ -15,6 +15,7 @@ import {
   parseTraceparent,
   readTraceHeaders,
   spanStartNow,
+  wallClockMs,
   writeTraceHeaders
 } from "../src/tracing/codec.js"
 import { HEADERS } from "../src/tracing/conventions.js"
@@ -236,6 +237,25 @@ describe("spanStartNow", () => {
     const ms = Number(BigInt(start.nanos) / 1_000_000n)
     expect(ms).toBeGreaterThanOrEqual(before - 1000)
     expect(ms).toBeLessThanOrEqual(after + 1000)
+  })
+
+  it("agrees with the system clock to a few microseconds, where Node's performance clock ran 12-25 µs ahead", () => {
+    // Read just before and just after Date.now() ticks, a clock that agrees with it reads the
+    // tick's millisecond give or take one turn of this loop; the median over 50 ticks leaves out
+    // a turn the scheduler stretched.
+    const offsets: Array<number> = []
+    let last = Date.now()
+    while (offsets.length < 50) {
+      const ours = wallClockMs()
+      const system = Date.now()
+      if (system !== last) offsets.push(ours - system)
+      last = system
+    }
+    offsets.sort((a, b) => a - b)
+    const median = offsets[25] ?? Number.NaN
+    // Ahead would let a span start "after" the server stored its event; a little behind is harmless.
+    expect(median * 1000).toBeLessThanOrEqual(5)
+    expect(median * 1000).toBeGreaterThanOrEqual(-50)
   })
 
   it("never goes backwards between calls", () => {

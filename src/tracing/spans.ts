@@ -10,10 +10,10 @@
  * parent-based sampler with root always off would decide, at a fraction of the cost per transition.
  */
 import { ProxyTracerProvider, TraceFlags, context, trace, type Attributes, type Context, type HrTime, type Span, type Tracer, type TracerProvider } from "@opentelemetry/api"
-import { hrTime, isTracingSuppressed } from "@opentelemetry/core"
+import { isTracingSuppressed } from "@opentelemetry/core"
 import { randomFillSync } from "node:crypto"
 import type { EventTrace } from "../domain/events.js"
-import { eventTraceOf, spanStartNow } from "./codec.js"
+import { eventTraceOf, hrWallClock, spanStartNow } from "./codec.js"
 import { spanSinkOf, startRecordedSpan } from "./transitionSpan.js"
 
 /**
@@ -110,7 +110,7 @@ export class Telemetry {
     const built = typeof attributes === "function" ? attributes() : attributes
     // codeq's own provider: the span is recorded without the SDK's Tracer (transitionSpan.ts).
     const sink = spanSinkOf(this.provider)
-    if (sink !== undefined && !isTracingSuppressed(parent)) return startRecordedSpan(sink, tracerName, spanName, parent, built, startTime ?? hrTime(), randomHex)
+    if (sink !== undefined && !isTracingSuppressed(parent)) return startRecordedSpan(sink, tracerName, spanName, parent, built, startTime ?? hrWallClock(), randomHex)
     return this.tracer(tracerName).startSpan(spanName, startTime === undefined ? { attributes: built } : { attributes: built, startTime }, parent)
   }
 }

@@ -28,10 +28,11 @@ import {
   type TimeInput,
   type TracerProvider
 } from "@opentelemetry/api"
-import { hrTime, hrTimeDuration, isTimeInput, timeInputToHrTime, type InstrumentationScope } from "@opentelemetry/core"
+import { hrTimeDuration, isTimeInput, timeInputToHrTime, type InstrumentationScope } from "@opentelemetry/core"
 import type { Resource } from "@opentelemetry/resources"
 import { ATTR_EXCEPTION_MESSAGE, ATTR_EXCEPTION_STACKTRACE, ATTR_EXCEPTION_TYPE } from "@opentelemetry/semantic-conventions"
 import type { ReadableSpan, Sampler, SpanProcessor, TimedEvent } from "@opentelemetry/sdk-trace-base"
+import { hrWallClock } from "./codec.js"
 
 /** Where codeq's own provider records spans: its sampler, resource and span queue. */
 export interface SpanSinkParts {
@@ -74,7 +75,7 @@ const LIMIT = 128
 /** What the SDK's span keeps: a named attribute with a value (null and undefined are not values). */
 const keeps = (key: string, value: AttributeValue | undefined): boolean => key.length > 0 && value !== undefined && value !== null
 
-const hrTimeOf = (time: TimeInput | undefined): HrTime => (time === undefined ? hrTime() : timeInputToHrTime(time))
+const hrTimeOf = (time: TimeInput | undefined): HrTime => (time === undefined ? hrWallClock() : timeInputToHrTime(time))
 
 export class RecordedSpan implements Span, ReadableSpan {
   readonly kind = SpanKind.INTERNAL
