@@ -41,6 +41,19 @@ const open = async (name: string) => {
   return nc
 }
 
+/** A broker, a client on the connection `name`, and a task of command "held" claimed by worker "w". */
+const heldTask = async (name: string) => {
+  const naming = freshNaming()
+  const nc = await open(name)
+  await provision(nc, naming)
+  const broker = await startBroker(brokerConfig(server.url, naming))
+  const client = await CodeqClient.connect({ connection: nc, naming })
+  const task = await client.producer("acme").create({ command: "held" })
+  const claimed = await client.tasks.claim("acme", ["held"], { workerId: "w", waitSeconds: 5 })
+  expect(claimed?.task.id).toBe(task.id)
+  return { broker, client, task, lease: { workerId: "w" } }
+}
+
 /** Subscriptions the server holds for the connection named `name`. */
 const serverSubscriptions = async (name: string): Promise<number> => {
   const res = await fetch(`http://127.0.0.1:${monitor}/connz?subs=1`)
@@ -67,15 +80,7 @@ describe("far-future times", () => {
   })
 
   it("refuses a heartbeat or a nak whose number is null, naming the field, and changes nothing", async () => {
-    const naming = freshNaming()
-    const nc = await open("bounds-null")
-    await provision(nc, naming)
-    const broker = await startBroker(brokerConfig(server.url, naming))
-    const client = await CodeqClient.connect({ connection: nc, naming })
-    const task = await client.producer("acme").create({ command: "held" })
-    const claimed = await client.tasks.claim("acme", ["held"], { workerId: "w", waitSeconds: 5 })
-    expect(claimed?.task.id).toBe(task.id)
-    const lease = { workerId: "w" }
+    const { broker, client, task, lease } = await heldTask("bounds-null")
     const hostile = null as unknown as number
     await expect(client.tasks.heartbeat("acme", task.id, lease, hostile)).rejects.toMatchObject({ name: "ValidationError", field: "extendSeconds" })
     await expect(client.tasks.settleLease("acme", task.id, lease, { type: "nack", reason: "x", delaySeconds: hostile })).rejects.toMatchObject({ name: "ValidationError", field: "delaySeconds" })
@@ -197,15 +202,7 @@ describe("claims naming many commands", () => {
 
 describe("sizes", () => {
   it("refuses over the SDK what the HTTP API refuses: a result over the payload limit, a reason or error too long; and changes nothing", async () => {
-    const naming = freshNaming()
-    const nc = await open("bounds-sizes")
-    await provision(nc, naming)
-    const broker = await startBroker(brokerConfig(server.url, naming))
-    const client = await CodeqClient.connect({ connection: nc, naming })
-    const task = await client.producer("acme").create({ command: "held" })
-    const claimed = await client.tasks.claim("acme", ["held"], { workerId: "w", waitSeconds: 5 })
-    expect(claimed?.task.id).toBe(task.id)
-    const lease = { workerId: "w" }
+    const { broker, client, task, lease } = await heldTask("bounds-sizes")
     const refusals = [
       [client.tasks.settleLease("acme", task.id, lease, { type: "complete", result: "x".repeat(300 * 1024) }), { field: "result", rule: "max_bytes" }],
       [client.tasks.settleLease("acme", task.id, lease, { type: "fail", error: "x".repeat(4097) }), { field: "error", rule: "length" }],

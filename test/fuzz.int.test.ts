@@ -16,10 +16,11 @@ import { connect as netConnect } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import fc from "fast-check"
 import { startBroker, type RunningBroker } from "../src/broker.js"
-import { COMMAND_PATTERN, TENANT_PATTERN, UUID_PATTERN } from "../src/domain/validation.js"
+import { COMMAND_PATTERN, MAX_ERROR_LENGTH, MAX_REASON_LENGTH, TENANT_PATTERN, UUID_PATTERN } from "../src/domain/validation.js"
 import { startHttpServer, type RunningHttpServer } from "../src/http/index.js"
 import { replayLog, wireTargetOf, type Problem } from "../src/replay/index.js"
 import { CodeqClient } from "../src/sdk/client.js"
+import { complete, fail, nack } from "../src/sdk/worker.js"
 import { ClaimCapacity, InvalidTransition, LeaseLost, TaskNotFound, ValidationError } from "../src/tasks/errors.js"
 import { DEFAULT_LIMITS } from "../src/tasks/limits.js"
 import { KV_BARRIER_KEY } from "../src/eventlog/kv.js"
@@ -684,16 +685,24 @@ const runSdkLease = async (c: ArbOf<typeof sdkLeaseCase>) => {
   const n = c.number as number | undefined
   const badNumber = n !== undefined && !(typeof n === "number" && Number.isInteger(n) && n >= (c.op === "heartbeat" ? 1 : 0) && n <= (c.op === "heartbeat" ? MAX_LEASE : MAX_DELAY))
   const lease = { workerId: workerId as string }
+  const reason = typeof c.value === "string" ? c.value : js(c.value)
+  const error = typeof c.value === "string" && c.value !== "" ? c.value : "failed"
+  // What the log could not take is refused as over HTTP: a text too long, a result over the payload limit.
+  const tooLarge =
+    c.op === "nack" ? (reason.length > MAX_REASON_LENGTH ? "reason" : undefined)
+      : c.op === "complete" ? (Buffer.byteLength(js({ result: c.value })) > PAYLOAD_LIMIT ? "result" : undefined)
+        : c.op === "fail" ? (error.length > MAX_ERROR_LENGTH ? "error" : undefined)
+          : undefined
   const outcome = await attempt(() => {
     switch (c.op) {
       case "heartbeat":
         return client.tasks.heartbeat(tenant as string, taskId, lease, n)
       case "nack":
-        return client.tasks.settleLease(tenant as string, taskId, lease, { type: "nack", reason: typeof c.value === "string" ? c.value : js(c.value), ...(n !== undefined ? { delaySeconds: n } : {}) })
+        return client.tasks.settleLease(tenant as string, taskId, lease, { type: "nack", reason, ...(n !== undefined ? { delaySeconds: n } : {}) })
       case "complete":
         return client.tasks.settleLease(tenant as string, taskId, lease, { type: "complete", result: c.value })
       case "fail":
-        return client.tasks.settleLease(tenant as string, taskId, lease, { type: "fail", error: typeof c.value === "string" && c.value !== "" ? c.value : "failed" })
+        return client.tasks.settleLease(tenant as string, taskId, lease, { type: "fail", error })
     }
   })
   const numberMatters = c.op === "heartbeat" || c.op === "nack"
@@ -706,7 +715,9 @@ const runSdkLease = async (c: ArbOf<typeof sdkLeaseCase>) => {
           ? { kind: "invalid", field: "workerId" }
           : numberMatters && badNumber
             ? { kind: "invalid", field: c.op === "heartbeat" ? "extendSeconds" : "delaySeconds" }
-            : held !== undefined
+            : tooLarge !== undefined
+              ? { kind: "invalid", field: tooLarge }
+              : held !== undefined
               ? { kind: "settle" }
               : { kind: "typed" }
   let failure = judgeSdk(outcome, expected)
@@ -730,6 +741,60 @@ const runSdkWorker = async (c: ArbOf<typeof sdkWorkerCase>) => {
   })
   const failure = outcome.ok ? "a worker with broken settings ran" : judgeSdk(outcome, { kind: "typed" })
   if (failure !== undefined || !(outcome.ok === false && outcome.error instanceof ValidationError)) failures.push(`sdk worker ${js([c.tenant, c.workerId, c.leaseSeconds, c.commands]).slice(0, 200)}: ${failure ?? "not a ValidationError"}`)
+}
+
+/** What an SDK handler hands back: an outcome of any kind with hostile parts, or a bare value. */
+const hostileText = fc.oneof(hostileString, jsHostile, fc.constantFrom<unknown>(new Error("boom"), "e".repeat(5_000)))
+const hostileResult = fc.oneof(tree.filter((t) => !isDeep(t)).map((t) => JSON.parse(render(t)) as unknown), jsHostile, fc.constantFrom<unknown>(circular(), { big: "x".repeat(20_000) }))
+const sdkHandlerCase = fc.oneof(
+  fc.record({ kind: fc.constant("complete" as const), result: hostileResult, artifacts: fc.option(fc.oneof(jsHostile, fc.array(hostileResult, { maxLength: 3 })), { nil: undefined }) }),
+  fc.record({ kind: fc.constant("fail" as const), error: hostileText, result: fc.option(hostileResult, { nil: undefined }) }),
+  fc.record({ kind: fc.constant("nack" as const), reason: hostileText, delay: fc.option(fc.oneof(jsHostile, fc.constantFrom(0, 1e15, -5)), { nil: undefined }) }),
+  fc.record({ kind: fc.constant("value" as const), value: hostileResult })
+)
+type HandlerCase = ArbOf<typeof sdkHandlerCase>
+const HANDLER_COMMAND = "fz-handler"
+/** Each case under the number its task's payload carries: set before the task exists, so no handler runs without it. */
+const handlerCases: Array<HandlerCase> = []
+const handlerIssues: Array<unknown> = []
+
+/** The handler of the fuzz's SDK worker: what the task's case says, as a handler would return it. */
+const fuzzHandler = (task: { readonly payload?: unknown }): unknown => {
+  const c = handlerCases[(task.payload as { case?: number } | undefined)?.case ?? -1]
+  switch (c?.kind) {
+    case "complete":
+      return complete(c.result, c.artifacts as ReadonlyArray<unknown> | undefined)
+    case "fail":
+      return fail(c.error as string, c.result)
+    case "nack":
+      return nack(c.reason as string, c.delay as number | undefined)
+    case "value":
+      return c.value
+    default:
+      throw new Error("a task without its case")
+  }
+}
+
+const runSdkHandler = async (c: HandlerCase) => {
+  count("sdk handler")
+  sentSdk++
+  handlerCases.push(c)
+  const task = await client.producer("fz-sdk").create({ command: HANDLER_COMMAND, maxAttempts: 2, payload: { case: handlerCases.length - 1 } })
+  // The task's first attempt settles, however hostile the outcome, and leaves nothing its readers refuse.
+  const SETTLED = new Set(["TaskCompleted", "TaskFailed", "TaskNacked", "TaskDeadLettered"])
+  let history = await client.log.readTask("fz-sdk", task.id)
+  const deadline = Date.now() + REQUEST_DEADLINE_MS
+  while (!history.events.some((e) => SETTLED.has(e.event.type)) && history.undecodable.length === 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    history = await client.log.readTask("fz-sdk", task.id)
+  }
+  const failure =
+    history.undecodable.length > 0
+      ? `an event the log's readers refuse: ${js(history.undecodable).slice(0, 200)}`
+      : !history.events.some((e) => SETTLED.has(e.event.type))
+        ? `not settled within ${REQUEST_DEADLINE_MS} ms: ${history.events.map((e) => e.event.type).join(",")}`
+        : undefined
+  if (failure !== undefined) failures.push(`sdk handler ${c.kind}: ${failure}`)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -784,6 +849,17 @@ describe("fuzzing the HTTP API and the SDK with hostile input", () => {
     await fuzz("sdk claim", sdkClaimCase, 25, runSdkClaim)
     await fuzz("sdk heartbeat/nack/complete/fail", sdkLeaseCase, 50, runSdkLease)
     await fuzz("sdk worker", sdkWorkerCase, 10, runSdkWorker)
+    const worker = client.worker("fz-sdk", { workerId: "fz-handler-worker", onError: (error) => void handlerIssues.push(error) })
+    const running = worker.run([HANDLER_COMMAND], fuzzHandler, { concurrency: BATCH })
+    try {
+      await fuzz("sdk handler", sdkHandlerCase, 15, runSdkHandler)
+    } finally {
+      await worker.stop()
+      await running
+    }
+    // What the worker reported is what it held back, named by field: nothing else went wrong.
+    const unexpected = handlerIssues.filter((error) => !(error instanceof ValidationError))
+    expect(unexpected.map(describeError)).toEqual([])
     const total = sentHttp + sentSdk
     console.log(`fuzz total: ${total} requests (${sentHttp} HTTP, ${sentSdk} SDK): ${js(counts)}`)
     expect(total).toBeGreaterThanOrEqual(10_000)
