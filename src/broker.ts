@@ -21,6 +21,7 @@ import { BrokerMetrics } from "./metrics/metrics.js"
 import { PipelinedKv, openBucket } from "./eventlog/kv.js"
 import type { BrokerConfig } from "./config/config.js"
 import { PipelinedPublisher } from "./eventlog/pipeline.js"
+import { DEFAULT_LIMITS, maxPayloadShortfall, neededMaxPayload } from "./tasks/limits.js"
 import { checkJetStream, type Connection, type ConnectionWatch } from "./eventlog/connection.js"
 import { Log, Nats, Repository, Settings, jetStreamLogLayer, natsLayer, repositoryLayer, settingsLayer, tracingLayer } from "./services/services.js"
 import { log, type Logger } from "./log/log.js"
@@ -91,6 +92,8 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
       (p) => Effect.sync(() => p.close())
     )
     const log = yield* Log
+    const shortfall = maxPayloadShortfall(nc.info?.max_payload, DEFAULT_LIMITS)
+    if (shortfall !== undefined) (options.logger ?? rootLogger).warn({ max_payload: nc.info?.max_payload, needed: neededMaxPayload(DEFAULT_LIMITS) }, shortfall)
     const kv = (bucket: string) => attempt(`open the key-value bucket ${bucket}`, () => openBucket(nc, bucket, config.streams.replicas))
     const dlq = yield* kv(deadLetterBucket(config.naming))
     const leases = yield* kv(projectionsBucket(config.naming))

@@ -20,6 +20,7 @@ import { LaneWatch } from "../src/eventlog/claims/laneWatch.js"
 import { claimSubject, claimsStream } from "../streams/definitions.js"
 import { brokerConfig, freshNaming, provision, waitFor } from "./support/harness.js"
 import { startBroker } from "../src/broker.js"
+import { createLogger } from "../src/log/log.js"
 
 let server: NatsServerHandle
 let monitor = 0
@@ -218,7 +219,7 @@ describe("sizes", () => {
     await broker.stop()
   })
 
-  it("reports an event over the server's max_payload as refused, naming the limit, not as a closed connection", async () => {
+  it("reports an event over the server's max_payload as refused, naming the limit, not as a closed connection; a broker there warns at start", async () => {
     // A server whose operator lowered max_payload below what codeq's 256 KiB payload limit needs.
     const dir = mkdtempSync(join(tmpdir(), "codeq-maxpayload-"))
     const config = join(dir, "server.conf")
@@ -235,6 +236,13 @@ describe("sizes", () => {
       expect((refused as LogError).detail).toMatch(/over the server's max_payload \(65536 bytes\)/)
       // The connection is fine: a smaller create goes through.
       expect((await client.producer("acme").create({ command: "big", payload: "x".repeat(1_000) })).status).toBe("PENDING")
+      // A broker on that server says at start what it cannot do there.
+      const lines: Array<Record<string, unknown>> = []
+      const logger = createLogger({ level: "warn", destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } })
+      const broker = await startBroker(brokerConfig(small.url, naming), { logger })
+      await broker.stop()
+      const warning = lines.find((line) => typeof line.msg === "string" && line.msg.startsWith("the nats-server's max_payload is 65536 bytes"))
+      expect(warning).toMatchObject({ level: "warn", max_payload: 65536, needed: 2 * 256 * 1024 + 32 * 1024 })
       await client.close()
     } finally {
       await small.stop()

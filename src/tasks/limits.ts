@@ -25,3 +25,23 @@ export const DEFAULT_LIMITS: TaskLimits = {
   maxDelaySeconds: 366 * 86_400,
   maxClaimCommands: 100
 }
+
+/** Room a task's document needs beside its payload and result: the other fields, an error of 4,096 characters escaped. */
+const DOCUMENT_OVERHEAD_BYTES = 32 * 1024
+
+/**
+ * What a nats-server's `max_payload` must take for tasks at these limits: a task-state document
+ * holds the payload and the result (each up to `maxPayloadBytes`) and the rest of the task.
+ */
+export const neededMaxPayload = (limits: Pick<TaskLimits, "maxPayloadBytes">): number => 2 * limits.maxPayloadBytes + DOCUMENT_OVERHEAD_BYTES
+
+/**
+ * Why a server's `max_payload` is too small for these limits, or undefined. Below it, a create
+ * with a payload near the limit is refused (LogError `rejected`), and a task's document may not be
+ * written to the read model.
+ */
+export const maxPayloadShortfall = (maxPayload: number | undefined, limits: Pick<TaskLimits, "maxPayloadBytes">): string | undefined => {
+  const needed = neededMaxPayload(limits)
+  if (maxPayload === undefined || maxPayload >= needed) return undefined
+  return `the nats-server's max_payload is ${maxPayload} bytes; tasks with payloads and results up to ${limits.maxPayloadBytes} bytes need ${needed}: creates near the limit are refused and task documents may not be written (set max_payload to 1 MB, the server's default)`
+}
