@@ -111,7 +111,12 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
           naming: config.naming,
           log,
           leases,
-          taskState: new PipelinedKv(publisher, taskStateBucket(config.naming)),
+          taskState: new PipelinedKv(publisher, taskStateBucket(config.naming), (key, bytes, cause) =>
+            (options.logger ?? rootLogger).warn(
+              { key, bytes, max_payload: nc.info?.max_payload, error: cause instanceof Error ? cause.message : String(cause) },
+              "task document not written: the server refused it (over its max_payload); the read model lacks this state of the task until its next write"
+            )
+          ),
           openTasks,
           sinks: ({ replayHorizon }) => [
             dispatcher(publisher, config.naming, config.streams.replicas),

@@ -240,9 +240,16 @@ describe("sizes", () => {
       const lines: Array<Record<string, unknown>> = []
       const logger = createLogger({ level: "warn", destination: { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) } })
       const broker = await startBroker(brokerConfig(small.url, naming), { logger })
-      await broker.stop()
       const warning = lines.find((line) => typeof line.msg === "string" && line.msg.startsWith("the nats-server's max_payload is 65536 bytes"))
       expect(warning).toMatchObject({ level: "warn", max_payload: 65536, needed: 2 * 256 * 1024 + 32 * 1024 })
+      // Each event fits, the task's document (payload and result) does not: said, not silently missing.
+      const big = await client.producer("acme").create({ command: "doc", payload: "p".repeat(40_000) })
+      const claimed = await client.tasks.claim("acme", ["doc"], { workerId: "w", waitSeconds: 5 })
+      expect(claimed?.task.id).toBe(big.id)
+      await client.tasks.settleLease("acme", big.id, { workerId: "w" }, { type: "complete", result: "r".repeat(40_000) })
+      await waitFor(() => lines.some((line) => line.key === `acme.${big.id}` && typeof line.msg === "string" && line.msg.startsWith("task document not written")), { timeoutMs: 10_000, what: "the refused document to be logged" })
+      expect(lines.find((line) => line.key === `acme.${big.id}`)).toMatchObject({ level: "warn", max_payload: 65536 })
+      await broker.stop()
       await client.close()
     } finally {
       await small.stop()

@@ -198,7 +198,13 @@ export class PipelinedKv implements IndexStore {
 
   constructor(
     private readonly publisher: PipelinedPublisher,
-    private readonly bucket: string
+    private readonly bucket: string,
+    /**
+     * Told of a put that could not be sent (over the server's max_payload; a closed connection
+     * fails the next barrier instead). The barrier after it does not see it: without this, the
+     * document was missing from the bucket without a word.
+     */
+    private readonly onUnsent?: (key: string, bytes: number, cause: unknown) => void
   ) {
     this.stream = `KV_${bucket}`
   }
@@ -218,7 +224,8 @@ export class PipelinedKv implements IndexStore {
 
   /** A plain put with no answer (see the module comment); follow a group of them with `barrier`. */
   putUnacked(key: string, value: Uint8Array): void {
-    publishSoon(this.publisher.mux.connection, `$KV.${this.bucket}.${key}`, value)
+    const onUnsent = this.onUnsent
+    publishSoon(this.publisher.mux.connection, `$KV.${this.bucket}.${key}`, value, undefined, onUnsent === undefined ? undefined : (cause) => onUnsent(key, value.length, cause))
   }
 
   /** A delete with no answer (a `DEL` marker, as nats.js writes one); follow with `barrier`. */
