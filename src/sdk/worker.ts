@@ -215,8 +215,8 @@ export class Worker {
           outcome,
           this.backoff
         )
-      // A refused append (a message over the server's max_payload) is refused again: not retried.
-      const again = (error: unknown) => error instanceof LogError && error.reason !== "closed" && error.reason !== "rejected" && Date.now() < leaseEnd && !this.nc.isClosed()
+      // "rejected" too: through a leader election the server answers appends with errors that pass.
+      const again = (error: unknown) => error instanceof LogError && error.reason !== "closed" && Date.now() < leaseEnd && !this.nc.isClosed()
       // The plain call first (a fiber per task costs the worker about a tenth of its CPU); the
       // schedule only after a settle failed, and the last failure itself if it gives up.
       await tryThenRetry(settleOnce, (attempt) => !attempt.ok && again(attempt.error), SETTLE_RETRY)
