@@ -783,11 +783,12 @@ const runSdkHandler = async (c: HandlerCase) => {
   // The task's first attempt settles, however hostile the outcome, and leaves nothing its readers refuse.
   const SETTLED = new Set(["TaskCompleted", "TaskFailed", "TaskNacked", "TaskDeadLettered"])
   let history = await client.log.readTask("fz-sdk", task.id)
-  const deadline = Date.now() + REQUEST_DEADLINE_MS
-  while (!history.events.some((e) => SETTLED.has(e.event.type)) && history.undecodable.length === 0 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 50))
+  const ended = async () => {
     history = await client.log.readTask("fz-sdk", task.id)
+    return history.undecodable.length > 0 || history.events.some((e) => SETTLED.has(e.event.type))
   }
+  // Judged below, deadline or not: the failure names what the log holds.
+  await waitFor(ended, { timeoutMs: REQUEST_DEADLINE_MS, intervalMs: 50, what: "the task's first attempt to settle" }).catch(() => undefined)
   const failure =
     history.undecodable.length > 0
       ? `an event the log's readers refuse: ${js(history.undecodable).slice(0, 200)}`
