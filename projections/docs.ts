@@ -132,7 +132,8 @@ export class TaskDocs {
   private writes = 0
   /**
    * The lowest sequence sent by a flush whose barrier has not answered yet (0: none). Its
-   * documents are no longer dirty but not known to be stored: not durable yet.
+   * documents are no longer dirty but not known to be stored: not durable yet. One field: flushes
+   * run one at a time (the runtime's tick, and the last one after it).
    */
   private inFlightFrom = 0
 

@@ -153,7 +153,7 @@ export const boundOutcome = (outcome: LeaseOutcome, limits: TaskLimits): { reado
         if ("field" in size) {
           const message = size.rule === "max_bytes" ? `result and artifacts together exceed ${limits.maxPayloadBytes} bytes (${size.message})` : size.message
           const error = outcome.type === "fail" ? boundedText(outcome.error, "error", MAX_ERROR_LENGTH).text : `result not stored: ${message}`
-          return { outcome: { type: "fail", error: error.slice(0, MAX_ERROR_LENGTH) }, issue: { ...size, message } }
+          return { outcome: { type: "fail", error }, issue: { ...size, message } }
         }
       }
       if (outcome.type === "complete") return { outcome }
