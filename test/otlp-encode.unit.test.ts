@@ -8,7 +8,7 @@ import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer"
 import { resourceFromAttributes } from "@opentelemetry/resources"
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base"
 import { describe, expect, it } from "vitest"
-import { encodeTraceExportRequest } from "../src/tracing/otlpEncode.js"
+import { EncodedSpans, encodeTraceExportRequest } from "../src/tracing/otlpEncode.js"
 
 const REMOTE = { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7", traceFlags: TraceFlags.SAMPLED, isRemote: true, traceState: new TraceState("vendor=a,other=b") }
 
@@ -77,5 +77,83 @@ describe("encodeTraceExportRequest", () => {
     provider.getTracer("t").startSpan("second, longer than the first").end()
     encodeTraceExportRequest(spans())
     expect(Buffer.from(first)).toEqual(copy)
+  })
+})
+
+describe("EncodedSpans", () => {
+  /** Spans of two resources and three tracers, interleaved, with attributes long enough for two-byte lengths. */
+  const mixedSpans = (count: number) => {
+    const one = recorder(resourceFromAttributes({ "service.name": "one" }))
+    const two = recorder(resourceFromAttributes({ "service.name": "two" }))
+    const tracers = [one.provider.getTracer("a"), two.provider.getTracer("b"), one.provider.getTracer("c")]
+    const ended: Array<ReadableSpan> = []
+    for (let i = 0; i < count; i++) {
+      const tracer = tracers[i % tracers.length]
+      tracer?.startSpan(`span-${i}`, { attributes: { "codeq.task_id": `task-${i}`, note: "n".repeat(100 + i) } }).end()
+    }
+    ended.push(...one.spans(), ...two.spans())
+    return ended
+  }
+  /** Each span's name in the order `EncodedSpans` keeps them: by resource, then tracer, then as added. */
+  const grouped = (spans: ReadonlyArray<ReadableSpan>): Array<ReadableSpan> => {
+    const byResource = new Map<unknown, Map<unknown, Array<ReadableSpan>>>()
+    for (const s of spans) {
+      const scopes = byResource.get(s.resource) ?? new Map<unknown, Array<ReadableSpan>>()
+      byResource.set(s.resource, scopes)
+      scopes.set(s.instrumentationScope, [...(scopes.get(s.instrumentationScope) ?? []), s])
+    }
+    return [...byResource.values()].flatMap((scopes) => [...scopes.values()].flat())
+  }
+
+  it("writes the exporter's bytes for spans added one at a time", () => {
+    const spans = mixedSpans(30)
+    const batch = new EncodedSpans()
+    for (const s of spans) batch.add(s)
+    expect(batch.count).toBe(30)
+    expect(Buffer.from(batch.requestBytes())).toEqual(official(spans))
+  })
+
+  it("splits into parts of about equal counts, each the exporter's bytes for its spans, together every span once", () => {
+    const spans = mixedSpans(31)
+    const parts = EncodedSpans.of(spans).split(4)
+    expect(parts.map((part) => part.count)).toEqual([8, 8, 8, 7])
+    const order = grouped(spans)
+    let at = 0
+    for (const part of parts) {
+      const mine = order.slice(at, at + part.count)
+      at += part.count
+      expect(Buffer.from(part.requestBytes())).toEqual(official(mine))
+    }
+    expect(at).toBe(31)
+  })
+
+  it("reuses the buffers of a released batch without leaving its bytes in the next", () => {
+    const first = EncodedSpans.of(mixedSpans(500))
+    const before = first.requestBytes().length
+    first.release()
+    expect(first.count).toBe(500)
+    const spans = mixedSpans(3)
+    const next = EncodedSpans.of(spans)
+    expect(next.requestBytes().length).toBeLessThan(before)
+    expect(Buffer.from(next.requestBytes())).toEqual(official(spans))
+  })
+
+  it("leaves the batch as it was when a span cannot be encoded", () => {
+    const [good, bad, last] = mixedSpans(3)
+    if (good === undefined || bad === undefined || last === undefined) throw new Error("three spans expected")
+    // Its ids, name and times are written before its attributes throw.
+    const broken = Object.create(bad, {
+      attributes: {
+        get: () => {
+          throw new Error("unreadable attributes")
+        }
+      }
+    }) as ReadableSpan
+    const batch = new EncodedSpans()
+    batch.add(good)
+    expect(() => batch.add(broken)).toThrow("unreadable attributes")
+    batch.add(last)
+    expect(batch.count).toBe(2)
+    expect(Buffer.from(batch.requestBytes())).toEqual(official([good, last]))
   })
 })

@@ -9,6 +9,7 @@ import { ExportResultCode, isTracingSuppressed, type ExportResult } from "@opent
 import { BasicTracerProvider, SamplingDecision, type ReadableSpan, type Sampler, type SpanExporter } from "@opentelemetry/sdk-trace-base"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { SpanBatcher, type SpanBatcherOptions } from "../src/tracing/batch.js"
+import { SpanList, type BatchingExporter } from "../src/tracing/export.js"
 import { waitFor } from "./support/harness.js"
 
 /** An exporter keeping each batch it is given; it answers at once unless held. */
@@ -177,5 +178,38 @@ describe("SpanBatcher", () => {
     await suppressing.batcher.forceFlush()
     expect(suppressing.exporter.batches).toEqual([{ names: ["s0", "s1", "s2"], suppressed: true }])
     expect(manager.entered).toBe(1)
+  })
+
+  it("gives an exporter that makes its own batches those, and drops and counts a span its batch refuses, with one warning", async () => {
+    warnings.length = 0
+    /** A batch that refuses spans named `bad…`, as an encoder refuses a span it cannot write. */
+    class PickyBatch extends SpanList {
+      override add(span: ReadableSpan): void {
+        if (span.name.startsWith("bad")) throw new Error("cannot encode")
+        super.add(span)
+      }
+    }
+    const made: Array<PickyBatch> = []
+    const exported: Array<ReadonlyArray<string>> = []
+    const exporter: BatchingExporter<PickyBatch> = {
+      newBatch: () => {
+        const batch = new PickyBatch()
+        made.push(batch)
+        return batch
+      },
+      exportBatch: (batch, done) => {
+        exported.push(batch.spans.map((span) => span.name))
+        done({ code: ExportResultCode.SUCCESS })
+      },
+      shutdown: () => Promise.resolve()
+    }
+    const batcher = new SpanBatcher(exporter, { maxQueueSize: 100, maxExportBatchSize: 3, scheduledDelayMillis: 3_600_000, logger })
+    const tracer = new BasicTracerProvider({ spanProcessors: [batcher] }).getTracer("test")
+    for (const name of ["s0", "bad0", "s1", "bad1", "s2", "s3"]) tracer.startSpan(name).end()
+    await batcher.forceFlush()
+    expect(exported).toEqual([["s0", "s1", "s2"], ["s3"]])
+    expect(made).toHaveLength(2)
+    expect(batcher.dropped()).toBe(2)
+    expect(warnings).toEqual(["a span could not be encoded: it is dropped and counted"])
   })
 })

@@ -15,7 +15,7 @@
 import { TraceFlags, context } from "@opentelemetry/api"
 import { ExportResultCode, suppressTracing, type ExportResult } from "@opentelemetry/core"
 import type { BufferConfig, ReadableSpan, Span, SpanExporter, SpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { safeLog, toError, type TracingLogger } from "./export.js"
+import { batchingOf, describeError, safeLog, toError, type BatchingExporter, type SpanBatch, type TracingLogger } from "./export.js"
 
 export interface SpanBatcherOptions extends BufferConfig {
   /** Whether an export must run in a context that suppresses tracing. Default never. */
@@ -26,7 +26,12 @@ export interface SpanBatcherOptions extends BufferConfig {
 const DEFAULTS = { maxQueueSize: 2_048, maxExportBatchSize: 512, scheduledDelayMillis: 5_000, exportTimeoutMillis: 30_000 }
 
 export class SpanBatcher implements SpanProcessor {
-  private queue: ReadableSpan[] = []
+  private readonly exporter: BatchingExporter<SpanBatch>
+  /** Batches that filled, oldest first, then the one filling. */
+  private readonly full: Array<SpanBatch> = []
+  private current: SpanBatch | undefined
+  /** Spans in `full` and `current`. */
+  private queued = 0
   private readonly maxQueue: number
   private readonly maxBatch: number
   private readonly delayMs: number
@@ -40,11 +45,11 @@ export class SpanBatcher implements SpanProcessor {
   private closing: Promise<void> | undefined
   private droppedSpans = 0
   private overflowing = false
+  private unencodable = false
 
-  constructor(
-    private readonly exporter: SpanExporter,
-    options: SpanBatcherOptions
-  ) {
+  /** An exporter that makes its own batches (the OTLP one: spans encoded as they end) is given those; any other, lists of spans. */
+  constructor(exporter: SpanExporter | BatchingExporter<SpanBatch>, options: SpanBatcherOptions) {
+    this.exporter = batchingOf(exporter)
     this.maxQueue = Math.max(1, options.maxQueueSize ?? DEFAULTS.maxQueueSize)
     this.maxBatch = Math.min(this.maxQueue, Math.max(1, options.maxExportBatchSize ?? DEFAULTS.maxExportBatchSize))
     this.delayMs = Math.max(0, options.scheduledDelayMillis ?? DEFAULTS.scheduledDelayMillis)
@@ -53,7 +58,7 @@ export class SpanBatcher implements SpanProcessor {
     this.logger = options.logger
   }
 
-  /** Spans dropped because the queue was full. */
+  /** Spans dropped: the queue was full, or a span could not be encoded. */
   dropped(): number {
     return this.droppedSpans
   }
@@ -62,7 +67,7 @@ export class SpanBatcher implements SpanProcessor {
 
   onEnd(span: ReadableSpan): void {
     if (this.closing !== undefined || (span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return
-    if (this.queue.length >= this.maxQueue) {
+    if (this.queued >= this.maxQueue) {
       this.droppedSpans++
       if (!this.overflowing) {
         this.overflowing = true
@@ -71,9 +76,24 @@ export class SpanBatcher implements SpanProcessor {
       return
     }
     this.overflowing = false
-    this.queue.push(span)
-    if (this.queue.length >= this.maxBatch) this.drainFullBatches()
-    else this.arm()
+    const batch = (this.current ??= this.exporter.newBatch())
+    try {
+      batch.add(span)
+    } catch (cause) {
+      // Observer code never throws into the main path: the span is dropped and counted.
+      this.droppedSpans++
+      if (!this.unencodable) {
+        this.unencodable = true
+        safeLog(this.logger, "warn", { span: span.name, ...describeError(cause) }, "a span could not be encoded: it is dropped and counted")
+      }
+      return
+    }
+    this.queued++
+    if (batch.count >= this.maxBatch) {
+      this.full.push(batch)
+      this.current = undefined
+      this.drainFullBatches()
+    } else this.arm()
   }
 
   /** Exports everything queued; rejects with the first failure if an export failed. Never waits on spans ended after it. */
@@ -99,7 +119,7 @@ export class SpanBatcher implements SpanProcessor {
   private async flushAll(): Promise<void> {
     let failure: Error | undefined
     await this.enqueue(async () => {
-      for (let batches = Math.ceil(this.queue.length / this.maxBatch); batches > 0; batches--) failure ??= await this.exportOne()
+      for (let batches = this.full.length + (this.current === undefined ? 0 : 1); batches > 0; batches--) failure ??= await this.exportOne()
     })
     if (failure !== undefined) throw failure
   }
@@ -115,7 +135,7 @@ export class SpanBatcher implements SpanProcessor {
     this.draining = true
     void this.enqueue(async () => {
       try {
-        while (this.queue.length >= this.maxBatch) await this.exportOne()
+        while (this.full.length > 0) await this.exportOne()
       } finally {
         this.draining = false
         this.arm()
@@ -125,7 +145,7 @@ export class SpanBatcher implements SpanProcessor {
 
   /** Exports what is queued `scheduledDelayMillis` from now, unless a batch fills first. */
   private arm(): void {
-    if (this.timer !== undefined || this.queue.length === 0 || this.closing !== undefined) return
+    if (this.timer !== undefined || this.queued === 0 || this.closing !== undefined) return
     this.timer = setTimeout(() => {
       this.timer = undefined
       void this.enqueue(async () => void (await this.exportOne())).then(() => this.arm())
@@ -135,10 +155,14 @@ export class SpanBatcher implements SpanProcessor {
 
   /** Exports up to one batch; resolves when the exporter answers (with its error, if it failed) or at the export deadline. */
   private async exportOne(): Promise<Error | undefined> {
-    if (this.queue.length === 0) return undefined
-    const spans = this.queue.length <= this.maxBatch ? this.queue : this.queue.splice(0, this.maxBatch)
-    if (spans === this.queue) this.queue = []
-    const pending = spans.filter((span) => span.resource.asyncAttributesPending === true).map((span) => span.resource.waitForAsyncAttributes?.())
+    const batch = this.full.shift() ?? this.current
+    if (batch === undefined) return undefined
+    if (batch === this.current) this.current = undefined
+    this.queued -= batch.count
+    const pending = batch
+      .resources()
+      .filter((resource) => resource.asyncAttributesPending === true)
+      .map((resource) => resource.waitForAsyncAttributes?.())
     if (pending.length > 0) await Promise.all(pending)
     return new Promise<Error | undefined>((resolve) => {
       // The exporter reports failures itself (FailOpenExporter counts them); this deadline only
@@ -149,7 +173,7 @@ export class SpanBatcher implements SpanProcessor {
         clearTimeout(deadline)
         resolve(result.code === ExportResultCode.SUCCESS ? undefined : (result.error ?? new Error("span export failed")))
       }
-      const run = () => this.exporter.export(spans, answered)
+      const run = () => this.exporter.exportBatch(batch, answered)
       try {
         if (this.suppress()) context.with(suppressTracing(context.active()), run)
         else run()

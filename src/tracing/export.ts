@@ -4,6 +4,7 @@
  * and counted, one warning says so for the whole outage, and nothing waits on the collector.
  */
 import { ExportResultCode, type ExportResult } from "@opentelemetry/core"
+import type { Resource } from "@opentelemetry/resources"
 import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base"
 
 /** Where tracing reports on itself; a pino logger fits. Calls never throw into the caller. */
@@ -44,6 +45,58 @@ export const describeError = (error: unknown): Record<string, unknown> => {
   return { error: String(error) }
 }
 
+/** The spans of one export, collected as they end (batch.ts). */
+export interface SpanBatch {
+  /** How many spans it holds. */
+  readonly count: number
+  /** Adds an ended span; may throw (a span that cannot be encoded), leaving the batch as it was. */
+  add(span: ReadableSpan): void
+  /** The resources of its spans: an export waits for their asynchronous attributes. */
+  resources(): ReadonlyArray<Resource>
+}
+
+/**
+ * An exporter that makes its own batches, so that it can keep a span in the form it sends
+ * (the OTLP exporter encodes each span as it ends: otlpEncode.ts).
+ */
+export interface BatchingExporter<B extends SpanBatch> {
+  newBatch(): B
+  exportBatch(batch: B, resultCallback: (result: ExportResult) => void): void
+  shutdown(): Promise<void>
+  forceFlush?(): Promise<void>
+}
+
+/** Spans kept as objects, for an exporter that takes them so. */
+export class SpanList implements SpanBatch {
+  readonly spans: Array<ReadableSpan> = []
+
+  get count(): number {
+    return this.spans.length
+  }
+
+  add(span: ReadableSpan): void {
+    this.spans.push(span)
+  }
+
+  resources(): ReadonlyArray<Resource> {
+    return [...new Set(this.spans.map((span) => span.resource))]
+  }
+}
+
+export const isBatchingExporter = (exporter: SpanExporter | BatchingExporter<SpanBatch>): exporter is BatchingExporter<SpanBatch> =>
+  typeof (exporter as Partial<BatchingExporter<SpanBatch>>).exportBatch === "function" && typeof (exporter as Partial<BatchingExporter<SpanBatch>>).newBatch === "function"
+
+/** The exporter itself when it makes its own batches; otherwise it is given lists of span objects. */
+export const batchingOf = (exporter: SpanExporter | BatchingExporter<SpanBatch>): BatchingExporter<SpanBatch> => {
+  if (isBatchingExporter(exporter)) return exporter
+  return {
+    newBatch: () => new SpanList(),
+    exportBatch: (batch, resultCallback) => exporter.export((batch as SpanList).spans, resultCallback),
+    shutdown: () => exporter.shutdown(),
+    forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve()
+  }
+}
+
 /**
  * An export sent in parts (otlpExporter.ts) of which some failed: how many spans those held, and
  * the first part's error. Its message and code are that error's, so an outage logs the same.
@@ -67,14 +120,14 @@ export class PartlyExported extends Error {
  * Wraps the real exporter: counts what fails, warns once when export starts failing and logs
  * once more (info) when it recovers, so an outage is two lines however many batches it drops.
  */
-export class FailOpenExporter implements SpanExporter {
+export class FailOpenExporter<B extends SpanBatch> implements BatchingExporter<B> {
   private failures = 0
   private dropped = 0
   private exported = 0
   private failing = false
 
   constructor(
-    private readonly inner: SpanExporter,
+    private readonly inner: BatchingExporter<B>,
     private readonly logger: TracingLogger,
     private readonly endpoint: string
   ) {}
@@ -83,16 +136,20 @@ export class FailOpenExporter implements SpanExporter {
     return { exportFailures: this.failures, droppedSpans: this.dropped, exportedSpans: this.exported }
   }
 
-  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
+  newBatch(): B {
+    return this.inner.newBatch()
+  }
+
+  exportBatch(batch: B, resultCallback: (result: ExportResult) => void): void {
     let settled = false
     const settle = (result: ExportResult): void => {
       if (settled) return
       settled = true
-      this.record(spans.length, result)
+      this.record(batch.count, result)
       resultCallback(result)
     }
     try {
-      this.inner.export(spans, settle)
+      this.inner.exportBatch(batch, settle)
     } catch (cause) {
       settle({ code: ExportResultCode.FAILED, error: toError(cause) })
     }

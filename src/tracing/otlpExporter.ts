@@ -11,12 +11,12 @@
  * own spans with long attributes — lost every span of every batch.
  */
 import { ExportResultCode, type ExportResult } from "@opentelemetry/core"
-import { OTLPExporterBase } from "@opentelemetry/otlp-exporter-base"
+import type { IOtlpExportDelegate } from "@opentelemetry/otlp-exporter-base"
 import { convertLegacyOtlpGrpcOptions, createOtlpGrpcExportDelegate, type OTLPGRPCExporterConfigNode } from "@opentelemetry/otlp-grpc-exporter-base"
-import { ProtobufTraceSerializer, TraceExporterMetricsHelper, type IExportTraceServiceResponse, type ISerializer } from "@opentelemetry/otlp-transformer"
+import { ProtobufTraceSerializer, type IExporterMetricsHelper, type IExportTraceServiceResponse, type ISerializer } from "@opentelemetry/otlp-transformer"
 import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base"
-import { PartlyExported } from "./export.js"
-import { encodeTraceExportRequest } from "./otlpEncode.js"
+import { PartlyExported, toError, type BatchingExporter } from "./export.js"
+import { EncodedSpans } from "./otlpEncode.js"
 
 /** The largest request sent: gRPC's default limit on a received message. */
 export const MAX_REQUEST_BYTES = 4 * 2 ** 20
@@ -24,8 +24,16 @@ export const MAX_REQUEST_BYTES = 4 * 2 ** 20
 /** The exporter's self-observability component type (semantic conventions `otel.component.type`). */
 const COMPONENT_TYPE = "otlp_grpc_span_exporter"
 
-export class OtlpGrpcSpanExporter extends OTLPExporterBase<ReadableSpan[]> implements SpanExporter {
-  /** The request `export` encoded to measure it, handed to the delegate's serializer (which runs within `export`). */
+/** What the exporter's self-observability metrics count in a batch (the package's `TraceExporterMetricsHelper`, for encoded batches). */
+const SPAN_METRICS: IExporterMetricsHelper<EncodedSpans> = { name: "span", countItems: (batch) => batch.count }
+
+/**
+ * Takes batches it makes itself (`newBatch`: spans encoded as they end, which the span batcher
+ * uses) and, as any span exporter, arrays of spans (replay's `SpanShipper`).
+ */
+export class OtlpGrpcSpanExporter implements SpanExporter, BatchingExporter<EncodedSpans> {
+  private readonly delegate: IOtlpExportDelegate<EncodedSpans>
+  /** The request `exportBatch` encoded to measure it, handed to the delegate's serializer (which runs within `export`). */
   private readonly measured: { bytes: Uint8Array | undefined }
 
   constructor(
@@ -33,50 +41,70 @@ export class OtlpGrpcSpanExporter extends OTLPExporterBase<ReadableSpan[]> imple
     private readonly maxRequestBytes = MAX_REQUEST_BYTES
   ) {
     const measured: { bytes: Uint8Array | undefined } = { bytes: undefined }
-    const serializer: ISerializer<ReadableSpan[], IExportTraceServiceResponse> = {
-      serializeRequest: (spans) => {
+    const serializer: ISerializer<EncodedSpans, IExportTraceServiceResponse> = {
+      serializeRequest: (batch) => {
         const bytes = measured.bytes
         measured.bytes = undefined
-        return bytes ?? encodeTraceExportRequest(spans)
+        return bytes ?? batch.requestBytes()
       },
       deserializeResponse: (data) => ProtobufTraceSerializer.deserializeResponse(data)
     }
-    super(
-      createOtlpGrpcExportDelegate(
-        // Marked deprecated upstream, yet what OTLPTraceExporter itself calls: it merges the OTEL_* environment in.
-        convertLegacyOtlpGrpcOptions(config, "TRACES"),
-        serializer,
-        COMPONENT_TYPE,
-        TraceExporterMetricsHelper,
-        undefined,
-        "TraceExportService",
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-      )
+    this.delegate = createOtlpGrpcExportDelegate(
+      // Marked deprecated upstream, yet what OTLPTraceExporter itself calls: it merges the OTEL_* environment in.
+      convertLegacyOtlpGrpcOptions(config, "TRACES"),
+      serializer,
+      COMPONENT_TYPE,
+      SPAN_METRICS,
+      undefined,
+      "TraceExportService",
+      "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
     )
     this.measured = measured
   }
 
-  override export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
-    const bytes = encodeTraceExportRequest(spans)
-    if (bytes.length <= this.maxRequestBytes || spans.length <= 1) {
+  newBatch(): EncodedSpans {
+    return new EncodedSpans()
+  }
+
+  export(spans: ReadableSpan[], resultCallback: (result: ExportResult) => void): void {
+    let batch: EncodedSpans
+    try {
+      batch = EncodedSpans.of(spans)
+    } catch (cause) {
+      resultCallback({ code: ExportResultCode.FAILED, error: toError(cause) })
+      return
+    }
+    this.exportBatch(batch, resultCallback)
+  }
+
+  exportBatch(batch: EncodedSpans, resultCallback: (result: ExportResult) => void): void {
+    const bytes = batch.requestBytes()
+    if (bytes.length <= this.maxRequestBytes || batch.count <= 1) {
       this.measured.bytes = bytes
       try {
-        super.export(spans, resultCallback)
+        this.delegate.export(batch, resultCallback)
       } finally {
         // Left there only when the delegate answered without serializing (too many exports in flight).
         this.measured.bytes = undefined
+        batch.release()
       }
       return
     }
-    const count = Math.min(spans.length, Math.ceil(bytes.length / this.maxRequestBytes))
-    const size = Math.ceil(spans.length / count)
-    const parts: Array<ReadableSpan[]> = []
-    for (let at = 0; at < spans.length; at += size) parts.push(spans.slice(at, at + size))
+    const parts = batch.split(Math.min(batch.count, Math.ceil(bytes.length / this.maxRequestBytes)))
+    batch.release()
     this.exportParts(parts, resultCallback)
   }
 
+  forceFlush(): Promise<void> {
+    return this.delegate.forceFlush()
+  }
+
+  shutdown(): Promise<void> {
+    return this.delegate.shutdown()
+  }
+
   /** Each part in turn (a part still too large is split again); one answer for all of them. */
-  private exportParts(parts: ReadonlyArray<ReadableSpan[]>, resultCallback: (result: ExportResult) => void): void {
+  private exportParts(parts: ReadonlyArray<EncodedSpans>, resultCallback: (result: ExportResult) => void): void {
     let failedSpans = 0
     let firstError: Error | undefined
     let next = 0
@@ -86,9 +114,9 @@ export class OtlpGrpcSpanExporter extends OTLPExporterBase<ReadableSpan[]> imple
         resultCallback(firstError === undefined ? { code: ExportResultCode.SUCCESS } : { code: ExportResultCode.FAILED, error: new PartlyExported(failedSpans, firstError) })
         return
       }
-      this.export(part, (result) => {
+      this.exportBatch(part, (result) => {
         if (result.code !== ExportResultCode.SUCCESS) {
-          failedSpans += result.error instanceof PartlyExported ? result.error.failedSpans : part.length
+          failedSpans += result.error instanceof PartlyExported ? result.error.failedSpans : part.count
           firstError ??= result.error instanceof PartlyExported ? result.error.cause : (result.error ?? new Error("span export failed"))
         }
         sendNext()

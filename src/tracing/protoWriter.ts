@@ -24,6 +24,8 @@ const KEEP_AT_MOST_BYTES = 16 << 20
 /** Strings encoded once and copied: attribute keys, span, event and scope names. */
 const CACHE_LIMIT = 2_048
 const CACHE_MAX_LENGTH = 128
+/** Each string's length-prefixed encoding, shared by every writer (spans are encoded into many: otlpEncode.ts). */
+const cache = new Map<string, Buffer>()
 
 /** How many bytes `value` (below 2³²) takes as a varint. */
 const varintSize = (value: number): number => {
@@ -45,12 +47,15 @@ const putVarint = (buf: Uint8Array, at: number, value: number): number => {
 }
 
 export class Writer {
-  buf = Buffer.allocUnsafe(INITIAL_BYTES)
+  buf: Buffer
   pos = 0
-  private readonly cache = new Map<string, Buffer>()
+
+  constructor(private readonly initialBytes = INITIAL_BYTES) {
+    this.buf = Buffer.allocUnsafe(initialBytes)
+  }
 
   reset(): void {
-    if (this.buf.length > KEEP_AT_MOST_BYTES) this.buf = Buffer.allocUnsafe(INITIAL_BYTES)
+    if (this.buf.length > KEEP_AT_MOST_BYTES) this.buf = Buffer.allocUnsafe(this.initialBytes)
     this.pos = 0
   }
 
@@ -150,14 +155,14 @@ export class Writer {
 
   /** A length-prefixed string likely to repeat, copied from its encoding the first time. */
   known(value: string): void {
-    let encoded = this.cache.get(value)
+    let encoded = cache.get(value)
     if (encoded === undefined) {
       if (value.length > CACHE_MAX_LENGTH) return this.string(value)
       const bytes = Buffer.from(value)
       encoded = Buffer.allocUnsafe(varintSize(bytes.length) + bytes.length)
       bytes.copy(encoded, putVarint(encoded, 0, bytes.length))
-      if (this.cache.size >= CACHE_LIMIT) this.cache.clear()
-      this.cache.set(value, encoded)
+      if (cache.size >= CACHE_LIMIT) cache.clear()
+      cache.set(value, encoded)
     }
     // TypedArray#set is a builtin: as fast before the encoder is optimized as after.
     this.ensure(encoded.length)
@@ -174,6 +179,13 @@ export class Writer {
     let at = this.pos
     for (let i = 0; i < length * 2; i += 2) buf[at++] = ((HEX[id.charCodeAt(i)] ?? 0) << 4) | (HEX[id.charCodeAt(i + 1)] ?? 0)
     this.pos = at
+  }
+
+  /** Bytes already encoded, copied as they are (no length). */
+  raw(value: Uint8Array): void {
+    this.ensure(value.length)
+    this.buf.set(value, this.pos)
+    this.pos += value.length
   }
 
   bytes(value: Uint8Array): void {

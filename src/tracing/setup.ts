@@ -20,7 +20,7 @@ import {
 import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions"
 import { log } from "../log/log.js"
 import { resolveTracingConfig, type TracingConfig, type TracingConfigInput, type TracingEnv } from "./config.js"
-import { DroppingExporter, FailOpenExporter, safeLog, toError, type ExportCounters, type TracingLogger } from "./export.js"
+import { DroppingExporter, FailOpenExporter, batchingOf, safeLog, toError, type ExportCounters, type SpanBatch, type TracingLogger } from "./export.js"
 import { SpanBatcher } from "./batch.js"
 import { OtlpGrpcSpanExporter } from "./otlpExporter.js"
 import { contextManagerIsCodeqs, installPropagation } from "./propagation.js"
@@ -135,13 +135,13 @@ export const setupTracing = (input: TracingConfigInput = {}, options: SetupTraci
   if (!config.enabled) return disabledHandle(config)
 
   const exportTimeoutMs = options.exportTimeoutMs ?? EXPORT_TIMEOUT_MS
-  let exporter: FailOpenExporter
+  let exporter: FailOpenExporter<SpanBatch>
   try {
-    exporter = new FailOpenExporter((options.createExporter ?? otlpGrpcExporter)(config, exportTimeoutMs), logger, config.endpoint)
+    exporter = new FailOpenExporter(batchingOf((options.createExporter ?? otlpGrpcExporter)(config, exportTimeoutMs)), logger, config.endpoint)
   } catch (cause) {
     // Fail open: no exporter means spans are dropped and counted, not that the broker stops.
     const error = toError(cause)
-    exporter = new FailOpenExporter(new DroppingExporter(error), logger, config.endpoint)
+    exporter = new FailOpenExporter(batchingOf(new DroppingExporter(error)), logger, config.endpoint)
     exporter.failFromStart(error)
   }
 
