@@ -158,6 +158,8 @@ export class SpanBatcher implements SpanProcessor {
     const batch = this.full.shift() ?? this.current
     if (batch === undefined) return undefined
     if (batch === this.current) this.current = undefined
+    // Empty when the only span added to it could not be encoded: nothing to send.
+    if (batch.count === 0) return undefined
     this.queued -= batch.count
     const pending = batch
       .resources()
