@@ -8,7 +8,10 @@ import { SpanKind, SpanStatusCode } from "@opentelemetry/api"
 import { headers, type Msg } from "nats"
 import { auditTask } from "../src/replay/audit.js"
 import type { LogRecord, ReplaySpan, TaskTrace } from "../src/replay/model.js"
-import { otlpJsonRequest, readableSpanOf, replayResource } from "../src/replay/otlp.js"
+import { otlpJsonRequest, readableSpanOf, replayResource, SpanShipper } from "../src/replay/otlp.js"
+import { PartlyExported } from "../src/tracing/export.js"
+import { ExportResultCode, type ExportResult } from "@opentelemetry/core"
+import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base"
 import { progressLine } from "../src/replay/progress.js"
 import { headerBlockOf, parseHeaderBlock } from "../src/eventlog/rawHeaders.js"
 import { makeRecord, nsFromRfc3339 } from "../src/eventlog/window/records.js"
@@ -290,6 +293,28 @@ describe("OpenTelemetry shapes", () => {
     expect(readable.duration).toEqual([0, 1_500_000])
     expect(readable.instrumentationScope.name).toBe("codeq/repository")
     expect(readable.resource.attributes["service.name"]).toBe("codeq-test")
+  })
+})
+
+describe("re-exporting rebuilt spans", () => {
+  it("counts a batch sent in parts of which one failed as that part failed and the rest exported", async () => {
+    const answers: Array<ExportResult> = [
+      { code: ExportResultCode.FAILED, error: new PartlyExported(2, new Error("message larger than max")) },
+      { code: ExportResultCode.SUCCESS }
+    ]
+    const sizes: Array<number> = []
+    const exporter: SpanExporter = {
+      export: (spans: ReadableSpan[], done: (result: ExportResult) => void) => {
+        sizes.push(spans.length)
+        done(answers.shift() ?? { code: ExportResultCode.FAILED, error: new Error("unexpected export") })
+      },
+      shutdown: () => Promise.resolve()
+    }
+    const shipper = new SpanShipper(exporter, "codeq-test", 5)
+    await shipper.add(Array.from({ length: 8 }, (_, i) => span({ seq: i, spanId: `aaaaaaaaaaaaaab${i}` })))
+    await shipper.close()
+    expect(sizes).toEqual([5, 3])
+    expect({ exported: shipper.exported, failed: shipper.failed, lastError: shipper.lastError }).toEqual({ exported: 6, failed: 2, lastError: "message larger than max" })
   })
 })
 

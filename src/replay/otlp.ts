@@ -11,6 +11,7 @@ import { ExportResultCode } from "@opentelemetry/core"
 import { defaultResource, resourceFromAttributes, type Resource } from "@opentelemetry/resources"
 import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base"
 import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions"
+import { PartlyExported } from "../tracing/export.js"
 import { hrTimeOf } from "./core.js"
 import type { ReplaySpan } from "./model.js"
 
@@ -170,7 +171,10 @@ export class SpanShipper {
           this.exported += spans.length
           this.failuresInARow = 0
         } else {
-          this.failed += spans.length
+          // A batch sent in parts (over a gRPC server's message limit) may have delivered some.
+          const failed = result.error instanceof PartlyExported ? Math.min(spans.length, result.error.failedSpans) : spans.length
+          this.failed += failed
+          this.exported += spans.length - failed
           this.failuresInARow++
           this.lastError = result.error?.message ?? "export failed"
         }
