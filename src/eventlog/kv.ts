@@ -9,7 +9,7 @@
  * nats.js readers see the same data.
  */
 import type { Connection } from "./connection.js"
-import { publishSoon } from "./outbox.js"
+import { publishSoon, type OnUnsent } from "./outbox.js"
 import { purgeSubjectBelow } from "./streams.js"
 import { headerBlockOf, headerIn, statusCodeOf, statusTextOf } from "./rawHeaders.js"
 import { WireHeaders } from "./wireHeaders.js"
@@ -195,6 +195,8 @@ const DELETE_HEADERS = (() => {
 export class PipelinedKv implements IndexStore {
   private readonly stream: string
   private deletes = 0
+  /** One callback for every put (none made per put: this is the read model's write path). */
+  private readonly unsent: OnUnsent | undefined
 
   constructor(
     private readonly publisher: PipelinedPublisher,
@@ -204,9 +206,11 @@ export class PipelinedKv implements IndexStore {
      * fails the next barrier instead). The barrier after it does not see it: without this, the
      * document was missing from the bucket without a word.
      */
-    private readonly onUnsent?: (key: string, bytes: number, cause: unknown) => void
+    onUnsent?: (key: string, bytes: number, cause: unknown) => void
   ) {
     this.stream = `KV_${bucket}`
+    const prefix = `$KV.${bucket}.`.length
+    this.unsent = onUnsent === undefined ? undefined : (cause, subject, data) => onUnsent(subject.slice(prefix), data.length, cause)
   }
 
   /** The key's current value, or null when absent or deleted. Rejects when the bucket cannot be read. */
@@ -224,8 +228,7 @@ export class PipelinedKv implements IndexStore {
 
   /** A plain put with no answer (see the module comment); follow a group of them with `barrier`. */
   putUnacked(key: string, value: Uint8Array): void {
-    const onUnsent = this.onUnsent
-    publishSoon(this.publisher.mux.connection, `$KV.${this.bucket}.${key}`, value, undefined, onUnsent === undefined ? undefined : (cause) => onUnsent(key, value.length, cause))
+    publishSoon(this.publisher.mux.connection, `$KV.${this.bucket}.${key}`, value, undefined, this.unsent)
   }
 
   /** A delete with no answer (a `DEL` marker, as nats.js writes one); follow with `barrier`. */

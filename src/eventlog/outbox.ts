@@ -17,8 +17,11 @@ interface Queued {
   readonly subject: string
   readonly data: Uint8Array
   readonly options: PublishOptions | undefined
-  readonly onError: ((error: unknown) => void) | undefined
+  readonly onError: OnUnsent | undefined
 }
+
+/** Told that a publish could not go out, with what it was: one callback can serve every publish. */
+export type OnUnsent = (error: unknown, subject: string, data: Uint8Array) => void
 
 class Outbox {
   private queue: Array<Queued> = []
@@ -27,7 +30,7 @@ class Outbox {
 
   constructor(private readonly nc: NatsConnection) {}
 
-  publish(subject: string, data: Uint8Array, options?: PublishOptions, onError?: (error: unknown) => void): void {
+  publish(subject: string, data: Uint8Array, options?: PublishOptions, onError?: OnUnsent): void {
     this.queue.push({ subject, data, options, onError })
     this.schedule()
   }
@@ -62,7 +65,7 @@ class Outbox {
         this.nc.publish(subject, data, options)
       } catch (error) {
         // The connection is closed or draining: whoever waits for an answer is told.
-        onError?.(error)
+        onError?.(error, subject, data)
       }
     }
   }
@@ -88,7 +91,7 @@ export const publishSoon = (
   subject: string,
   data: Uint8Array,
   options?: PublishOptions,
-  onError?: (error: unknown) => void
+  onError?: OnUnsent
 ): void => outboxOf(nc).publish(subject, data, options, onError)
 
 /**
