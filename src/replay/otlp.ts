@@ -11,7 +11,7 @@ import { ExportResultCode } from "@opentelemetry/core"
 import { defaultResource, resourceFromAttributes, type Resource } from "@opentelemetry/resources"
 import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base"
 import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions"
-import { PartlyExported } from "../tracing/export.js"
+import { spansFailed } from "../tracing/export.js"
 import { hrTimeOf } from "./core.js"
 import type { ReplaySpan } from "./model.js"
 
@@ -172,7 +172,7 @@ export class SpanShipper {
           this.failuresInARow = 0
         } else {
           // A batch sent in parts (over a gRPC server's message limit) may have delivered some.
-          const failed = result.error instanceof PartlyExported ? Math.min(spans.length, result.error.failedSpans) : spans.length
+          const failed = spansFailed(result.error, spans.length)
           this.failed += failed
           this.exported += spans.length - failed
           this.failuresInARow++

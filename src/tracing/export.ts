@@ -83,7 +83,7 @@ export class SpanList implements SpanBatch {
   }
 }
 
-export const isBatchingExporter = (exporter: SpanExporter | BatchingExporter<SpanBatch>): exporter is BatchingExporter<SpanBatch> =>
+const isBatchingExporter = (exporter: SpanExporter | BatchingExporter<SpanBatch>): exporter is BatchingExporter<SpanBatch> =>
   typeof (exporter as Partial<BatchingExporter<SpanBatch>>).exportBatch === "function" && typeof (exporter as Partial<BatchingExporter<SpanBatch>>).newBatch === "function"
 
 /** The exporter itself when it makes its own batches; otherwise it is given lists of span objects. */
@@ -115,6 +115,9 @@ export class PartlyExported extends Error {
     this.code = (cause as { code?: unknown }).code
   }
 }
+
+/** How many of an export's `count` spans a failed result lost: all of them, or those of the parts that failed. */
+export const spansFailed = (error: unknown, count: number): number => (error instanceof PartlyExported ? Math.min(count, error.failedSpans) : count)
 
 /**
  * Wraps the real exporter: counts what fails, warns once when export starts failing and logs
@@ -185,7 +188,7 @@ export class FailOpenExporter<B extends SpanBatch> implements BatchingExporter<B
     }
     this.failures++
     // An export sent in parts may have delivered some of them.
-    const dropped = result.error instanceof PartlyExported ? Math.min(count, result.error.failedSpans) : count
+    const dropped = spansFailed(result.error, count)
     this.dropped += dropped
     this.exported += count - dropped
     if (!this.failing) {

@@ -15,7 +15,7 @@ import type { IOtlpExportDelegate } from "@opentelemetry/otlp-exporter-base"
 import { convertLegacyOtlpGrpcOptions, createOtlpGrpcExportDelegate, type OTLPGRPCExporterConfigNode } from "@opentelemetry/otlp-grpc-exporter-base"
 import { ProtobufTraceSerializer, type IExporterMetricsHelper, type IExportTraceServiceResponse, type ISerializer } from "@opentelemetry/otlp-transformer"
 import type { ReadableSpan, SpanExporter } from "@opentelemetry/sdk-trace-base"
-import { PartlyExported, toError, type BatchingExporter } from "./export.js"
+import { PartlyExported, spansFailed, toError, type BatchingExporter } from "./export.js"
 import { EncodedSpans } from "./otlpEncode.js"
 
 /** The largest request sent: gRPC's default limit on a received message. */
@@ -116,7 +116,7 @@ export class OtlpGrpcSpanExporter implements SpanExporter, BatchingExporter<Enco
       }
       this.exportBatch(part, (result) => {
         if (result.code !== ExportResultCode.SUCCESS) {
-          failedSpans += result.error instanceof PartlyExported ? result.error.failedSpans : part.count
+          failedSpans += spansFailed(result.error, part.count)
           firstError ??= result.error instanceof PartlyExported ? result.error.cause : (result.error ?? new Error("span export failed"))
         }
         sendNext()
