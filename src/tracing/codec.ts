@@ -134,10 +134,8 @@ export const hrWallClock = (): [number, number] => {
 }
 
 export const spanStartNow = (): SpanStart => {
-  const ms = wallClockMs()
-  const seconds = Math.floor(ms / 1000)
-  const nanos = Math.min(999_999_999, Math.round((ms - seconds * 1000) * 1e6))
-  return { hr: [seconds, nanos], nanos: `${seconds}${String(nanos).padStart(9, "0")}` }
+  const hr = hrWallClock()
+  return { hr, nanos: `${hr[0]}${String(hr[1]).padStart(9, "0")}` }
 }
 
 /** What a span leaves on the event it writes. */
