@@ -8,7 +8,7 @@ import { ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer"
 import { resourceFromAttributes } from "@opentelemetry/resources"
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from "@opentelemetry/sdk-trace-base"
 import { describe, expect, it } from "vitest"
-import { EncodedSpans, encodeTraceExportRequest } from "../src/tracing/otlpEncode.js"
+import { EncodedSpans } from "../src/tracing/otlpEncode.js"
 
 const REMOTE = { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7", traceFlags: TraceFlags.SAMPLED, isRemote: true, traceState: new TraceState("vendor=a,other=b") }
 
@@ -19,9 +19,12 @@ const recorder = (resource = resourceFromAttributes({ "service.name": "codeq-tes
   return { provider, spans: (): Array<ReadableSpan> => exporter.getFinishedSpans() }
 }
 
+/** codeq's request for these spans, in one batch. */
+const encodeTraceExportRequest = (spans: ReadonlyArray<ReadableSpan>): Uint8Array => EncodedSpans.of(spans).requestBytes()
+
 const official = (spans: ReadonlyArray<ReadableSpan>): Buffer => Buffer.from(ProtobufTraceSerializer.serializeRequest([...spans]) ?? new Uint8Array())
 
-describe("encodeTraceExportRequest", () => {
+describe("the OTLP request encoder", () => {
   it("writes the exporter's bytes for spans of every shape", () => {
     const { provider, spans } = recorder()
     const repository = provider.getTracer("codeq.repository", "1.2.3", { schemaUrl: "https://opentelemetry.io/schemas/1.30.0" })

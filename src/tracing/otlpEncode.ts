@@ -332,6 +332,3 @@ export class EncodedSpans {
     return group
   }
 }
-
-/** The request's bytes for these spans, in a fresh array. */
-export const encodeTraceExportRequest = (spans: Iterable<ReadableSpan>): Uint8Array => EncodedSpans.of(spans).requestBytes()
