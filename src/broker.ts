@@ -92,8 +92,9 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
       (p) => Effect.sync(() => p.close())
     )
     const log = yield* Log
+    const logger = options.logger ?? rootLogger
     const shortfall = maxPayloadShortfall(nc.info?.max_payload, DEFAULT_LIMITS)
-    if (shortfall !== undefined) (options.logger ?? rootLogger).warn({ max_payload: nc.info?.max_payload, needed: neededMaxPayload(DEFAULT_LIMITS) }, shortfall)
+    if (shortfall !== undefined) logger.warn({ max_payload: nc.info?.max_payload, needed: neededMaxPayload(DEFAULT_LIMITS) }, shortfall)
     const kv = (bucket: string) => attempt(`open the key-value bucket ${bucket}`, () => openBucket(nc, bucket, config.streams.replicas))
     const dlq = yield* kv(deadLetterBucket(config.naming))
     const leases = yield* kv(projectionsBucket(config.naming))
@@ -112,7 +113,7 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
           log,
           leases,
           taskState: new PipelinedKv(publisher, taskStateBucket(config.naming), (key, bytes, cause) =>
-            (options.logger ?? rootLogger).warn(
+            logger.warn(
               { key, bytes, max_payload: nc.info?.max_payload, error: cause instanceof Error ? cause.message : String(cause) },
               "task document not written: the server refused it (over its max_payload); the read model lacks this state of the task until its next write"
             )
@@ -139,7 +140,7 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
     started.projections = running
     // Claim messages a server crash left below a consumer's ack floor (see eventlog/claims/reconcile.ts).
     yield* Effect.acquireRelease(
-      Effect.sync(() => new ClaimReconciler(nc, config.naming, { connected, log: (options.logger ?? rootLogger).child({ component: "claims" }) })),
+      Effect.sync(() => new ClaimReconciler(nc, config.naming, { connected, log: logger.child({ component: "claims" }) })),
       (reconciler) => Effect.promise(() => reconciler.stop())
     )
     // The dead-letter index's old delete markers (see projections/deadLetters.ts).
@@ -149,7 +150,7 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
           new DeadLetterUpkeep(nc, dlq, config.naming, {
             leading: () => started.projections?.leading === true,
             connected,
-            log: (options.logger ?? rootLogger).child({ component: "dead-letters" })
+            log: logger.child({ component: "dead-letters" })
           })
       ),
       (upkeep) => Effect.promise(() => upkeep.stop())
@@ -162,7 +163,7 @@ export const brokerProgram = (options: BrokerOptions = {}) =>
             leading: () => started.projections?.leading === true,
             removed: () => openTaskWriter.deletesSent,
             connected,
-            log: (options.logger ?? rootLogger).child({ component: "open-tasks" })
+            log: logger.child({ component: "open-tasks" })
           })
       ),
       (upkeep) => Effect.promise(() => upkeep.stop())
