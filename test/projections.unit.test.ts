@@ -96,13 +96,19 @@ describe("projections over the in-memory log and buckets", () => {
     expect(docs.stateOf(TENANT, dead)?.status).toBe("PENDING")
   })
 
-  it("a second fold over the same log (a restart) changes nothing and writes no task back to an older state", async () => {
+  /** A log of one task created, claimed and completed. */
+  const completedTaskLog = async () => {
     const log = new InMemoryEventLog(naming)
     const repo = new TaskRepository(log, new Telemetry())
     const id = randomUUID()
     await repo.apply(TENANT, id, create(id), { now: at(0) })
     await repo.apply(TENANT, id, claim(id, "w1"), { now: at(1) })
     await repo.apply(TENANT, id, complete(id, "w1"), { now: at(2) })
+    return { log, id }
+  }
+
+  it("a second fold over the same log (a restart) changes nothing and writes no task back to an older state", async () => {
+    const { log, id } = await completedTaskLog()
     const states = new InMemoryBucket()
     const first = new TaskDocs(states, log)
     await project(first, [], log.events())
@@ -150,12 +156,7 @@ describe("projections over the in-memory log and buckets", () => {
   })
 
   it("does not report documents durable while the barrier after their puts has not answered", async () => {
-    const log = new InMemoryEventLog(naming)
-    const repo = new TaskRepository(log, new Telemetry())
-    const task = randomUUID()
-    await repo.apply(TENANT, task, create(task), { now: at(0) })
-    await repo.apply(TENANT, task, claim(task, "w1"), { now: at(1) })
-    await repo.apply(TENANT, task, complete(task, "w1"), { now: at(2) })
+    const { log } = await completedTaskLog()
     const last = log.events().at(-1)?.seq ?? 0
     const bucket = new InMemoryBucket()
     let answer: () => void = () => undefined
