@@ -61,6 +61,31 @@ describe("the OTLP request encoder", () => {
     expect(Buffer.from(encodeTraceExportRequest([]))).toEqual(official([]))
   })
 
+  it("writes the exporter's bytes for repeated attributes (copied once encoded), keys with too many values to keep, and more pairs than are kept", () => {
+    const { provider, spans } = recorder()
+    const tracer = provider.getTracer("codeq.repository")
+    for (let i = 0; i < 6_000; i++) {
+      tracer
+        .startSpan("codeq.task.claim", {
+          attributes: {
+            "codeq.tenant_id": `tenant-${i % 3}`,
+            "codeq.task_id": `task-${i}`,
+            // Past 64 values a key is no longer kept: the first ones were, the later ones are not.
+            "codeq.priority": i % 100,
+            // Equal as map keys, not as attributes: 1, "1", true, 0 and -0.
+            same: [1, "1", true, 0, -0][i % 5] as number | string | boolean,
+            ratio: i % 2 === 0 ? 0.5 : Number.NaN,
+            long: "z".repeat(300),
+            [`key-${i % 5_000}`]: "x"
+          }
+        })
+        .end()
+    }
+    expect(Buffer.from(encodeTraceExportRequest(spans()))).toEqual(official(spans()))
+    // Encoded again, now from what was kept.
+    expect(Buffer.from(encodeTraceExportRequest(spans()))).toEqual(official(spans()))
+  })
+
   it("groups spans by resource, then by tracer, as the exporter does", () => {
     const one = recorder(resourceFromAttributes({ "service.name": "one" }))
     const two = recorder(resourceFromAttributes({ "service.name": "two" }))

@@ -33,7 +33,8 @@ const providerAt = (ratio: number, register: boolean) => {
   const resource = resourceFromAttributes({ "service.name": "test" })
   const sampler = new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) })
   const provider = new BasicTracerProvider({ resource, sampler, spanProcessors: [processor] })
-  if (register) registerSpanSink(provider, { sampler, resource, processor })
+  // As setupTracing registers it: children follow their parent without asking the sampler.
+  if (register) registerSpanSink(provider, { sampler, resource, processor, followsParent: true })
   return { provider, exported: (): Array<ReadableSpan> => exporter.getFinishedSpans() }
 }
 
@@ -163,6 +164,27 @@ describe("a transition span on codeq's provider", () => {
     const { ours, sdk, exported } = both(1, remoteParent(TraceFlags.NONE))
     expect(exported).toEqual([])
     expect([ours.isRecording(), ours.spanContext().traceId, ours.spanContext().traceFlags]).toEqual([sdk.isRecording(), sdk.spanContext().traceId, sdk.spanContext().traceFlags])
+  })
+
+  it("under a local parent, sampled or not, and under one with invalid ids (a root): as the SDK's sampler decides", () => {
+    const local = (flags: number, spanId = "00f067aa0ba902b7"): Context => trace.setSpanContext(ROOT_CONTEXT, { traceId: TRACE_ID, spanId, traceFlags: flags, traceState: new TraceState("l=2") })
+    const sampled = both(1, local(TraceFlags.SAMPLED))
+    expect(sampled.exported).toHaveLength(2)
+    const [recorded, made] = sampled.exported as [ReadableSpan, ReadableSpan]
+    expect(shape(recorded)).toEqual(shape(made))
+    expect(recorded.spanContext().traceState?.serialize()).toBe("l=2")
+
+    const unsampled = both(1, local(TraceFlags.NONE))
+    expect(unsampled.exported).toEqual([])
+    expect([unsampled.ours.isRecording(), unsampled.ours.spanContext().traceId, unsampled.ours.spanContext().traceState?.serialize()]).toEqual([false, TRACE_ID, "l=2"])
+
+    // An all-zero span id makes the parent invalid: the root sampler decides (ratio 0: not recorded, a new trace).
+    const invalid = both(0, local(TraceFlags.SAMPLED, "0000000000000000"))
+    expect(invalid.exported).toEqual([])
+    for (const span of [invalid.ours, invalid.sdk]) {
+      expect(span.isRecording()).toBe(false)
+      expect(span.spanContext().traceId).not.toBe(TRACE_ID)
+    }
   })
 
   it("in a context where tracing is suppressed: left to the SDK, which records nothing", () => {

@@ -73,11 +73,64 @@ const keyValue = (w: Writer, key: string, value: AttributeValue | undefined): vo
   w.close(at)
 }
 
+/**
+ * Encoded `KeyValue`s by key and then by value, for the attributes whose values repeat from span
+ * to span (a command, a tenant, a worker, a status: all of codeq's but the task id), copied whole
+ * instead of encoded. A key is no longer cached once it has had `VALUES_PER_KEY` values (a task
+ * id), and the whole cache starts again past `PAIRS_LIMIT` encodings.
+ */
+const pairs = new Map<string, Map<AttributeValue, Buffer> | null>()
+let pairCount = 0
+const VALUES_PER_KEY = 64
+const PAIRS_LIMIT = 4_096
+const scratch = new Writer(256)
+
+/** The cached `KeyValue` of a scalar attribute, made on its first use; undefined when not cached. */
+const cachedPair = (key: string, value: AttributeValue | undefined): Buffer | undefined => {
+  const type = typeof value
+  if (type !== "string" && type !== "number" && type !== "boolean") return undefined
+  let values = pairs.get(key)
+  if (values === null) return undefined
+  const scalar = value as string | number | boolean
+  const found = values?.get(scalar)
+  if (found !== undefined) return found
+  if (values === undefined) {
+    if (pairs.size >= PAIRS_LIMIT) {
+      pairs.clear()
+      pairCount = 0
+    }
+    pairs.set(key, (values = new Map()))
+  } else if (values.size >= VALUES_PER_KEY) {
+    // As many values as tasks: caching would only fill the cache.
+    pairCount -= values.size
+    pairs.set(key, null)
+    return undefined
+  }
+  if (typeof scalar === "string" && scalar.length > 256) return undefined
+  if (pairCount >= PAIRS_LIMIT) {
+    pairs.clear()
+    pairCount = 0
+    pairs.set(key, (values = new Map()))
+  }
+  scratch.reset()
+  keyValue(scratch, key, scalar)
+  const encoded = Buffer.from(scratch.buf.subarray(0, scratch.pos))
+  values.set(scalar, encoded)
+  pairCount++
+  return encoded
+}
+
 const attributes = (w: Writer, field: number, attrs: Attributes): void => {
   for (const key of Object.keys(attrs)) {
+    const value = attrs[key]
     w.tag(field, LEN)
+    const cached = cachedPair(key, value)
+    if (cached !== undefined) {
+      w.bytes(cached)
+      continue
+    }
     const at = w.open()
-    keyValue(w, key, attrs[key])
+    keyValue(w, key, value)
     w.close(at)
   }
 }
