@@ -16,6 +16,7 @@ import {
 import { describe, expect, it } from "vitest"
 import { Telemetry } from "../src/tracing/spans.js"
 import { RecordedSpan, registerSpanSink } from "../src/tracing/transitionSpan.js"
+import { eventDestination } from "../src/tracing/transitions.js"
 
 const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 const remoteParent = (flags: number): Context =>
@@ -194,6 +195,40 @@ describe("a transition span on codeq's provider", () => {
     expect(exported).toEqual([])
   })
 
+  it("takes links and events as the SDK's span does, each span its own, and reads its duration as the SDK's does, before and after its end", () => {
+    const link = { context: { traceId: TRACE_ID, spanId: "00f067aa0ba902b7", traceFlags: TraceFlags.SAMPLED }, attributes: { why: "follows" } }
+    const { ours, sdk, exported } = both(1, remoteParent(TraceFlags.SAMPLED), (span) => {
+      expect((span as unknown as ReadableSpan).duration).toEqual([-1, -1])
+      span.addLink(link)
+      span.addEvent("retry", { n: 1 }, END)
+      span.end(END)
+    })
+    const [recorded, made] = exported as [ReadableSpan, ReadableSpan]
+    expect(shape(recorded)).toEqual(shape(made))
+    expect(recorded.links).toHaveLength(1)
+    // A span without links or events of its own shares none with one that has them.
+    const plain = both(1, remoteParent(TraceFlags.SAMPLED)).exported[0] as ReadableSpan
+    expect([plain.links, plain.events]).toEqual([[], []])
+    expect([ours, sdk].map((span) => (span as unknown as ReadableSpan).duration)).toEqual([made.duration, made.duration])
+    // An end given before the start ends at the start, as the SDK's does.
+    const early = both(1, remoteParent(TraceFlags.SAMPLED), (span) => span.end([1, 0])).exported as [ReadableSpan, ReadableSpan]
+    expect(shape(early[0])).toEqual(shape(early[1]))
+    expect(early[0].duration).toEqual([0, 0])
+  })
+
+  it("keeps attributes built for it by a function as they are, and copies those given as an object", () => {
+    const { provider, exported } = providerAt(1, true)
+    const telemetry = new Telemetry(provider)
+    const built: Attributes = { "codeq.task_id": "task-1" }
+    telemetry.startTransition("codeq.repository", "codeq.task.claim", remoteParent(TraceFlags.SAMPLED), () => built).span.end(END)
+    const given: Attributes = { "codeq.task_id": "task-2" }
+    telemetry.startTransition("codeq.repository", "codeq.task.claim", remoteParent(TraceFlags.SAMPLED), given).span.end(END)
+    given["codeq.task_id"] = "changed by the caller"
+    const [first, second] = exported() as [ReadableSpan, ReadableSpan]
+    expect(first.attributes).toBe(built)
+    expect(second.attributes).toEqual({ "codeq.task_id": "task-2" })
+  })
+
   it("records nothing after its end, and ends once", () => {
     const { provider, exported } = providerAt(1, true)
     const span = new Telemetry(provider).startTransition("codeq.results", "codeq.submit_result", remoteParent(TraceFlags.SAMPLED), ATTRIBUTES).span
@@ -239,5 +274,12 @@ describe("a transition span on a provider that is not codeq's", () => {
     const spans = exported() as ReadonlyArray<ReadableSpan>
     expect(spans).toHaveLength(50)
     expect(spans.filter((span) => span.duration[0] === 0 && span.duration[1] === 0)).toEqual([])
+  })
+})
+
+describe("a transition span's destination", () => {
+  it("is the tenant's subject filter of the event's subject, whichever subject came before", () => {
+    const subjects = ["r.evt.aa.t1", "r.evt.aa.t2", "r.evt.bb.t3", "r.evt.aa.t4", "other.evt.aa.t5", "r.evt.tenant-long.t6", "r.evt.aa.t7"]
+    expect(subjects.map(eventDestination)).toEqual(["r.evt.aa.*", "r.evt.aa.*", "r.evt.bb.*", "r.evt.aa.*", "other.evt.aa.*", "r.evt.tenant-long.*", "r.evt.aa.*"])
   })
 })

@@ -89,7 +89,8 @@ export class Telemetry {
 
   /**
    * Opens a span for one transition, parented on `parent`, and the trace its event will carry.
-   * `attributes` may be a function: it is only called when the span is recorded.
+   * `attributes` may be a function: it is only called when the span is recorded, and what it
+   * returns is taken as made for this span (kept, not copied).
    */
   startTransition(tracerName: string, spanName: string, parent: Context, attributes: Attributes | (() => Attributes), baggage?: string): TransitionSpan {
     const start = spanStartNow()
@@ -102,7 +103,8 @@ export class Telemetry {
    * Opens a span parented on `parent` (a transition's, or one no event carries), recorded by
    * codeq when the provider is codeq's own, else by the provider's tracer. Without `startTime` the
    * span keeps its own clock, so that ending it without a time cannot put its end before its start
-   * (the SDK ends a span whose start was given at whole milliseconds).
+   * (the SDK ends a span whose start was given at whole milliseconds). Attributes from a function
+   * are taken as made for this span, as in `startTransition`.
    */
   startSpan(tracerName: string, spanName: string, parent: Context, attributes: Attributes | (() => Attributes), startTime?: HrTime): Span {
     // Nothing is recorded with the id-only provider: the attributes are not even built.
@@ -110,7 +112,7 @@ export class Telemetry {
     const built = typeof attributes === "function" ? attributes() : attributes
     // codeq's own provider: the span is recorded without the SDK's Tracer (transitionSpan.ts).
     const sink = spanSinkOf(this.provider)
-    if (sink !== undefined && !isTracingSuppressed(parent)) return startRecordedSpan(sink, tracerName, spanName, parent, built, startTime ?? hrWallClock(), randomHex)
+    if (sink !== undefined && !isTracingSuppressed(parent)) return startRecordedSpan(sink, tracerName, spanName, parent, built, startTime ?? hrWallClock(), randomHex, built !== attributes)
     return this.tracer(tracerName).startSpan(spanName, startTime === undefined ? { attributes: built } : { attributes: built, startTime }, parent)
   }
 }

@@ -31,34 +31,57 @@ const byEvent: { readonly [K in TaskEvent["type"]]: readonly [tracer: string, na
   TaskRejected: [TRACERS.scheduler, SPANS.create]
 }
 
-const eventAttributes = (e: TaskEvent): Attributes => {
+/** Writes the attributes particular to the event's type into `out`. */
+const addEventAttributes = (out: Attributes, e: TaskEvent): void => {
   switch (e.type) {
     case "TaskCreated":
-      return { [ATTR.command]: e.command, [ATTR.priority]: e.priority, [ATTR.hasWebhook]: e.webhook !== undefined, [ATTR.hasIdempotencyKey]: e.idempotencyKeyHash !== undefined }
+      out[ATTR.command] = e.command
+      out[ATTR.priority] = e.priority
+      out[ATTR.hasWebhook] = e.webhook !== undefined
+      out[ATTR.hasIdempotencyKey] = e.idempotencyKeyHash !== undefined
+      return
     case "TaskClaimed":
-      return { [ATTR.workerId]: e.workerId, [ATTR.attempt]: e.attempt, [ATTR.leaseSeconds]: Math.round((Date.parse(e.leaseUntil) - Date.parse(e.at)) / 1000) }
+      out[ATTR.workerId] = e.workerId
+      out[ATTR.attempt] = e.attempt
+      out[ATTR.leaseSeconds] = Math.round((Date.parse(e.leaseUntil) - Date.parse(e.at)) / 1000)
+      return
     case "TaskHeartbeat":
-      return { [ATTR.workerId]: e.workerId, [ATTR.extendSeconds]: Math.round((Date.parse(e.leaseUntil) - Date.parse(e.at)) / 1000) }
+      out[ATTR.workerId] = e.workerId
+      out[ATTR.extendSeconds] = Math.round((Date.parse(e.leaseUntil) - Date.parse(e.at)) / 1000)
+      return
     case "TaskNacked":
-      return { [ATTR.workerId]: e.workerId, [ATTR.delaySeconds]: e.delaySeconds, [ATTR.reason]: e.reason }
+      out[ATTR.workerId] = e.workerId
+      out[ATTR.delaySeconds] = e.delaySeconds
+      out[ATTR.reason] = e.reason
+      return
     case "TaskCompleted":
-      return { [ATTR.workerId]: e.workerId, [ATTR.status]: "COMPLETED" }
+      out[ATTR.workerId] = e.workerId
+      out[ATTR.status] = "COMPLETED"
+      return
     case "TaskFailed":
-      return { [ATTR.workerId]: e.workerId, [ATTR.status]: "FAILED" }
+      out[ATTR.workerId] = e.workerId
+      out[ATTR.status] = "FAILED"
+      return
     case "TaskAbandoned":
-      return { [ATTR.workerId]: e.workerId }
+      out[ATTR.workerId] = e.workerId
+      return
     case "TaskLeaseExpired":
-      return { [ATTR.workerId]: e.workerId, [ATTR.attempt]: e.attempt }
+      out[ATTR.workerId] = e.workerId
+      out[ATTR.attempt] = e.attempt
+      return
     case "TaskDeadLettered":
     case "TaskRequeued":
     case "TaskCancelled":
     case "TaskPurged":
-      return { [ATTR.reason]: e.reason }
+      out[ATTR.reason] = e.reason
+      return
     case "WebhookDelivered":
     case "WebhookFailed":
-      return { [ATTR.webhookAttempt]: e.attempt }
+      out[ATTR.webhookAttempt] = e.attempt
+      return
     case "TaskRejected":
-      return { [ATTR.reason]: e.rule }
+      out[ATTR.reason] = e.rule
+      return
   }
 }
 
@@ -66,7 +89,16 @@ const eventAttributes = (e: TaskEvent): Attributes => {
  * The low-cardinality destination of an event subject `<root>.evt.<tenant>.<taskId>`: the
  * tenant's subject filter `<root>.evt.<tenant>.*` (the task id goes to `codeq.task_id`).
  */
-export const eventDestination = (subject: string): string => `${subject.slice(0, subject.lastIndexOf(".") + 1)}*`
+export const eventDestination = (subject: string): string => {
+  const prefix = subject.lastIndexOf(".") + 1
+  // Every event of a tenant has the same one: the last is given again, not made again per span.
+  if (prefix === lastPrefixLength && subject.startsWith(lastDestination.slice(0, -1))) return lastDestination
+  lastPrefixLength = prefix
+  lastDestination = `${subject.slice(0, prefix)}*`
+  return lastDestination
+}
+let lastPrefixLength = -1
+let lastDestination = ""
 
 /** `messaging.destination.template` of every event subject. */
 export const EVENT_DESTINATION_TEMPLATE = "{root}.evt.{tenant}.{task_id}"
@@ -82,7 +114,7 @@ export const spanSpecFor = (event: TaskEvent, state: TaskState | null, subject: 
       out[ATTR.priority] = state.priority
       out[ATTR.attempt] = state.attempts
     }
-    Object.assign(out, eventAttributes(event))
+    addEventAttributes(out, event)
     out[ATTR.event] = event.type
     out[ATTR.messagingSystem] = "nats"
     out[ATTR.messagingDestination] = eventDestination(subject)
