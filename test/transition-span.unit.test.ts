@@ -229,6 +229,29 @@ describe("a transition span on codeq's provider", () => {
     expect(second.attributes).toEqual({ "codeq.task_id": "task-2" })
   })
 
+  it("builds attributes from a function once, when first needed: not at its start under a parent, never when not recorded, at once for a root (its sampler reads them)", () => {
+    const { provider, exported } = providerAt(1, true)
+    const telemetry = new Telemetry(provider)
+    let calls = 0
+    const attributes = () => {
+      calls++
+      return { "codeq.task_id": "task-1" }
+    }
+    const span = telemetry.startTransition("codeq.repository", "codeq.task.claim", remoteParent(TraceFlags.SAMPLED), attributes).span
+    expect(calls).toBe(0)
+    span.end(END)
+    const [recorded] = exported() as [ReadableSpan]
+    expect(recorded.attributes).toEqual({ "codeq.task_id": "task-1" })
+    expect(recorded.attributes).toBe(recorded.attributes)
+    expect(calls).toBe(1)
+
+    telemetry.startTransition("codeq.repository", "codeq.task.claim", remoteParent(TraceFlags.NONE), attributes).span.end(END)
+    expect(calls).toBe(1)
+
+    telemetry.startTransition("codeq.scheduler", "codeq.task.create", ROOT_CONTEXT, attributes)
+    expect(calls).toBe(2)
+  })
+
   it("records nothing after its end, and ends once", () => {
     const { provider, exported } = providerAt(1, true)
     const span = new Telemetry(provider).startTransition("codeq.results", "codeq.submit_result", remoteParent(TraceFlags.SAMPLED), ATTRIBUTES).span

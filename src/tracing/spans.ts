@@ -89,8 +89,10 @@ export class Telemetry {
 
   /**
    * Opens a span for one transition, parented on `parent`, and the trace its event will carry.
-   * `attributes` may be a function: it is only called when the span is recorded, and what it
-   * returns is taken as made for this span (kept, not copied).
+   * `attributes` may be a function: it is only called when the span is recorded — on codeq's own
+   * provider when the span first needs them, at the latest as it is exported — and what it returns
+   * is taken as made for this span (kept, not copied), so it must build them from values that do
+   * not change.
    */
   startTransition(tracerName: string, spanName: string, parent: Context, attributes: Attributes | (() => Attributes), baggage?: string): TransitionSpan {
     const start = spanStartNow()
@@ -109,10 +111,11 @@ export class Telemetry {
   startSpan(tracerName: string, spanName: string, parent: Context, attributes: Attributes | (() => Attributes), startTime?: HrTime): Span {
     // Nothing is recorded with the id-only provider: the attributes are not even built.
     if (this.provider === ID_ONLY_PROVIDER) return idOnlySpan(parent)
-    const built = typeof attributes === "function" ? attributes() : attributes
-    // codeq's own provider: the span is recorded without the SDK's Tracer (transitionSpan.ts).
+    // codeq's own provider: the span is recorded without the SDK's Tracer (transitionSpan.ts),
+    // and attributes from a function are built when the span needs them.
     const sink = spanSinkOf(this.provider)
-    if (sink !== undefined && !isTracingSuppressed(parent)) return startRecordedSpan(sink, tracerName, spanName, parent, built, startTime ?? hrWallClock(), randomHex, built !== attributes)
+    if (sink !== undefined && !isTracingSuppressed(parent)) return startRecordedSpan(sink, tracerName, spanName, parent, attributes, startTime ?? hrWallClock(), randomHex)
+    const built = typeof attributes === "function" ? attributes() : attributes
     return this.tracer(tracerName).startSpan(spanName, startTime === undefined ? { attributes: built } : { attributes: built, startTime }, parent)
   }
 }

@@ -97,10 +97,10 @@ const NO_EVENTS: TimedEvent[] = Object.freeze([]) as unknown as TimedEvent[]
 const UNSET: SpanStatus = Object.freeze({ code: SpanStatusCode.UNSET })
 const NOT_ENDED: HrTime = Object.freeze([0, 0]) as unknown as HrTime
 const NO_DURATION: HrTime = Object.freeze([-1, -1]) as unknown as HrTime
+const NO_ATTRIBUTES: Attributes = Object.freeze({})
 
 export class RecordedSpan implements Span, ReadableSpan {
   readonly kind = SpanKind.INTERNAL
-  attributes: Attributes
   links: Link[] = NO_LINKS
   events: TimedEvent[] = NO_EVENTS
   status: SpanStatus = UNSET
@@ -110,30 +110,50 @@ export class RecordedSpan implements Span, ReadableSpan {
   droppedEventsCount = 0
   droppedLinksCount = 0
   private count = 0
+  private kept: Attributes = NO_ATTRIBUTES
+  /** What builds the attributes, until they are first needed. */
+  private later: (() => Attributes) | undefined
 
   /**
-   * `owned`: `attributes` was made for this span alone (Telemetry built it), so it is kept as it
-   * is, not copied, when the span keeps every attribute in it.
+   * `attributes` given as a function are built when first needed — at the latest as the ended
+   * span is exported — and kept as built (they are the span's own); given as an object, they are
+   * copied. WHY later: a transition's span lives as long as its append waits for the server, and
+   * under load that outlived young-generation collections, so its attributes were copied and
+   * promoted with it; built at the end they die young.
    */
   constructor(
     public name: string,
     private readonly context: SpanContext,
     readonly parentSpanContext: SpanContext | undefined,
     readonly startTime: HrTime,
-    attributes: Attributes,
+    attributes: Attributes | (() => Attributes),
     readonly resource: Resource,
     readonly instrumentationScope: InstrumentationScope,
-    private readonly processor: SpanProcessor,
-    owned = false
+    private readonly processor: SpanProcessor
   ) {
+    if (typeof attributes === "function") this.later = attributes
+    else this.take(attributes, false)
+  }
+
+  get attributes(): Attributes {
+    const later = this.later
+    if (later !== undefined) {
+      this.later = undefined
+      this.take(later(), true)
+    }
+    return this.kept
+  }
+
+  /** Takes `attributes` on a span without any: whole when the span keeps every one (as is when `owned`), else one by one. */
+  private take(attributes: Attributes, owned: boolean): void {
     const keys = Object.keys(attributes)
     if (keys.length <= LIMIT && keys.every((key) => keeps(key, attributes[key]))) {
-      this.attributes = owned ? attributes : { ...attributes }
+      this.kept = owned ? attributes : { ...attributes }
       this.count = keys.length
-    } else {
-      this.attributes = {}
-      for (const key of keys) this.setAttribute(key, attributes[key])
+      return
     }
+    this.kept = {}
+    for (const key of keys) this.setAttribute(key, attributes[key])
   }
 
   /** As the SDK's: [-1, -1] until the span ends. Computed when read: nothing codeq exports reads it. */
@@ -147,14 +167,16 @@ export class RecordedSpan implements Span, ReadableSpan {
 
   setAttribute(key: string, value: AttributeValue | undefined): this {
     if (this.ended || !keeps(key, value)) return this
-    if (this.attributes[key] === undefined) {
+    const attributes = this.attributes
+    if (attributes === NO_ATTRIBUTES) this.kept = {}
+    if (this.kept[key] === undefined) {
       if (this.count >= LIMIT) {
         this.droppedAttributesCount++
         return this
       }
       this.count++
     }
-    this.attributes[key] = value
+    this.kept[key] = value
     return this
   }
 
@@ -165,13 +187,10 @@ export class RecordedSpan implements Span, ReadableSpan {
    * Otherwise one by one through setAttribute.
    */
   setAttributes(attributes: Attributes): this {
-    const keys = Object.keys(attributes)
-    if (this.count === 0 && !this.ended && keys.length <= LIMIT && keys.every((key) => keeps(key, attributes[key]))) {
-      this.attributes = { ...attributes }
-      this.count = keys.length
-      return this
-    }
-    for (const key of keys) this.setAttribute(key, attributes[key])
+    if (this.ended) return this
+    // Built first, if they are still to be: these are set on top of them.
+    if (this.attributes === NO_ATTRIBUTES || this.count === 0) this.take(attributes, false)
+    else for (const key of Object.keys(attributes)) this.setAttribute(key, attributes[key])
     return this
   }
 
@@ -256,21 +275,22 @@ export const startRecordedSpan = (
   tracerName: string,
   name: string,
   parent: Context,
-  attributes: Attributes,
+  attributes: Attributes | (() => Attributes),
   startTime: HrTime,
-  newId: (hexDigits: number) => string,
-  ownedAttributes = false
+  newId: (hexDigits: number) => string
 ): Span => {
   const parentCtx = trace.getSpanContext(parent)
   const valid = parentCtx !== undefined && trace.isSpanContextValid(parentCtx)
   const traceId = valid ? parentCtx.traceId : newId(32)
   const spanId = newId(16)
-  const result: SamplingResult =
-    valid && sink.followsParent === true
-      ? (parentCtx.traceFlags & TraceFlags.SAMPLED) !== 0
-        ? FOLLOW_SAMPLED
-        : FOLLOW_NOT_SAMPLED
-      : sink.sampler.shouldSample(parent, traceId, name, SpanKind.INTERNAL, attributes, [])
+  let given = attributes
+  let result: SamplingResult
+  if (valid && sink.followsParent === true) result = (parentCtx.traceFlags & TraceFlags.SAMPLED) !== 0 ? FOLLOW_SAMPLED : FOLLOW_NOT_SAMPLED
+  else {
+    // The sampler is given the attributes: they are built now.
+    if (typeof given === "function") given = given()
+    result = sink.sampler.shouldSample(parent, traceId, name, SpanKind.INTERNAL, given, [])
+  }
   const traceState = result.traceState ?? (valid ? parentCtx.traceState : undefined)
   const context: SpanContext = {
     traceId,
@@ -279,8 +299,10 @@ export const startRecordedSpan = (
     ...(traceState !== undefined ? { traceState } : {})
   }
   if (result.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(context)
-  const all = result.attributes === undefined ? attributes : { ...attributes, ...result.attributes }
-  const span = new RecordedSpan(name, context, valid ? parentCtx : undefined, startTime, all, sink.resource, sink.scope(tracerName), sink.processor, ownedAttributes || all !== attributes)
+  // The sampler's own attributes join the span's (only a sampler that was asked has any).
+  const extra = result.attributes
+  const all = extra === undefined ? given : typeof given === "function" ? given : () => ({ ...given, ...extra })
+  const span = new RecordedSpan(name, context, valid ? parentCtx : undefined, startTime, all, sink.resource, sink.scope(tracerName), sink.processor)
   sink.processor.onStart(span, parent)
   return span
 }
