@@ -9,9 +9,11 @@ import {
   BasicTracerProvider,
   InMemorySpanExporter,
   ParentBasedSampler,
+  SamplingDecision,
   SimpleSpanProcessor,
   TraceIdRatioBasedSampler,
-  type ReadableSpan
+  type ReadableSpan,
+  type Sampler
 } from "@opentelemetry/sdk-trace-base"
 import { describe, expect, it } from "vitest"
 import { Telemetry } from "../src/tracing/spans.js"
@@ -35,7 +37,7 @@ const providerAt = (ratio: number, register: boolean) => {
   const sampler = new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) })
   const provider = new BasicTracerProvider({ resource, sampler, spanProcessors: [processor] })
   // As setupTracing registers it: children follow their parent without asking the sampler.
-  if (register) registerSpanSink(provider, { sampler, resource, processor, followsParent: true })
+  if (register) registerSpanSink(provider, { sampler, resource, processor, followsParent: true, samplerIgnoresAttributes: true })
   return { provider, exported: (): Array<ReadableSpan> => exporter.getFinishedSpans() }
 }
 
@@ -229,7 +231,7 @@ describe("a transition span on codeq's provider", () => {
     expect(second.attributes).toEqual({ "codeq.task_id": "task-2" })
   })
 
-  it("builds attributes from a function once, when first needed: not at its start under a parent, never when not recorded, at once for a root (its sampler reads them)", () => {
+  it("builds attributes from a function once, when first needed: not at its start, never when not recorded, at once for a sampler that reads them", () => {
     const { provider, exported } = providerAt(1, true)
     const telemetry = new Telemetry(provider)
     let calls = 0
@@ -248,8 +250,26 @@ describe("a transition span on codeq's provider", () => {
     telemetry.startTransition("codeq.repository", "codeq.task.claim", remoteParent(TraceFlags.NONE), attributes).span.end(END)
     expect(calls).toBe(1)
 
+    // A root is decided by its trace id alone (setupTracing's sampler).
     telemetry.startTransition("codeq.scheduler", "codeq.task.create", ROOT_CONTEXT, attributes)
+    expect(calls).toBe(1)
+
+    // A sampler that reads the attributes gets them at the start; what it adds joins them.
+    const seen: Array<Attributes> = []
+    const reading: Sampler = {
+      shouldSample: (_context, _traceId, _name, _kind, given) => {
+        seen.push(given)
+        return { decision: SamplingDecision.RECORD_AND_SAMPLED, attributes: { "sampler.rule": "all" } }
+      }
+    }
+    const exporter = new InMemorySpanExporter()
+    const processor = new SimpleSpanProcessor(exporter)
+    const custom = new BasicTracerProvider({ sampler: reading, spanProcessors: [processor] })
+    registerSpanSink(custom, { sampler: reading, resource: resourceFromAttributes({}), processor })
+    new Telemetry(custom).startTransition("codeq.scheduler", "codeq.task.create", remoteParent(TraceFlags.SAMPLED), attributes).span.end(END)
     expect(calls).toBe(2)
+    expect(seen).toEqual([{ "codeq.task_id": "task-1" }])
+    expect(exporter.getFinishedSpans()[0]?.attributes).toEqual({ "codeq.task_id": "task-1", "sampler.rule": "all" })
   })
 
   it("records nothing after its end, and ends once", () => {

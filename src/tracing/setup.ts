@@ -155,7 +155,7 @@ export const setupTracing = (input: TracingConfigInput = {}, options: SetupTraci
   }
   const sampler = new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) })
   const provider = new BasicTracerProvider({ resource, sampler, spanProcessors: [batcher] })
-  registerSpanSink(provider, { sampler, resource, processor: batcher, followsParent: true })
+  registerSpanSink(provider, { sampler, resource, processor: batcher, followsParent: true, samplerIgnoresAttributes: true })
   trace.disable()
   trace.setGlobalTracerProvider(provider)
   safeLog(

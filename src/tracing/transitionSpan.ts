@@ -46,6 +46,11 @@ export interface SpanSinkParts {
    * would check the parent's ids again (three of every task's four spans are children).
    */
   readonly followsParent?: boolean
+  /**
+   * The sampler decides without reading the span's attributes (setupTracing's: a root by its trace
+   * id alone), so attributes still to be built are not built for it.
+   */
+  readonly samplerIgnoresAttributes?: boolean
 }
 
 export interface SpanSink extends SpanSinkParts {
@@ -152,8 +157,9 @@ export class RecordedSpan implements Span, ReadableSpan {
       this.count = keys.length
       return
     }
+    // Also when built after the span ended: they are the ones it was started with.
     this.kept = {}
-    for (const key of keys) this.setAttribute(key, attributes[key])
+    for (const key of keys) this.put(key, attributes[key])
   }
 
   /** As the SDK's: [-1, -1] until the span ends. Computed when read: nothing codeq exports reads it. */
@@ -166,18 +172,24 @@ export class RecordedSpan implements Span, ReadableSpan {
   }
 
   setAttribute(key: string, value: AttributeValue | undefined): this {
-    if (this.ended || !keeps(key, value)) return this
-    const attributes = this.attributes
-    if (attributes === NO_ATTRIBUTES) this.kept = {}
+    if (this.ended) return this
+    // Built first, if they are still to be: this one is set on top of them.
+    if (this.attributes === NO_ATTRIBUTES) this.kept = {}
+    this.put(key, value)
+    return this
+  }
+
+  /** One attribute as the SDK's span takes it: a value, under a name, within the limit (the rest counted). */
+  private put(key: string, value: AttributeValue | undefined): void {
+    if (!keeps(key, value)) return
     if (this.kept[key] === undefined) {
       if (this.count >= LIMIT) {
         this.droppedAttributesCount++
-        return this
+        return
       }
       this.count++
     }
     this.kept[key] = value
-    return this
   }
 
   /**
@@ -287,9 +299,9 @@ export const startRecordedSpan = (
   let result: SamplingResult
   if (valid && sink.followsParent === true) result = (parentCtx.traceFlags & TraceFlags.SAMPLED) !== 0 ? FOLLOW_SAMPLED : FOLLOW_NOT_SAMPLED
   else {
-    // The sampler is given the attributes: they are built now.
-    if (typeof given === "function") given = given()
-    result = sink.sampler.shouldSample(parent, traceId, name, SpanKind.INTERNAL, given, [])
+    // A sampler that reads the attributes is given them: they are built now.
+    if (typeof given === "function" && sink.samplerIgnoresAttributes !== true) given = given()
+    result = sink.sampler.shouldSample(parent, traceId, name, SpanKind.INTERNAL, typeof given === "function" ? NO_ATTRIBUTES : given, [])
   }
   const traceState = result.traceState ?? (valid ? parentCtx.traceState : undefined)
   const context: SpanContext = {
@@ -301,7 +313,8 @@ export const startRecordedSpan = (
   if (result.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(context)
   // The sampler's own attributes join the span's (only a sampler that was asked has any).
   const extra = result.attributes
-  const all = extra === undefined ? given : typeof given === "function" ? given : () => ({ ...given, ...extra })
+  const own = given
+  const all = extra === undefined ? own : () => ({ ...(typeof own === "function" ? own() : own), ...extra })
   const span = new RecordedSpan(name, context, valid ? parentCtx : undefined, startTime, all, sink.resource, sink.scope(tracerName), sink.processor)
   sink.processor.onStart(span, parent)
   return span
