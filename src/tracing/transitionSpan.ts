@@ -92,10 +92,10 @@ const hrTimeOf = (time: TimeInput | undefined): HrTime => (time === undefined ? 
 /**
  * What a span has until it is given more: shared, never changed (a span replaces them before it
  * adds a link or an event, or ends). A transition's span lives as long as its append waits for
- * the server, under load long enough to outlive a young-generation collection and be copied and
- * promoted; its own objects were ~1.4 KB of what a worker promoted per task with tracing on, the
- * largest share (a sampling heap profile of what survived minor collections, the bench's
- * `tracing` variant).
+ * the server, under load long enough to outlive a young-generation collection: the span, its
+ * times and attributes were ~1.4 KB a task of what a worker's objects that outlived one took,
+ * with tracing on (a sampling heap profile, the bench's `tracing` variant). Fewer objects per
+ * span are fewer to copy.
  */
 const NO_LINKS: Link[] = Object.freeze([]) as unknown as Link[]
 const NO_EVENTS: TimedEvent[] = Object.freeze([]) as unknown as TimedEvent[]
@@ -122,9 +122,9 @@ export class RecordedSpan implements Span, ReadableSpan {
   /**
    * `attributes` given as a function are built when first needed — at the latest as the ended
    * span is exported — and kept as built (they are the span's own); given as an object, they are
-   * copied. WHY later: a transition's span lives as long as its append waits for the server, and
-   * under load that outlived young-generation collections, so its attributes were copied and
-   * promoted with it; built at the end they die young.
+   * copied. WHY later: a transition's span lives as long as its append waits for the server, under
+   * load longer than a young-generation collection; attributes built at its end are not copied
+   * with it.
    */
   constructor(
     public name: string,
