@@ -322,7 +322,7 @@ describe("a transition span on a provider that is not codeq's", () => {
 
 describe("a transition span's destination", () => {
   it("is the tenant's subject filter of the event's subject, whichever subject came before", () => {
-    const subjects = ["r.evt.aa.t1", "r.evt.aa.t2", "r.evt.bb.t3", "r.evt.aa.t4", "other.evt.aa.t5", "r.evt.tenant-long.t6", "r.evt.aa.t7"]
-    expect(subjects.map(eventDestination)).toEqual(["r.evt.aa.*", "r.evt.aa.*", "r.evt.bb.*", "r.evt.aa.*", "other.evt.aa.*", "r.evt.tenant-long.*", "r.evt.aa.*"])
+    const subjects = ["r.evt.aa.t1", "r.evt.aa.t2", "r.evt.bb.t3", "r.evt.aa.t4", "other.evt.aa.t5", "r.evt.tenant-long.t6", "r.evt.aa.t7", "plain", "plain"]
+    expect(subjects.map(eventDestination)).toEqual(["r.evt.aa.*", "r.evt.aa.*", "r.evt.bb.*", "r.evt.aa.*", "other.evt.aa.*", "r.evt.tenant-long.*", "r.evt.aa.*", "*", "*"])
   })
 })

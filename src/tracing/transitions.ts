@@ -90,14 +90,15 @@ const addEventAttributes = (out: Attributes, e: TaskEvent): void => {
  * tenant's subject filter `<root>.evt.<tenant>.*` (the task id goes to `codeq.task_id`).
  */
 export const eventDestination = (subject: string): string => {
-  const prefix = subject.lastIndexOf(".") + 1
+  const length = subject.lastIndexOf(".") + 1
   // Every event of a tenant has the same one: the last is given again, not made again per span.
-  if (prefix === lastPrefixLength && subject.startsWith(lastDestination.slice(0, -1))) return lastDestination
-  lastPrefixLength = prefix
-  lastDestination = `${subject.slice(0, prefix)}*`
+  if (length !== lastPrefix.length || !subject.startsWith(lastPrefix)) {
+    lastPrefix = subject.slice(0, length)
+    lastDestination = `${lastPrefix}*`
+  }
   return lastDestination
 }
-let lastPrefixLength = -1
+let lastPrefix = "\u0000"
 let lastDestination = ""
 
 /** `messaging.destination.template` of every event subject. */
