@@ -141,6 +141,11 @@ export class RecordedSpan implements Span, ReadableSpan {
   }
 
   get attributes(): Attributes {
+    return this.built()
+  }
+
+  /** The attributes, built now if they were given as a function and not built yet. */
+  private built(): Attributes {
     const later = this.later
     if (later !== undefined) {
       this.later = undefined
@@ -174,7 +179,7 @@ export class RecordedSpan implements Span, ReadableSpan {
   setAttribute(key: string, value: AttributeValue | undefined): this {
     if (this.ended) return this
     // Built first, if they are still to be: this one is set on top of them.
-    if (this.attributes === NO_ATTRIBUTES) this.kept = {}
+    this.built()
     this.put(key, value)
     return this
   }
@@ -201,8 +206,9 @@ export class RecordedSpan implements Span, ReadableSpan {
   setAttributes(attributes: Attributes): this {
     if (this.ended) return this
     // Built first, if they are still to be: these are set on top of them.
-    if (this.attributes === NO_ATTRIBUTES || this.count === 0) this.take(attributes, false)
-    else for (const key of Object.keys(attributes)) this.setAttribute(key, attributes[key])
+    this.built()
+    if (this.count === 0) this.take(attributes, false)
+    else for (const key of Object.keys(attributes)) this.put(key, attributes[key])
     return this
   }
 
@@ -295,14 +301,14 @@ export const startRecordedSpan = (
   const valid = parentCtx !== undefined && trace.isSpanContextValid(parentCtx)
   const traceId = valid ? parentCtx.traceId : newId(32)
   const spanId = newId(16)
-  let given = attributes
-  let result: SamplingResult
-  if (valid && sink.followsParent === true) result = (parentCtx.traceFlags & TraceFlags.SAMPLED) !== 0 ? FOLLOW_SAMPLED : FOLLOW_NOT_SAMPLED
-  else {
-    // A sampler that reads the attributes is given them: they are built now.
-    if (typeof given === "function" && sink.samplerIgnoresAttributes !== true) given = given()
-    result = sink.sampler.shouldSample(parent, traceId, name, SpanKind.INTERNAL, typeof given === "function" ? NO_ATTRIBUTES : given, [])
-  }
+  const follows = valid && sink.followsParent === true
+  // A sampler that reads the attributes is given them: they are built now.
+  const given = !follows && typeof attributes === "function" && sink.samplerIgnoresAttributes !== true ? attributes() : attributes
+  const result: SamplingResult = follows
+    ? (parentCtx.traceFlags & TraceFlags.SAMPLED) !== 0
+      ? FOLLOW_SAMPLED
+      : FOLLOW_NOT_SAMPLED
+    : sink.sampler.shouldSample(parent, traceId, name, SpanKind.INTERNAL, typeof given === "function" ? NO_ATTRIBUTES : given, [])
   const traceState = result.traceState ?? (valid ? parentCtx.traceState : undefined)
   const context: SpanContext = {
     traceId,
@@ -313,8 +319,7 @@ export const startRecordedSpan = (
   if (result.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(context)
   // The sampler's own attributes join the span's (only a sampler that was asked has any).
   const extra = result.attributes
-  const own = given
-  const all = extra === undefined ? own : () => ({ ...(typeof own === "function" ? own() : own), ...extra })
+  const all = extra === undefined ? given : () => ({ ...(typeof given === "function" ? given() : given), ...extra })
   const span = new RecordedSpan(name, context, valid ? parentCtx : undefined, startTime, all, sink.resource, sink.scope(tracerName), sink.processor)
   sink.processor.onStart(span, parent)
   return span
