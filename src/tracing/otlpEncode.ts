@@ -77,45 +77,40 @@ const keyValue = (w: Writer, key: string, value: AttributeValue | undefined): vo
  * Encoded `KeyValue`s by key and then by value, for the attributes whose values repeat from span
  * to span (a command, a tenant, a worker, a status: all of codeq's but the task id), copied whole
  * instead of encoded. A key is no longer cached once it has had `VALUES_PER_KEY` values (a task
- * id), and the whole cache starts again past `PAIRS_LIMIT` encodings.
+ * id), and the whole cache starts again when it holds `PAIRS_LIMIT` keys or pairs.
  */
 const pairs = new Map<string, Map<AttributeValue, Buffer> | null>()
 let pairCount = 0
 const VALUES_PER_KEY = 64
 const PAIRS_LIMIT = 4_096
+/** Longer strings are encoded each time: one would take more than it saves. */
+const PAIR_MAX_CHARS = 256
 const scratch = new Writer(256)
 
 /** The cached `KeyValue` of a scalar attribute, made on its first use; undefined when not cached. */
 const cachedPair = (key: string, value: AttributeValue | undefined): Buffer | undefined => {
-  const type = typeof value
-  if (type !== "string" && type !== "number" && type !== "boolean") return undefined
+  if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") return undefined
   let values = pairs.get(key)
   if (values === null) return undefined
-  const scalar = value as string | number | boolean
-  const found = values?.get(scalar)
+  const found = values?.get(value)
   if (found !== undefined) return found
-  if (values === undefined) {
-    if (pairs.size >= PAIRS_LIMIT) {
-      pairs.clear()
-      pairCount = 0
-    }
-    pairs.set(key, (values = new Map()))
-  } else if (values.size >= VALUES_PER_KEY) {
+  if (typeof value === "string" && value.length > PAIR_MAX_CHARS) return undefined
+  if (values !== undefined && values.size >= VALUES_PER_KEY) {
     // As many values as tasks: caching would only fill the cache.
     pairCount -= values.size
     pairs.set(key, null)
     return undefined
   }
-  if (typeof scalar === "string" && scalar.length > 256) return undefined
-  if (pairCount >= PAIRS_LIMIT) {
+  if (pairCount >= PAIRS_LIMIT || pairs.size >= PAIRS_LIMIT) {
     pairs.clear()
     pairCount = 0
-    pairs.set(key, (values = new Map()))
+    values = undefined
   }
+  if (values === undefined) pairs.set(key, (values = new Map()))
   scratch.reset()
-  keyValue(scratch, key, scalar)
+  keyValue(scratch, key, value)
   const encoded = Buffer.from(scratch.buf.subarray(0, scratch.pos))
-  values.set(scalar, encoded)
+  values.set(value, encoded)
   pairCount++
   return encoded
 }
