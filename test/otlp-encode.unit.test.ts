@@ -97,6 +97,28 @@ describe("the OTLP request encoder", () => {
     expect(Buffer.from(encodeTraceExportRequest(mixed))).toEqual(official(mixed))
   })
 
+  it("writes the exporter's bytes for resources and tracers with schema URLs, each message's length known before its content, in an array that is all of its buffer", () => {
+    const one = recorder(resourceFromAttributes({ "service.name": "one", note: "r".repeat(300) }, { schemaUrl: "https://opentelemetry.io/schemas/1.30.0" }))
+    const two = recorder(resourceFromAttributes({ "service.name": "two" }))
+    const tracers = [
+      one.provider.getTracer("a", "1.0.0", { schemaUrl: "https://example.com/scope-a" }),
+      two.provider.getTracer("b", undefined, { schemaUrl: "https://example.com/scope-b" }),
+      one.provider.getTracer("c")
+    ]
+    // Sizes around one- and two-byte lengths for the scope and resource messages, then past three.
+    for (const count of [1, 2, 3, 40, 400, 1_500]) {
+      for (let i = 0; i < count; i++) tracers[i % tracers.length]?.startSpan(`span-${i}`, { attributes: { "codeq.task_id": `task-${i}` } }).end()
+      const spans = [...one.spans(), ...two.spans()]
+      const batch = EncodedSpans.of(spans)
+      const bytes = batch.requestBytes()
+      expect(bytes.length, `${count}`).toBe(batch.requestSize())
+      // The exporter hands the buffer on as the request (otlpExporter.ts): nothing else may be in it.
+      expect(bytes.byteOffset).toBe(0)
+      expect(bytes.byteLength).toBe(bytes.buffer.byteLength)
+      expect(Buffer.from(bytes), `${count}`).toEqual(official(spans))
+    }
+  })
+
   it("returns bytes of its own: a later request does not overwrite an earlier one", () => {
     const { provider, spans } = recorder()
     provider.getTracer("t").startSpan("first").end()

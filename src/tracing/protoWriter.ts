@@ -28,14 +28,14 @@ const CACHE_MAX_LENGTH = 128
 const cache = new Map<string, Buffer>()
 
 /** How many bytes `value` (below 2³²) takes as a varint. */
-const varintSize = (value: number): number => {
+export const varintSize = (value: number): number => {
   let size = 1
   for (let v = value >>> 7; v > 0; v >>>= 7) size++
   return size
 }
 
 /** Writes `value` (below 2³²) as a varint at `at`; returns the offset after it. */
-const putVarint = (buf: Uint8Array, at: number, value: number): number => {
+export const putVarint = (buf: Uint8Array, at: number, value: number): number => {
   let v = value
   let i = at
   while (v > 0x7f) {
