@@ -343,7 +343,8 @@ export class EncodedSpans {
    */
   requestBytes(): Uint8Array {
     const { resources, size, headers } = this.plan()
-    const out = new Uint8Array(size)
+    // Not zeroed first: the plan covers every byte.
+    const out = Buffer.allocUnsafeSlow(size)
     let at = 0
     const copy = (from: Uint8Array, start: number, end: number) => {
       out.set(from.subarray(start, end), at)
