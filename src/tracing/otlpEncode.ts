@@ -335,16 +335,17 @@ export class EncodedSpans {
   }
 
   /**
-   * The request's bytes, in an array of exactly their length whose buffer holds nothing else (the
-   * exporter hands that buffer on as it is: otlpExporter.ts). Every message's length is known
-   * before it is written (`plan`), so the spans' bytes are copied once and never moved: a batch of
-   * 4,096 of codeq's spans is ~1.6 MB, and writing the lengths after the content moved all of it
-   * once per enclosing message, then copied it out of the reused buffer.
+   * The request's bytes: written over the start of `into` when it has room for them (a view of
+   * it), otherwise into an array of exactly their length whose buffer holds nothing else (which the
+   * exporter can hand on as it is: otlpExporter.ts). Every message's length is known before it is
+   * written (`plan`), so the spans' bytes are copied once and never moved: a batch of 4,096 of
+   * codeq's spans is ~1.6 MB, and writing the lengths after the content moved all of it once per
+   * enclosing message, then copied it out of the reused buffer.
    */
-  requestBytes(): Uint8Array {
+  requestBytes(into?: Uint8Array): Uint8Array {
     const { resources, size, headers } = this.plan()
     // Not zeroed first: the plan covers every byte.
-    const out = Buffer.allocUnsafeSlow(size)
+    const out = into !== undefined && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafeSlow(size)
     let at = 0
     const copy = (from: Uint8Array, start: number, end: number) => {
       out.set(from.subarray(start, end), at)

@@ -190,6 +190,8 @@ export interface OtlpReceiver {
   spanCount(): number
   /** Export calls answered so far (including empty ones). */
   requests(): number
+  /** The metadata (request headers) of the last Export call, `-bin` values as bytes. */
+  lastMetadata(): Readonly<Record<string, string | Buffer>> | undefined
   /** Resolves with all spans once `predicate` holds; rejects at the deadline, listing what arrived. */
   waitForSpans(predicate: (spans: ReadonlyArray<ReceivedSpan>) => boolean, timeoutMs?: number): Promise<ReadonlyArray<ReceivedSpan>>
   setBehaviour(behaviour: ReceiverBehaviour): void
@@ -197,13 +199,17 @@ export interface OtlpReceiver {
   stop(): Promise<void>
 }
 
-/** Starts a receiver on a free loopback port, keeping every span decoded unless told to count only. */
-export const startOtlpReceiver = async (options: { readonly keeps?: ReceiverKeeps } = {}): Promise<OtlpReceiver> => {
+/**
+ * Starts a receiver on a free loopback port (or `port`: a collector coming back where it was),
+ * keeping every span decoded unless told to count only.
+ */
+export const startOtlpReceiver = async (options: { readonly keeps?: ReceiverKeeps; readonly port?: number } = {}): Promise<OtlpReceiver> => {
   const keeps = options.keeps ?? "spans"
   const received: ReceivedSpan[] = []
   let counted = 0
   let waiters: Waiter[] = []
   let requestCount = 0
+  let metadata: Record<string, string | Buffer> | undefined
   let behaviour: ReceiverBehaviour = "accept"
 
   const notify = () => {
@@ -229,6 +235,7 @@ export const startOtlpReceiver = async (options: { readonly keeps?: ReceiverKeep
     },
     {
       Export: (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
+        metadata = call.metadata.getMap()
         if (behaviour === "hang") return
         if (behaviour === "unavailable") return callback({ code: status.UNAVAILABLE, details: "receiver unavailable" })
         try {
@@ -245,7 +252,7 @@ export const startOtlpReceiver = async (options: { readonly keeps?: ReceiverKeep
     }
   )
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error)))
+    server.bindAsync(`127.0.0.1:${options.port ?? 0}`, ServerCredentials.createInsecure(), (error, bound) => (error === null ? resolve(bound) : reject(error)))
   )
 
   return {
@@ -254,6 +261,7 @@ export const startOtlpReceiver = async (options: { readonly keeps?: ReceiverKeep
     spans: () => [...received],
     spanCount: () => (keeps === "count" ? counted : received.length),
     requests: () => requestCount,
+    lastMetadata: () => metadata,
     setBehaviour: (next) => void (behaviour = next),
     waitForSpans: (predicate, timeoutMs = 10_000) =>
       new Promise((resolve, reject) => {
