@@ -12,7 +12,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { afterEach, describe, expect, it } from "vitest"
 import { GrpcCallError } from "../src/tracing/grpcTransport.js"
 import { OtlpGrpcSpanExporter } from "../src/tracing/otlpExporter.js"
-import { startOtlpReceiver, type OtlpReceiver } from "./support/otlpReceiver.js"
+import { closedPort, startOtlpReceiver, type OtlpReceiver } from "./support/otlpReceiver.js"
 
 /** `count` ended spans named `<prefix>-<i>`, each with an attribute of `padding` characters. */
 const spans = (prefix: string, count: number, padding = 50): Array<ReadableSpan> => {
@@ -120,5 +120,28 @@ describe("plaintext gRPC calls", () => {
     const batches = [spans("gzip", 300, 200), spans("again", 5)]
     for (const batch of batches) expect(await send(exporter, batch)).toEqual({ code: ExportResultCode.SUCCESS })
     expect(collector.spans().map((span) => [span.name, span.attributes.note])).toEqual(batches.flat().map((span) => [span.name, span.attributes.note]))
+  })
+
+  it("runs many calls at once on one connection, and fails each of them when there is no collector, without piling up listeners", async () => {
+    const warnings: Array<Error> = []
+    const onWarning = (warning: Error) => warnings.push(warning)
+    process.on("warning", onWarning)
+    try {
+      const collector = await receiver()
+      const exporter = exporterTo(collector.endpoint)
+      const batches = Array.from({ length: 24 }, (_, i) => spans(`call${i}`, 3))
+      const results = await Promise.all(batches.map((batch) => send(exporter, batch)))
+      expect(results.every((result) => result.code === ExportResultCode.SUCCESS)).toBe(true)
+      expect(collector.spans().map((span) => span.name).sort()).toEqual(batches.flat().map((span) => span.name).sort())
+
+      const nowhere = exporterTo(`127.0.0.1:${await closedPort()}`)
+      const refused = await Promise.all(batches.map((batch) => send(nowhere, batch)))
+      expect(refused.map((result) => result.code)).toEqual(batches.map(() => ExportResultCode.FAILED))
+      // Warnings are emitted on a later tick.
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(warnings.map((warning) => warning.name)).not.toContain("MaxListenersExceededWarning")
+    } finally {
+      process.off("warning", onWarning)
+    }
   })
 })
