@@ -4,6 +4,8 @@
  * next, and every way a call can end — a gRPC status, no answer by the deadline, no collector, a
  * collector back on its port.
  */
+import http2 from "node:http2"
+import type { AddressInfo } from "node:net"
 import { Metadata } from "@grpc/grpc-js"
 import { ExportResultCode, type ExportResult } from "@opentelemetry/core"
 import { CompressionAlgorithm } from "@opentelemetry/otlp-exporter-base"
@@ -142,6 +144,33 @@ describe("plaintext gRPC calls", () => {
       expect(warnings.map((warning) => warning.name)).not.toContain("MaxListenersExceededWarning")
     } finally {
       process.off("warning", onWarning)
+    }
+  })
+
+  it("fails a call whose answer passes 4 MiB instead of reading it whole", async () => {
+    // Not a collector: an HTTP/2 server that answers every call with 5 MiB and an OK status.
+    const server = http2.createServer()
+    let sent = false
+    server.on("stream", (stream) => {
+      stream.on("data", () => undefined)
+      stream.on("end", () => {
+        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true })
+        stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }))
+        stream.on("error", () => undefined)
+        sent = true
+        stream.end(Buffer.alloc(5 * 2 ** 20))
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    try {
+      const { port } = server.address() as AddressInfo
+      const result = await send(exporterTo(`127.0.0.1:${port}`), spans("big-answer", 1))
+      expect(sent).toBe(true)
+      expect(result.code).toBe(ExportResultCode.FAILED)
+      expect(String(result.error?.message)).toContain("answer passed")
+    } finally {
+      await Promise.all(exporters.splice(0).map((exporter) => exporter.shutdown()))
+      await new Promise((resolve) => server.close(resolve))
     }
   })
 })

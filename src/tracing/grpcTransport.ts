@@ -26,6 +26,17 @@ const DEADLINE_EXCEEDED = 4
 
 /** A longer deadline would overflow Node's timers (at most 2³¹−1 ms). */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
+/** `grpc-timeout` takes at most 8 digits: milliseconds up to this, whole seconds beyond. */
+const MAX_TIMEOUT_DIGITS_VALUE = 99_999_999
+/**
+ * The largest answer read: gRPC's default limit on a received message. An export's answer is a
+ * few bytes (a partial success's count and message); a server sending more is not read further.
+ */
+const MAX_ANSWER_BYTES = 4 * 2 ** 20
+
+/** The `grpc-timeout` header for a deadline of `ms` milliseconds (gRPC over HTTP/2: 1–8 digits and a unit). */
+export const grpcTimeout = (ms: number): string =>
+  ms <= MAX_TIMEOUT_DIGITS_VALUE ? `${ms}m` : `${Math.ceil(ms / 1000)}S`
 
 /** A call that ended with a gRPC status other than OK; `code` is the status, as grpc-js reports it. */
 export class GrpcCallError extends Error {
@@ -87,7 +98,7 @@ export class PlaintextGrpcTransport implements IExporterTransport {
         ":path": this.path,
         "content-type": "application/grpc",
         te: "trailers",
-        "grpc-timeout": `${timeoutMs}m`
+        "grpc-timeout": grpcTimeout(timeoutMs)
       })
     } catch (error) {
       return Promise.resolve(failure(error))
@@ -112,6 +123,7 @@ export class PlaintextGrpcTransport implements IExporterTransport {
       let message: string | ReadonlyArray<string> | undefined
       let httpStatus: number | undefined
       const received: Array<Buffer> = []
+      let receivedBytes = 0
       stream.on("response", (headers) => {
         httpStatus = headers[":status"]
         status = headerOf(headers, "grpc-status")
@@ -121,7 +133,14 @@ export class PlaintextGrpcTransport implements IExporterTransport {
         status = headerOf(trailers, "grpc-status") ?? status
         message = trailers["grpc-message"] ?? message
       })
-      stream.on("data", (chunk: Buffer) => received.push(chunk))
+      stream.on("data", (chunk: Buffer) => {
+        receivedBytes += chunk.length
+        if (receivedBytes <= MAX_ANSWER_BYTES) received.push(chunk)
+        else {
+          fail(new Error(`the collector's answer passed ${MAX_ANSWER_BYTES} bytes`))
+          stream.close(http2.constants.NGHTTP2_CANCEL)
+        }
+      })
       stream.on("error", fail)
       stream.on("close", () => {
         if (status === undefined) {
