@@ -34,6 +34,23 @@ const send = (exporter: OtlpGrpcSpanExporter, batch: ReadonlyArray<ReadableSpan>
   })
 
 const receivers: Array<OtlpReceiver> = []
+const rawServers: Array<http2.Http2Server> = []
+
+/**
+ * Not a collector: a loopback HTTP/2 server answering every call with `answer`, once the request
+ * is read. Resolves with its port.
+ */
+const rawServer = async (answer: (stream: http2.ServerHttp2Stream) => void): Promise<number> => {
+  const server = http2.createServer()
+  server.on("stream", (stream) => {
+    stream.on("error", () => undefined)
+    stream.on("data", () => undefined)
+    stream.on("end", () => answer(stream))
+  })
+  rawServers.push(server)
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return (server.address() as AddressInfo).port
+}
 const exporters: Array<OtlpGrpcSpanExporter> = []
 
 const receiver = async (port?: number): Promise<OtlpReceiver> => {
@@ -51,6 +68,7 @@ const exporterTo = (endpoint: string, options: { readonly timeoutMillis?: number
 afterEach(async () => {
   await Promise.all(exporters.splice(0).map((exporter) => exporter.shutdown()))
   await Promise.all(receivers.splice(0).map((started) => started.stop()))
+  await Promise.all(rawServers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))))
 })
 
 describe("plaintext gRPC calls", () => {
@@ -148,29 +166,29 @@ describe("plaintext gRPC calls", () => {
   })
 
   it("fails a call whose answer passes 4 MiB instead of reading it whole", async () => {
-    // Not a collector: an HTTP/2 server that answers every call with 5 MiB and an OK status.
-    const server = http2.createServer()
     let sent = false
-    server.on("stream", (stream) => {
-      stream.on("data", () => undefined)
-      stream.on("end", () => {
-        stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true })
-        stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }))
-        stream.on("error", () => undefined)
-        sent = true
-        stream.end(Buffer.alloc(5 * 2 ** 20))
-      })
+    const port = await rawServer((stream) => {
+      stream.respond({ ":status": 200, "content-type": "application/grpc" }, { waitForTrailers: true })
+      stream.on("wantTrailers", () => stream.sendTrailers({ "grpc-status": "0" }))
+      sent = true
+      stream.end(Buffer.alloc(5 * 2 ** 20))
     })
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-    try {
-      const { port } = server.address() as AddressInfo
-      const result = await send(exporterTo(`127.0.0.1:${port}`), spans("big-answer", 1))
-      expect(sent).toBe(true)
-      expect(result.code).toBe(ExportResultCode.FAILED)
-      expect(String(result.error?.message)).toContain("answer passed")
-    } finally {
-      await Promise.all(exporters.splice(0).map((exporter) => exporter.shutdown()))
-      await new Promise((resolve) => server.close(resolve))
-    }
+    const result = await send(exporterTo(`127.0.0.1:${port}`), spans("big-answer", 1))
+    expect(sent).toBe(true)
+    expect(result.code).toBe(ExportResultCode.FAILED)
+    expect(String(result.error?.message)).toContain("answer passed")
+  })
+
+  it("keeps at most 1,000 characters of a collector's grpc-message, decoded", async () => {
+    const port = await rawServer((stream) => {
+      // A trailers-only answer: the status in the headers, the stream ended with them.
+      stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "13", "grpc-message": `bad%20thing ${"x".repeat(5_000)}` }, { endStream: true })
+    })
+    const result = await send(exporterTo(`127.0.0.1:${port}`), spans("long-message", 1))
+    expect(result.error).toBeInstanceOf(GrpcCallError)
+    const error = result.error as GrpcCallError
+    expect(error.code).toBe(13)
+    expect(error.details.startsWith("bad thing xxx")).toBe(true)
+    expect(error.details.length).toBe(1_001)
   })
 })

@@ -49,14 +49,19 @@ export class GrpcCallError extends Error {
   }
 }
 
-/** What `grpc-message` carries, percent-encoded by the server. */
+/** At most this much of a collector's `grpc-message` is kept: it ends up in a log line. */
+const MAX_MESSAGE_CHARS = 1_000
+
+/** What `grpc-message` carries, percent-encoded by the server, cut to `MAX_MESSAGE_CHARS`. */
 const decodeMessage = (value: string | ReadonlyArray<string> | undefined): string => {
-  const raw = Array.isArray(value) ? value.join(",") : (value ?? "")
+  const raw = (typeof value === "string" ? value : (value ?? []).join(",")).slice(0, 3 * MAX_MESSAGE_CHARS)
+  let text: string
   try {
-    return decodeURIComponent(raw as string)
+    text = decodeURIComponent(raw)
   } catch {
-    return raw as string
+    text = raw
   }
+  return text.length > MAX_MESSAGE_CHARS ? `${text.slice(0, MAX_MESSAGE_CHARS)}…` : text
 }
 
 const failure = (error: unknown): ExportResponse => ({ status: "failure", error: error instanceof Error ? error : new Error(String(error)) })
