@@ -1,5 +1,5 @@
 /**
- * codeq's OTLP trace request encoder (src/tracing/otlpEncode.ts) against the exporter's own
+ * codeq's OTLP trace request encoder (src/tracing/otlpEncode.ts, otlpMessages.ts) against the exporter's own
  * serializer: for real SDK spans of every shape, the same bytes.
  */
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from "@opentelemetry/api"

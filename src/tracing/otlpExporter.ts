@@ -2,7 +2,7 @@
  * The OTLP gRPC span exporter: the exporter package's own configuration (endpoint, credentials,
  * headers, compression and the `OTEL_EXPORTER_OTLP_*` environment, read exactly as its
  * `OTLPTraceExporter` reads them) with codeq's request encoder in place of its serializer — the
- * same bytes at less than half the CPU (src/tracing/otlpEncode.ts). Calls over plaintext without
+ * same bytes at less than half the CPU (otlpEncode.ts, otlpMessages.ts). Calls over plaintext without
  * compression go through codeq's HTTP/2 transport (grpcTransport.ts), which writes the request as
  * it is into a buffer kept from call to call; TLS and gzip through the package's grpc-js transport.
  *

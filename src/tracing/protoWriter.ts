@@ -1,5 +1,5 @@
 /**
- * A protobuf writer over one growable buffer, for the OTLP encoder (otlpEncode.ts): varints,
+ * A protobuf writer over one growable buffer, for the OTLP encoder (otlpMessages.ts, otlpEncode.ts): varints,
  * fixed-width numbers, strings (short ASCII ones written here, repeated ones copied from their
  * first encoding), hex ids, and nested messages whose length is written after their content.
  */
