@@ -84,16 +84,25 @@ describe("plaintext gRPC calls", () => {
     expect(collector.spans().map((span) => [span.name, span.attributes.note])).toEqual(sent.map((span) => [span.name, span.attributes.note]))
   })
 
-  it("sends the exporter's metadata as the call's headers, binary values included", async () => {
+  it("sends the exporter's metadata as the call's headers, as grpc-js sends it, binary values included", async () => {
     const collector = await receiver()
     const metadata = new Metadata()
     metadata.set("x-tenant", "acme")
+    metadata.add("x-route", "blue")
+    metadata.add("x-route", "green")
     metadata.set("x-trace-key-bin", Buffer.from([0, 1, 2, 250]))
-    expect(await send(exporterTo(collector.endpoint, { metadata }), spans("span", 2))).toEqual({ code: ExportResultCode.SUCCESS })
-    const headers = collector.lastMetadata()
-    expect(headers?.["x-tenant"]).toBe("acme")
-    expect(headers?.["x-trace-key-bin"]).toEqual(Buffer.from([0, 1, 2, 250]))
-    expect(String(headers?.["user-agent"])).toContain("codeq-otlp-grpc")
+    const sent = (headers: Readonly<Record<string, ReadonlyArray<string | Buffer>>> | undefined) => ({
+      tenant: headers?.["x-tenant"],
+      route: headers?.["x-route"],
+      key: headers?.["x-trace-key-bin"]
+    })
+    expect(await send(exporterTo(collector.endpoint, { metadata }), spans("plain", 2))).toEqual({ code: ExportResultCode.SUCCESS })
+    const plain = collector.lastMetadata()
+    expect(String(plain?.["user-agent"])).toContain("codeq-otlp-grpc")
+    expect(sent(plain)).toMatchObject({ tenant: ["acme"], key: [Buffer.from([0, 1, 2, 250])] })
+    // The same metadata through grpc-js (a compressed export takes it) arrives the same.
+    expect(await send(exporterTo(collector.endpoint, { metadata, compression: CompressionAlgorithm.GZIP }), spans("gzip", 2))).toEqual({ code: ExportResultCode.SUCCESS })
+    expect(sent(plain)).toEqual(sent(collector.lastMetadata()))
   })
 
   it("fails the export with the collector's gRPC status, and delivers on the same connection once it accepts", async () => {

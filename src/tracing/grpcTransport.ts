@@ -88,7 +88,7 @@ export class PlaintextGrpcTransport implements IExporterTransport {
   constructor(
     private readonly authority: string,
     private readonly path: string,
-    private readonly headers: Readonly<Record<string, string>>
+    private readonly headers: Readonly<http2.OutgoingHttpHeaders>
   ) {}
 
   send(data: Uint8Array, timeoutMillis: number): Promise<ExportResponse> {

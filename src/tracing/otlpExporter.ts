@@ -12,6 +12,7 @@
  * with batches of 4,096 spans (setup.ts) spans of more than ~1 KiB on average — an application's
  * own spans with long attributes — lost every span of every batch.
  */
+import type { OutgoingHttpHeaders } from "node:http2"
 import type { Metadata } from "@grpc/grpc-js"
 import { ExportResultCode, type ExportResult } from "@opentelemetry/core"
 import { createOtlpNetworkExportDelegate, type IOtlpExportDelegate } from "@opentelemetry/otlp-exporter-base"
@@ -37,15 +38,13 @@ const KEEP_SPARE_AT_MOST_BYTES = MAX_REQUEST_BYTES * SPARE_HEADROOM
 const EXPORT_PATH = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 /**
- * The exporter's metadata (`headers`, `OTEL_EXPORTER_OTLP_HEADERS`) as HTTP/2 headers, as gRPC
- * sends it: binary values (`-bin` keys) in base64, and the user agent.
+ * The exporter's metadata (`headers`, `OTEL_EXPORTER_OTLP_HEADERS`) as HTTP/2 headers, as grpc-js
+ * sends it (repeated values and base64 `-bin` ones included), and the user agent.
  */
-const grpcHeaders = (metadata: Metadata, userAgent: string | undefined): Record<string, string> => {
-  const headers: Record<string, string> = {}
-  for (const [key, value] of Object.entries(metadata.getMap())) headers[key] = typeof value === "string" ? value : Buffer.from(value).toString("base64")
-  headers["user-agent"] = userAgent === undefined ? USER_AGENT : `${userAgent} ${USER_AGENT}`
-  return headers
-}
+const grpcHeaders = (metadata: Metadata, userAgent: string | undefined): OutgoingHttpHeaders => ({
+  ...metadata.toHttp2Headers(),
+  "user-agent": userAgent === undefined ? USER_AGENT : `${userAgent} ${USER_AGENT}`
+})
 const USER_AGENT = "codeq-otlp-grpc"
 
 /** What the exporter's self-observability metrics count in a batch (the package's `TraceExporterMetricsHelper`, for encoded batches). */
@@ -69,7 +68,7 @@ const handedOn = (bytes: Uint8Array): Uint8Array =>
 export class OtlpGrpcSpanExporter implements SpanExporter, BatchingExporter<EncodedSpans> {
   private readonly delegate: IOtlpExportDelegate<EncodedSpans>
   /** The request `exportBatch` built, handed to the delegate's serializer (which runs within `export`). */
-  private readonly measured: { bytes: Uint8Array | undefined }
+  private readonly pending: { bytes: Uint8Array | undefined }
   /** Whether calls go through codeq's plaintext transport (grpcTransport.ts) rather than grpc-js. */
   private readonly plaintext: boolean
   /**
@@ -85,15 +84,16 @@ export class OtlpGrpcSpanExporter implements SpanExporter, BatchingExporter<Enco
     config: OTLPGRPCExporterConfigNode,
     private readonly maxRequestBytes = MAX_REQUEST_BYTES
   ) {
-    const measured: { bytes: Uint8Array | undefined } = { bytes: undefined }
+    const pending: { bytes: Uint8Array | undefined } = { bytes: undefined }
     // Marked deprecated upstream, yet what OTLPTraceExporter itself calls: it merges the OTEL_* environment in.
     const options = convertLegacyOtlpGrpcOptions(config, "TRACES")
     const plaintext = !options.credentials()._isSecure() && options.compression !== "gzip"
     const serializer: ISerializer<EncodedSpans, IExportTraceServiceResponse> = {
-      serializeRequest: (batch) => {
-        const bytes = measured.bytes ?? batch.requestBytes()
-        measured.bytes = undefined
-        return plaintext ? bytes : handedOn(bytes)
+      // Only exportBatch calls the delegate, with the request built.
+      serializeRequest: () => {
+        const bytes = pending.bytes
+        pending.bytes = undefined
+        return bytes === undefined || plaintext ? bytes : handedOn(bytes)
       },
       deserializeResponse: (data) => ProtobufTraceSerializer.deserializeResponse(data)
     }
@@ -105,7 +105,7 @@ export class OtlpGrpcSpanExporter implements SpanExporter, BatchingExporter<Enco
           new PlaintextGrpcTransport(options.url, EXPORT_PATH, grpcHeaders(options.metadata(), options.userAgent))
         )
       : createOtlpGrpcExportDelegate(options, serializer, COMPONENT_TYPE, SPAN_METRICS, undefined, "TraceExportService", EXPORT_PATH)
-    this.measured = measured
+    this.pending = pending
     this.plaintext = plaintext
   }
 
@@ -128,7 +128,7 @@ export class OtlpGrpcSpanExporter implements SpanExporter, BatchingExporter<Enco
     const size = batch.requestSize()
     if (size <= this.maxRequestBytes || batch.count <= 1) {
       const into = this.plaintext ? this.takeSpare(size) : undefined
-      this.measured.bytes = batch.requestBytes(into)
+      this.pending.bytes = batch.requestBytes(into)
       try {
         this.delegate.export(
           batch,
@@ -142,7 +142,7 @@ export class OtlpGrpcSpanExporter implements SpanExporter, BatchingExporter<Enco
         )
       } finally {
         // Left there only when the delegate answered without serializing (too many exports in flight).
-        this.measured.bytes = undefined
+        this.pending.bytes = undefined
         batch.release()
       }
       return

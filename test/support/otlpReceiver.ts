@@ -190,8 +190,8 @@ export interface OtlpReceiver {
   spanCount(): number
   /** Export calls answered so far (including empty ones). */
   requests(): number
-  /** The metadata (request headers) of the last Export call, `-bin` values as bytes. */
-  lastMetadata(): Readonly<Record<string, string | Buffer>> | undefined
+  /** The metadata (request headers) of the last Export call, every value of each key, `-bin` ones as bytes. */
+  lastMetadata(): Readonly<Record<string, ReadonlyArray<string | Buffer>>> | undefined
   /** Resolves with all spans once `predicate` holds; rejects at the deadline, listing what arrived. */
   waitForSpans(predicate: (spans: ReadonlyArray<ReceivedSpan>) => boolean, timeoutMs?: number): Promise<ReadonlyArray<ReceivedSpan>>
   setBehaviour(behaviour: ReceiverBehaviour): void
@@ -209,7 +209,7 @@ export const startOtlpReceiver = async (options: { readonly keeps?: ReceiverKeep
   let counted = 0
   let waiters: Waiter[] = []
   let requestCount = 0
-  let metadata: Record<string, string | Buffer> | undefined
+  let metadata: Record<string, ReadonlyArray<string | Buffer>> | undefined
   let behaviour: ReceiverBehaviour = "accept"
 
   const notify = () => {
@@ -235,7 +235,7 @@ export const startOtlpReceiver = async (options: { readonly keeps?: ReceiverKeep
     },
     {
       Export: (call: ServerUnaryCall<Buffer, Buffer>, callback: sendUnaryData<Buffer>) => {
-        metadata = call.metadata.getMap()
+        metadata = call.metadata.toJSON()
         if (behaviour === "hang") return
         if (behaviour === "unavailable") return callback({ code: status.UNAVAILABLE, details: "receiver unavailable" })
         try {
