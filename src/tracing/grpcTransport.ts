@@ -8,8 +8,8 @@
  * a frame of its own (~1.6 MB for a batch of 4,096 of codeq's spans) and runs its channel, filter
  * and call machinery around one unary call; here the 5-byte gRPC prefix and the request are written
  * to the stream as they are. Sending batches of 4,096 spans (1.6 MB) to a grpc-js receiver in
- * another process, the sender spent 1.8 µs a span here against 3.0 through grpc-js (three
- * alternated runs each, the same request bytes).
+ * another process, a bare node:http2 call of this shape spent 1.8 µs of the sender's CPU a span
+ * against 3.0 through grpc-js (three alternated runs each, the same request bytes).
  *
  * One unary call per export, as the gRPC protocol over HTTP/2 has it: POST to the method's path with
  * `content-type: application/grpc` and `te: trailers`, the deadline as `grpc-timeout`, the
