@@ -8,15 +8,18 @@
  * turn (setImmediate) and publishing them in one synchronous burst puts them in one write, in the
  * order they were asked for, at the cost of at most one turn of latency.
  *
+ * The burst is written as protocol frames into one buffer (frames.ts) where the connection allows
+ * it, and published message by message through nats.js otherwise.
+ *
  * A caller can also ask to be called back as the next burst is about to leave (`beforeNextFlush`),
  * to add a last publish to it: a barrier behind everything published in the turn.
  */
-import type { NatsConnection, PublishOptions } from "nats"
+import type { MsgHdrs, NatsConnection, PublishOptions } from "nats"
+import { sendFrames, wireOf, type Publication, type WireProtocol } from "./frames.js"
 
-interface Queued {
-  readonly subject: string
-  readonly data: Uint8Array
-  readonly options: PublishOptions | undefined
+interface Queued extends Publication {
+  readonly reply: string | undefined
+  readonly headers: MsgHdrs | undefined
   readonly onError: OnUnsent | undefined
 }
 
@@ -27,11 +30,14 @@ class Outbox {
   private queue: Array<Queued> = []
   private hooks: Array<() => void> = []
   private scheduled = false
+  private readonly wire: WireProtocol | undefined
 
-  constructor(private readonly nc: NatsConnection) {}
+  constructor(private readonly nc: NatsConnection) {
+    this.wire = wireOf(nc)
+  }
 
   publish(subject: string, data: Uint8Array, options?: PublishOptions, onError?: OnUnsent): void {
-    this.queue.push({ subject, data, options, onError })
+    this.queue.push({ subject, data, reply: options?.reply, headers: options?.headers, onError })
     this.schedule()
   }
 
@@ -60,9 +66,17 @@ class Outbox {
     this.scheduled = false
     const queue = this.queue
     this.queue = []
-    for (const { subject, data, options, onError } of queue) {
+    if (queue.length === 0) return
+    if (this.wire !== undefined) {
+      for (const [i, error] of sendFrames(this.nc, this.wire, queue)) {
+        const { subject, data, onError } = queue[i]!
+        onError?.(error, subject, data)
+      }
+      return
+    }
+    for (const { subject, data, reply, headers, onError } of queue) {
       try {
-        this.nc.publish(subject, data, options)
+        this.nc.publish(subject, data, { ...(reply !== undefined ? { reply } : {}), ...(headers !== undefined ? { headers } : {}) })
       } catch (error) {
         // The connection is closed or draining: whoever waits for an answer is told.
         onError?.(error, subject, data)
