@@ -154,6 +154,9 @@ describe("records from the log", () => {
   it("parses ack subjects of both forms, with the nanosecond timestamp and the pending count", () => {
     expect(parseAck("$JS.ACK.CODEQ_EVENTS.c1.1.42.40.1700000000123456789.17")).toEqual({ delivered: 1, seq: 42, timeNs: "1700000000123456789", pending: 17 })
     expect(parseAck("$JS.ACK.hub.ACCHASH.CODEQ_EVENTS.c1.1.42.40.1700000000123456789.0.x9")).toEqual({ delivered: 1, seq: 42, timeNs: "1700000000123456789", pending: 0 })
+    // Not ack subjects, or not whole ones: nothing is made up.
+    for (const subject of ["$JS.ACK.S.c.1.2.3", "$JS.NAK.S.c.1.2.3.4.5", "$JS.ACK.S.c.1.x.3.4.5", "$JS.ACK.S.c.1.2.3.1a.5", "$JS.ACK.S.c.1.2.3..5", "", `$JS.ACK.${"t.".repeat(40)}1`])
+      expect(parseAck(subject)).toBeUndefined()
     expect(parseAck("_INBOX.abc")).toBeUndefined()
     expect(nsFromRfc3339("2024-05-01T12:00:00.123456789Z")).toBe("1714564800123456789")
     expect(nsFromRfc3339("2024-05-01T12:00:00.5Z")).toBe("1714564800500000000")

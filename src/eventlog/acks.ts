@@ -86,20 +86,49 @@ export const isNanos = (s: string): boolean => {
   return true
 }
 
+/** Dot positions of the subject being parsed (a subject with more tokens is not an ack subject). */
+const dots = new Int32Array(32)
+
+/** The decimal number in `s[from, to)`: NaN when it is empty or has anything but digits. */
+const decimalAt = (s: string, from: number, to: number): number => {
+  if (to <= from) return Number.NaN
+  let n = 0
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i) - 48
+    if (c < 0 || c > 9) return Number.NaN
+    n = n * 10 + c
+  }
+  return n
+}
+
 /**
  * Parses an ack subject, `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`
  * (or the v2 form with domain and account hash, and a trailing token); undefined when it is not
  * one. The wire reader reads the same from bytes (window/wireRecord.ts `parseAckInto`).
+ *
+ * WHY by positions, not `split`: every delivery the broker's feed and a worker's claims receive
+ * is parsed here, and splitting made an array and nine to twelve strings of each: `parseAckSubject`
+ * took ~0.5–0.9 µs a subject that way against ~0.3 µs now, its Date included (three alternated
+ * loops of 2,000,000 on the built code).
  */
 export const parseAck = (subject: string): AckInfo | undefined => {
-  const t = subject.split(".")
-  if (t.length < 9 || t[0] !== "$JS" || t[1] !== "ACK") return undefined
-  const offset = t.length >= 12 ? 4 : 2
-  const seq = Number(t[offset + 3])
-  const timeNs = t[offset + 5] ?? ""
-  const pending = Number(t[offset + 6])
+  if (!subject.startsWith("$JS.ACK.")) return undefined
+  let count = 0
+  for (let i = subject.indexOf("."); i !== -1; i = subject.indexOf(".", i + 1)) {
+    if (count === dots.length) return undefined
+    dots[count++] = i
+  }
+  const tokens = count + 1
+  if (tokens < 9) return undefined
+  const offset = tokens >= 12 ? 4 : 2
+  // Token k runs from just after dot k−1 to dot k (the end for the last one).
+  const start = (k: number) => (dots[k - 1] as number) + 1
+  const end = (k: number) => (k < count ? (dots[k] as number) : subject.length)
+  const seq = decimalAt(subject, start(offset + 3), end(offset + 3))
+  const timeNs = subject.slice(start(offset + 5), end(offset + 5))
+  const pending = decimalAt(subject, start(offset + 6), end(offset + 6))
   if (!Number.isSafeInteger(seq) || !isNanos(timeNs)) return undefined
-  return { delivered: Number(t[offset + 2]), seq, timeNs, pending: Number.isSafeInteger(pending) ? pending : 0 }
+  return { delivered: decimalAt(subject, start(offset + 2), end(offset + 2)), seq, timeNs, pending: Number.isSafeInteger(pending) ? pending : 0 }
 }
 
 /** Delivery count, stream sequence and store time of a delivery's ack subject (NaN and an invalid date when it is not one). */
