@@ -5,9 +5,9 @@
  * WHY: nats.js's `publish` builds each message's protocol line as a string, encodes it with a
  * TextEncoder (a new ArrayBuffer per call), asks the headers for their bytes, queues the line, the
  * headers, the body and a CRLF as four pieces, and copies them all into one zero-filled array when
- * it flushes. A loop of the worker's event appends (16 per burst, no socket) spent ~2.5 µs a
- * publish there and ~0.75 µs written as frames here, headers built in both (`.tmp`-free numbers in
- * BENCHMARKS.md, "Publishing in frames"). Every process of a task publishes several times.
+ * it flushes. Written as frames here, a publish of a worker's append costs the client ~0.7× the
+ * CPU, socket write and header building included (`npm run bench -- publish`: 5.9 → 4.1 µs, lower
+ * in 5 of 5 alternated rounds). Every process of a task publishes several times.
  *
  * The frames are the ones nats.js writes (`PUB`/`HPUB`, the header block's length, the total, a
  * CRLF after the body), and the checks are its own, in its order, with its errors: a closed or

@@ -27,6 +27,13 @@ const BENCHMARKS: ReadonlyMap<string, Benchmark> = new Map([
     }
   ],
   [
+    "publish",
+    {
+      summary: "client CPU a publish costs through the outbox's protocol frames against nats.js's publish message by message",
+      run: async (argv: ReadonlyArray<string>) => (await import("./publish.js")).runPublishBench(argv)
+    }
+  ],
+  [
     "queues",
     {
       summary: "queue statistics of a tenant with 10^5 tasks: from the open-task index against every task-state document",
