@@ -50,6 +50,12 @@ describe("WireHeaders", () => {
     expect(() => h.set("X", "a\r\nInjected: 1")).toThrow(/line breaks/)
     expect(() => h.set("Bad Name", "v")).toThrow(/header name/)
     expect(() => h.set("Bad:Name", "v")).toThrow(/header name/)
+    // Valid names are remembered once checked; an invalid one is refused every time, by any instance.
+    expect(() => new WireHeaders().set("Bad Name", "v")).toThrow(/header name/)
+    const fresh = new WireHeaders()
+    fresh.set("X", "1")
+    fresh.set("X", "2")
+    expect(fresh.values("X")).toEqual(["2"])
     expect(() => headers().set("X", "a\r\nInjected: 1")).toThrow()
     expect(decoder.decode(h.encode())).toBe("NATS/1.0\r\n\r\n")
   })

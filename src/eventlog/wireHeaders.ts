@@ -15,6 +15,12 @@ import { utf8 } from "./utf8.js"
 /** A header name: visible ASCII except ':' (RFC 7230 token characters and more, as NATS accepts). */
 const KEY = /^[!-9;-~]+$/
 const BREAK = /[\r\n]/
+/**
+ * Names already found valid. codeq sets the same few on every event: checked once, they are
+ * looked up instead of matched again (at most `MAX_CHECKED` remembered).
+ */
+const checked = new Set<string>()
+const MAX_CHECKED = 256
 
 const same = (a: string, b: string, match: Match): boolean => (match === Match.Exact ? a === b : a.toLowerCase() === b.toLowerCase())
 
@@ -28,12 +34,15 @@ export class WireHeaders implements MsgHdrs {
 
   /** Sets `key` to `value` (replacing what it had). Throws on a malformed key or a value with a line break. */
   set(key: string, value: string, match: Match = Match.Exact): void {
-    this.delete(key, match)
+    if (this.pairs.length > 0) this.delete(key, match)
     this.append(key, value)
   }
 
   append(key: string, value: string, _match?: Match): void {
-    if (!KEY.test(key)) throw new Error(`invalid header name '${key}'`)
+    if (!checked.has(key)) {
+      if (!KEY.test(key)) throw new Error(`invalid header name '${key}'`)
+      if (checked.size < MAX_CHECKED) checked.add(key)
+    }
     if (BREAK.test(value)) throw new Error(`invalid value of header ${key}: line breaks are not allowed`)
     this.pairs.push(key, value.trim())
   }
