@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest"
 import { ErrorCode, headers, type Msg, type MsgHdrs, type NatsConnection } from "nats"
-import { wireOf } from "../src/eventlog/frames.js"
+import { MAX_FRAME_BYTES, wireOf } from "../src/eventlog/frames.js"
 import { publishSoon } from "../src/eventlog/outbox.js"
 import { WireHeaders } from "../src/eventlog/wireHeaders.js"
 import { useNatsServer, waitFor } from "./support/harness.js"
@@ -85,6 +85,19 @@ describe("publishes written as frames", () => {
     const renamed = ours.map((m) => ({ ...m, subject: m.subject.replace("frames.ours", "frames.theirs") }))
     expect(renamed).toEqual(theirs)
     expect(ours.map((m) => m.subject.slice(-1))).toEqual(["a", "b", "c", "d", "e", "f", "g"])
+  })
+
+  it("splits a burst larger than a frame into frames, every message whole and in order", async () => {
+    const got = await collect("frames.split")
+    const nc = await nats.connect()
+    const big = Math.floor(MAX_FRAME_BYTES / 3)
+    const messages: Array<Sent> = []
+    for (let i = 0; i < 12; i++)
+      messages.push(i % 3 === 2 ? { subject: `frames.split.${i}`, data: Buffer.from(`small ${i}`) } : { subject: `frames.split.${i}`, data: Buffer.alloc(big, i), headers: wire([["N", String(i)]]) })
+    bySoon(nc, messages)
+    await waitFor(() => got.length === messages.length, { what: "every message of the burst" })
+    expect(got.map((m) => m.subject)).toEqual(messages.map((m) => m.subject))
+    expect(got.map((m) => Buffer.from(m.data, "base64").equals(Buffer.from(messages[got.indexOf(m)]!.data)))).toEqual(messages.map(() => true))
   })
 
   it("refuses a message over the server's max_payload alone, with nats.js's error, and sends the rest", async () => {

@@ -52,6 +52,8 @@ export const wireOf = (nc: NatsConnection): WireProtocol | undefined => {
 }
 
 const CRLF = 0x0d0a
+/** Bytes of frames handed to the connection at once at most (a larger message goes alone). */
+export const MAX_FRAME_BYTES = 1 << 20
 
 /** A message checked and measured, ready to be written. */
 interface Planned {
@@ -61,6 +63,8 @@ interface Planned {
   readonly block: string | Uint8Array | undefined
   readonly blockBytes: number
   readonly data: Uint8Array
+  /** Bytes of its frame: line, header block, body, CRLF. */
+  readonly bytes: number
 }
 
 /** nats.js's own headers (`MsgHdrsImpl`) give their bytes as `encode()`, which its `publish` calls. */
@@ -80,7 +84,6 @@ export const sendFrames = (nc: NatsConnection, protocol: WireProtocol, messages:
   }
   const info = protocol.info
   const planned: Array<Planned> = []
-  let size = 0
   messages.forEach((m, index) => {
     if (m.subject.length === 0) return void refused.set(index, NatsError.errorForCode(ErrorCode.BadSubject))
     if (m.headers !== undefined && info !== undefined && info.headers !== true)
@@ -92,14 +95,34 @@ export const sendFrames = (nc: NatsConnection, protocol: WireProtocol, messages:
     const reply = m.reply === undefined || m.reply === "" ? "" : ` ${m.reply}`
     const line = block === undefined ? `PUB ${m.subject}${reply} ${total}\r\n` : `HPUB ${m.subject}${reply} ${blockBytes} ${total}\r\n`
     const lineBytes = Buffer.byteLength(line)
-    planned.push({ index, line, lineBytes, block, blockBytes, data: m.data })
-    size += lineBytes + total + 2
+    planned.push({ index, line, lineBytes, block, blockBytes, data: m.data, bytes: lineBytes + total + 2 })
   })
-  if (planned.length === 0) return refused
+  let from = 0
+  while (from < planned.length) {
+    // A frame holds up to MAX_FRAME_BYTES (a larger message alone): a flush of large documents
+    // is never one allocation of its whole size.
+    let to = from
+    let size = 0
+    while (to < planned.length && (to === from || size + (planned[to] as Planned).bytes <= MAX_FRAME_BYTES)) size += (planned[to++] as Planned).bytes
+    try {
+      send(protocol, planned, from, to, size)
+    } catch (error) {
+      // Not sent, nor anything after it: the connection's own error, as `publish` would throw it.
+      for (const p of planned.slice(from)) refused.set(p.index, error)
+      return refused
+    }
+    from = to
+  }
+  return refused
+}
+
+/** Writes `planned[from, to)` (`size` bytes of frames) into one buffer and hands it to the connection. */
+const send = (protocol: WireProtocol, planned: ReadonlyArray<Planned>, from: number, to: number, size: number): void => {
   const frame = Buffer.allocUnsafe(size)
   let at = 0
-  let bytes = 0
-  for (const p of planned) {
+  let payload = 0
+  for (let i = from; i < to; i++) {
+    const p = planned[i] as Planned
     at += frame.write(p.line, at, p.lineBytes, "utf8")
     if (typeof p.block === "string") at += frame.write(p.block, at, p.blockBytes, "utf8")
     else if (p.block !== undefined) {
@@ -110,15 +133,9 @@ export const sendFrames = (nc: NatsConnection, protocol: WireProtocol, messages:
     at += p.data.length
     frame.writeUInt16BE(CRLF, at)
     at += 2
-    bytes += p.data.length + p.blockBytes
+    payload += p.data.length + p.blockBytes
   }
-  try {
-    protocol.sendCommand(frame)
-  } catch (error) {
-    for (const p of planned) refused.set(p.index, error)
-    return refused
-  }
-  protocol.outMsgs += planned.length
-  protocol.outBytes += bytes
-  return refused
+  protocol.sendCommand(frame)
+  protocol.outMsgs += to - from
+  protocol.outBytes += payload
 }
