@@ -87,6 +87,25 @@ describe("publishes written as frames", () => {
     expect(ours.map((m) => m.subject.slice(-1))).toEqual(["a", "b", "c", "d", "e", "f", "g"])
   })
 
+  it("publishes message by message through nats.js where its protocol handler is not reachable", async () => {
+    const theirs = await collect("frames.plain")
+    const ours = await collect("frames.fallback")
+    const nc = await nats.connect()
+    // The same connection, seen without the internal the frames use.
+    const hidden = new Proxy(nc, {
+      get: (target, key) => {
+        if (key === "protocol") return undefined
+        const value: unknown = Reflect.get(target, key, target)
+        return typeof value === "function" ? (value as (...args: Array<unknown>) => unknown).bind(target) : value
+      }
+    })
+    expect(wireOf(hidden)).toBeUndefined()
+    byPublish(nc, shapes("frames.plain"))
+    bySoon(hidden, shapes("frames.fallback"))
+    await waitFor(() => theirs.length === 7 && ours.length === 7, { what: "both bursts delivered" })
+    expect(ours.map((m) => ({ ...m, subject: m.subject.replace("frames.fallback", "frames.plain") }))).toEqual(theirs)
+  })
+
   it("splits a burst larger than a frame into frames, every message whole and in order", async () => {
     const got = await collect("frames.split")
     const nc = await nats.connect()
