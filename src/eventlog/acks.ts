@@ -121,15 +121,17 @@ export const parseAck = (subject: string): AckInfo | undefined => {
   const tokens = count + 1
   if (tokens < 9) return undefined
   const offset = tokens >= 12 ? 4 : 2
-  // Token k runs from just after dot k−1 to dot k (the end for the last one).
-  const start = (k: number) => (dots[k - 1] as number) + 1
-  const end = (k: number) => (k < count ? (dots[k] as number) : subject.length)
-  const seq = decimalAt(subject, start(offset + 3), end(offset + 3))
-  const timeNs = subject.slice(start(offset + 5), end(offset + 5))
-  const pending = decimalAt(subject, start(offset + 6), end(offset + 6))
+  const seq = decimalAt(subject, tokenStart(offset + 3), tokenEnd(offset + 3, count, subject))
+  const timeNs = subject.slice(tokenStart(offset + 5), tokenEnd(offset + 5, count, subject))
+  const pending = decimalAt(subject, tokenStart(offset + 6), tokenEnd(offset + 6, count, subject))
   if (!Number.isSafeInteger(seq) || !isNanos(timeNs)) return undefined
-  return { delivered: decimalAt(subject, start(offset + 2), end(offset + 2)), seq, timeNs, pending: Number.isSafeInteger(pending) ? pending : 0 }
+  return { delivered: decimalAt(subject, tokenStart(offset + 2), tokenEnd(offset + 2, count, subject)), seq, timeNs, pending: Number.isSafeInteger(pending) ? pending : 0 }
 }
+
+/** Token k of the subject `parseAck` has found the dots of runs from just after dot k−1 ... */
+const tokenStart = (k: number): number => (dots[k - 1] as number) + 1
+/** ... to dot k, or to the end for the last one (`count` dots). */
+const tokenEnd = (k: number, count: number, subject: string): number => (k < count ? (dots[k] as number) : subject.length)
 
 /** Delivery count, stream sequence and store time of a delivery's ack subject (NaN and an invalid date when it is not one). */
 export const parseAckSubject = (subject: string): { delivered: number; streamSeq: number; time: Date } => {
