@@ -20,15 +20,14 @@
  * publishes message by message through `publish` as before (and a test fails on the version we
  * pin, so an upgrade that moves it is noticed).
  */
-import { ErrorCode, NatsError, type MsgHdrs, type NatsConnection } from "nats"
+import { ErrorCode, NatsError, type MsgHdrs, type NatsConnection, type PublishOptions } from "nats"
 import { WireHeaders } from "./wireHeaders.js"
 
-/** One message of a burst. */
+/** One message of a burst: what `publish` would be given. */
 export interface Publication {
   readonly subject: string
   readonly data: Uint8Array
-  readonly reply?: string | undefined
-  readonly headers?: MsgHdrs | undefined
+  readonly options: PublishOptions | undefined
 }
 
 /** What the frames need of nats.js's protocol handler. */
@@ -77,25 +76,27 @@ const headerBlock = (headers: MsgHdrs): string | Uint8Array =>
  */
 export const sendFrames = (nc: NatsConnection, protocol: WireProtocol, messages: ReadonlyArray<Publication>): Map<number, unknown> => {
   const refused = new Map<number, unknown>()
-  if (nc.isClosed() || protocol.noMorePublishing === true) {
-    const error = NatsError.errorForCode(nc.isClosed() ? ErrorCode.ConnectionClosed : ErrorCode.ConnectionDraining)
+  const closed = nc.isClosed()
+  if (closed || protocol.noMorePublishing === true) {
+    const error = NatsError.errorForCode(closed ? ErrorCode.ConnectionClosed : ErrorCode.ConnectionDraining)
     messages.forEach((_, i) => refused.set(i, error))
     return refused
   }
   const info = protocol.info
   const planned: Array<Planned> = []
-  messages.forEach((m, index) => {
-    if (m.subject.length === 0) return void refused.set(index, NatsError.errorForCode(ErrorCode.BadSubject))
-    if (m.headers !== undefined && info !== undefined && info.headers !== true)
+  messages.forEach(({ subject, data, options }, index) => {
+    const headers = options?.headers
+    if (subject.length === 0) return void refused.set(index, NatsError.errorForCode(ErrorCode.BadSubject))
+    if (headers !== undefined && info !== undefined && info.headers !== true)
       return void refused.set(index, new NatsError("headers", ErrorCode.ServerOptionNotAvailable))
-    const block = m.headers === undefined ? undefined : headerBlock(m.headers)
+    const block = headers === undefined ? undefined : headerBlock(headers)
     const blockBytes = block === undefined ? 0 : typeof block === "string" ? Buffer.byteLength(block) : block.length
-    const total = m.data.length + blockBytes
+    const total = data.length + blockBytes
     if (info?.max_payload !== undefined && total > info.max_payload) return void refused.set(index, NatsError.errorForCode(ErrorCode.MaxPayloadExceeded))
-    const reply = m.reply === undefined || m.reply === "" ? "" : ` ${m.reply}`
-    const line = block === undefined ? `PUB ${m.subject}${reply} ${total}\r\n` : `HPUB ${m.subject}${reply} ${blockBytes} ${total}\r\n`
+    const reply = options?.reply === undefined || options.reply === "" ? "" : ` ${options.reply}`
+    const line = block === undefined ? `PUB ${subject}${reply} ${total}\r\n` : `HPUB ${subject}${reply} ${blockBytes} ${total}\r\n`
     const lineBytes = Buffer.byteLength(line)
-    planned.push({ index, line, lineBytes, block, blockBytes, data: m.data, bytes: lineBytes + total + 2 })
+    planned.push({ index, line, lineBytes, block, blockBytes, data, bytes: lineBytes + total + 2 })
   })
   let from = 0
   while (from < planned.length) {

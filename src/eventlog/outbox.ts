@@ -8,18 +8,16 @@
  * turn (setImmediate) and publishing them in one synchronous burst puts them in one write, in the
  * order they were asked for, at the cost of at most one turn of latency.
  *
- * The burst is written as protocol frames into one buffer (frames.ts) where the connection allows
- * it, and published message by message through nats.js otherwise.
+ * The burst is written as protocol frames into one buffer per MiB (frames.ts) where the connection
+ * allows it, and published message by message through nats.js otherwise.
  *
  * A caller can also ask to be called back as the next burst is about to leave (`beforeNextFlush`),
  * to add a last publish to it: a barrier behind everything published in the turn.
  */
-import type { MsgHdrs, NatsConnection, PublishOptions } from "nats"
+import type { NatsConnection, PublishOptions } from "nats"
 import { sendFrames, wireOf, type Publication, type WireProtocol } from "./frames.js"
 
 interface Queued extends Publication {
-  readonly reply: string | undefined
-  readonly headers: MsgHdrs | undefined
   readonly onError: OnUnsent | undefined
 }
 
@@ -37,7 +35,7 @@ class Outbox {
   }
 
   publish(subject: string, data: Uint8Array, options?: PublishOptions, onError?: OnUnsent): void {
-    this.queue.push({ subject, data, reply: options?.reply, headers: options?.headers, onError })
+    this.queue.push({ subject, data, options, onError })
     this.schedule()
   }
 
@@ -74,9 +72,9 @@ class Outbox {
       }
       return
     }
-    for (const { subject, data, reply, headers, onError } of queue) {
+    for (const { subject, data, options, onError } of queue) {
       try {
-        this.nc.publish(subject, data, { ...(reply !== undefined ? { reply } : {}), ...(headers !== undefined ? { headers } : {}) })
+        this.nc.publish(subject, data, options)
       } catch (error) {
         // The connection is closed or draining: whoever waits for an answer is told.
         onError?.(error, subject, data)
