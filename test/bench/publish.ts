@@ -18,6 +18,11 @@ interface Options {
   readonly rounds: number
 }
 
+const USAGE = `usage: npm run bench -- publish [--messages N] [--burst N] [--rounds N]
+  --messages N  publishes a round (default 200000)
+  --burst N     publishes a turn of the event loop (default 16)
+  --rounds N    alternated rounds of each way, after a warm-up (default 5)`
+
 const parse = (argv: ReadonlyArray<string>): Options => {
   const value = (name: string, fallback: number, max: number): number => {
     const i = argv.indexOf(`--${name}`)
@@ -71,7 +76,17 @@ const round = async (nc: NatsConnection, way: Way, { messages, burst }: Options)
 const inMsgs = async (monitor: number): Promise<number> => ((await (await fetch(`http://127.0.0.1:${monitor}/varz`)).json()) as { in_msgs: number }).in_msgs
 
 export const runPublishBench = async (argv: ReadonlyArray<string>): Promise<number> => {
-  const options = parse(argv)
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(USAGE)
+    return 0
+  }
+  let options: Options
+  try {
+    options = parse(argv)
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${USAGE}`)
+    return 1
+  }
   const monitor = await freePort()
   const server = await startNatsServer({ ownServer: true, args: ["-m", String(monitor)] })
   const nc = await connect({ servers: server.url, noAsyncTraces: true })
