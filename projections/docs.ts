@@ -10,8 +10,11 @@
  * below the state's version (a replay after a restart) changes nothing.
  *
  * Writes are coalesced: a task's document is written when it is over (ended, and its webhook, if
- * any, answered), or once it has been unwritten for a while, so a task that runs quickly costs one
- * write for its whole life. The projection is the bucket's one writer (the projections lease), so
+ * any, answered), when a reader asks for everything to be written (listings and queue statistics
+ * do, through the runtime's `flushNow`), when more than `maxUnwritten` wait, or once it has been
+ * unwritten for `writeAfterMs`. A task that runs quickly costs one write for its whole life, and so
+ * does one that waits in a backlog nobody is looking at: writing every waiting task after 3 s, as
+ * before, cost it a second document, an index entry and its removal. The projection is the bucket's one writer (the projections lease), so
  * a flush sends plain puts and one acknowledged barrier after them (eventlog/kv.ts): one message
  * per document. A create that may have been folded before (at or below the replay horizon: the
  * log's end when this fold started) is looked up in the bucket first, so a replay never writes a
@@ -76,8 +79,17 @@ export interface TaskDocsOptions {
    * gigabytes.
    */
   readonly maxBytes?: number
-  /** A task still running is written once it has been unwritten this long (ms). Default 3,000. */
+  /**
+   * A task still going is written once it has been unwritten this long (ms). Default 30,000. Readers
+   * of the read model do not wait for it: they ask the projections to write everything first
+   * (`ProjectionRuntime.flushNow`). What it bounds is how far back the saved position may stay.
+   */
   readonly writeAfterMs?: number
+  /**
+   * Unwritten documents of tasks still going kept at most: beyond it the oldest are written at the
+   * next tick, whatever their age. Bounds the memory a backlog holds. Default 10,000.
+   */
+  readonly maxUnwritten?: number
   /** Write the read model (false: only fold, e.g. while rebuilding another projection). */
   readonly write?: boolean
   /** Events up to this sequence may have been folded into the bucket already. Default 0. */
@@ -91,6 +103,10 @@ export interface TaskDocsOptions {
 }
 
 const decoder = new TextDecoder()
+/** See `TaskDocsOptions.writeAfterMs`. */
+export const WRITE_AFTER_MS = 30_000
+/** See `TaskDocsOptions.maxUnwritten`. */
+export const MAX_UNWRITTEN = 10_000
 /** Documents written per tick at most; the rest wait for the next one. */
 const MAX_PUTS_PER_FLUSH = 2_000
 
@@ -126,6 +142,7 @@ export class TaskDocs {
   /** Bytes of the documents in memory (`Doc.bytes`). */
   private held = 0
   private readonly writeAfterMs: number
+  private readonly maxUnwritten: number
   private readonly write: boolean
   private readonly replayHorizon: number
   private readonly index: IndexStore | undefined
@@ -144,7 +161,8 @@ export class TaskDocs {
   ) {
     this.capacity = options.capacity ?? 20_000
     this.maxBytes = options.maxBytes ?? 64 * 2 ** 20
-    this.writeAfterMs = options.writeAfterMs ?? 3_000
+    this.writeAfterMs = options.writeAfterMs ?? WRITE_AFTER_MS
+    this.maxUnwritten = options.maxUnwritten ?? MAX_UNWRITTEN
     this.write = options.write ?? true
     this.replayHorizon = options.replayHorizon ?? 0
     this.index = options.index
@@ -270,12 +288,14 @@ export class TaskDocs {
     }
     const old = (doc: Doc) => now - doc.dirtyAt >= this.writeAfterMs
     for (const doc of this.due.values()) if (room()) send(doc)
+    // Beyond `maxUnwritten` (due ones were just sent): the oldest, whatever their age.
+    const crowded = () => this.dirty.size + this.late.size > this.maxUnwritten
     // `dirty` is oldest first: the first one young enough ends the walk.
     for (const doc of this.dirty.values()) {
-      if (!room() || !(all || old(doc))) break
+      if (!room() || !(all || old(doc) || crowded())) break
       send(doc)
     }
-    for (const doc of this.late.values()) if (room() && (all || old(doc) || isOver(doc.state))) send(doc)
+    for (const doc of this.late.values()) if (room() && (all || old(doc) || isOver(doc.state) || crowded())) send(doc)
     if (sent.length === 0) return
     let from = Number.POSITIVE_INFINITY
     for (const { dirtyFrom } of sent) if (dirtyFrom < from) from = dirtyFrom

@@ -6,12 +6,12 @@
 import { EventFeed } from "../src/eventlog/feed.js"
 import type { EventLog } from "../src/eventlog/EventLog.js"
 import { log } from "../src/log/log.js"
-import { eventsStream, type Naming } from "../streams/definitions.js"
+import { READ_MODEL_FLUSH_TIMEOUT_MS, eventsStream, readModelFlushSubject, type Naming } from "../streams/definitions.js"
 import { TaskDocs, type TaskDocsOptions } from "./docs.js"
 import { ProjectionLeadership, presenceSubject } from "./leadership.js"
 import { ProjectionRuntime, type RuntimeHooks, type Sink } from "./runtime.js"
 import type { Bucket, PipelinedKv } from "../src/eventlog/kv.js"
-import type { Connection } from "../src/eventlog/connection.js"
+import { answerAfter, askAndWait, type Connection } from "../src/eventlog/connection.js"
 import { lastSequence } from "../src/eventlog/streams.js"
 import { backfillOpenTasks } from "../src/eventlog/openTasks.js"
 import type { OpenTaskIndex } from "./openTasks.js"
@@ -44,6 +44,11 @@ export interface RunningProjections {
   readonly leading: boolean
   /** Per projection, the sequence every event up to which is done (this broker's when leading, else the saved one). */
   positions(): Promise<ReadonlyMap<string, number>>
+  /**
+   * Has the leader, this broker or another, write everything it has coalesced; true once written,
+   * false when no leader answered within `timeoutMs` (default `READ_MODEL_FLUSH_TIMEOUT_MS`).
+   */
+  flush(timeoutMs?: number): Promise<boolean>
   /** Stops folding (in-flight work finishes, the position is saved) and gives the lease up. */
   stop(): Promise<void>
 }
@@ -90,6 +95,13 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
     names = ["task-state", ...sinks.map((sink) => sink.name)]
     const current = new ProjectionRuntime(feed, docs, sinks, { save: (seq) => leadership.save(seq) }, setup)
     runtime = current
+    // Readers of the read model, in any broker or client, ask for the coalesced writes first: what
+    // the log held when they asked is applied (within the deadline), then written, so a reader sees
+    // the tasks it just created.
+    const stopAnswering = answerAfter(setup.nc, readModelFlushSubject(setup.naming), async () => {
+      await current.appliedThrough(await lastSequence(setup.nc, eventsStream(setup.naming)), READ_MODEL_FLUSH_TIMEOUT_MS)
+      await current.flushNow()
+    })
     log.info({ holder: setup.holder, from }, "projections: this broker leads; folding the log")
     const running = current.run()
     // WHY a flag and not Promise.race with the run on every renewal: each race adds a reaction to
@@ -111,6 +123,7 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
     }
     if (stopping) await (connected() ? current.stop() : current.abandon())
     await running.catch(() => undefined)
+    stopAnswering()
     runtime = undefined
   }
 
@@ -140,6 +153,8 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
       const saved = await ProjectionLeadership.savedPosition(setup.leases)
       return new Map((names.length > 0 ? names : ["task-state", "dispatcher", "webhooks", "dead-letters", "metrics"]).map((name) => [name, saved]))
     },
+    // Asked over NATS even when this broker leads: the one path, with its deadline.
+    flush: (timeoutMs = READ_MODEL_FLUSH_TIMEOUT_MS) => askAndWait(setup.nc, readModelFlushSubject(setup.naming), timeoutMs),
     stop: async () => {
       stopping = true
       wake?.()

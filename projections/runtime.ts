@@ -92,6 +92,10 @@ export class ProjectionRuntime {
   private stopping = false
   private abandoned = false
   private done: Promise<void> | undefined
+  /** Callers of `appliedThrough` still waiting. */
+  private readonly appliedWaiters = new Set<{ readonly seq: number; readonly resolve: () => void }>()
+  /** A flush asked for (`flushNow`) and not started yet: its askers are told when it ends. */
+  private asked: { readonly written: Promise<void>; readonly resolve: () => void; readonly reject: (error: unknown) => void } | undefined
 
   constructor(
     private readonly feed: EventFeed,
@@ -133,6 +137,51 @@ export class ProjectionRuntime {
     return this.done
   }
 
+  /**
+   * Makes every coalesced write now — the read model's documents and index, each sink's — and
+   * resolves once they are stored, so a reader that asked sees every event applied before it
+   * asked. A flush already under way may have started before those events: the asked one starts
+   * after it, and askers who come before it starts share it. Rejects when the writes fail or the
+   * runtime was abandoned; once stopping, resolves with the final flush.
+   */
+  flushNow(): Promise<void> {
+    if (this.abandoned) return Promise.reject(new Error("the projections runtime was abandoned"))
+    if (this.stopping) return this.done ?? Promise.resolve()
+    if (this.asked === undefined) {
+      let resolve: () => void = () => undefined
+      let reject: (error: unknown) => void = () => undefined
+      const written = new Promise<void>((yes, no) => {
+        resolve = yes
+        reject = no
+      })
+      this.asked = { written, resolve, reject }
+    }
+    const { written } = this.asked
+    this.maybeTick()
+    return written
+  }
+
+  /**
+   * Resolves once every event up to `seq` is applied, or after `timeoutMs` (a fold far behind, a
+   * sequence it never reaches), or at once when stopping.
+   */
+  appliedThrough(seq: number, timeoutMs: number): Promise<void> {
+    if (this.appliedSeq >= seq || this.stopping) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const waiter = {
+        seq,
+        resolve: () => {
+          clearTimeout(timer)
+          this.appliedWaiters.delete(waiter)
+          resolve()
+        }
+      }
+      timer = setTimeout(waiter.resolve, timeoutMs)
+      this.appliedWaiters.add(waiter)
+    })
+  }
+
   /** Stops reading, lets in-flight effects settle, makes every coalesced write, saves the position. */
   stop(): Promise<void> {
     // Synchronously: the event being applied is the last one.
@@ -148,6 +197,8 @@ export class ProjectionRuntime {
     this.stopping = true
     this.abandoned = true
     for (const sink of this.sinks) sink.stop?.()
+    this.asked?.reject(new Error("the projections runtime was abandoned"))
+    this.asked = undefined
     return this.done ?? Promise.resolve()
   }
 
@@ -164,14 +215,25 @@ export class ProjectionRuntime {
       const raws = await tryThenRetry(read, again, READ_RETRY).catch((): Array<RawEvent> => [])
       // Rejects only when stopping (a failed read of documents is retried inside).
       if (raws.length > 0) await this.handle(raws).catch((error: unknown) => log.warn({ error: KNOWN_FAILURE(error) }, "projection runtime: a batch was left for the next run"))
+      this.wakeApplied()
       this.maybeTick()
     }
+    this.wakeApplied()
     if (this.abandoned) return void (await this.feed.close(false))
     await this.ticking
     // Let what is in flight settle (bounded: a sink that cannot finish is stopped and replayed later).
     await Promise.race([Promise.allSettled(this.pending.values()), Effect.runPromise(Effect.sleep(Duration.seconds(5)))])
     for (const sink of this.sinks) sink.stop?.()
-    await this.tick(true).catch((error: unknown) => log.warn({ error: KNOWN_FAILURE(error) }, "projection runtime: final flush failed"))
+    // A flush asked for and not started: this one is it.
+    const asked = this.asked
+    this.asked = undefined
+    await this.tick(true).then(
+      () => asked?.resolve(),
+      (error: unknown) => {
+        log.warn({ error: KNOWN_FAILURE(error) }, "projection runtime: final flush failed")
+        asked?.reject(error)
+      }
+    )
     await this.feed.close()
   }
 
@@ -202,6 +264,12 @@ export class ProjectionRuntime {
     while (this.pending.size > this.maxPending && !this.stopping) await this.pending.values().next().value
   }
 
+  /** Lets go the callers of `appliedThrough` whose sequence is applied (all of them when stopping). */
+  private wakeApplied(): void {
+    if (this.appliedWaiters.size === 0) return
+    for (const waiter of this.appliedWaiters) if (waiter.seq <= this.appliedSeq || this.stopping) waiter.resolve()
+  }
+
   private track(seq: number, effect: Promise<unknown>): void {
     // One entry per sequence: a second effect of the same event chains after the first.
     const previous = this.pending.get(seq)
@@ -227,22 +295,31 @@ export class ProjectionRuntime {
     }
   }
 
+  /** Starts a tick when the last one is `tickMs` ago, or at once when a flush was asked for; one at a time. */
   private maybeTick(): void {
-    if (this.ticking !== undefined || Date.now() - this.lastTick < this.tickMs) return
-    this.ticking = this.tick(false)
+    // Once stopping, the loop's final flush is the last one (two would write beside each other).
+    if (this.ticking !== undefined || this.stopping) return
+    const asked = this.asked
+    if (asked === undefined && Date.now() - this.lastTick < this.tickMs) return
+    this.asked = undefined
+    this.ticking = this.tick(asked !== undefined)
       .then(
         () => {
           if (this.failedTicks > 0) log.info({ failed_ticks: this.failedTicks }, "projection runtime: coalesced writes go through again")
           this.failedTicks = 0
+          asked?.resolve()
         },
         (error: unknown) => {
           // Once at warn per outage: through a leader election every tick (10 a second) fails.
           const level = this.failedTicks++ === 0 ? "warn" : "debug"
           log[level]({ error: KNOWN_FAILURE(error) }, "projection runtime: a coalesced write failed; retrying next tick")
+          asked?.reject(error)
         }
       )
       .finally(() => {
         this.ticking = undefined
+        // Asked for while this one ran: it starts now.
+        if (this.asked !== undefined) this.maybeTick()
       })
   }
 

@@ -33,6 +33,14 @@ export const claimSubject = (n: Naming, tenant: string, command: string, lane: n
 export const claimBarrierSubject = (n: Naming) => `${n.subjectRoot}.claim._barrier`
 export const claimSubjects = (n: Naming, tenant = "*", command = "*") => `${n.subjectRoot}.claim.${tenant}.${command}.*`
 
+/**
+ * Where readers of the read model ask the projections' leader to write what it has coalesced
+ * before they read (core NATS request and reply, in no stream): listings and queue statistics.
+ */
+export const readModelFlushSubject = (n: Naming) => `${n.subjectRoot}.ctl.projections.flush`
+/** How long a reader waits for that before reading anyway (no leader answers during an election). */
+export const READ_MODEL_FLUSH_TIMEOUT_MS = 2_000
+
 /** Parses `<root>.evt.<tenant>.<taskId>`; undefined when the subject is not an event subject. */
 export const parseEventSubject = (n: Naming, subject: string): { tenant: string; taskId: string } | undefined => {
   const parts = subject.split(".")

@@ -10,7 +10,8 @@ import { readTaskState } from "../src/eventlog/taskStates.js"
 import { TaskDocs } from "../projections/docs.js"
 import { fold, type TaskState } from "../src/domain/events.js"
 import { liveEntries, PipelinedKv } from "../src/eventlog/kv.js"
-import { projectionsBucket, taskStateBucket } from "../streams/definitions.js"
+import { projectionsBucket, readModelFlushSubject, taskStateBucket, taskStateKey } from "../streams/definitions.js"
+import { askAndWait } from "../src/eventlog/connection.js"
 import type { RunningBroker } from "../src/broker.js"
 import { brokerConfig, freshNaming, projectionsCaughtUp, provision, useNatsServer, waitFor } from "./support/harness.js"
 
@@ -172,6 +173,32 @@ describe("projections", () => {
     expect(text).toContain('codeq_task_processing_latency_seconds_count{command="resize"} 5')
     expect(text).toMatch(/codeq_projection_lag_events\{projection="metrics"\} 0/)
     await broker.stop()
+    await client.close()
+  })
+  it("writes a waiting task's document when a reader asks and not before: a listing and the queue statistics right after a create show it", async () => {
+    const naming = freshNaming()
+    const broker = await startBroker(brokerConfig(nats.url(), naming))
+    const client = await CodeqClient.connect({ servers: nats.url(), naming })
+    const kv = await client.nc.jetstream().views.kv(taskStateBucket(naming))
+    const task = await client.producer("acme").create({ command: "fresh" })
+    const created = (await client.log.readTask("acme", task.id)).events[0]?.seq ?? Number.NaN
+    // Applied (its claim is dispatched), and still unwritten: nobody has read yet.
+    await waitFor(async () => ((await broker.projections.positions()).get("dispatcher") ?? 0) >= created || undefined, { what: "the create applied" })
+    expect(await kv.get(taskStateKey("acme", task.id))).toBeNull()
+    // No waiting here: each read asks the leader to write first.
+    expect((await client.tasks.list("acme", { status: "PENDING", command: "fresh" })).map((t) => t.id)).toEqual([task.id])
+    expect((await client.tasks.queue("acme", "fresh")).ready).toBe(1)
+    expect((await kv.get(taskStateKey("acme", task.id)))?.operation).toBe("PUT")
+    // What the log held when the reader asked is applied before it is written: a task created just
+    // before a listing is in it.
+    const next = await client.producer("acme").create({ command: "fresh" })
+    expect((await client.tasks.list("acme", { status: "PENDING", command: "fresh" })).map((t) => t.id)).toEqual([next.id, task.id])
+    // The leader answers its own broker's question too.
+    expect(await broker.projections.flush()).toBe(true)
+    await broker.stop()
+    // Nobody leads: the server says so at once, and the reader reads what is written.
+    expect(await askAndWait(client.nc, readModelFlushSubject(naming), 600_000)).toBe(false)
+    expect((await client.tasks.list("acme", { status: "PENDING", command: "fresh" })).map((t) => t.id)).toEqual([next.id, task.id])
     await client.close()
   })
 })

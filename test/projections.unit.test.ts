@@ -155,6 +155,24 @@ describe("projections over the in-memory log and buckets", () => {
     expect(docs.durableThrough(last)).toBe(last)
   })
 
+
+  it("writes waiting tasks only beyond maxUnwritten, oldest first, when none is old enough; a flush of everything writes the rest", async () => {
+    const log = new InMemoryEventLog(naming)
+    const repo = new TaskRepository(log, new Telemetry())
+    const ids = [randomUUID(), randomUUID(), randomUUID(), randomUUID(), randomUUID()]
+    for (const [i, id] of ids.entries()) await repo.apply(TENANT, id, create(id), { now: at(i) })
+    const bucket = new InMemoryBucket()
+    const docs = new TaskDocs(bucket, log, { writeAfterMs: 60_000, maxUnwritten: 2 })
+    await project(docs, [], log.events())
+    await docs.flush(false)
+    // Five wait, none for a minute: the three oldest go, two stay unwritten.
+    expect(docs.written).toBe(3)
+    expect(ids.map((id) => documentOf(bucket, id)?.status)).toEqual(["PENDING", "PENDING", "PENDING", undefined, undefined])
+    await docs.flush(false)
+    expect(docs.written).toBe(3)
+    await docs.flush(true)
+    expect(ids.every((id) => documentOf(bucket, id)?.status === "PENDING")).toBe(true)
+  })
   it("does not report documents durable while the barrier after their puts has not answered", async () => {
     const { log } = await completedTaskLog()
     const last = log.events().at(-1)?.seq ?? 0

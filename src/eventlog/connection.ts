@@ -57,6 +57,33 @@ export const answerPresence = (conn: Connection, subject: string): (() => void) 
 }
 
 /**
+ * Answers every request on `subject` once `work` has settled (fulfilled or not: the asker only
+ * waits for it), until the returned function is called. The request's data is ignored.
+ */
+export const answerAfter = (conn: Connection, subject: string, work: () => Promise<unknown>): (() => void) => {
+  const sub = conn.subscribe(subject, {
+    callback: (_err, msg) => {
+      const answer = () => void msg.respond()
+      work().then(answer, answer)
+    }
+  })
+  return () => sub.unsubscribe()
+}
+
+/**
+ * Asks on `subject` and waits for the answer, at most `timeoutMs`: true when it came. Nobody
+ * answering, a refusal (permissions), a timeout or a closed connection give false, never a throw.
+ */
+export const askAndWait = async (conn: Connection, subject: string, timeoutMs: number): Promise<boolean> => {
+  try {
+    await conn.request(subject, undefined, { timeout: timeoutMs })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
  * Whether nobody answers on `subject` any more: the server says "no responders" the moment the
  * answering connection is gone. A slow answer is not absence.
  */

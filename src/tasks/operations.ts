@@ -3,7 +3,7 @@
  * long-poll), heartbeat, results, nack, abandon, cancel, and the dead-letter queue. One instance
  * per connection; it holds nothing a restart would lose (claim sources are caches).
  */
-import type { Connection } from "../eventlog/connection.js"
+import { askAndWait, type Connection } from "../eventlog/connection.js"
 import { bindBucket, liveEntries, openBucket, type Bucket } from "../eventlog/kv.js"
 import { openIndexReady, readOpenTasks } from "../eventlog/openTasks.js"
 import { keptUnlessFailed } from "../eventlog/kept.js"
@@ -13,7 +13,7 @@ import { MAX_REASON_LENGTH, checkCommand, checkIntRange, checkMaxLength, checkTa
 import { answerDelivery } from "../eventlog/acks.js"
 import { ClaimSource, type ClaimSourceOptions } from "../eventlog/claims/source.js"
 import type { LaneWatch } from "../eventlog/claims/laneWatch.js"
-import { deadLetterBucket, deadLetterKey, openTaskBucket, taskStateBucket } from "../../streams/definitions.js"
+import { READ_MODEL_FLUSH_TIMEOUT_MS, deadLetterBucket, deadLetterKey, openTaskBucket, readModelFlushSubject, taskStateBucket } from "../../streams/definitions.js"
 import { TaskStateReader } from "../eventlog/taskStates.js"
 import type { DeadLetterEntry } from "./view.js"
 import { ClaimCapacity, InvalidTransition, TaskNotFound, ValidationError } from "./errors.js"
@@ -221,6 +221,7 @@ export class TaskOperations {
   ): Promise<ReadonlyArray<TaskView>> {
     const limit = filter.limit ?? 100
     check(checkTenant(tenant), filter.command === undefined ? undefined : checkCommand(filter.command), checkIntRange(limit, "limit", 1, 1000))
+    await this.readModelWritten()
     const matches = (s: TaskState) =>
       (filter.status === undefined || s.status === filter.status) &&
       (filter.command === undefined || s.command === filter.command) &&
@@ -274,6 +275,7 @@ export class TaskOperations {
   }
 
   private async tally(tenant: string, command?: string): Promise<QueueTally> {
+    await this.readModelWritten()
     const tally = new QueueTally(new Date(), command)
     const index = await this.openTaskIndex()
     // A bucket that is missing (no broker of this version has run) is not ready either.
@@ -291,9 +293,21 @@ export class TaskOperations {
     return tally
   }
 
+  /**
+   * Asks the projections' leader to write what it has coalesced, and waits for it (at most
+   * READ_MODEL_FLUSH_TIMEOUT_MS): a read of the read model then sees every event the leader had
+   * applied when asked — a task created just before is listed. Without an answer (an election, no
+   * permission to ask) the read goes on with what is written, never more than a few tens of
+   * seconds behind (projections/docs.ts).
+   */
+  private async readModelWritten(): Promise<void> {
+    await askAndWait(this.nc, readModelFlushSubject(this.repo.log.naming), READ_MODEL_FLUSH_TIMEOUT_MS)
+  }
+
   /** Dead-lettered tasks of a tenant, optionally of one command, oldest first. */
   async deadLetters(tenant: string, command?: string): Promise<ReadonlyArray<DeadLetterEntry>> {
     check(checkTenant(tenant), command === undefined ? undefined : checkCommand(command))
+    await this.readModelWritten()
     const entries = await liveEntries(await this.deadLetterIndex(), `${tenant}.${command ?? "*"}.*`)
     return [...entries.values()]
       .map(({ value }) => JSON.parse(decoder.decode(value)) as DeadLetterEntry)

@@ -97,10 +97,18 @@ export const waitFor = async <T>(
 
 /**
  * True once the broker's projections (all, or the named ones) have finished every event the log
- * held when asked: effects settled, coalesced writes made.
+ * held when asked: effects settled, coalesced writes made. The leader is asked to make its
+ * coalesced writes first, as readers of the read model do (a task still going is otherwise
+ * written only after tens of seconds).
  */
-export const projectionsCaughtUp = async (broker: { readonly projections: { positions(): Promise<ReadonlyMap<string, number>> } }, nc: NatsConnection, naming: Naming, names?: ReadonlyArray<string>): Promise<boolean> => {
+export const projectionsCaughtUp = async (
+  broker: { readonly projections: { positions(): Promise<ReadonlyMap<string, number>>; flush?(): Promise<boolean> } },
+  nc: NatsConnection,
+  naming: Naming,
+  names?: ReadonlyArray<string>
+): Promise<boolean> => {
   const last = await eventCountLastSeq(nc, naming)
+  await broker.projections.flush?.()
   const positions = await broker.projections.positions()
   const wanted = names ?? [...positions.keys()]
   return wanted.length > 0 && wanted.every((name) => (positions.get(name) ?? 0) >= last)
