@@ -168,7 +168,6 @@ export class ProjectionRuntime {
   appliedThrough(seq: number, timeoutMs: number): Promise<void> {
     if (this.appliedSeq >= seq || this.stopping) return Promise.resolve()
     return new Promise<void>((resolve) => {
-      let timer: ReturnType<typeof setTimeout> | undefined
       const waiter = {
         seq,
         resolve: () => {
@@ -177,7 +176,7 @@ export class ProjectionRuntime {
           resolve()
         }
       }
-      timer = setTimeout(waiter.resolve, timeoutMs)
+      const timer = setTimeout(waiter.resolve, timeoutMs)
       this.appliedWaiters.add(waiter)
     })
   }
