@@ -1,7 +1,7 @@
 /**
  * Reading the task-state read model (DESIGN §4): every task's current state, folded from the log
- * by docs.ts and kept in a key-value bucket under `<tenant>.<taskId>`, for listings. It trails the
- * log by the projection's lag; GET of one task reads the log itself.
+ * by docs.ts and kept in a key-value bucket under `<tenant>.<taskId>`, for listings. Readers ask the
+ * projections' leader to write up to the log's end first; GET of one task reads the log itself.
  */
 import type { KV } from "nats"
 import type { Connection } from "./connection.js"

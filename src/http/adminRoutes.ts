@@ -4,7 +4,8 @@
  *
  * Queue statistics come from the task-state read model (`TaskOperations.queues`): every task of
  * the tenant counted once by its state, so a task waiting for its `runAt` is delayed, not ready
- * and not in progress. They trail the log by the projection's lag.
+ * and not in progress. The projections' leader writes what it coalesced first (`readModelWritten`):
+ * they count what the log held when asked, unless no leader answers within 2 s.
  */
 import { checkCommand } from "../domain/validation.js"
 import { ValidationError } from "../tasks/errors.js"

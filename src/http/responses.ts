@@ -102,7 +102,7 @@ export const CommandQueueJson = Schema.Struct({
   deadLettered: Schema.Number.annotations({ description: "dead-lettered and not purged" })
 }).annotations({
   identifier: "CommandQueue",
-  description: "One command's queue, counted from the task-state read model (trails the log by the projection's lag)"
+  description: "One command's queue, counted from the task-state read model, written up to what the log held when asked (unless no projections leader answers within 2 s)"
 })
 
 export const QueueOverviewJson = Schema.Struct({

@@ -256,7 +256,7 @@ export class TaskOperations {
   }
 
   /**
-   * Every queue of a tenant from the read models (trailing the log by the projection's lag): per
+   * Every queue of a tenant from the read models (written up to the log's end first: `readModelWritten`): per
    * command and lane, tasks ready, delayed (runAt ahead) and in progress, and the dead-lettered
    * ones. Reads the tenant's open tasks from the open-task index (kept by key until counted, so a
    * task written again meanwhile counts once) and its dead letters' keys from their index — a

@@ -2,7 +2,7 @@
  * Queue statistics of a tenant, counted from the read models: per command and priority lane, how
  * many tasks are ready, delayed and in progress, and how many are dead-lettered. Each task is
  * counted once, by its folded state — unlike the claim stream, which cannot tell a task waiting for
- * its `runAt` from one that is leased. The counts trail the log by the projection's lag. They come
+ * its `runAt` from one that is leased. The counts are as written when asked (the leader writes up to the log's end first). They come
  * from the open-task index and the dead-letter index, or, until the open-task index is ready, from
  * every task-state document (both give the same counts).
  *

@@ -2,8 +2,8 @@
 /**
  * The queue overview (admins: `GET /v1/codeq/admin/queues`): per command and priority lane, how
  * many tasks are ready, delayed and in progress, and the dead letters; then the dead-letter queue
- * (`GET /v1/codeq/admin/dlq`) with requeue and purge per task. Counts come from the read model and
- * trail the log by the projection's lag.
+ * (`GET /v1/codeq/admin/dlq`) with requeue and purge per task. Counts come from the read model,
+ * written up to the log's end when asked (TaskOperations.readModelWritten).
  */
 import type { DeadLetterEntry, QueueOverview } from "./api.js"
 import { h, table } from "./dom.js"
