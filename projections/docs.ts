@@ -68,6 +68,8 @@ interface Doc {
   bytes: number
   /** The task's entry in the open-task index as last written (undefined: none). */
   indexed: string | undefined
+  /** While dirty, the bytes its write is reckoned at: as last written, plus each event's body since. */
+  pending: number
 }
 
 export interface TaskDocsOptions {
@@ -87,9 +89,14 @@ export interface TaskDocsOptions {
   readonly writeAfterMs?: number
   /**
    * Unwritten documents of tasks still going kept at most: beyond it the oldest are written at the
-   * next tick, whatever their age. Bounds the memory a backlog holds. Default 10,000.
+   * next tick, whatever their age. Bounds the memory a backlog holds. Default 20,000.
    */
   readonly maxUnwritten?: number
+  /**
+   * The same bound in bytes, each unwritten document reckoned at its size as last written plus the
+   * bodies of the events since (a payload or a result counted as the event carried it). Default 64 MiB.
+   */
+  readonly maxUnwrittenBytes?: number
   /** Write the read model (false: only fold, e.g. while rebuilding another projection). */
   readonly write?: boolean
   /** Events up to this sequence may have been folded into the bucket already. Default 0. */
@@ -106,7 +113,9 @@ const decoder = new TextDecoder()
 /** See `TaskDocsOptions.writeAfterMs`. */
 export const WRITE_AFTER_MS = 30_000
 /** See `TaskDocsOptions.maxUnwritten`. */
-export const MAX_UNWRITTEN = 10_000
+export const MAX_UNWRITTEN = 20_000
+/** See `TaskDocsOptions.maxUnwrittenBytes`. */
+export const MAX_UNWRITTEN_BYTES = 64 * 2 ** 20
 /** Documents written per tick at most; the rest wait for the next one. */
 const MAX_PUTS_PER_FLUSH = 2_000
 
@@ -143,6 +152,9 @@ export class TaskDocs {
   private held = 0
   private readonly writeAfterMs: number
   private readonly maxUnwritten: number
+  private readonly maxUnwrittenBytes: number
+  /** The sum of the dirty documents' `pending`. */
+  private unwrittenBytes = 0
   private readonly write: boolean
   private readonly replayHorizon: number
   private readonly index: IndexStore | undefined
@@ -163,6 +175,7 @@ export class TaskDocs {
     this.maxBytes = options.maxBytes ?? 64 * 2 ** 20
     this.writeAfterMs = options.writeAfterMs ?? WRITE_AFTER_MS
     this.maxUnwritten = options.maxUnwritten ?? MAX_UNWRITTEN
+    this.maxUnwrittenBytes = options.maxUnwrittenBytes ?? MAX_UNWRITTEN_BYTES
     this.write = options.write ?? true
     this.replayHorizon = options.replayHorizon ?? 0
     this.index = options.index
@@ -203,7 +216,7 @@ export class TaskDocs {
       const state = entry === null || entry.value.length === 0 ? null : (JSON.parse(decoder.decode(entry.value)) as TaskState)
       const bytes = entry?.value.length ?? 0
       // The index has an entry for every open document the bucket has (written together).
-      const doc: Doc = { key, state, dirtyFrom: 0, dirtyAt: 0, bytes, indexed: openTaskEntry(state) }
+      const doc: Doc = { key, state, dirtyFrom: 0, dirtyAt: 0, bytes, indexed: openTaskEntry(state), pending: 0 }
       this.docs.set(key, doc)
       this.clean.set(key, doc)
       this.held += bytes
@@ -232,20 +245,23 @@ export class TaskDocs {
     if (after !== before) {
       doc.state = after
       this.markDirty(doc, stored.seq)
+      this.reckon(doc, stored.bodyBytes ?? 0)
       if (isOver(after)) this.due.set(key, doc)
     }
     return { stored, before, after, replayed: false }
   }
 
   /**
-   * Writes dirty documents: tasks that are over and those unwritten for `writeAfterMs`, or all of
-   * them when `all`. What is written is forgotten at the next `prepare` (see the top).
+   * Writes dirty documents: tasks that are over, those unwritten for `writeAfterMs`, the oldest
+   * beyond `maxUnwritten` or `maxUnwrittenBytes`, or all of them when `all`. What is written is
+   * forgotten at the next `prepare` (see the top).
    */
   async flush(all: boolean): Promise<void> {
     if (!this.write) {
       for (const dirty of [this.dirty, this.late])
         for (const doc of dirty.values()) {
           doc.dirtyFrom = 0
+          this.reckon(doc, -doc.pending)
           this.clean.set(doc.key, doc)
           this.endedOnce(doc)
         }
@@ -255,7 +271,7 @@ export class TaskDocs {
       return
     }
     const now = Date.now()
-    const sent: Array<{ readonly doc: Doc; readonly dirtyFrom: number; readonly indexed: string | undefined }> = []
+    const sent: Array<{ readonly doc: Doc; readonly dirtyFrom: number; readonly indexed: string | undefined; readonly pending: number }> = []
     let indexWrites = 0
     // A barrier waits behind every put before it: bounded groups keep its ack quick.
     const room = () => all || sent.length < MAX_PUTS_PER_FLUSH
@@ -280,7 +296,8 @@ export class TaskDocs {
       // A dirty document is always in memory (only written ones are forgotten).
       this.held += value.length - doc.bytes
       doc.bytes = value.length
-      sent.push({ doc, dirtyFrom: doc.dirtyFrom, indexed })
+      sent.push({ doc, dirtyFrom: doc.dirtyFrom, indexed, pending: doc.pending })
+      this.reckon(doc, -doc.pending)
       doc.dirtyFrom = 0
       this.dirty.delete(doc.key)
       this.late.delete(doc.key)
@@ -289,7 +306,7 @@ export class TaskDocs {
     const old = (doc: Doc) => now - doc.dirtyAt >= this.writeAfterMs
     for (const doc of this.due.values()) if (room()) send(doc)
     // Beyond `maxUnwritten` (due ones were just sent): the oldest, whatever their age.
-    const crowded = () => this.dirty.size + this.late.size > this.maxUnwritten
+    const crowded = () => this.dirty.size + this.late.size > this.maxUnwritten || this.unwrittenBytes > this.maxUnwrittenBytes
     // `dirty` is oldest first: the first one young enough ends the walk.
     for (const doc of this.dirty.values()) {
       if (!room() || !(all || old(doc) || crowded())) break
@@ -311,10 +328,12 @@ export class TaskDocs {
     } catch (error) {
       // Not known to be stored: dirty again from where it was (a newer change may have made it
       // dirty from later since) — out of `dirty`'s order, so among the late ones.
-      for (const { doc, dirtyFrom, indexed } of sent)
+      for (const { doc, dirtyFrom, indexed, pending } of sent)
         if (doc.dirtyFrom === 0 || doc.dirtyFrom > dirtyFrom) {
           // The index write is not known to be stored either: made again with the document.
           doc.indexed = indexed
+          // Reckoned again at what was sent (over what a change since added, if any: an over-estimate).
+          this.reckon(doc, pending)
           doc.dirtyFrom = dirtyFrom
           this.dirty.delete(doc.key)
           this.clean.delete(doc.key)
@@ -341,14 +360,22 @@ export class TaskDocs {
 
   /** A new document with no state yet: nothing to write, so it may be forgotten like a written one. */
   private added(key: string): Doc {
-    const doc: Doc = { key, state: null, dirtyFrom: 0, dirtyAt: 0, bytes: 0, indexed: undefined }
+    const doc: Doc = { key, state: null, dirtyFrom: 0, dirtyAt: 0, bytes: 0, indexed: undefined, pending: 0 }
     this.docs.set(key, doc)
     this.clean.set(key, doc)
     return doc
   }
 
+  /** Adds `bytes` to what the dirty document `doc` is reckoned at (negative: takes off). */
+  private reckon(doc: Doc, bytes: number): void {
+    doc.pending += bytes
+    this.unwrittenBytes += bytes
+  }
+
   private markDirty(doc: Doc, seq: number): void {
     if (doc.dirtyFrom !== 0) return
+    // Rewritten whole: what it was last written at, and what the events since add.
+    this.reckon(doc, doc.bytes)
     doc.dirtyFrom = seq
     doc.dirtyAt = Date.now()
     this.clean.delete(doc.key)

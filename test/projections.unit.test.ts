@@ -173,6 +173,23 @@ describe("projections over the in-memory log and buckets", () => {
     await docs.flush(true)
     expect(ids.every((id) => documentOf(bucket, id)?.status === "PENDING")).toBe(true)
   })
+
+  it("writes waiting tasks beyond maxUnwrittenBytes, reckoned from their events' bodies, oldest first", async () => {
+    const log = new InMemoryEventLog(naming)
+    const repo = new TaskRepository(log, new Telemetry())
+    const ids = [randomUUID(), randomUUID(), randomUUID()]
+    const big = (taskId: string) => (now: Date): TaskCommand => ({ ...create(taskId)(now), payload: { s: "x".repeat(1_000) } } as TaskCommand)
+    for (const [i, id] of ids.entries()) await repo.apply(TENANT, id, big(id), { now: at(i) })
+    expect(log.events().every((e) => (e.bodyBytes ?? 0) > 1_000)).toBe(true)
+    const bucket = new InMemoryBucket()
+    const docs = new TaskDocs(bucket, log, { writeAfterMs: 60_000, maxUnwritten: 100, maxUnwrittenBytes: 2_000 })
+    await project(docs, [], log.events())
+    await docs.flush(false)
+    // Three of over 1 KB each: two go before what is left is within 2,000 bytes.
+    expect(ids.map((id) => documentOf(bucket, id)?.status)).toEqual(["PENDING", "PENDING", undefined])
+    await docs.flush(false)
+    expect(docs.written).toBe(2)
+  })
   it("does not report documents durable while the barrier after their puts has not answered", async () => {
     const { log } = await completedTaskLog()
     const last = log.events().at(-1)?.seq ?? 0

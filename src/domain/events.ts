@@ -155,6 +155,8 @@ export interface StoredEvent<E extends TaskEvent = TaskEvent> {
   readonly trace: EventTrace | undefined
   /** The task's previous event sequence this one was appended after (0 for a create), when recorded. */
   readonly prevSeq?: number | undefined
+  /** Bytes of the event's body in the log, when read from it (what the read model sizes its writes by). */
+  readonly bodyBytes?: number
 }
 
 export type TaskStatus = "PENDING" | "IN_PROGRESS" | "COMPLETED" | "FAILED" | "DEAD_LETTERED" | "CANCELLED"

@@ -52,7 +52,15 @@ export const decodeEvent = (raw: RawEvent): DecodeResult => {
   const trace = readTraceHeaders(raw.header)
   return {
     ok: true,
-    stored: { seq: raw.seq, subject: raw.subject, time: raw.time, event, trace: event.type === "TaskCreated" ? detachedTrace(trace) : trace, ...(Number.isInteger(prev) ? { prevSeq: prev } : {}) }
+    stored: {
+      seq: raw.seq,
+      subject: raw.subject,
+      time: raw.time,
+      event,
+      trace: event.type === "TaskCreated" ? detachedTrace(trace) : trace,
+      ...(Number.isInteger(prev) ? { prevSeq: prev } : {}),
+      bodyBytes: raw.data.length
+    }
   }
 }
 
