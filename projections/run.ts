@@ -53,6 +53,34 @@ export interface RunningProjections {
   stop(): Promise<void>
 }
 
+/**
+ * `work` for every caller, one run at a time: a caller who comes while it runs gets the next run,
+ * which starts once that one ends (it may have started before what the caller wants done), and
+ * every caller until then shares it.
+ */
+export const oneAfterAnother = (work: () => Promise<void>): (() => Promise<void>) => {
+  let running: Promise<void> | undefined
+  let next: Promise<void> | undefined
+  const start = (): Promise<void> => {
+    const run: Promise<void> = work().finally(() => {
+      if (running === run) running = undefined
+    })
+    running = run
+    return run
+  }
+  return () => {
+    if (running === undefined) return start()
+    next ??= running.then(
+      () => undefined,
+      () => undefined
+    ).then(() => {
+      next = undefined
+      return start()
+    })
+    return next
+  }
+}
+
 export const startProjections = (setup: ProjectionsSetup): RunningProjections => {
   const leadership = new ProjectionLeadership(
     setup.leases,
@@ -98,10 +126,13 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
     // Readers of the read model, in any broker or client, ask for the coalesced writes first: what
     // the log held when they asked is applied (within the deadline), then written, so a reader sees
     // the tasks it just created.
-    const stopAnswering = answerAfter(setup.nc, readModelFlushSubject(setup.naming), async () => {
+    // Questions that come while one is answered share the next answer, so a flood of them costs a
+    // look at the log's end and a flush at a time, not one each.
+    const writeUpToTheEnd = oneAfterAnother(async () => {
       await current.appliedThrough(await lastSequence(setup.nc, eventsStream(setup.naming)), READ_MODEL_FLUSH_TIMEOUT_MS)
       await current.flushNow()
     })
+    const stopAnswering = answerAfter(setup.nc, readModelFlushSubject(setup.naming), writeUpToTheEnd)
     log.info({ holder: setup.holder, from }, "projections: this broker leads; folding the log")
     const running = current.run()
     // WHY a flag and not Promise.race with the run on every renewal: each race adds a reaction to

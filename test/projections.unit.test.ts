@@ -12,9 +12,16 @@ import { TaskRepository } from "../src/tasks/repository.js"
 import { Telemetry } from "../src/tracing/spans.js"
 import { TaskDocs, type Change } from "../projections/docs.js"
 import { deadLetters } from "../projections/deadLetters.js"
+import { oneAfterAnother } from "../projections/run.js"
 import { deadLetterKey, taskStateKey } from "../streams/definitions.js"
 
 const TENANT = "acme"
+
+/** Lets promise reactions run until `done` holds (a few turns of the microtask queue at most). */
+const waitUntil = async (done: () => boolean) => {
+  for (let turn = 0; turn < 100 && !done(); turn++) await Promise.resolve()
+  expect(done()).toBe(true)
+}
 const naming = { streamPrefix: "PROJ", subjectRoot: "proj" }
 const decoder = new TextDecoder()
 const T0 = new Date("2026-01-05T10:00:00.000Z")
@@ -342,5 +349,26 @@ describe("projections over the in-memory log and buckets", () => {
       ["PENDING", "IN_PROGRESS"],
       ["PENDING", "IN_PROGRESS"]
     ])
+  })
+  it("runs a flush for every asker, one at a time: askers during a run share the next one, started after it", async () => {
+    const runs: Array<{ readonly done: () => void }> = []
+    const work = oneAfterAnother(() => new Promise<void>((resolve) => runs.push({ done: resolve })))
+    const first = work()
+    const [second, third] = [work(), work()]
+    expect(second).toBe(third)
+    // The second run waits for the first to end: an asker may want what the first had already passed.
+    await Promise.resolve()
+    expect(runs.length).toBe(1)
+    runs[0]?.done()
+    await first
+    await waitUntil(() => runs.length === 2)
+    const fourth = work()
+    expect(fourth).not.toBe(second)
+    runs[1]?.done()
+    await second
+    await waitUntil(() => runs.length === 3)
+    runs[2]?.done()
+    await fourth
+    expect(runs.length).toBe(3)
   })
 })
