@@ -130,7 +130,8 @@ export const startProjections = (setup: ProjectionsSetup): RunningProjections =>
     // look at the log's end and a flush at a time, not one each.
     const writeUpToTheEnd = oneAfterAnother(async () => {
       await current.appliedThrough(await lastSequence(setup.nc, eventsStream(setup.naming)), READ_MODEL_FLUSH_TIMEOUT_MS)
-      await current.flushNow()
+      // The coalesced writes, and the effects already sent (a dead letter's entry is one).
+      await Promise.all([current.flushNow(), current.effectsSettled(READ_MODEL_FLUSH_TIMEOUT_MS)])
     })
     const stopAnswering = answerAfter(setup.nc, readModelFlushSubject(setup.naming), writeUpToTheEnd)
     log.info({ holder: setup.holder, from }, "projections: this broker leads; folding the log")

@@ -181,6 +181,17 @@ export class ProjectionRuntime {
     })
   }
 
+  /**
+   * Resolves once the effects in flight now (a dead letter's index entry, a claim message) have
+   * settled, or after `timeoutMs` (an effect retrying through an outage).
+   */
+  effectsSettled(timeoutMs: number): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve()
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))
+    return Promise.race([Promise.allSettled([...this.pending.values()]).then(() => undefined), late]).finally(() => clearTimeout(timer))
+  }
+
   /** Stops reading, lets in-flight effects settle, makes every coalesced write, saves the position. */
   stop(): Promise<void> {
     // Synchronously: the event being applied is the last one.

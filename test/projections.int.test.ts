@@ -193,6 +193,12 @@ describe("projections", () => {
     // before a listing is in it.
     const next = await client.producer("acme").create({ command: "fresh" })
     expect((await client.tasks.list("acme", { status: "PENDING", command: "fresh" })).map((t) => t.id)).toEqual([next.id, task.id])
+    // A dead letter too: listed by the next read, with no waiting.
+    const doomed = await client.producer("acme").create({ command: "doomed", maxAttempts: 1 })
+    const claimed = await client.tasks.claim("acme", ["doomed"], { workerId: "w", waitSeconds: 10 })
+    expect(claimed?.task.id).toBe(doomed.id)
+    await client.tasks.settleLease("acme", doomed.id, { workerId: "w" }, { type: "nack", reason: "no", delaySeconds: 0 })
+    expect((await client.tasks.deadLetters("acme", "doomed")).map((d) => d.taskId)).toEqual([doomed.id])
     // The leader answers its own broker's question too.
     expect(await broker.projections.flush()).toBe(true)
     await broker.stop()
