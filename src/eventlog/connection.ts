@@ -62,7 +62,9 @@ export const answerPresence = (conn: Connection, subject: string): (() => void) 
  */
 export const answerAfter = (conn: Connection, subject: string, work: () => Promise<unknown>): (() => void) => {
   const sub = conn.subscribe(subject, {
-    callback: (_err, msg) => {
+    callback: (err, msg) => {
+      // An error (a permission refused) comes without a request to answer.
+      if (err !== null) return
       const answer = () => void msg.respond()
       work().then(answer, answer)
     }

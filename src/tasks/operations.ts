@@ -256,9 +256,9 @@ export class TaskOperations {
   }
 
   /**
-   * Every queue of a tenant from the read models (written up to the log's end first: `readModelWritten`): per
-   * command and lane, tasks ready, delayed (runAt ahead) and in progress, and the dead-lettered
-   * ones. Reads the tenant's open tasks from the open-task index (kept by key until counted, so a
+   * Every queue of a tenant from the read models (written up to the log's end first, see
+   * `readModelWritten`): per command and lane, tasks ready, delayed (runAt ahead) and in progress,
+   * and the dead-lettered ones. Reads the tenant's open tasks from the open-task index (kept by key until counted, so a
    * task written again meanwhile counts once) and its dead letters' keys from their index — a
    * message each; until the open-task index is ready (see eventlog/openTasks.ts), every task state
    * the bucket holds for the tenant, ended ones too.
@@ -294,11 +294,11 @@ export class TaskOperations {
   }
 
   /**
-   * Asks the projections' leader to write what it has coalesced, and waits for it (at most
-   * READ_MODEL_FLUSH_TIMEOUT_MS): a read of the read model then sees every event the leader had
-   * applied when asked — a task created just before is listed. Without an answer (an election, no
-   * permission to ask) the read goes on with what is written, never more than a few tens of
-   * seconds behind (projections/docs.ts).
+   * Asks the projections' leader to apply what the log holds and write what it has coalesced, and
+   * waits for it (at most READ_MODEL_FLUSH_TIMEOUT_MS): a read of the read model then sees every
+   * event the log held when it asked — a task created just before is listed. Without an answer
+   * (an election, no permission to ask) the read goes on with what is written, at most 30 s
+   * behind (projections/docs.ts).
    */
   private async readModelWritten(): Promise<void> {
     await askAndWait(this.nc, readModelFlushSubject(this.repo.log.naming), READ_MODEL_FLUSH_TIMEOUT_MS)
