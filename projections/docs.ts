@@ -36,10 +36,8 @@
  * Bookkeeping costs what is written or forgotten, not what is held: under a backlog tens of
  * thousands of waiting tasks are dirty or held at once, and walking all of them ten times a second
  * (flush, durableThrough) and once per batch (forget) was ~5 % of the broker's CPU and a tenth of
- * what it allocated (profiled, 200,000 tasks). So the dirty documents are kept in the order they
- * became dirty — also the order of their first unwritten sequence, since events are applied in log
- * order — and those that break that order (a refold, a failed write) apart; the ended ones are
- * indexed; and the written ones are kept apart, least recently used first, for eviction.
+ * what it allocated (profiled, 200,000 tasks). So the dirty documents are kept in order apart
+ * (unwritten.ts), and the written ones are kept apart, least recently used first, for eviction.
  */
 import { TERMINAL, evolve, fold, type StoredEvent, type TaskState } from "../src/domain/events.js"
 import type { EventLog } from "../src/eventlog/EventLog.js"
@@ -47,6 +45,7 @@ import type { DocumentStore, IndexStore } from "../src/eventlog/kv.js"
 import { openTaskEntry } from "../src/domain/openTask.js"
 import { taskStateKey } from "../streams/definitions.js"
 import { utf8 } from "../src/eventlog/utf8.js"
+import { Unwritten, type Taken, type UnwrittenDoc } from "./unwritten.js"
 
 /** What one event did to its task, as the sinks see it. */
 export interface Change {
@@ -57,19 +56,10 @@ export interface Change {
   readonly replayed: boolean
 }
 
-interface Doc {
-  readonly key: string
+interface Doc extends UnwrittenDoc {
   state: TaskState | null
-  /** First sequence not yet written (0: the bucket has it all). */
-  dirtyFrom: number
-  /** When it became dirty (ms). */
-  dirtyAt: number
-  /** Bytes of its JSON as last written or read from the bucket (0: not yet). */
-  bytes: number
   /** The task's entry in the open-task index as last written (undefined: none). */
   indexed: string | undefined
-  /** While dirty, the bytes its write is reckoned at: as last written, plus each event's body since. */
-  pending: number
 }
 
 export interface TaskDocsOptions {
@@ -128,20 +118,11 @@ export class TaskDocs {
   /** Every document in memory. */
   private readonly docs = new Map<string, Doc>()
   /**
-   * Dirty documents (dirtyFrom ≠ 0) in the order they became so, which is also ascending
-   * `dirtyFrom`: the oldest first, for `flush`, and the lowest first, for `durableThrough`.
+   * Dirty documents (unwritten.ts). Those of tasks that are over are due at the next flush; an
+   * ended task whose webhook is still to be answered waits like a running one, so the answer (most
+   * often within milliseconds) is written with the end in one document.
    */
-  private readonly dirty = new Map<string, Doc>()
-  /** `dirtyFrom` of the last document appended to `dirty`. */
-  private lastDirtyFrom = 0
-  /** Dirty documents that would break the order of `dirty` (a refold, a failed write): few, walked whole. */
-  private readonly late = new Map<string, Doc>()
-  /**
-   * Dirty documents of tasks that are over: written at the next flush, whatever their age. An ended
-   * task whose webhook is still to be answered waits like a running one, so the answer (most often
-   * within milliseconds) is written with the end in one document.
-   */
-  private readonly due = new Map<string, Doc>()
+  private readonly unwritten = new Unwritten<Doc>()
   /** Written documents (neither dirty nor being written), least recently used first: what may be forgotten. */
   private readonly clean = new Map<string, Doc>()
   /** Written documents of tasks that are over, forgotten when the next batch is prepared. */
@@ -153,8 +134,6 @@ export class TaskDocs {
   private readonly writeAfterMs: number
   private readonly maxUnwritten: number
   private readonly maxUnwrittenBytes: number
-  /** The sum of the dirty documents' `pending`. */
-  private unwrittenBytes = 0
   private readonly write: boolean
   private readonly replayHorizon: number
   private readonly index: IndexStore | undefined
@@ -229,7 +208,7 @@ export class TaskDocs {
       const doc = this.docs.get(key) ?? this.added(key)
       if (state !== null && state.version > (doc.state?.version ?? 0)) this.markDirty(doc, (doc.state?.version ?? 0) + 1)
       doc.state = state ?? doc.state
-      if (doc.dirtyFrom !== 0 && isOver(doc.state)) this.due.set(key, doc)
+      if (doc.dirtyFrom !== 0 && isOver(doc.state)) this.unwritten.markDue(doc)
     }))
   }
 
@@ -245,8 +224,8 @@ export class TaskDocs {
     if (after !== before) {
       doc.state = after
       this.markDirty(doc, stored.seq)
-      this.reckon(doc, stored.bodyBytes ?? 0)
-      if (isOver(after)) this.due.set(key, doc)
+      this.unwritten.reckon(doc, stored.bodyBytes ?? 0)
+      if (isOver(after)) this.unwritten.markDue(doc)
     }
     return { stored, before, after, replayed: false }
   }
@@ -258,20 +237,15 @@ export class TaskDocs {
    */
   async flush(all: boolean): Promise<void> {
     if (!this.write) {
-      for (const dirty of [this.dirty, this.late])
-        for (const doc of dirty.values()) {
-          doc.dirtyFrom = 0
-          this.reckon(doc, -doc.pending)
-          this.clean.set(doc.key, doc)
-          this.endedOnce(doc)
-        }
-      this.dirty.clear()
-      this.late.clear()
-      this.due.clear()
+      for (const doc of [...this.unwritten.ordered(), ...this.unwritten.late()]) {
+        this.unwritten.take(doc)
+        this.clean.set(doc.key, doc)
+        this.endedOnce(doc)
+      }
       return
     }
     const now = Date.now()
-    const sent: Array<{ readonly doc: Doc; readonly dirtyFrom: number; readonly indexed: string | undefined; readonly pending: number }> = []
+    const sent: Array<{ readonly doc: Doc; readonly taken: Taken; readonly indexed: string | undefined }> = []
     let indexWrites = 0
     // A barrier waits behind every put before it: bounded groups keep its ack quick.
     const room = () => all || sent.length < MAX_PUTS_PER_FLUSH
@@ -296,26 +270,21 @@ export class TaskDocs {
       // A dirty document is always in memory (only written ones are forgotten).
       this.held += value.length - doc.bytes
       doc.bytes = value.length
-      sent.push({ doc, dirtyFrom: doc.dirtyFrom, indexed, pending: doc.pending })
-      this.reckon(doc, -doc.pending)
-      doc.dirtyFrom = 0
-      this.dirty.delete(doc.key)
-      this.late.delete(doc.key)
-      this.due.delete(doc.key)
+      sent.push({ doc, taken: this.unwritten.take(doc), indexed })
     }
     const old = (doc: Doc) => now - doc.dirtyAt >= this.writeAfterMs
-    for (const doc of this.due.values()) if (room()) send(doc)
+    for (const doc of this.unwritten.due()) if (room()) send(doc)
     // Beyond `maxUnwritten` (due ones were just sent): the oldest, whatever their age.
-    const crowded = () => this.dirty.size + this.late.size > this.maxUnwritten || this.unwrittenBytes > this.maxUnwrittenBytes
-    // `dirty` is oldest first: the first one young enough ends the walk.
-    for (const doc of this.dirty.values()) {
+    const crowded = () => this.unwritten.size > this.maxUnwritten || this.unwritten.bytes > this.maxUnwrittenBytes
+    // Oldest first: the first one young enough ends the walk.
+    for (const doc of this.unwritten.ordered()) {
       if (!room() || !(all || old(doc) || crowded())) break
       send(doc)
     }
-    for (const doc of this.late.values()) if (room() && (all || old(doc) || isOver(doc.state) || crowded())) send(doc)
+    for (const doc of this.unwritten.late()) if (room() && (all || old(doc) || isOver(doc.state) || crowded())) send(doc)
     if (sent.length === 0) return
     let from = Number.POSITIVE_INFINITY
-    for (const { dirtyFrom } of sent) if (dirtyFrom < from) from = dirtyFrom
+    for (const { taken } of sent) if (taken.dirtyFrom < from) from = taken.dirtyFrom
     this.inFlightFrom = from
     try {
       await Promise.all([this.kv.barrier(), indexWrites > 0 ? this.index?.barrier() : undefined])
@@ -326,18 +295,12 @@ export class TaskDocs {
         this.endedOnce(doc)
       }
     } catch (error) {
-      // Not known to be stored: dirty again from where it was (a newer change may have made it
-      // dirty from later since) — out of `dirty`'s order, so among the late ones.
-      for (const { doc, dirtyFrom, indexed, pending } of sent)
-        if (doc.dirtyFrom === 0 || doc.dirtyFrom > dirtyFrom) {
+      // Not known to be stored: dirty again from where it was (unwritten.ts, `putBack`).
+      for (const { doc, taken, indexed } of sent)
+        if (this.unwritten.putBack(doc, taken)) {
           // The index write is not known to be stored either: made again with the document.
           doc.indexed = indexed
-          // Reckoned again at what was sent (over what a change since added, if any: an over-estimate).
-          this.reckon(doc, pending)
-          doc.dirtyFrom = dirtyFrom
-          this.dirty.delete(doc.key)
           this.clean.delete(doc.key)
-          this.late.set(doc.key, doc)
         }
       throw error
     } finally {
@@ -349,12 +312,7 @@ export class TaskDocs {
   durableThrough(applied: number): number {
     // WHY the documents in flight: a position read while a flush waits for its barrier (the
     // metrics' lag, a caller waiting for the read model) said they were stored before they were.
-    let lowest = this.inFlightFrom === 0 ? applied + 1 : Math.min(applied + 1, this.inFlightFrom)
-    for (const doc of this.dirty.values()) {
-      lowest = Math.min(lowest, doc.dirtyFrom)
-      break
-    }
-    for (const doc of this.late.values()) lowest = Math.min(lowest, doc.dirtyFrom)
+    const lowest = Math.min(applied + 1, this.unwritten.lowest(), this.inFlightFrom === 0 ? Number.POSITIVE_INFINITY : this.inFlightFrom)
     return lowest - 1
   }
 
@@ -366,24 +324,9 @@ export class TaskDocs {
     return doc
   }
 
-  /** Adds `bytes` to what the dirty document `doc` is reckoned at (negative: takes off). */
-  private reckon(doc: Doc, bytes: number): void {
-    doc.pending += bytes
-    this.unwrittenBytes += bytes
-  }
-
+  /** `doc` changed at `seq`: unwritten, and no longer among the written ones that may be forgotten. */
   private markDirty(doc: Doc, seq: number): void {
-    if (doc.dirtyFrom !== 0) return
-    // Rewritten whole: what it was last written at, and what the events since add.
-    this.reckon(doc, doc.bytes)
-    doc.dirtyFrom = seq
-    doc.dirtyAt = Date.now()
-    this.clean.delete(doc.key)
-    if (this.dirty.size > 0 && seq < this.lastDirtyFrom) this.late.set(doc.key, doc)
-    else {
-      this.dirty.set(doc.key, doc)
-      this.lastDirtyFrom = seq
-    }
+    if (this.unwritten.mark(doc, seq)) this.clean.delete(doc.key)
   }
 
   /** A document just written: a task that is over is forgotten at the next `prepare`. */
