@@ -79,6 +79,8 @@ describe("the config file", () => {
       )
     expect(await bad({ CODEQ_TRACING_SAMPLE_RATIO: "x" }, BrokerConfig)).toBe('config: tracingSampleRatio (CODEQ_TRACING_SAMPLE_RATIO) = "x": Expected a number value but received "x"')
     expect(await bad({ CODEQ_WEBHOOK_CONNECT_TIMEOUT_MS: "5" }, BrokerConfig)).toBe('config: webhookConnectTimeoutMs (CODEQ_WEBHOOK_CONNECT_TIMEOUT_MS) = "5": must be a number from 100 to 120000')
+    expect(await bad({ CODEQ_HEAP_GROWTH_PERCENT: "1001" }, BrokerConfig)).toBe('config: heapGrowthPercent (CODEQ_HEAP_GROWTH_PERCENT) = "1001": must be a number from 0 to 1000')
+    expect(await bad({ CODEQ_HEAP_GROWTH_PERCENT: "12.5" }, BrokerConfig)).toMatch(/^config: heapGrowthPercent \(CODEQ_HEAP_GROWTH_PERCENT\) = "12.5": /)
     const tokens = await bad({ CODEQ_HTTP_STATIC_TOKENS: '[{"token":"short","tenant":"acme"}]' }, HttpConfig)
     expect(tokens).toMatch(/^config: httpStaticTokens \(CODEQ_HTTP_STATIC_TOKENS\) = "\[secret\]": must be a JSON array/)
     expect(tokens).not.toContain("short")

@@ -5,7 +5,7 @@
  * development tokens below on 127.0.0.1 only; without `--dev` and without authentication every
  * call is 401 and the broker says so at start.
  */
-import { BrokerConfig } from "../config/config.js"
+import { BrokerConfig, DEFAULT_HEAP_GROWTH_PERCENT } from "../config/config.js"
 import { effectiveVariables, loadConfig } from "../config/configFile.js"
 import { startBroker } from "../broker.js"
 import { HttpConfig, httpServerOptions, startHttpServer } from "../http/index.js"
@@ -17,6 +17,7 @@ import { ConnectionWatch, closeConnection } from "../eventlog/connection.js"
 import { createServer } from "node:http"
 import { EXIT, parse, type CommandSpec } from "./args.js"
 import { connectForCommand, StartError } from "./connect.js"
+import { applyHeapGrowth } from "./heap.js"
 
 export const SERVE: CommandSpec = {
   usage: "codeq serve [--dev]",
@@ -78,6 +79,7 @@ export const serve = async (argv: ReadonlyArray<string>): Promise<number> => {
   if (dev && !variables.has("CODEQ_WEBHOOK_ALLOW_PRIVATE_NETWORKS")) variables.set("CODEQ_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
   const config = await loadConfig(BrokerConfig, variables)
   const httpConfig = await loadConfig(HttpConfig, variables)
+  const heap = applyHeapGrowth(config.heapGrowthPercent ?? DEFAULT_HEAP_GROWTH_PERCENT)
   // Tracing first: spans take their provider when the broker's components are built.
   const tracing = setupTracing(config.tracing)
   // Until NATS answers, a stand-in on the HTTP port says so (see standIn below); SIGTERM or SIGINT
@@ -137,7 +139,7 @@ export const serve = async (argv: ReadonlyArray<string>): Promise<number> => {
     await stopNats()
     throw new StartError(`cannot serve HTTP on ${httpConfig.host}:${httpConfig.port}: ${error instanceof Error ? error.message : String(error)}`)
   })
-  logger.info({ nats: connection.url, streams: config.naming.streamPrefix, http: http.url, tracing: tracing.exporting }, "codeq broker running")
+  logger.info({ nats: connection.url, streams: config.naming.streamPrefix, http: http.url, tracing: tracing.exporting, heapGrowth: heap.applied === "set" ? `${heap.percent}%` : heap.applied }, "codeq broker running")
   if (devTokens)
     logger.warn(
       { tenant: "demo", producer: DEV_TOKENS[0].token, worker: DEV_TOKENS[1].token, admin: DEV_TOKENS[2].token },

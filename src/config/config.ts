@@ -14,7 +14,16 @@ export interface BrokerConfig {
   readonly webhooks: WebhookSettings
   /** codeQ's five tracing keys; OTEL_* variables win over them (see src/tracing/config.ts). */
   readonly tracing: TracingConfigInput
+  /**
+   * How far V8 lets `codeq serve`'s heap grow past what its last full collection kept, in percent;
+   * 0 leaves V8's own heuristic. Applied by `codeq serve` only (src/cli/heap.ts): an application
+   * that embeds the broker keeps its own process settings. Default `DEFAULT_HEAP_GROWTH_PERCENT`.
+   */
+  readonly heapGrowthPercent?: number
 }
+
+/** The default of `heapGrowthPercent`: see src/cli/heap.ts for what it costs and saves. */
+export const DEFAULT_HEAP_GROWTH_PERCENT = 20
 
 /** A number within [min, max], or a config error naming the rule. */
 const within = (min: number, max: number) => (config: Config.Config<number>) =>
@@ -52,5 +61,9 @@ export const BrokerConfig: Config.Config<BrokerConfig> = Config.all({
     tracingOtlpEndpoint: optional(Config.string("CODEQ_TRACING_OTLP_ENDPOINT").pipe(Config.withDescription("collector host:port or URL (tracingOtlpEndpoint, default localhost:4317; OTEL_EXPORTER_OTLP_ENDPOINT wins)"))),
     tracingOtlpInsecure: optional(Config.boolean("CODEQ_TRACING_OTLP_INSECURE").pipe(Config.withDescription("plaintext gRPC (tracingOtlpInsecure, default false; OTEL_EXPORTER_OTLP_INSECURE wins)"))),
     tracingSampleRatio: optional(Config.number("CODEQ_TRACING_SAMPLE_RATIO").pipe(Config.withDescription("head sampling ratio 0..1 (tracingSampleRatio, default 1.0)")))
-  }).pipe(Config.map((keys) => Object.fromEntries(Object.entries(keys).filter(([, value]) => value !== undefined)) as TracingConfigInput))
+  }).pipe(Config.map((keys) => Object.fromEntries(Object.entries(keys).filter(([, value]) => value !== undefined)) as TracingConfigInput)),
+  heapGrowthPercent: within(0, 1_000)(Config.integer("CODEQ_HEAP_GROWTH_PERCENT")).pipe(
+    Config.withDefault(DEFAULT_HEAP_GROWTH_PERCENT),
+    Config.withDescription("heap growth past the live data before a full collection, in percent (serve only; 0 = V8's own)")
+  )
 })

@@ -48,7 +48,8 @@ export const CONFIG_KEYS: ReadonlyArray<ConfigKey> = [
   { key: "httpJwtClockSkewSeconds", env: "CODEQ_HTTP_JWT_CLOCK_SKEW_SECONDS" },
   { key: "httpRateLimitRps", env: "CODEQ_HTTP_RATE_LIMIT_RPS" },
   { key: "httpRateLimitBurst", env: "CODEQ_HTTP_RATE_LIMIT_BURST" },
-  { key: "uiJaegerUrl", env: "CODEQ_UI_JAEGER_URL" }
+  { key: "uiJaegerUrl", env: "CODEQ_UI_JAEGER_URL" },
+  { key: "heapGrowthPercent", env: "CODEQ_HEAP_GROWTH_PERCENT" }
 ]
 
 const byKey = new Map(CONFIG_KEYS.map((k) => [k.key, k]))

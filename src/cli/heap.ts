@@ -1,0 +1,38 @@
+/**
+ * How far `codeq serve` lets V8's heap grow past its live data (`heapGrowthPercent`).
+ *
+ * WHY: after each full collection V8 sets the next one's threshold at the data it kept times a
+ * factor it picks from its own speed, up to 4× in a process allowed gigabytes (a 64-bit host's
+ * default). Under a backlog the broker allocates fast and keeps ~60 MB live, so V8 let its old
+ * space grow to ~180 MB of mostly garbage, and the buffers that garbage held (~40–60 MB outside the
+ * heap) were freed only as late. Over the bench's 200,000-task RSS run (`npm run bench -- e2e
+ * --only rss`) the broker's RSS went 123 → 348 MB with V8's own factor and 119 → 196 with 20 %
+ * (BENCHMARKS.md has the measurements, the CPU it costs included).
+ *
+ * V8 reads `--heap-growing-percent` at every collection, so setting it once the process runs
+ * takes effect from the next one. A `--heap-growing-percent` given on node's command line wins.
+ */
+import { setFlagsFromString } from "node:v8"
+
+/** What was done with the setting. */
+export type HeapGrowth =
+  | { readonly applied: "set"; readonly percent: number }
+  | { readonly applied: "node-flag" }
+  | { readonly applied: "v8-default" }
+
+const FLAG = /^--heap[-_]growing[-_]percent(=|$)/
+
+/**
+ * Sets V8's heap growth to `percent` (1–1,000) unless node's own flags already set it; 0 leaves V8's
+ * heuristic. The caller validates the range (BrokerConfig); out of it, nothing is set.
+ */
+export const applyHeapGrowth = (
+  percent: number,
+  execArgv: ReadonlyArray<string> = process.execArgv,
+  setFlags: (flags: string) => void = setFlagsFromString
+): HeapGrowth => {
+  if (execArgv.some((arg) => FLAG.test(arg))) return { applied: "node-flag" }
+  if (!Number.isInteger(percent) || percent <= 0 || percent > 1_000) return { applied: "v8-default" }
+  setFlags(`--heap-growing-percent=${percent}`)
+  return { applied: "set", percent }
+}

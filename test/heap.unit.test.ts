@@ -1,0 +1,39 @@
+import { describe, expect, it } from "vitest"
+import { applyHeapGrowth } from "../src/cli/heap.js"
+import { BrokerConfig, DEFAULT_HEAP_GROWTH_PERCENT } from "../src/config/config.js"
+import { effectiveVariables, loadConfig } from "../src/config/configFile.js"
+
+describe("codeq serve's heap growth (heapGrowthPercent)", () => {
+  const recorder = () => {
+    const set: Array<string> = []
+    return { set, setFlags: (flags: string) => void set.push(flags) }
+  }
+
+  it("sets V8's heap growth to the configured percent", () => {
+    const { set, setFlags } = recorder()
+    expect(applyHeapGrowth(35, [], setFlags)).toEqual({ applied: "set", percent: 35 })
+    expect(set).toEqual(["--heap-growing-percent=35"])
+  })
+
+  it("leaves V8's own heuristic at 0, and a value out of range alone", () => {
+    const { set, setFlags } = recorder()
+    expect(applyHeapGrowth(0, [], setFlags)).toEqual({ applied: "v8-default" })
+    expect(applyHeapGrowth(1_001, [], setFlags)).toEqual({ applied: "v8-default" })
+    expect(applyHeapGrowth(2.5, [], setFlags)).toEqual({ applied: "v8-default" })
+    expect(set).toEqual([])
+  })
+
+  it("leaves the setting to node's own flag when the process was started with one", () => {
+    const { set, setFlags } = recorder()
+    expect(applyHeapGrowth(20, ["--enable-source-maps", "--heap-growing-percent=80"], setFlags)).toEqual({ applied: "node-flag" })
+    expect(applyHeapGrowth(20, ["--heap_growing_percent", "80"], setFlags)).toEqual({ applied: "node-flag" })
+    expect(set).toEqual([])
+    // A flag that only starts alike is not it.
+    expect(applyHeapGrowth(20, ["--heap-growing-percentage=80"], setFlags)).toEqual({ applied: "set", percent: 20 })
+  })
+
+  it("defaults to DEFAULT_HEAP_GROWTH_PERCENT and reads CODEQ_HEAP_GROWTH_PERCENT", async () => {
+    expect((await loadConfig(BrokerConfig, await effectiveVariables({}))).heapGrowthPercent).toBe(DEFAULT_HEAP_GROWTH_PERCENT)
+    expect((await loadConfig(BrokerConfig, await effectiveVariables({ CODEQ_HEAP_GROWTH_PERCENT: "0" }))).heapGrowthPercent).toBe(0)
+  })
+})
