@@ -32,7 +32,8 @@ describe("codeq serve's heap growth (heapGrowthPercent)", () => {
     expect(applyHeapGrowth(20, ["--heap-growing-percentage=80"], setFlags)).toEqual({ applied: "set", percent: 20 })
   })
 
-  it("defaults to DEFAULT_HEAP_GROWTH_PERCENT and reads CODEQ_HEAP_GROWTH_PERCENT", async () => {
+  it("defaults to DEFAULT_HEAP_GROWTH_PERCENT (50) and reads CODEQ_HEAP_GROWTH_PERCENT", async () => {
+    expect(DEFAULT_HEAP_GROWTH_PERCENT).toBe(50)
     expect((await loadConfig(BrokerConfig, await effectiveVariables({}))).heapGrowthPercent).toBe(DEFAULT_HEAP_GROWTH_PERCENT)
     expect((await loadConfig(BrokerConfig, await effectiveVariables({ CODEQ_HEAP_GROWTH_PERCENT: "0" }))).heapGrowthPercent).toBe(0)
   })

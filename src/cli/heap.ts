@@ -6,8 +6,10 @@
  * default). Under a backlog the broker allocates fast and keeps ~60 MB live, so V8 let its old
  * space grow to ~180 MB of mostly garbage, and the buffers that garbage held (~40–60 MB outside the
  * heap) were freed only as late. Over the bench's 200,000-task RSS run (`npm run bench -- e2e
- * --only rss`) the broker's RSS went 123 → 348 MB with V8's own factor and 119 → 196 with 20 %
- * (BENCHMARKS.md has the measurements, the CPU it costs included).
+ * --only rss`, alternated with V8's own factor, two pairs each) the broker's RSS peaked at 214–215
+ * MB with 50 % against 361–379, for ~20 % more of the broker's CPU per task there (181–193 µs
+ * against 155–161); 20 % peaked at 198–201 MB for ~50 % more (200–217 against 130–141). Without a
+ * backlog the live data is small and collections cheap: no difference measured (BENCHMARKS.md).
  *
  * V8 reads `--heap-growing-percent` at every collection, so setting it once the process runs
  * takes effect from the next one. A `--heap-growing-percent` given on node's command line wins.

@@ -23,7 +23,7 @@ export interface BrokerConfig {
 }
 
 /** The default of `heapGrowthPercent`: see src/cli/heap.ts for what it costs and saves. */
-export const DEFAULT_HEAP_GROWTH_PERCENT = 20
+export const DEFAULT_HEAP_GROWTH_PERCENT = 50
 
 /** A number within [min, max], or a config error naming the rule. */
 const within = (min: number, max: number) => (config: Config.Config<number>) =>
