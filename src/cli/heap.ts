@@ -9,7 +9,8 @@
  * --only rss`, alternated with V8's own factor, two pairs each) the broker's RSS peaked at 214–215
  * MB with 50 % against 361–379, for ~20 % more of the broker's CPU per task there (181–193 µs
  * against 155–161); 20 % peaked at 198–201 MB for ~50 % more (200–217 against 130–141). Without a
- * backlog the live data is small and collections cheap: no difference measured (BENCHMARKS.md).
+ * backlog the live data is small and collections cheap: within the noise, the broker's share of
+ * the CPU a median 25.5 % against 24 % (BENCHMARKS.md, "The broker's heap growth").
  *
  * V8 reads `--heap-growing-percent` at every collection, so setting it once the process runs
  * takes effect from the next one. A `--heap-growing-percent` given on node's command line wins.
