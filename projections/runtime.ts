@@ -13,7 +13,7 @@
  * The per-event path is a plain loop on purpose (no Effect run per event); Effect carries the
  * structure around it: retries with named Schedules, the scope that starts and stops the runtime.
  */
-import { Duration, Effect, Schedule } from "effect"
+import { Duration, Schedule } from "effect"
 import type { StoredEvent } from "../src/domain/events.js"
 import { decodeEvent, type RawEvent } from "../src/eventlog/codec.js"
 import type { EventFeed } from "../src/eventlog/feed.js"
@@ -67,6 +67,9 @@ export interface RuntimeOptions extends RuntimeHooks {
   /** Effects in flight at most before reading pauses. Default 20,000. */
   readonly maxPending?: number
 }
+
+/** How long a stopping runtime lets its in-flight effects settle before the final flush. */
+const STOP_SETTLE_MS = 5_000
 
 /** Reading the log or preparing a batch failed: try again, jittered, from 50 ms up to 5 s apart. */
 export const READ_RETRY = Schedule.union(Schedule.exponential(Duration.millis(50), 2), Schedule.spaced(Duration.seconds(5))).pipe(Schedule.jittered)
@@ -183,7 +186,7 @@ export class ProjectionRuntime {
 
   /**
    * Resolves once the effects in flight now (a dead letter's index entry, a claim message) have
-   * settled, or after `timeoutMs` (an effect retrying through an outage).
+   * settled, or after `timeoutMs` (an effect retrying through an outage); the timer goes with it.
    */
   effectsSettled(timeoutMs: number): Promise<void> {
     if (this.pending.size === 0) return Promise.resolve()
@@ -232,7 +235,7 @@ export class ProjectionRuntime {
     if (this.abandoned) return void (await this.feed.close(false))
     await this.ticking
     // Let what is in flight settle (bounded: a sink that cannot finish is stopped and replayed later).
-    await Promise.race([Promise.allSettled(this.pending.values()), Effect.runPromise(Effect.sleep(Duration.seconds(5)))])
+    await this.effectsSettled(STOP_SETTLE_MS)
     for (const sink of this.sinks) sink.stop?.()
     // A flush asked for and not started: this one is it.
     const asked = this.asked
