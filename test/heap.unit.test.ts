@@ -1,6 +1,7 @@
+import { spawnSync } from "node:child_process"
 import { describe, expect, it } from "vitest"
-import { applyHeapGrowth } from "../src/cli/heap.js"
-import { BrokerConfig, DEFAULT_HEAP_GROWTH_PERCENT } from "../src/config/config.js"
+import { applyHeapGrowth, heapGrowthFlag } from "../src/cli/heap.js"
+import { BrokerConfig, DEFAULT_HEAP_GROWTH_PERCENT, MAX_HEAP_GROWTH_PERCENT } from "../src/config/config.js"
 import { effectiveVariables, loadConfig } from "../src/config/configFile.js"
 
 describe("codeq serve's heap growth (heapGrowthPercent)", () => {
@@ -12,13 +13,24 @@ describe("codeq serve's heap growth (heapGrowthPercent)", () => {
   it("sets V8's heap growth to the configured percent", () => {
     const { set, setFlags } = recorder()
     expect(applyHeapGrowth(35, [], setFlags)).toEqual({ applied: "set", percent: 35 })
-    expect(set).toEqual(["--heap-growing-percent=35"])
+    expect(applyHeapGrowth(MAX_HEAP_GROWTH_PERCENT, [], setFlags)).toEqual({ applied: "set", percent: MAX_HEAP_GROWTH_PERCENT })
+    expect(set).toEqual(["--heap-growing-percent=35", `--heap-growing-percent=${MAX_HEAP_GROWTH_PERCENT}`])
+  })
+
+  it("sets a flag this node's V8 knows (an unknown one would be ignored with a line on stdout)", () => {
+    const known = (flag: string) => {
+      const child = spawnSync(process.execPath, ["-e", `require("node:v8").setFlagsFromString(${JSON.stringify(flag)})`], { encoding: "utf8" })
+      return { status: child.status, output: `${child.stdout}${child.stderr}` }
+    }
+    expect(known(heapGrowthFlag(DEFAULT_HEAP_GROWTH_PERCENT))).toEqual({ status: 0, output: "" })
+    // The check itself: a misspelt flag is reported.
+    expect(known("--heap-growing-percents=50").output).toMatch(/unrecognized flag/)
   })
 
   it("leaves V8's own heuristic at 0, and a value out of range alone", () => {
     const { set, setFlags } = recorder()
     expect(applyHeapGrowth(0, [], setFlags)).toEqual({ applied: "v8-default" })
-    expect(applyHeapGrowth(1_001, [], setFlags)).toEqual({ applied: "v8-default" })
+    expect(applyHeapGrowth(MAX_HEAP_GROWTH_PERCENT + 1, [], setFlags)).toEqual({ applied: "v8-default" })
     expect(applyHeapGrowth(2.5, [], setFlags)).toEqual({ applied: "v8-default" })
     expect(set).toEqual([])
   })

@@ -16,6 +16,7 @@
  * takes effect from the next one. A `--heap-growing-percent` given on node's command line wins.
  */
 import { setFlagsFromString } from "node:v8"
+import { DEFAULT_HEAP_GROWTH_PERCENT, MAX_HEAP_GROWTH_PERCENT } from "../config/config.js"
 
 /** What was done with the setting. */
 export type HeapGrowth =
@@ -25,17 +26,21 @@ export type HeapGrowth =
 
 const FLAG = /^--heap[-_]growing[-_]percent(=|$)/
 
+/** The V8 flag that sets the growth to `percent`. */
+export const heapGrowthFlag = (percent: number): string => `--heap-growing-percent=${percent}`
+
 /**
- * Sets V8's heap growth to `percent` (1–1,000) unless node's own flags already set it; 0 leaves V8's
- * heuristic. The caller validates the range (BrokerConfig); out of it, nothing is set.
+ * Sets V8's heap growth to `percent` (1 to MAX_HEAP_GROWTH_PERCENT; default
+ * DEFAULT_HEAP_GROWTH_PERCENT) unless node's own flags already set it; 0 leaves V8's heuristic.
+ * BrokerConfig refuses a value out of range with the key's name; here such a value sets nothing.
  */
 export const applyHeapGrowth = (
-  percent: number,
+  percent: number = DEFAULT_HEAP_GROWTH_PERCENT,
   execArgv: ReadonlyArray<string> = process.execArgv,
   setFlags: (flags: string) => void = setFlagsFromString
 ): HeapGrowth => {
   if (execArgv.some((arg) => FLAG.test(arg))) return { applied: "node-flag" }
-  if (!Number.isInteger(percent) || percent <= 0 || percent > 1_000) return { applied: "v8-default" }
-  setFlags(`--heap-growing-percent=${percent}`)
+  if (!Number.isInteger(percent) || percent <= 0 || percent > MAX_HEAP_GROWTH_PERCENT) return { applied: "v8-default" }
+  setFlags(heapGrowthFlag(percent))
   return { applied: "set", percent }
 }

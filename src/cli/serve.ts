@@ -5,7 +5,7 @@
  * development tokens below on 127.0.0.1 only; without `--dev` and without authentication every
  * call is 401 and the broker says so at start.
  */
-import { BrokerConfig, DEFAULT_HEAP_GROWTH_PERCENT } from "../config/config.js"
+import { BrokerConfig } from "../config/config.js"
 import { effectiveVariables, loadConfig } from "../config/configFile.js"
 import { startBroker } from "../broker.js"
 import { HttpConfig, httpServerOptions, startHttpServer } from "../http/index.js"
@@ -79,7 +79,7 @@ export const serve = async (argv: ReadonlyArray<string>): Promise<number> => {
   if (dev && !variables.has("CODEQ_WEBHOOK_ALLOW_PRIVATE_NETWORKS")) variables.set("CODEQ_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "true")
   const config = await loadConfig(BrokerConfig, variables)
   const httpConfig = await loadConfig(HttpConfig, variables)
-  const heap = applyHeapGrowth(config.heapGrowthPercent ?? DEFAULT_HEAP_GROWTH_PERCENT)
+  const heap = applyHeapGrowth(config.heapGrowthPercent)
   // Tracing first: spans take their provider when the broker's components are built.
   const tracing = setupTracing(config.tracing)
   // Until NATS answers, a stand-in on the HTTP port says so (see standIn below); SIGTERM or SIGINT

@@ -24,6 +24,8 @@ export interface BrokerConfig {
 
 /** The default of `heapGrowthPercent`: see src/cli/heap.ts for what it costs and saves. */
 export const DEFAULT_HEAP_GROWTH_PERCENT = 50
+/** The largest `heapGrowthPercent` (V8 then collects at 11× what it kept). */
+export const MAX_HEAP_GROWTH_PERCENT = 1_000
 
 /** A number within [min, max], or a config error naming the rule. */
 const within = (min: number, max: number) => (config: Config.Config<number>) =>
@@ -62,7 +64,7 @@ export const BrokerConfig: Config.Config<BrokerConfig> = Config.all({
     tracingOtlpInsecure: optional(Config.boolean("CODEQ_TRACING_OTLP_INSECURE").pipe(Config.withDescription("plaintext gRPC (tracingOtlpInsecure, default false; OTEL_EXPORTER_OTLP_INSECURE wins)"))),
     tracingSampleRatio: optional(Config.number("CODEQ_TRACING_SAMPLE_RATIO").pipe(Config.withDescription("head sampling ratio 0..1 (tracingSampleRatio, default 1.0)")))
   }).pipe(Config.map((keys) => Object.fromEntries(Object.entries(keys).filter(([, value]) => value !== undefined)) as TracingConfigInput)),
-  heapGrowthPercent: within(0, 1_000)(Config.integer("CODEQ_HEAP_GROWTH_PERCENT")).pipe(
+  heapGrowthPercent: within(0, MAX_HEAP_GROWTH_PERCENT)(Config.integer("CODEQ_HEAP_GROWTH_PERCENT")).pipe(
     Config.withDefault(DEFAULT_HEAP_GROWTH_PERCENT),
     Config.withDescription("heap growth past the live data before a full collection, in percent (serve only; 0 = V8's own)")
   )
