@@ -117,11 +117,8 @@ export class Unwritten<D extends UnwrittenDoc> {
 
   /** The lowest `dirtyFrom` (Infinity when none). */
   lowest(): number {
-    let lowest = Number.POSITIVE_INFINITY
-    for (const doc of this.inOrder.values()) {
-      lowest = doc.dirtyFrom
-      break
-    }
+    // `inOrder` ascends: its first is its lowest.
+    let lowest = this.inOrder.values().next().value?.dirtyFrom ?? Number.POSITIVE_INFINITY
     for (const doc of this.lateOnes.values()) lowest = Math.min(lowest, doc.dirtyFrom)
     return lowest
   }
