@@ -14,11 +14,11 @@
  * do, through the runtime's `flushNow`), when more than `maxUnwritten` wait, or once it has been
  * unwritten for `writeAfterMs`. A task that runs quickly costs one write for its whole life, and so
  * does one that waits in a backlog nobody is looking at: writing every waiting task after 3 s, as
- * before, cost it a second document, an index entry and its removal. The projection is the
- * bucket's one writer (the projections lease), so a flush sends plain puts and one acknowledged
- * barrier after them (eventlog/kv.ts): one message per document. A create that may have been folded before (at or below the replay horizon: the
- * log's end when this fold started) is looked up in the bucket first, so a replay never writes a
- * task back to its first state.
+ * before, cost it a second document, an index entry and its removal. The projection is the bucket's
+ * one writer (the projections lease), so a flush sends plain puts and one acknowledged barrier
+ * after them (eventlog/kv.ts): one message per document. A create that may have been folded before
+ * (at or below the replay horizon: the log's end when this fold started) is looked up in the bucket
+ * first, so a replay never writes a task back to its first state.
  *
  * Memory: the document of a task that is over — ended, and its webhook (if any) delivered — is
  * forgotten once the bucket has it (a rare later event, a purge, reads it back from there), so

@@ -258,10 +258,10 @@ export class TaskOperations {
   /**
    * Every queue of a tenant from the read models (written up to the log's end first, see
    * `readModelWritten`): per command and lane, tasks ready, delayed (runAt ahead) and in progress,
-   * and the dead-lettered ones. Reads the tenant's open tasks from the open-task index (kept by key until counted, so a
-   * task written again meanwhile counts once) and its dead letters' keys from their index — a
-   * message each; until the open-task index is ready (see eventlog/openTasks.ts), every task state
-   * the bucket holds for the tenant, ended ones too.
+   * and the dead-lettered ones. Reads the tenant's open tasks from the open-task index (kept by key
+   * until counted, so a task written again meanwhile counts once) and its dead letters' keys from
+   * their index — a message each; until the open-task index is ready (see eventlog/openTasks.ts),
+   * every task state the bucket holds for the tenant, ended ones too.
    */
   async queues(tenant: string): Promise<QueueOverview> {
     check(checkTenant(tenant))
