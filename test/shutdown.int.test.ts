@@ -95,3 +95,30 @@ describe("codeq serve on SIGTERM", () => {
     }
   }, 120_000)
 })
+
+describe("an embedded broker stopped", () => {
+  it("leaves no timer holding its process (an application exits when it is done)", async () => {
+    const naming = freshNaming()
+    // An application's own process: the broker from the library, started and stopped; then what
+    // still keeps its event loop alive (unref'd timers are not listed), read one turn later.
+    const script = [
+      'const { startBroker } = await import("./src/broker.ts")',
+      'const { BrokerConfig } = await import("./src/config/config.ts")',
+      'const { effectiveVariables, loadConfig } = await import("./src/config/configFile.ts")',
+      "const broker = await startBroker(await loadConfig(BrokerConfig, await effectiveVariables()))",
+      "await broker.stop()",
+      "setImmediate(() => process.stdout.write(JSON.stringify(process.getActiveResourcesInfo()) + '\\n'))"
+    ].join("\n")
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      env: { ...process.env, NATS_URL: nats.url(), CODEQ_STREAM_PREFIX: naming.streamPrefix, CODEQ_SUBJECT_ROOT: naming.subjectRoot, LOG_LEVEL: "warn" },
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    let out = ""
+    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()))
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve))
+    expect(code).toBe(0)
+    const held = JSON.parse(out.trim().split("\n").at(-1) ?? "null") as Array<string>
+    // Before, a 5 s sleep raced against the settling effects stayed armed after stop.
+    expect(held.filter((resource) => resource === "Timeout")).toEqual([])
+  })
+})
