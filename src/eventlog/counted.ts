@@ -18,7 +18,6 @@
  * Only for a stream with one replica: a clustered stream answers a refused publish from its leader
  * before the ones ahead of it are replicated, so the barrier would say nothing about them.
  */
-import { ConcurrencyConflict } from "./errors.js"
 import { beforeNextFlush, publishSoon } from "./outbox.js"
 import type { PipelinedPublisher } from "./pipeline.js"
 import { WireHeaders } from "./wireHeaders.js"
@@ -26,7 +25,6 @@ import type { MsgHdrs } from "nats"
 
 /** No stream's last sequence: the barrier is always refused. */
 const UNREACHABLE_SEQUENCE = String(Number.MAX_SAFE_INTEGER)
-const EMPTY = new Uint8Array()
 
 interface Queued {
   readonly subject: string
@@ -108,7 +106,6 @@ export class CountedPublisher {
   private async barrier(): Promise<number | undefined> {
     const h = new WireHeaders()
     h.set("Nats-Expected-Last-Sequence", UNREACHABLE_SEQUENCE)
-    const result = await this.publisher.publish(this.barrierSubject, EMPTY, h)
-    return !result.ok && result.error instanceof ConcurrencyConflict ? result.error.actualSeq : undefined
+    return this.publisher.refusedAt(this.barrierSubject, h)
   }
 }
