@@ -13,6 +13,7 @@ import { eventsStream } from "../../../streams/definitions.js"
 import { readCpu, type CpuPerTask } from "./cpu.js"
 import type { LoadConfig } from "./ipc.js"
 import { lastStoredAt, readLogLatency, type LogLatency } from "./latency.js"
+import { HOPS_CONNECTION, watchHops, type HopReport, type HopWatch } from "./hops.js"
 import { driveLoad, type ExactlyOnce } from "./load.js"
 import { delta, projectionLag, scaled, serverSnapshot, trafficPerTask, waitForCatchUp, type CatchUp, type Counters, type Traffic } from "./monitor.js"
 import type { E2eOptions, VariantName } from "./options.js"
@@ -23,6 +24,8 @@ import { COMMAND, startCodeqStack, startPrivateNats, TENANT, type PrivateNats } 
 /** The name `codeq serve` gives its NATS connection (src/broker.ts). */
 export const BROKER_CONNECTION = "codeq-broker"
 const SCRAPE_SAMPLES = 3
+/** The bench's own connections that are open while a run is measured: left out of its counters per task. */
+const OWN_CONNECTIONS = [HOPS_CONNECTION]
 
 export interface CodeqSpec {
   readonly variant: VariantName
@@ -81,6 +84,8 @@ export interface CodeqRunResult {
       }
     | undefined
   readonly latency: LogLatency | undefined
+  /** With `--hops`, a latency run's create→claimed time by hop (hops.ts). */
+  readonly hops: HopReport | undefined
   readonly spans: { readonly received: number; readonly perTask: number } | undefined
   readonly webhooks: WebhookOutcome | undefined
   /** CPU of the nats-server, the broker, the producer and each worker, first create to last completion. */
@@ -124,6 +129,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
   const hooks = spec.webhooks ? await startWebhookReceiver() : undefined
   let nats: PrivateNats | undefined
   let sampler: RssSampler | undefined
+  let watch: HopWatch | undefined
   const scrapes: { scrapes: number; cancelled?: boolean } = { scrapes: 0 }
   try {
     const privateNats = await startPrivateNats()
@@ -154,6 +160,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
       { name: "producer", pid: producer.pid },
       ...workers.map((worker) => ({ name: worker.name, pid: worker.pid }))
     ]
+    watch = spec.readLatency && options.hops ? await watchHops(privateNats.url, stack.naming.subjectRoot) : undefined
     const before = await serverSnapshot(privateNats.monitorUrl)
     const rssStart = (await sampler.sample()) ?? 0
     let catchUp: Promise<CatchUp> | undefined
@@ -179,6 +186,8 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
     const allDelivered = hooks === undefined ? undefined : await hooks.waitFor(tasksCreated, Date.now() + options.catchupTimeoutS * 1000)
     const afterDeliveries = hooks === undefined ? undefined : await serverSnapshot(privateNats.monitorUrl)
 
+    const hops = await watch?.finish(options.latencyWarmupS * 1000)
+    watch = undefined
     const admin = await connect({ servers: privateNats.url, name: "bench-admin", noAsyncTraces: true })
     let logEnd: number | undefined
     let latency: LogLatency | undefined
@@ -210,7 +219,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
             lastDeliveryAt: hooks.lastAt(),
             tasksPerSec: (hooks.delivered() * 1000) / Math.max(1, hooks.lastAt() - firstCreateAt),
             delayMs: Math.max(0, hooks.lastAt() - outcome.workersLastAt),
-            traffic: trafficPerTask(before, afterDeliveries, perTask, [], deduct(scrapes.scrapes))
+            traffic: trafficPerTask(before, afterDeliveries, perTask, OWN_CONNECTIONS, deduct(scrapes.scrapes))
           }
     let spans: CodeqRunResult["spans"]
     if (receiver !== undefined) {
@@ -242,8 +251,8 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
         timeoutS: options.catchupTimeoutS
       },
       traffic: {
-        atCompletion: trafficPerTask(before, atCompletion, perTask, [], deduct(scrapesAtCompletion)),
-        withCatchUp: trafficPerTask(before, afterCatchUp, perTask, [], deduct(settled.scrapes)),
+        atCompletion: trafficPerTask(before, atCompletion, perTask, OWN_CONNECTIONS, deduct(scrapesAtCompletion)),
+        withCatchUp: trafficPerTask(before, afterCatchUp, perTask, OWN_CONNECTIONS, deduct(settled.scrapes)),
         scrapeCost
       },
       rss: {
@@ -254,6 +263,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
         halves: firstHalfPeak === undefined || secondHalfPeak === undefined ? undefined : { firstPeakBytes: firstHalfPeak, secondPeakBytes: secondHalfPeak }
       },
       latency,
+      hops,
       spans,
       webhooks,
       cpu: outcome.cpu,
@@ -262,6 +272,7 @@ export const runCodeq = async (spec: CodeqSpec, ctx: RunContext): Promise<CodeqR
   } finally {
     scrapes.cancelled = true
     sampler?.stop()
+    await watch?.finish(0).catch(() => undefined)
     await group.killAll()
     await receiver?.stop()
     await hooks?.stop()

@@ -26,6 +26,8 @@ export interface E2eOptions {
   readonly latencyRate: number
   /** Tasks created in the first this-many seconds of a latency run are not measured (warm-up). */
   readonly latencyWarmupS: number
+  /** Latency runs also time each hop from a connection of the bench's own (hops.ts). */
+  readonly hops: boolean
   readonly httpInflight: number
   readonly httpClaimers: number
   readonly catchupTimeoutS: number
@@ -56,6 +58,8 @@ table of BENCHMARKS.md.
   --latency-warmup S    seconds at the start of a latency run left out of the percentiles:
                         JIT warm-up, consumers being made (default 2)
   --latency-rate N      tasks/s of the latency runs (default 0: half the median codeq-sdk rate so far)
+  --hops                latency runs also time each hop of create→claimed from an observer
+                        connection that sees every message (a diagnostic: it adds load)
   --http-inflight N     batch-create requests in flight from the HTTP producer (default 8)
   --http-claimers N     claim loops per HTTP worker process, each claiming up to 10 (default 8)
   --catchup-timeout S   seconds after the last completion to wait for projections (default 60)
@@ -113,6 +117,7 @@ export const parseE2eArgs = (argv: ReadonlyArray<string>): Parsed => {
         "latency-tasks": { type: "string" },
         "latency-rate": { type: "string" },
         "latency-warmup": { type: "string" },
+        hops: { type: "boolean" },
         "http-inflight": { type: "string" },
         "http-claimers": { type: "string" },
         "catchup-timeout": { type: "string" },
@@ -136,6 +141,7 @@ export const parseE2eArgs = (argv: ReadonlyArray<string>): Parsed => {
       latencyTasks: integer("latency-tasks", values["latency-tasks"], 10_000, 1),
       latencyWarmupS: integer("latency-warmup", values["latency-warmup"], 2, 0, 3_600),
       latencyRate: integer("latency-rate", values["latency-rate"], 0, 0),
+      hops: values.hops === true,
       httpInflight: integer("http-inflight", values["http-inflight"], 8, 1, 1_000),
       httpClaimers: integer("http-claimers", values["http-claimers"], 8, 1, 1_000),
       catchupTimeoutS: integer("catchup-timeout", values["catchup-timeout"], 60, 1, 3_600),

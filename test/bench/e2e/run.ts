@@ -12,6 +12,7 @@ import { join } from "node:path"
 import { median } from "../stats.js"
 import type { AnyRun, FailedRun } from "./summary.js"
 import { runCodeq, type CodeqRunResult, type CodeqSpec, type RunContext } from "./codeqRun.js"
+import { HOP_STEPS } from "./hops.js"
 import { E2E_USAGE, parseE2eArgs, ROTATED, type E2eOptions, type VariantName } from "./options.js"
 import { buildReport, renderText, RESULTS_DIR, runInfo, updateMarkdown, writeJson } from "./output.js"
 import { ProcessGroup } from "./processes.js"
@@ -35,7 +36,14 @@ const describe = (run: AnyRun): string => {
     run.webhooks === undefined
       ? ""
       : `, ${int(run.webhooks.delivered)} webhooks delivered (${int(run.webhooks.duplicates)} twice), last +${int(run.webhooks.delayMs)} ms: ${int(run.webhooks.tasksPerSec)} tasks/s, ${run.webhooks.traffic.msgsPerTask.toFixed(1)} server msgs/task`
-  return `${rate}, ${catchUp}, ${run.traffic.atCompletion.msgsPerTask.toFixed(1)} server msgs/task${latency}${rss}${hooks}`
+  const hops =
+    run.hops === undefined
+      ? ""
+      : `; by hop, p50/p99 ms: ${HOP_STEPS.map((step) => {
+          const p = run.hops?.steps[step]
+          return `${step} ${p === undefined ? "-" : `${p.p50.toFixed(1)}/${p.p99.toFixed(1)}`}`
+        }).join(", ")} (${int(run.hops.tasks)} tasks)`
+  return `${rate}, ${catchUp}, ${run.traffic.atCompletion.msgsPerTask.toFixed(1)} server msgs/task${latency}${hops}${rss}${hooks}`
 }
 
 /** The half-load rate of the latency run: the option, else half the median codeq-sdk rate so far. */
