@@ -16,7 +16,7 @@
  * takes effect from the next one. A `--heap-growing-percent` given on node's command line wins.
  */
 import { setFlagsFromString } from "node:v8"
-import { DEFAULT_HEAP_GROWTH_PERCENT, MAX_HEAP_GROWTH_PERCENT } from "../config/config.js"
+import { DEFAULT_HEAP_GROWTH_PERCENT } from "../config/config.js"
 
 /** What was done with the setting. */
 export type HeapGrowth =
@@ -30,9 +30,9 @@ const FLAG = /^--heap[-_]growing[-_]percent(=|$)/
 export const heapGrowthFlag = (percent: number): string => `--heap-growing-percent=${percent}`
 
 /**
- * Sets V8's heap growth to `percent` (1 to MAX_HEAP_GROWTH_PERCENT; default
- * DEFAULT_HEAP_GROWTH_PERCENT) unless node's own flags already set it; 0 leaves V8's heuristic.
- * BrokerConfig refuses a value out of range with the key's name; here such a value sets nothing.
+ * Sets V8's heap growth to `percent` (default DEFAULT_HEAP_GROWTH_PERCENT) unless node's own flags
+ * already set it; 0 leaves V8's heuristic. The value is BrokerConfig's, which has refused anything
+ * but an integer from 0 to MAX_HEAP_GROWTH_PERCENT, naming the key.
  */
 export const applyHeapGrowth = (
   percent: number = DEFAULT_HEAP_GROWTH_PERCENT,
@@ -40,7 +40,7 @@ export const applyHeapGrowth = (
   setFlags: (flags: string) => void = setFlagsFromString
 ): HeapGrowth => {
   if (execArgv.some((arg) => FLAG.test(arg))) return { applied: "node-flag" }
-  if (!Number.isInteger(percent) || percent <= 0 || percent > MAX_HEAP_GROWTH_PERCENT) return { applied: "v8-default" }
+  if (percent === 0) return { applied: "v8-default" }
   setFlags(heapGrowthFlag(percent))
   return { applied: "set", percent }
 }
