@@ -17,28 +17,34 @@
  * task id is all that is read from it.
  */
 import { connect, type Msg, type NatsConnection } from "nats"
-import { percentiles, type Percentiles } from "./latency.js"
+import { EVENT_TYPE_HEADER, percentiles, type Percentiles } from "./latency.js"
 
 /** The bench's own connection: taken out of the server's counters per task. */
 export const HOPS_CONNECTION = "bench-hops"
 
-export const HOP_STEPS = ["fed", "broker", "dispatched", "worker"] as const
-export type HopStep = (typeof HOP_STEPS)[number]
+/** Stamps of a task in ms, in this order (NaN until seen). */
+const CREATED_PUBLISHED = 0
+const CREATED_DELIVERED = 1
+const CLAIM_PUBLISHED = 2
+const CLAIM_DELIVERED = 3
+const CLAIMED_PUBLISHED = 4
+type Stamps = [number, number, number, number, number]
+
+/** Each hop: from which stamp to which. */
+const HOPS = {
+  fed: [CREATED_PUBLISHED, CREATED_DELIVERED],
+  broker: [CREATED_DELIVERED, CLAIM_PUBLISHED],
+  dispatched: [CLAIM_PUBLISHED, CLAIM_DELIVERED],
+  worker: [CLAIM_DELIVERED, CLAIMED_PUBLISHED]
+} as const
+export type HopStep = keyof typeof HOPS
+export const HOP_STEPS = Object.keys(HOPS) as ReadonlyArray<HopStep>
 
 export interface HopReport {
   /** Tasks seen at every stamp, created after the warm-up. */
   readonly tasks: number
   readonly steps: Readonly<Record<HopStep, Percentiles | undefined>>
 }
-
-/** Stamps in ms: created published, created delivered, claim published, claim delivered, claimed published. */
-type Stamps = [number, number, number, number, number]
-
-const CREATED_PUBLISHED = 0
-const CREATED_DELIVERED = 1
-const CLAIM_PUBLISHED = 2
-const CLAIM_DELIVERED = 3
-const CLAIMED_PUBLISHED = 4
 
 const decoder = new TextDecoder()
 const now = () => performance.timeOrigin + performance.now()
@@ -63,7 +69,7 @@ export const watchHops = async (url: string, subjectRoot: string): Promise<HopWa
     const at = now()
     const delivered = msg.reply?.startsWith("$JS.ACK.") === true
     if (msg.subject.startsWith(events)) {
-      const type = msg.headers?.get("Codeq-Event")
+      const type = msg.headers?.get(EVENT_TYPE_HEADER)
       const taskId = msg.subject.slice(msg.subject.lastIndexOf(".") + 1)
       if (type === "TaskCreated") stamp(taskId, delivered ? CREATED_DELIVERED : CREATED_PUBLISHED, at)
       else if (type === "TaskClaimed" && !delivered) stamp(taskId, CLAIMED_PUBLISHED, at)
@@ -85,16 +91,9 @@ export const watchHops = async (url: string, subjectRoot: string): Promise<HopWa
       const complete = [...tasks.values()].filter((s) => s.every((t) => !Number.isNaN(t)))
       const first = complete.reduce((min, s) => Math.min(min, s[CREATED_PUBLISHED]), Infinity)
       const measured = complete.filter((s) => s[CREATED_PUBLISHED] >= first + warmupMs)
-      const step = (from: number, to: number) => percentiles(measured.map((s) => (s[to] ?? NaN) - (s[from] ?? NaN)))
-      return {
-        tasks: measured.length,
-        steps: {
-          fed: step(CREATED_PUBLISHED, CREATED_DELIVERED),
-          broker: step(CREATED_DELIVERED, CLAIM_PUBLISHED),
-          dispatched: step(CLAIM_PUBLISHED, CLAIM_DELIVERED),
-          worker: step(CLAIM_DELIVERED, CLAIMED_PUBLISHED)
-        }
-      }
+      const step = ([from, to]: readonly [number, number]) => percentiles(measured.map((s) => (s[to] ?? NaN) - (s[from] ?? NaN)))
+      const steps = Object.fromEntries(HOP_STEPS.map((hop) => [hop, step(HOPS[hop])])) as Record<HopStep, Percentiles | undefined>
+      return { tasks: measured.length, steps }
     }
   }
 }

@@ -10,6 +10,9 @@
 import { writeFileSync } from "node:fs"
 import type { NatsConnection } from "nats"
 
+/** The header that names an event's type (DESIGN §2), read without decoding the body. */
+export const EVENT_TYPE_HEADER = "Codeq-Event"
+
 export interface Percentiles {
   readonly count: number
   readonly p50: number
@@ -67,7 +70,7 @@ export const readLogLatency = async (nc: NatsConnection, stream: string, subject
     const read = async () => {
       for await (const m of messages) {
         events++
-        const type = m.headers?.get("Codeq-Event") ?? ""
+        const type = m.headers?.get(EVENT_TYPE_HEADER) ?? ""
         const at = m.info.timestampNanos / NANOS_PER_MS
         let task = times.get(m.subject)
         if (task === undefined) times.set(m.subject, (task = {}))

@@ -59,7 +59,8 @@ table of BENCHMARKS.md.
                         JIT warm-up, consumers being made (default 2)
   --latency-rate N      tasks/s of the latency runs (default 0: half the median codeq-sdk rate so far)
   --hops                latency runs also time each hop of create→claimed from an observer
-                        connection that sees every message (a diagnostic: it adds load)
+                        connection that sees every message (a diagnostic: it adds load, so
+                        BENCHMARKS.md's table is not rewritten; needs the latency variant)
   --http-inflight N     batch-create requests in flight from the HTTP producer (default 8)
   --http-claimers N     claim loops per HTTP worker process, each claiming up to 10 (default 8)
   --catchup-timeout S   seconds after the last completion to wait for projections (default 60)
@@ -148,8 +149,10 @@ export const parseE2eArgs = (argv: ReadonlyArray<string>): Parsed => {
       catchupPollMs: integer("catchup-poll", values["catchup-poll"], 50, 25, 1_000),
       stallTimeoutS: integer("stall-timeout", values["stall-timeout"], 60, 1, 3_600),
       redis: redisOf(values.redis),
-      writeMarkdown: values["no-markdown"] !== true
+      // A latency watched by --hops is not the latency the table reports.
+      writeMarkdown: values["no-markdown"] !== true && values.hops !== true
     }
+    if (options.hops && !options.variants.includes("latency")) throw new Error("--hops times the latency runs: add latency to --only")
     return { ok: true, options }
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)
