@@ -6,11 +6,11 @@
 import { parseArgs } from "node:util"
 
 /** Every variant a run can measure, in the order of the first round. */
-export const VARIANTS = ["codeq-sdk", "codeq-http", "bullmq", "raw-js", "tracing", "webhooks", "latency", "rss"] as const
+export const VARIANTS = ["codeq-sdk", "codeq-http", "bullmq", "raw-js", "bare", "tracing", "webhooks", "latency", "rss"] as const
 export type VariantName = (typeof VARIANTS)[number]
 
 /** Variants measured once per round, order rotated; `latency` follows them, `rss` runs once at the end. */
-export const ROTATED: ReadonlyArray<VariantName> = ["codeq-sdk", "codeq-http", "bullmq", "raw-js", "tracing", "webhooks"]
+export const ROTATED: ReadonlyArray<VariantName> = ["codeq-sdk", "codeq-http", "bullmq", "raw-js", "bare", "tracing", "webhooks"]
 
 export interface E2eOptions {
   readonly rounds: number
@@ -40,9 +40,9 @@ export interface E2eOptions {
 export const E2E_USAGE = `usage: npm run bench -- e2e [options]
 
 codeq measured from the outside (codeq serve, SDK and HTTP clients in their own processes, a
-private nats-server per run with monitoring on) against BullMQ on the local Redis and the raw
-JetStream ceiling, in interleaved rounds. Writes bench-results/e2e-<time>.json and the results
-table of BENCHMARKS.md.
+private nats-server per run with monitoring on) against BullMQ on the local Redis, the raw
+JetStream ceiling and the design's operations from bare nats.js clients, in interleaved rounds.
+Writes bench-results/e2e-<time>.json and the results table of BENCHMARKS.md.
 
   --rounds N            interleaved rounds; each runs every variant once, order rotated (default 3)
   --tasks N             tasks per throughput run (default 20000)

@@ -27,6 +27,8 @@ const rotate = <T>(list: ReadonlyArray<T>, by: number): ReadonlyArray<T> => list
 const describe = (run: AnyRun): string => {
   if (run.system === "failed") return `FAILED (${run.error.split("\n")[0] ?? ""})`
   if (run.system === "raw-js") return `${int(run.publishPerSec)} acked publishes/s, ${int(run.consumePerSec)} consume+ack/s${run.clean ? "" : " NOT CLEAN"}`
+  if (run.system === "bare")
+    return `${int(run.tasksPerSec)} tasks/s${run.clean ? "" : ` NOT CLEAN (lost ${run.check.lost}, duplicates ${run.check.duplicates}, create failures ${run.check.createFailures})`}, ${run.traffic.msgsPerTask.toFixed(1)} server msgs/task, CPU ${int(run.cpu?.totalUsPerTask)} µs/task`
   const rate = `${int(run.tasksPerSec)} ${run.system === "bullmq" ? "jobs" : "tasks"}/s${run.clean ? "" : ` NOT CLEAN (lost ${run.check.lost}, duplicates ${run.check.duplicates}, create failures ${run.check.createFailures})`}`
   if (run.system === "bullmq") return rate
   const catchUp = run.catchUp.caughtUp ? `caught up +${int(run.catchUp.delayMs)} ms` : `NOT caught up within ${run.catchUp.timeoutS} s`
@@ -68,6 +70,7 @@ const runVariant = async (variant: VariantName, round: number, ctx: RunContext, 
   try {
     if (variant === "bullmq") return await (await import("./bullmq.js")).runBullmq(round, ctx)
     if (variant === "raw-js") return await (await import("./rawjs.js")).runRawJs(round, ctx)
+    if (variant === "bare") return await (await import("./bare.js")).runBare(round, ctx)
     return await runCodeq(codeqSpec(variant, round, ctx.options, rate), ctx)
   } catch (error) {
     const failed: FailedRun = { system: "failed", variant, round, clean: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }

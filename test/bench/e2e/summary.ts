@@ -10,6 +10,7 @@ import { BROKER_CONNECTION, type CodeqRunResult } from "./codeqRun.js"
 import type { CpuPerTask } from "./cpu.js"
 import type { Traffic } from "./monitor.js"
 import type { VariantName } from "./options.js"
+import type { BareRunResult } from "./bare.js"
 import type { RawRunResult } from "./rawjs.js"
 
 /** A run that threw before it had a result (a process that would not start, a crash). */
@@ -21,7 +22,7 @@ export interface FailedRun {
   readonly error: string
 }
 
-export type AnyRun = CodeqRunResult | BullmqRunResult | RawRunResult | FailedRun
+export type AnyRun = CodeqRunResult | BullmqRunResult | RawRunResult | BareRunResult | FailedRun
 
 export const TABLE_HEADER = ["measure", "median", "min–max", "clean runs", "goal (issue 10)", "note"] as const
 export type Row = ReadonlyArray<string>
@@ -85,6 +86,7 @@ export const tableRows = (runs: ReadonlyArray<AnyRun>, catchupTimeoutS: number):
   const traced = cleanCodeq(runs, "tracing")
   const bull = runsOf(runs, "bullmq").filter((run): run is BullmqRunResult => run.system === "bullmq" && run.clean)
   const raw = runsOf(runs, "raw-js").filter((run): run is RawRunResult => run.system === "raw-js" && run.clean)
+  const bare = runsOf(runs, "bare").filter((run): run is BareRunResult => run.system === "bare" && run.clean)
   const hooked = cleanCodeq(runs, "webhooks").filter((r) => r.webhooks !== undefined)
   const latency = cleanCodeq(runs, "latency")
   const rss = cleanCodeq(runs, "rss")
@@ -108,6 +110,9 @@ export const tableRows = (runs: ReadonlyArray<AnyRun>, catchupTimeoutS: number):
   rows.push(row("bullmq end to end (jobs/s)", bull.map((r) => r.tasksPerSec), total("bullmq"), int))
   rows.push(ratioRow("codeq-sdk / bullmq", rates(sdk), rates(bull), "≥ 1.00x"))
   rows.push(ratioRow("codeq-http / codeq-sdk", rates(http), rates(sdk), "≥ 0.40x"))
+  rows.push(row("bare: the design's operations, plain nats.js (tasks/s)", bare.map((r) => r.tasksPerSec), total("bare"), int, "", "DESIGN §2–§4's server operations, no codeq logic (bare.ts)"))
+  rows.push(ratioRow("bare / bullmq", rates(bare), rates(bull), ""))
+  rows.push(ratioRow("codeq-sdk / bare", rates(sdk), rates(bare), ""))
   const spans = median(traced.map((r) => r.spans?.perTask ?? 0))
   rows.push(row("codeq-sdk tracing on, ratio 1.0, OTLP (tasks/s)", traced.map((r) => r.tasksPerSec), total("tracing"), int, "", spans === undefined ? "" : `${one(spans)} spans/task received`))
   rows.push(ratioRow("tracing on / off", rates(traced), rates(sdk), "≥ 0.85x"))
@@ -118,6 +123,8 @@ export const tableRows = (runs: ReadonlyArray<AnyRun>, catchupTimeoutS: number):
   rows.push(cpuRow("codeq-sdk CPU µs/task, all processes", cpuOf(sdk), total("codeq-sdk")))
   rows.push(cpuRow("bullmq CPU µs/task, all processes", cpuOf(bull), total("bullmq")))
   rows.push(cpuRow("codeq-sdk tracing on, CPU µs/task", cpuOf(traced), total("tracing")))
+  rows.push(cpuRow("bare CPU µs/task, all processes", cpuOf(bare), total("bare")))
+  rows.push(...trafficRows("bare server msgs/task (in+out)", bare.map((r) => r.traffic), total("bare"), "").filter((_, i) => i !== 1))
   const hooks = hooked.flatMap((r) => (r.webhooks === undefined ? [] : [{ round: r.round, ...r.webhooks }]))
   rows.push(row("codeq-sdk with a webhook per task, to last delivery (tasks/s)", hooks.map((h) => h.tasksPerSec), total("webhooks"), int))
   rows.push(ratioRow("webhooks to last delivery / codeq-sdk", hooks.map((h) => ({ round: h.round, value: h.tasksPerSec })), rates(sdk), ""))
