@@ -28,7 +28,7 @@ import { randomBytes, randomUUID } from "node:crypto"
 import { join } from "node:path"
 import { AckPolicy, connect, createInbox, DeliverPolicy, headers, type JsMsg, type MsgHdrs, type NatsConnection } from "nats"
 import { claimBarrierSubject, claimsStream, claimSubject, claimSubjects, eventsStream, eventSubject, eventSubjects, taskStateBucket, taskStateKey, type Naming } from "../../../streams/definitions.js"
-import type { RunContext } from "./codeqRun.js"
+import { BROKER_CONNECTION, type RunContext } from "./codeqRun.js"
 import { readCpu, type CpuPerTask } from "./cpu.js"
 import { ErrorLog, runChild, type ChildControl, type ProducerResult, type WorkerResult } from "./ipc.js"
 import { driveLoad, type ExactlyOnce } from "./load.js"
@@ -309,7 +309,8 @@ export const runBare = async (round: number, ctx: RunContext): Promise<BareRunRe
       stalled: outcome.stalled,
       elapsedMs,
       tasksPerSec: (tasks * 1000) / elapsedMs,
-      traffic: trafficPerTask(before, after, Math.max(1, tasks)),
+      // The provisioning broker's connection, closed before the run, is still listed (state=all).
+      traffic: trafficPerTask(before, after, Math.max(1, tasks), [BROKER_CONNECTION]),
       cpu: outcome.cpu,
       errors: outcome.errors
     }
