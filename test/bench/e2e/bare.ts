@@ -31,6 +31,8 @@ import { claimBarrierSubject, claimsStream, claimSubject, claimSubjects, eventsS
 import { BROKER_CONNECTION, type RunContext } from "./codeqRun.js"
 import { readCpu, type CpuPerTask } from "./cpu.js"
 import { ErrorLog, runChild, type ChildControl, type ProducerResult, type WorkerResult } from "./ipc.js"
+import { HOPS_CONNECTION, watchHops, type HopReport, type HopWatch } from "./hops.js"
+import { readLogLatency, type LogLatency } from "./latency.js"
 import { driveLoad, type ExactlyOnce } from "./load.js"
 import { serverSnapshot, trafficPerTask, type Traffic } from "./monitor.js"
 import { ProcessGroup } from "./processes.js"
@@ -44,6 +46,8 @@ const EXPECTED = "Nats-Expected-Last-Subject-Sequence"
 const BARRIER_EVERY = 512
 const FEED_BATCH = 1_000
 const ACK_DEADLINE_MS = 30_000
+/** The paced producer's tick, as the codeq producer's (producer.ts). */
+const PACE_MS = 10
 
 export type BareRole = "producer" | "relay" | "worker"
 
@@ -55,6 +59,8 @@ interface BareConfig {
   readonly batch: number
   readonly payloadBytes: number
   readonly concurrency: number
+  /** Creates per second, in batches every 10 ms (the latency run); 0 creates as fast as possible. */
+  readonly rate: number
 }
 
 const encoder = new TextEncoder()
@@ -126,9 +132,7 @@ const producer = async (config: BareConfig) => {
     const errors = new ErrorLog()
     const firstAt = Date.now()
     let lastAt = firstAt
-    for (let sent = 0; sent < config.tasks && !control.isStopped(); ) {
-      const n = Math.min(config.batch, config.tasks - sent)
-      sent += n
+    const create = async (n: number) => {
       const batch = Array.from({ length: n }, () => {
         const id = randomUUID()
         return acks.publish(eventSubject(config.naming, TENANT, id), createdBody(id, payload), eventHeaders("TaskCreated", 0)).then(
@@ -140,6 +144,25 @@ const producer = async (config: BareConfig) => {
       lastAt = Date.now()
       control.progress(ids.length, lastAt)
     }
+    if (config.rate > 0) {
+      // Paced as the codeq producer's latency run: what is due every 10 ms, not waiting for acks.
+      const pending = new Set<Promise<void>>()
+      for (let sent = 0; sent < config.tasks && !control.isStopped(); await new Promise((resolve) => setTimeout(resolve, PACE_MS))) {
+        const due = Math.min(config.tasks, Math.floor(((Date.now() - firstAt) / 1000) * config.rate))
+        for (; sent < due; ) {
+          const n = Math.min(config.batch, due - sent)
+          sent += n
+          const call: Promise<void> = create(n).finally(() => pending.delete(call))
+          pending.add(call)
+        }
+      }
+      await Promise.all(pending)
+    } else
+      for (let sent = 0; sent < config.tasks && !control.isStopped(); ) {
+        const n = Math.min(config.batch, config.tasks - sent)
+        sent += n
+        await create(n)
+      }
     acks.abandon()
     await nc.drain()
     return { kind: "producer", ids, firstAt, lastAt, failed: errors.count, errors: errors.messages }
@@ -245,9 +268,15 @@ runChild(import.meta.url, async (config: BareConfig) => (config.role === "produc
 
 export interface BareRunResult {
   readonly system: "bare"
-  readonly variant: "bare"
+  readonly variant: "bare" | "bare-latency"
   readonly round: number
   readonly tasks: number
+  /** Creates per second of a paced run (`bare-latency`); 0 as fast as possible. */
+  readonly rate: number
+  /** A paced run's latency from the log's timestamps, as codeq's latency run reads it (latency.ts). */
+  readonly latency: LogLatency | undefined
+  /** With `--hops`, a paced run's create→claimed time by hop (hops.ts), as codeq's latency run has it. */
+  readonly hops: HopReport | undefined
   readonly clean: boolean
   readonly check: ExactlyOnce
   readonly stalled: boolean
@@ -259,12 +288,19 @@ export interface BareRunResult {
   readonly errors: ReadonlyArray<string>
 }
 
-/** One bare run: a private nats-server provisioned by `codeq serve` (stopped before the run), then the three bare clients. */
-export const runBare = async (round: number, ctx: RunContext): Promise<BareRunResult> => {
+/**
+ * One bare run: a private nats-server provisioned by `codeq serve` (stopped before the run), then
+ * the three bare clients; at `rate` > 0, `--latency-tasks` tasks paced as codeq's latency run, and
+ * the latency read back from the log.
+ */
+export const runBare = async (round: number, ctx: RunContext, rate = 0): Promise<BareRunResult> => {
   const { options } = ctx
-  const label = `r${round}-bare`
+  const variant = rate > 0 ? "bare-latency" : "bare"
+  const label = `r${round}-${variant}`
+  const tasks = rate > 0 ? options.latencyTasks : options.tasks
   const group = new ProcessGroup()
   let nats: PrivateNats | undefined
+  let watch: HopWatch | undefined
   try {
     const privateNats = await startPrivateNats()
     nats = privateNats
@@ -275,10 +311,12 @@ export const runBare = async (round: number, ctx: RunContext): Promise<BareRunRe
       role,
       natsUrl: privateNats.url,
       naming: stack.naming,
-      tasks: options.tasks,
-      batch: options.batch,
+      tasks,
+      // Paced: the batches of codeq's latency run (codeqRun.ts), at most a hundredth of a second's tasks.
+      batch: rate > 0 ? Math.max(1, Math.min(options.batch, Math.ceil(rate / 100))) : options.batch,
       payloadBytes: options.payload,
-      concurrency: options.concurrency
+      concurrency: options.concurrency,
+      rate
     })
     const start = (role: BareRole) => group.fork("./bare.ts", config(role), { name: `bare-${role}`, logFile: join(ctx.logDir, `${label}-${role}.log`) })
     const relayProc = start("relay")
@@ -292,29 +330,45 @@ export const runBare = async (round: number, ctx: RunContext): Promise<BareRunRe
       { name: "producer", pid: producerProc.pid },
       { name: "worker", pid: workerProc.pid }
     ]
+    watch = rate > 0 && options.hops ? await watchHops(privateNats.url, stack.naming.subjectRoot) : undefined
     const before = await serverSnapshot(privateNats.monitorUrl)
-    const outcome = await driveLoad(producerProc, [workerProc], { expected: options.tasks, stallMs: options.stallTimeoutS * 1000, watch: [relayProc], readCpu: () => readCpu(pids) })
+    const outcome = await driveLoad(producerProc, [workerProc], { expected: tasks, stallMs: options.stallTimeoutS * 1000, watch: [relayProc], readCpu: () => readCpu(pids) })
     const after = await serverSnapshot(privateNats.monitorUrl)
     relayProc.send({ type: "stop" })
+    const hops = await watch?.finish(options.latencyWarmupS * 1000)
+    watch = undefined
+    let latency: LogLatency | undefined
+    if (rate > 0) {
+      const admin = await connect({ servers: privateNats.url, name: "bench-admin", noAsyncTraces: true })
+      try {
+        latency = await readLogLatency(admin, eventsStream(stack.naming), stack.naming.subjectRoot, options.latencyWarmupS * 1000)
+      } finally {
+        await admin.close()
+      }
+    }
     const firstCreateAt = outcome.producer?.firstAt ?? 0
     const elapsedMs = Math.max(1, outcome.workersLastAt - firstCreateAt)
-    const tasks = outcome.check.created - outcome.check.lost
+    const done = outcome.check.created - outcome.check.lost
     return {
       system: "bare",
-      variant: "bare",
+      variant,
       round,
-      tasks: options.tasks,
+      tasks,
+      rate,
+      latency,
+      hops,
       clean: outcome.check.clean && !outcome.stalled,
       check: outcome.check,
       stalled: outcome.stalled,
       elapsedMs,
-      tasksPerSec: (tasks * 1000) / elapsedMs,
+      tasksPerSec: (done * 1000) / elapsedMs,
       // The provisioning broker's connection, closed before the run, is still listed (state=all).
-      traffic: trafficPerTask(before, after, Math.max(1, tasks), [BROKER_CONNECTION]),
+      traffic: trafficPerTask(before, after, Math.max(1, done), [BROKER_CONNECTION, HOPS_CONNECTION]),
       cpu: outcome.cpu,
       errors: outcome.errors
     }
   } finally {
+    await watch?.finish(0).catch(() => undefined)
     await group.killAll()
     await nats?.stop()
   }

@@ -6,10 +6,10 @@
 import { parseArgs } from "node:util"
 
 /** Every variant a run can measure, in the order of the first round. */
-export const VARIANTS = ["codeq-sdk", "codeq-http", "bullmq", "raw-js", "bare", "tracing", "webhooks", "latency", "rss"] as const
+export const VARIANTS = ["codeq-sdk", "codeq-http", "bullmq", "raw-js", "bare", "tracing", "webhooks", "latency", "bare-latency", "rss"] as const
 export type VariantName = (typeof VARIANTS)[number]
 
-/** Variants measured once per round, order rotated; `latency` follows them, `rss` runs once at the end. */
+/** Variants measured once per round, order rotated; `latency` and `bare-latency` follow them, `rss` runs once at the end. */
 export const ROTATED: ReadonlyArray<VariantName> = ["codeq-sdk", "codeq-http", "bullmq", "raw-js", "bare", "tracing", "webhooks"]
 
 export interface E2eOptions {
@@ -57,10 +57,11 @@ Writes bench-results/e2e-<time>.json and the results table of BENCHMARKS.md.
   --latency-tasks N     tasks of each latency run (default 10000)
   --latency-warmup S    seconds at the start of a latency run left out of the percentiles:
                         JIT warm-up, consumers being made (default 2)
-  --latency-rate N      tasks/s of the latency runs (default 0: half the median codeq-sdk rate so far)
+  --latency-rate N      tasks/s of the latency runs, codeq's and the bare clients' (default 0: half
+                        the median codeq-sdk rate so far)
   --hops                latency runs also time each hop of create→claimed from an observer
                         connection that sees every message (a diagnostic: it adds load, so
-                        BENCHMARKS.md's table is not rewritten; needs the latency variant)
+                        BENCHMARKS.md's table is not rewritten; needs latency or bare-latency)
   --http-inflight N     batch-create requests in flight from the HTTP producer (default 8)
   --http-claimers N     claim loops per HTTP worker process, each claiming up to 10 (default 8)
   --catchup-timeout S   seconds after the last completion to wait for projections (default 60)
@@ -152,7 +153,7 @@ export const parseE2eArgs = (argv: ReadonlyArray<string>): Parsed => {
       // A latency watched by --hops is not the latency the table reports.
       writeMarkdown: values["no-markdown"] !== true && values.hops !== true
     }
-    if (options.hops && !options.variants.includes("latency")) throw new Error("--hops times the latency runs: add latency to --only")
+    if (options.hops && !options.variants.includes("latency") && !options.variants.includes("bare-latency")) throw new Error("--hops times the latency runs: add latency or bare-latency to --only")
     return { ok: true, options }
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)

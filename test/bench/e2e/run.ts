@@ -12,7 +12,7 @@ import { join } from "node:path"
 import { median } from "../stats.js"
 import type { AnyRun, FailedRun } from "./summary.js"
 import { runCodeq, type CodeqRunResult, type CodeqSpec, type RunContext } from "./codeqRun.js"
-import { HOP_STEPS } from "./hops.js"
+import { HOP_STEPS, type HopReport } from "./hops.js"
 import { E2E_USAGE, parseE2eArgs, ROTATED, type E2eOptions, type VariantName } from "./options.js"
 import { buildReport, renderText, RESULTS_DIR, runInfo, updateMarkdown, writeJson } from "./output.js"
 import { ProcessGroup } from "./processes.js"
@@ -24,11 +24,23 @@ const int = (value: number | undefined) => (value === undefined ? "-" : Math.rou
 /** Rotates `list` left by `by`. */
 const rotate = <T>(list: ReadonlyArray<T>, by: number): ReadonlyArray<T> => list.map((_, i) => list[(i + by) % list.length] as T)
 
+/** A latency run's hops, p50/p99 each (hops.ts). */
+const describeHops = (hops: HopReport | undefined): string =>
+  hops === undefined
+    ? ""
+    : `; by hop, p50/p99 ms: ${HOP_STEPS.map((step) => {
+        const p = hops.steps[step]
+        return `${step} ${p === undefined ? "-" : `${p.p50.toFixed(1)}/${p.p99.toFixed(1)}`}`
+      }).join(", ")} (${int(hops.tasks)} tasks)`
+
 const describe = (run: AnyRun): string => {
   if (run.system === "failed") return `FAILED (${run.error.split("\n")[0] ?? ""})`
   if (run.system === "raw-js") return `${int(run.publishPerSec)} acked publishes/s, ${int(run.consumePerSec)} consume+ack/s${run.clean ? "" : " NOT CLEAN"}`
-  if (run.system === "bare")
-    return `${int(run.tasksPerSec)} tasks/s${run.clean ? "" : ` NOT CLEAN (lost ${run.check.lost}, duplicates ${run.check.duplicates}, create failures ${run.check.createFailures})`}, ${run.traffic.msgsPerTask.toFixed(1)} server msgs/task, CPU ${int(run.cpu?.totalUsPerTask)} µs/task`
+  if (run.system === "bare") {
+    const claimed = run.latency?.createdToClaimed
+    const latency = claimed === undefined ? "" : `, create→claimed p50/p99 ${claimed.p50.toFixed(1)}/${claimed.p99.toFixed(1)} ms`
+    return `${int(run.tasksPerSec)} tasks/s${run.clean ? "" : ` NOT CLEAN (lost ${run.check.lost}, duplicates ${run.check.duplicates}, create failures ${run.check.createFailures})`}, ${run.traffic.msgsPerTask.toFixed(1)} server msgs/task, CPU ${int(run.cpu?.totalUsPerTask)} µs/task${latency}${describeHops(run.hops)}`
+  }
   const rate = `${int(run.tasksPerSec)} ${run.system === "bullmq" ? "jobs" : "tasks"}/s${run.clean ? "" : ` NOT CLEAN (lost ${run.check.lost}, duplicates ${run.check.duplicates}, create failures ${run.check.createFailures})`}`
   if (run.system === "bullmq") return rate
   const catchUp = run.catchUp.caughtUp ? `caught up +${int(run.catchUp.delayMs)} ms` : `NOT caught up within ${run.catchUp.timeoutS} s`
@@ -38,14 +50,7 @@ const describe = (run: AnyRun): string => {
     run.webhooks === undefined
       ? ""
       : `, ${int(run.webhooks.delivered)} webhooks delivered (${int(run.webhooks.duplicates)} twice), last +${int(run.webhooks.delayMs)} ms: ${int(run.webhooks.tasksPerSec)} tasks/s, ${run.webhooks.traffic.msgsPerTask.toFixed(1)} server msgs/task`
-  const hops =
-    run.hops === undefined
-      ? ""
-      : `; by hop, p50/p99 ms: ${HOP_STEPS.map((step) => {
-          const p = run.hops?.steps[step]
-          return `${step} ${p === undefined ? "-" : `${p.p50.toFixed(1)}/${p.p99.toFixed(1)}`}`
-        }).join(", ")} (${int(run.hops.tasks)} tasks)`
-  return `${rate}, ${catchUp}, ${run.traffic.atCompletion.msgsPerTask.toFixed(1)} server msgs/task${latency}${hops}${rss}${hooks}`
+  return `${rate}, ${catchUp}, ${run.traffic.atCompletion.msgsPerTask.toFixed(1)} server msgs/task${latency}${describeHops(run.hops)}${rss}${hooks}`
 }
 
 /** The half-load rate of the latency run: the option, else half the median codeq-sdk rate so far. */
@@ -70,7 +75,7 @@ const runVariant = async (variant: VariantName, round: number, ctx: RunContext, 
   try {
     if (variant === "bullmq") return await (await import("./bullmq.js")).runBullmq(round, ctx)
     if (variant === "raw-js") return await (await import("./rawjs.js")).runRawJs(round, ctx)
-    if (variant === "bare") return await (await import("./bare.js")).runBare(round, ctx)
+    if (variant === "bare" || variant === "bare-latency") return await (await import("./bare.js")).runBare(round, ctx, variant === "bare-latency" ? rate : 0)
     return await runCodeq(codeqSpec(variant, round, ctx.options, rate), ctx)
   } catch (error) {
     const failed: FailedRun = { system: "failed", variant, round, clean: false, error: error instanceof Error ? (error.stack ?? error.message) : String(error) }
@@ -117,17 +122,18 @@ export const runE2e = async (argv: ReadonlyArray<string>): Promise<number> => {
     console.error(`${label} ${run.variant}: ${describe(run)}`)
   }
   const rotated = ROTATED.filter((variant) => options.variants.includes(variant))
-  const perRound = [...rotated, ...(options.variants.includes("latency") ? ["latency"] : [])]
+  const paced = (["latency", "bare-latency"] as const).filter((variant) => options.variants.includes(variant))
+  const perRound = [...rotated, ...paced]
   const plan = [...(perRound.length > 0 ? [`${options.rounds} round(s) of ${perRound.join(", ")}`] : []), ...(options.variants.includes("rss") ? [`rss (${int(options.rssTasks)} tasks)`] : [])]
   console.error(`e2e: ${plan.join(", then ")}; logs in ${logDir}`)
   try {
     for (let round = 1; round <= options.rounds; round++) {
       const label = `round ${round}/${options.rounds}`
       for (const variant of rotate(rotated, round - 1)) record(await runVariant(variant, round, ctx, 0), label)
-      if (options.variants.includes("latency")) {
+      for (const variant of paced) {
         const rate = latencyRate(options, runs)
-        if (rate === undefined) notes.push(`round ${round}: latency not measured: no clean codeq-sdk run to take half of (pass --latency-rate)`)
-        else record(await runVariant("latency", round, ctx, rate), label)
+        if (rate === undefined) notes.push(`round ${round}: ${variant} not measured: no clean codeq-sdk run to take half of (pass --latency-rate)`)
+        else record(await runVariant(variant, round, ctx, rate), label)
       }
     }
     if (options.variants.includes("rss")) record(await runVariant("rss", 1, ctx, 0), "once:")

@@ -144,6 +144,13 @@ export const tableRows = (runs: ReadonlyArray<AnyRun>, catchupTimeoutS: number):
       rows.push(row(`latency ${name} ${p} (ms)`, values, total("latency"), one, name === "create→claimed" && p === "p99" ? "< 10" : "", p === "p50" ? at : ""))
     }
   }
+  // The same operations from bare clients at the same rate: the latency the design leaves here.
+  const bareLatency = runsOf(runs, "bare-latency").filter((run): run is BareRunResult => run.system === "bare" && run.clean)
+  const bareRate = median(bareLatency.map((r) => r.rate))
+  for (const p of ["p50", "p95", "p99"] as const) {
+    const values = bareLatency.map((r) => r.latency?.createdToClaimed?.[p]).filter((v): v is number => v !== undefined)
+    rows.push(row(`bare latency create→claimed ${p} (ms)`, values, total("bare-latency"), one, "", p === "p50" && bareRate !== undefined ? `at ${int(bareRate)} tasks/s` : ""))
+  }
   const start = median(rss.map((r) => r.rss?.startBytes ?? 0))
   const rssRow = (label: string, pick: (r: CodeqRunResult) => number | undefined, goal: string) => {
     const values = rss.map(pick).filter((v): v is number => v !== undefined)
