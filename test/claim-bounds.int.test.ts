@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startBroker, type RunningBroker } from "../src/broker.js"
 import { CodeqClient } from "../src/sdk/client.js"
+import { claimsStream } from "../streams/definitions.js"
 import { brokerConfig, freshNaming, useNatsServer } from "./support/harness.js"
 
 const nats = useNatsServer()
@@ -58,6 +59,56 @@ describe("waiting for claims on an idle broker", () => {
     await worker.stop()
     await running
     expect(Math.max(...waits)).toBeLessThan(250)
+  })
+
+  it("hands an idle SDK worker a burst of claims on the lane it last worked through the long-poll it holds there, without another pull", async () => {
+    const observer = await nats.connect()
+    // Every pull request the worker sends for the lane's consumer (the server's JetStream API takes
+    // them on this subject; a subscriber sees them too).
+    const pulls: Array<{ batch: number; noWait: boolean }> = []
+    const decoder = new TextDecoder()
+    observer.subscribe(`$JS.API.CONSUMER.MSG.NEXT.${claimsStream(naming)}.claim-acme-burst-0`, {
+      callback: (_err, msg) => {
+        const body = JSON.parse(decoder.decode(msg.data)) as { batch?: number; no_wait?: boolean }
+        pulls.push({ batch: body.batch ?? 1, noWait: body.no_wait === true })
+      }
+    })
+    await observer.flush()
+    const handled = new Set<string>()
+    let wake: () => void = () => undefined
+    const worker = client.worker("acme", { workerId: "burst" })
+    const running = worker.run(["burst"], (task) => {
+      handled.add(task.id)
+      wake()
+      return null
+    }, { concurrency: 64 })
+    const until = async (condition: () => boolean, what: string) => {
+      const deadline = Date.now() + 10_000
+      while (!condition()) {
+        if (Date.now() > deadline) throw new Error(`not within 10 s: ${what}`)
+        await new Promise<void>((resolve) => {
+          wake = resolve
+          setTimeout(resolve, 20)
+        })
+      }
+    }
+    // One task makes the lane the one the worker last had claims on; once it is done and the lane
+    // found empty, the worker holds a long-poll there for a share of its capacity.
+    const first = await client.producer("acme").create({ command: "burst" })
+    await until(() => handled.has(first.id), "the first task handled")
+    const held = () => pulls.at(-1)
+    await until(() => held()?.noWait === false && (held()?.batch ?? 0) > 1, "a long-poll for more than one claim")
+    expect(held()?.batch).toBe(16)
+    const before = pulls.length
+    const burst = await client.producer("acme").createMany(Array.from({ length: 5 }, () => ({ command: "burst" })))
+    const ids = burst.flatMap((item) => (item.ok ? [item.task.id] : []))
+    expect(ids).toHaveLength(5)
+    await until(() => ids.every((id) => handled.has(id)), "the burst handled")
+    // The held long-poll brought all five: no pull was sent for them (a long-poll sent again as the
+    // held one ends, once a second, may fall in between; it is the same request again).
+    expect(pulls.slice(before).filter((pull) => pull.noWait || pull.batch === 1)).toEqual([])
+    await worker.stop()
+    await running
   })
 
   it("ends every long-poll within its wait plus 250 ms, with eight claimers at once", async () => {
