@@ -30,7 +30,7 @@ import { AckPolicy, connect, createInbox, DeliverPolicy, headers, type JsMsg, ty
 import { claimBarrierSubject, claimsStream, claimSubject, claimSubjects, eventsStream, eventSubject, eventSubjects, taskStateBucket, taskStateKey, type Naming } from "../../../streams/definitions.js"
 import { BROKER_CONNECTION, type RunContext } from "./codeqRun.js"
 import { readCpu, type CpuPerTask } from "./cpu.js"
-import { ErrorLog, runChild, type ChildControl, type ProducerResult, type WorkerResult } from "./ipc.js"
+import { ErrorLog, makePayload, runChild, type ChildControl, type ProducerResult, type WorkerResult } from "./ipc.js"
 import { HOPS_CONNECTION, watchHops, type HopReport, type HopWatch } from "./hops.js"
 import { readLogLatency, type LogLatency } from "./latency.js"
 import { driveLoad, type ExactlyOnce } from "./load.js"
@@ -45,7 +45,6 @@ const EXPECTED = "Nats-Expected-Last-Subject-Sequence"
 /** Unanswered publishes of the relay between two acknowledged barriers. */
 const BARRIER_EVERY = 512
 const FEED_BATCH = 1_000
-const ACK_DEADLINE_MS = 30_000
 /** The paced producer's tick, as the codeq producer's (producer.ts). */
 const PACE_MS = 10
 
@@ -112,7 +111,7 @@ class Acks {
 
   /** Fails every publish still waiting (the run is over). */
   abandon(): void {
-    for (const waiter of this.waiting.values()) waiter.reject(new Error(`no ack within the run (${ACK_DEADLINE_MS} ms deadline)`))
+    for (const waiter of this.waiting.values()) waiter.reject(new Error("no ack before the run ended"))
     this.waiting.clear()
   }
 }
@@ -125,7 +124,7 @@ const createdBody = (id: string, payload: string) =>
 const producer = async (config: BareConfig) => {
   const nc = await connect({ servers: config.natsUrl, name: "bare-producer", noAsyncTraces: true })
   const acks = new Acks(nc)
-  const payload = JSON.stringify({ d: "x".repeat(Math.max(0, config.payloadBytes - 8)) })
+  const payload = JSON.stringify(makePayload(config.payloadBytes))
   return async (control: ChildControl): Promise<ProducerResult> => {
     await control.go
     const ids: Array<string> = []
