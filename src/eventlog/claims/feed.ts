@@ -8,7 +8,7 @@
  * - A lane that came back empty ("cold") keeps a one-message long-poll open: it wakes the moment a
  *   claim is dispatched to it or a delayed one comes due, and the lane turns hot again. The lane
  *   that last had claims ("warm") asks for up to a quarter of the capacity instead, held for it,
- *   while more than half of the capacity stays free besides: claims come in bursts (a producer's
+ *   while at least half of the capacity stays free besides: claims come in bursts (a producer's
  *   `createMany`, a dispatcher's turn), and a one-message long-poll took the first of a burst at
  *   once and left the rest for the next pull, a round trip later (`npm run bench -- e2e --hops`:
  *   0.8 ms at the median at 500 tasks/s). It is asked for only while most of the capacity is
@@ -228,7 +228,7 @@ export class ClaimFeed {
       free -= l.owed
     }
     // Cold lanes: a one-message long-poll each, outside the capacity (a few extra claims at most);
-    // the warm one a share of the capacity, held, while more than half of it stays free besides.
+    // the warm one a share of the capacity, held, while at least half of it stays free besides.
     const capacity = this.options.capacity
     for (const l of this.lanes) {
       if (l.hot || l.open || l.retryAt > now) continue
